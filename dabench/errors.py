@@ -1,0 +1,37 @@
+"""dabench's error types.
+
+Every error a user can cause (bad input, unknown names, wrong files) is a ``DabenchError``: the
+CLI prints its one-line message and exits with code 2 instead of showing a traceback. They are
+``click.ClickException`` subclasses so typer handles them the same way in the real CLI and in
+``CliRunner`` tests, and also subclass the matching builtin (``ValueError``, ``KeyError``,
+``FileNotFoundError``) so library callers can catch them naturally.
+"""
+from __future__ import annotations
+
+import click
+
+
+class DabenchError(click.ClickException):
+    exit_code = 2
+
+    def __init__(self, message: str):
+        click.ClickException.__init__(self, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(DabenchError, ValueError):
+    """A config/card/suite value is unknown, missing or of the wrong type."""
+
+
+class DataError(DabenchError, ValueError):
+    """A data file is corrupt, truncated, of the wrong size or format."""
+
+
+class MissingFileError(DabenchError, FileNotFoundError):
+    """A file named by a split list, checkpoint path or argument does not exist."""
+
+
+class CheckpointError(DabenchError, ValueError):
+    """A checkpoint is missing keys, has unexpected keys, or belongs to another architecture."""

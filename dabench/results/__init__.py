@@ -1,0 +1,1 @@
+"""Results store, tables, paper tables and regression reports (see docs/architecture.md)."""

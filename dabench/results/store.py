@@ -1,0 +1,78 @@
+"""Versioned JSON result records: one per (suite/task, model, dataset).
+
+Layout: ``{results_dir}/{suite}/{model}/{dataset}.json``. Records are written atomically
+(temp file + rename) so a crash never leaves a half-written result. Schema: docs/architecture.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from dabench.errors import DataError, MissingFileError
+from dabench.provenance import atomic_write_json
+
+SCHEMA = "dabench.result/1"
+REQUIRED_KEYS = ("schema", "status", "suite", "model", "dataset", "metrics")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if (c.isalnum() or c in "-_.+") else "_" for c in str(name))
+
+
+def record_path(results_dir: str | os.PathLike, suite: str, model: str, dataset: str) -> Path:
+    return Path(results_dir) / _safe(suite) / _safe(model) / f"{_safe(dataset)}.json"
+
+
+def validate_record(record: dict, source: str = "<record>") -> dict:
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise DataError(f"{source}: not a dabench result record (missing keys: {', '.join(missing)})")
+    if record["schema"] != SCHEMA:
+        raise DataError(f"{source}: unsupported record schema {record['schema']!r}; expected {SCHEMA!r}")
+    return record
+
+
+def write_record(record: dict[str, Any], results_dir: str | os.PathLike) -> Path:
+    """Validate and atomically write one record; returns its path."""
+    record = {"schema": SCHEMA, **record}
+    validate_record(record)
+    path = record_path(results_dir, record["suite"], record["model"], record["dataset"])
+    atomic_write_json(path, record)
+    return path
+
+
+def iter_record_files(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list[Path]:
+    """Expand files and directories (recursively, ``*.json``) into record files."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise MissingFileError(f"results path {p} does not exist")
+    return out
+
+
+def load_records(paths, *, skip_foreign: bool = True) -> list[dict]:
+    """Load records from files/directories. Non-record JSON files in a directory are ignored
+    when ``skip_foreign``; a corrupt JSON file is an error naming it."""
+    records = []
+    for f in iter_record_files(paths):
+        try:
+            rec = json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{f}: corrupt result record ({e})") from None
+        if not isinstance(rec, dict) or rec.get("schema") is None:
+            if skip_foreign:
+                continue
+            raise DataError(f"{f}: not a dabench result record")
+        rec = validate_record(rec, str(f))
+        rec.setdefault("_path", str(f))
+        records.append(rec)
+    return records
