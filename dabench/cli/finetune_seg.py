@@ -1,0 +1,2 @@
+"""`dabench finetune seg` (semantic segmentation through mmsegmentation)."""
+from dabench.cli.finetune import finetune_app  # noqa: F401
