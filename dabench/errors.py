@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import click
 
+try:  # typer >= 0.20 vendors its own click; its CLI only catches *that* ClickException
+    from typer._click.exceptions import ClickException as _TyperClickException
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _TyperClickException = click.ClickException
+_BASES = (click.ClickException,) if _TyperClickException is click.ClickException else \
+    (click.ClickException, _TyperClickException)
 
-class DabenchError(click.ClickException):
+
+class DabenchError(*_BASES):
     exit_code = 2
 
     def __init__(self, message: str):
         click.ClickException.__init__(self, message)
+        self.message = message
 
     def __str__(self) -> str:
         return self.message

@@ -2,7 +2,11 @@
 `metric` is defined here; `seg` in dabench/cli/finetune_seg.py."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from dabench.errors import ConfigError
 
 from dabench.cli._app import app
 
@@ -12,3 +16,88 @@ finetune_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(finetune_app, name="finetune")
+
+
+@finetune_app.command("metric")
+def metric(
+    dataset: str = typer.Option(..., "--dataset", help="Dataset card to fine-tune on: nyu, kitti, synthetic-indoor, "
+                                                       "synthetic-outdoor, ... (its train split)."),
+    head: str = typer.Option("zoe", "--head", help="zoe (ZoeDepth metric bins, DA V1) or simple (sigmoid x max depth, DA V2)."),
+    init: Path = typer.Option(..., "--init", help="Relative-depth checkpoint to start from: an official .pth "
+                                                 "(pretrained.*/depth_head.*) or dabench train's final.safetensors."),
+    out: Path = typer.Option(None, "--out", help="Run folder (checkpoints, logs, final.safetensors). "
+                                                 "Default: runs/finetune-metric/<arch>_<head>_<dataset>."),
+    preset: str = typer.Option("paper", "--preset", help="paper (the authors' ZoeDepth / V2 recipe) or tiny (CPU smoke run)."),
+    arch: str = typer.Option(None, "--arch", help="Relative architecture of --init when it is an official .pth whose "
+                                                  "name does not tell (e.g. da2_vits14)."),
+    config: Path = typer.Option(None, "--config", help="A heads/metric-style mmengine config file instead of "
+                                                       "heads/metric/{head}_{dataset}.py."),
+    cfg_option: list[str] = typer.Option(None, "--cfg-option", help="Override a config key, e.g. optimizer.lr=1e-4 "
+                                                                    "(repeatable; values parsed as JSON)."),
+    steps: int = typer.Option(None, "--steps", help="Override the number of optimiser steps."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Override the per-GPU batch size."),
+    data_root: Path = typer.Option(None, "--data-root", help="Datasets folder (default $DABENCH_DATA)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: CUDA when available)."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Score the held-out split after training."),
+    baseline: bool = typer.Option(False, "--baseline", help="Also score the training set's median depth predicted "
+                                                            "everywhere (the floor a metric model must beat)."),
+    name: str = typer.Option(None, "--name", help="Name the final checkpoint is registered under (and the results "
+                                                  "record's model label)."),
+    results_dir: Path = typer.Option(None, "--results-dir", help="Results store (default $DABENCH_RESULTS or "
+                                                                 "~/.cache/dabench/results)."),
+):
+    """Fine-tune a relative Depth Anything model into a metric-depth model, then evaluate it.
+
+    Examples:
+
+      dabench finetune metric --dataset synthetic-indoor --head zoe --init runs/tiny/final.safetensors --preset tiny --baseline
+
+      torchrun --nproc_per_node 8 -m dabench finetune metric --dataset nyu --head zoe --init depth_anything_vitl14.pth --out runs/nyu
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.finetune.metric import finetune_metric, median_depth_baseline, parse_overrides, prepare
+
+    overrides = parse_overrides(cfg_option)
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps must be >= 1, got {steps}")
+        overrides.setdefault("schedule", {})["steps"] = int(steps)
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+        overrides.setdefault("train", {})["batch_size"] = int(batch_size)
+    # every user-caused problem surfaces here, before anything is built or trained
+    prep = prepare(dataset, head, init, preset=preset, arch=arch, config_file=config, overrides=overrides,
+                   data_root=data_root)
+    if out is None:
+        out = Path("runs") / "finetune-metric" / f"{prep['arch']}_{head}_{dataset}" + ("_tiny" if preset == "tiny" else "")
+    result = finetune_metric(dataset, head, init, out, preset=preset, arch=prep["arch"], config_file=config,
+                             overrides=overrides, data_root=data_root, resume=resume, device=device,
+                             evaluate=evaluate, results_dir=results_dir, run_name=name)
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    console = Console()
+    console.print(f"final weights: {result.checkpoint}")
+    if result.registered is not None:
+        console.print(f"registered as: {result.registered}")
+    rows = []
+    if result.metrics:
+        rows.append((result.registered.stem if result.registered else "finetuned", result.metrics))
+    if baseline:
+        rec = median_depth_baseline(dataset, result.config, data_root=data_root, results_dir=results_dir,
+                                    device="cpu")
+        rows.append((f"median-depth baseline ({rec['config']['median_depth']:.3f} m)", rec["metrics"]))
+    if rows:
+        table = Table(title=f"held-out {dataset} ({result.config['data'].get('eval_split', 'test')} split, metric depth)")
+        cols = ["delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog"]
+        table.add_column("model")
+        for c in cols:
+            table.add_column(c, justify="right")
+        for label, m in rows:
+            table.add_row(label, *[("-" if m.get(c) is None else f"{m[c]:.4f}") for c in cols])
+        console.print(table)

@@ -1,3 +1,187 @@
-"""CLI commands (filled in by the owning module's issue)."""
-from dabench.cli._app import app  # noqa: F401
-from dabench.cli.ls import ls_app  # noqa: F401
+"""`dabench ls models` and `dabench predict`.
+
+Heavy libraries (torch, timm, cv2, matplotlib) are imported inside the commands.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dabench.cli._app import app
+from dabench.cli.ls import ls_app
+from dabench.errors import ConfigError, DabenchError, DataError
+
+
+@ls_app.command("models")
+def ls_models(
+    all_: bool = typer.Option(False, "--all", help="Also list the tiny test variants and the baselines."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List registered models with their parameter counts.
+
+    Example: dabench ls models --all
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.models import list_models, model_info
+
+    infos = [model_info(n) for n in list_models(include_test=all_)]
+    if as_json:
+        typer.echo(json.dumps(infos, indent=2))
+        return
+    table = Table(title="dabench models")
+    for col in ("name", "version", "encoder", "params", "taps", "output"):
+        table.add_column(col, justify="right" if col == "params" else "left", no_wrap=True)
+    table.add_column("description", overflow="fold")
+    for i in infos:
+        params = f"{i['params'] / 1e6:.1f}M" if i["params"] >= 1e5 else f"{i['params']:,}"
+        table.add_row(i["name"], str(i["version"] or "-"), str(i["encoder"] or "-"), params,
+                      ",".join(map(str, i.get("taps", []))) or "-", i["output_space"], i["description"])
+    Console().print(table)
+
+
+def _read_image(path: Path):
+    """RGB uint8 H×W×3 or DataError/MissingFileError naming the file."""
+    import cv2
+    import numpy as np
+
+    from dabench.errors import MissingFileError
+
+    if not path.is_file():
+        raise MissingFileError(f"image {path} does not exist")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise DataError(f"image {path} could not be decoded (corrupt or not an image)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def colorize(pred, cmap: str = "Spectral_r"):
+    """Map a prediction to RGB uint8 with a matplotlib colormap after min–max normalisation."""
+    import matplotlib
+    import numpy as np
+
+    try:
+        cm = matplotlib.colormaps[cmap]
+    except KeyError:
+        raise ConfigError(f"unknown matplotlib colormap {cmap!r}") from None
+    pred = np.asarray(pred, dtype=np.float64)
+    finite = np.isfinite(pred)
+    lo, hi = (pred[finite].min(), pred[finite].max()) if finite.any() else (0.0, 0.0)
+    norm = np.zeros_like(pred) if hi <= lo else (np.where(finite, pred, lo) - lo) / (hi - lo)
+    return (cm(norm)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        stem = p.stem
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        out.append(stem if n == 0 else f"{stem}_{n}")
+    return out
+
+
+@app.command("predict")
+def predict(
+    images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...).", show_default=False),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `dabench ls models`). "
+                                        "May be omitted with a dabench .safetensors checkpoint."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c",
+                                              help="Official .pth or dabench .safetensors weights."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (created)."),
+    random_init: bool = typer.Option(False, "--random-init", help="Run without weights (outputs are meaningless)."),
+    input_size: int = typer.Option(518, "--input-size", help="Shorter side the network sees (pixels)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (autocast)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (same-size images are batched)."),
+    cmap: str = typer.Option("Spectral_r", "--cmap", help="matplotlib colormap for the PNGs."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model first."),
+) -> None:
+    """Predict relative depth (or metric depth for metric checkpoints) for images.
+
+    Writes DIR/<name>.npy (float32, the model's output at the image's size: disparity for relative models, metres for metric ones) and DIR/<name>.png (colour-mapped). Images that are missing or corrupt are reported by name, the others are still written, and the exit code is then non-zero.
+
+    Example: dabench predict photo.jpg --model da2_vits14 --checkpoint depth_anything_v2_vits.pth --out preds/
+    """
+    import numpy as np
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dabench.models import create_model, is_baseline, load_model_from_checkpoint
+    from dabench.models.inference import predict_batch, resolve_amp_dtype, resolve_device
+    from dabench.provenance import atomic_write_bytes
+
+    console = Console(stderr=True)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    amp = resolve_amp_dtype(precision)
+    dev = resolve_device(device)
+    if model is None and checkpoint is None:
+        raise ConfigError("give --model NAME (and --checkpoint PATH), or a dabench .safetensors --checkpoint")
+    if checkpoint is not None:
+        net = create_model(model, checkpoint=checkpoint) if model else load_model_from_checkpoint(checkpoint)
+        name = model or net.arch
+    elif is_baseline(model):
+        net, name = create_model(model), model
+    elif random_init:
+        net, name = create_model(model), model
+        console.print(f"[bold yellow]warning:[/] {model} has random weights (--random-init): "
+                      "the outputs are meaningless.")
+    else:
+        from dabench.models import MODELS
+
+        MODELS.check(model)
+        raise ConfigError(f"no --checkpoint given for {model}: a randomly initialised network predicts nothing "
+                          "meaningful. Pass --checkpoint PATH (official .pth or dabench .safetensors), or "
+                          "--random-init to run anyway (e.g. to test the pipeline).")
+
+    colorize(np.zeros((1, 1)), cmap)  # validate the colormap before any work
+    net = net.to(dev).eval()
+    if compile_model:
+        import torch
+
+        net = torch.compile(net)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = _unique_stems(images)
+    errors: list[str] = []
+    written = 0
+    import cv2
+
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(f"predict {name}", total=len(images))
+        for start in range(0, len(images), batch_size):
+            chunk = list(range(start, min(start + batch_size, len(images))))
+            loaded = []
+            for i in chunk:
+                try:
+                    loaded.append((i, _read_image(images[i])))
+                except DabenchError as e:
+                    errors.append(e.message)
+                    console.print(f"[red]error:[/] {e.message}")
+                    bar.advance(task)
+            if not loaded:
+                continue
+            preds = predict_batch(net, [im for _, im in loaded], input_size=input_size, device=dev, amp_dtype=amp,
+                                  batch_size=batch_size)
+            for (i, _), pred in zip(loaded, preds):
+                buf = io.BytesIO()
+                np.save(buf, pred.astype(np.float32))
+                atomic_write_bytes(out / f"{stems[i]}.npy", buf.getvalue())
+                ok, png = cv2.imencode(".png", cv2.cvtColor(colorize(pred, cmap), cv2.COLOR_RGB2BGR))
+                if not ok:  # pragma: no cover - encoding an RGB uint8 array does not fail
+                    raise DataError(f"could not encode the PNG for {images[i]}")
+                atomic_write_bytes(out / f"{stems[i]}.png", png.tobytes())
+                written += 1
+                bar.advance(task)
+    console.print(f"wrote {written} prediction(s) to {out}")
+    if errors:
+        raise DataError(f"{len(errors)} of {len(images)} image(s) failed: " + "; ".join(errors))

@@ -1,3 +1,215 @@
-"""CLI commands (filled in by the owning module's issue)."""
-from dabench.cli._app import app  # noqa: F401
+"""`dabench results ls|export`, `dabench table`, `dabench paper`, `dabench regress`: everything that reads
+the results store (records written by `dabench run` and the fine-tuning commands)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dabench.cli._app import app
 from dabench.cli.ls import ls_app  # noqa: F401
+
+results_app = typer.Typer(
+    help="Inspect the results store (one JSON record per suite × model × dataset).\n\n"
+    "Example: dabench results ls --suite zero-shot",
+    no_args_is_help=True,
+)
+app.add_typer(results_app, name="results")
+
+ResultsOpt = typer.Option(None, "--results", help="results directory or record file (default: $DABENCH_RESULTS "
+                          "or $DABENCH_HOME/results)")
+
+
+def _results_path(results: Optional[Path]) -> Path:
+    from dabench.errors import MissingFileError
+    from dabench.provenance import default_results_dir
+
+    path = Path(results) if results is not None else default_results_dir()
+    if not path.exists():
+        raise MissingFileError(f"results directory {path} does not exist; run `dabench run --suite zero-shot` "
+                               f"first or pass --results DIR")
+    return path
+
+
+def _split(values: Optional[List[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+@results_app.command("ls")
+def results_ls(
+    results: Optional[Path] = ResultsOpt,
+    suite: Optional[str] = typer.Option(None, help="only this suite"),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="only these models (glob patterns, repeatable)"),
+    fmt: str = typer.Option("table", "--format", help="table | csv | json"),
+):
+    """List result records: suite, model, dataset, status, headline metrics, samples, commit, date.
+
+    Example: dabench results ls --suite zero-shot --model 'da2_*'
+    """
+    import fnmatch
+    import json
+
+    from dabench.errors import ConfigError
+    from dabench.results.frame import format_params, format_value, metric_info
+    from dabench.results.store import load_records
+
+    path = _results_path(results)
+    recs = [r for r in load_records(path) if (suite is None or r.get("suite") == suite)
+            and (not model or any(fnmatch.fnmatchcase(str(r.get("model")), p) for p in _split(model)))]
+    recs.sort(key=lambda r: (str(r.get("suite")), str(r.get("model")), str(r.get("dataset"))))
+    if fmt not in ("table", "csv", "json"):
+        raise ConfigError(f"unknown --format {fmt!r}; choose table, csv or json")
+    if fmt == "json":
+        typer.echo(json.dumps([{k: v for k, v in r.items()} for r in recs], indent=2, default=str))
+        return
+    headline = ("abs_rel", "delta1", "rmse", "miou")
+    rows = []
+    for r in recs:
+        m = r.get("metrics") or {}
+        shown = ", ".join(f"{metric_info(k)['display']}={format_value(m[k], metric_info(k)['fmt'])}"
+                          for k in headline if isinstance(m.get(k), (int, float)))
+        samples = (r.get("samples") or {}).get("used")
+        ds = str(r.get("dataset")) + (f" (for {r['fallback_for']})" if r.get("fallback_for") else "")
+        status = r.get("status", "ok") + (f": {r['skip_reason']}" if r.get("skip_reason") else "")
+        rows.append({"suite": r.get("suite"), "model": r.get("model"), "params": format_params(r.get("model_params")),
+                     "dataset": ds, "status": status, "metrics": shown, "samples": samples,
+                     "commit": (r.get("git_commit") or "")[:12], "date": r.get("date"), "path": r.get("_path")})
+    if fmt == "csv":
+        import csv
+        import sys
+
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["suite"])
+        w.writeheader()
+        w.writerows(rows)
+        return
+    if not rows:
+        typer.echo(f"no result records in {path}" + (f" for suite {suite!r}" if suite else ""))
+        return
+    from tabulate import tabulate
+
+    typer.echo(tabulate([{k: v for k, v in r.items() if k != "path"} for r in rows], headers="keys"))
+    typer.echo(f"\n{len(rows)} record(s) in {path}")
+
+
+@results_app.command("export")
+def results_export(
+    out: Path = typer.Option(..., "--out", help="CSV file for the tidy frame"),
+    results: Optional[Path] = ResultsOpt,
+):
+    """Write the tidy frame (one row per record × metric: model, task, dataset, metric, value,
+    higher_is_better, protocol, commit, date, ...) as CSV.
+
+    Example: dabench results export --out results.csv
+    """
+    from dabench.provenance import atomic_write_text
+    from dabench.results.store import records_dataframe
+
+    frame = records_dataframe(_results_path(results))
+    atomic_write_text(out, frame.to_csv(index=False))
+    typer.echo(f"wrote {len(frame)} rows to {out}")
+
+
+@app.command("table")
+def table_cmd(
+    suite: Optional[str] = typer.Option(None, help="suite whose records form the table (default: the only suite "
+                                        "in the results)"),
+    fmt: str = typer.Option("md", "--format", help="md | latex | csv | html"),
+    models: Optional[List[str]] = typer.Option(None, "--models", help="own models to show (comma-separated or "
+                                               "repeated; glob patterns)"),
+    with_published: bool = typer.Option(False, "--with-published", help="add the published rows of the "
+                                        "matching paper table(s), each with a source footnote"),
+    metrics: Optional[List[str]] = typer.Option(None, "--metrics", help="metric columns (default: the suite's "
+                                                "primary metrics; 'all' = every metric of the suite)"),
+    datasets: Optional[List[str]] = typer.Option(None, "--datasets", help="dataset columns (default: all)"),
+    results: Optional[Path] = ResultsOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout"),
+):
+    """Comparison table: rows = models (own runs and, with --with-published, the paper's rows),
+    columns = dataset × metric with ↑/↓, best value bold and second underlined, a parameter
+    column and a source footnote per published row.
+
+    Example: dabench table --suite zero-shot --format latex --with-published
+    """
+    from dabench.provenance import atomic_write_text
+    from dabench.results.tables import render, table_for_suite
+
+    from dabench.provenance import default_results_dir
+
+    path = Path(results) if results is not None else default_results_dir()
+    if not with_published:
+        path = _results_path(path)
+    table = table_for_suite(path, suite=suite, models=_split(models), with_published=with_published,
+                            metrics=_split(metrics), datasets=_split(datasets))
+    text = render(table, fmt)
+    if out:
+        atomic_write_text(out, text)
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command("regress")
+def regress_cmd(
+    baseline: Path = typer.Option(..., "--baseline", help="baseline results directory or record file"),
+    current: Path = typer.Option(..., "--current", help="current results directory or record file"),
+    abs_tol: float = typer.Option(None, "--abs-tol", help="absolute tolerance (default 1e-4)"),
+    rel_tol: float = typer.Option(None, "--rel-tol", help="relative tolerance, fraction of |baseline| "
+                                  "(default 1e-3)"),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="metrics/datasets on one side only "
+                                       "are listed but do not fail"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Markdown report file (a JSON report is written "
+                                       "next to it with .json)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="JSON report file (default: --out with .json)"),
+    update_baseline: bool = typer.Option(False, "--update-baseline", help="instead of comparing, make "
+                                         "--baseline hold exactly the records of --current"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the verdict line"),
+):
+    """Compare current results with a baseline, per (suite, model, dataset, metric) in each
+    metric's direction; exit 1 when any metric is worse than the baseline by more than
+    abs_tol + rel_tol·|baseline| (or is missing on one side, unless --allow-missing), else 0.
+
+    Example: dabench regress --baseline leaderboards/ci-baseline --current results/ --out report.md
+    """
+    from dabench.results import regress as rg
+
+    if update_baseline:
+        written, removed = rg.update_baseline(current, baseline)
+        typer.echo(f"baseline {baseline}: wrote {len(written)} record(s), removed {len(removed)} stale record(s)")
+        return
+    report = rg.regress(baseline, current,
+                        abs_tol=rg.DEFAULT_ABS_TOL if abs_tol is None else abs_tol,
+                        rel_tol=rg.DEFAULT_REL_TOL if rel_tol is None else rel_tol,
+                        allow_missing=allow_missing)
+    if json_out is None and out is not None:
+        json_out = out.with_suffix(".json")
+    rg.write_reports(report, out, json_out)
+    typer.echo(report.verdict() if quiet else report.to_markdown(), nl=quiet)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("paper")
+def paper_cmd(
+    out: Path = typer.Option(..., "--out", help="output directory (tables/, figures/, index.md)"),
+    results: Optional[Path] = ResultsOpt,
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="write the matplotlib figures"),
+    grid: bool = typer.Option(True, "--grid/--no-grid", help="the qualitative grid (runs a model on a few samples)"),
+    grid_samples: int = typer.Option(3, help="samples in the qualitative grid"),
+    device: str = typer.Option("cpu", help="device for the qualitative grid's predictions"),
+):
+    """Regenerate every table of the paper's layouts (Tables 2, 3-4, 5, 7-8, 9, 10, 12) with the stored
+    results next to the published numbers, figures as PNG and PDF, and an index.md linking them.
+
+    Example: dabench paper --out paper/
+    """
+    from dabench.provenance import default_results_dir
+    from dabench.results.paper import generate_paper
+
+    path = Path(results) if results is not None else default_results_dir()
+    res = generate_paper(out, path, figures=figures, grid=grid, grid_samples=grid_samples, device=device)
+    for note in res.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"wrote {len(res.tables)} tables and {len(res.figures)} figures; index: {res.index}")

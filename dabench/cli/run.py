@@ -1,3 +1,93 @@
-"""CLI commands (filled in by the owning module's issue)."""
-from dabench.cli._app import app  # noqa: F401
-from dabench.cli.ls import ls_app  # noqa: F401
+"""`dabench run` (evaluate suites), `dabench ls metrics` and `dabench ls suites`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dabench.cli._app import app
+from dabench.cli.ls import ls_app
+
+
+@app.command("run")
+def run_cmd(
+    suite: str = typer.Option("zero-shot", "--suite", "-s", help="suite name (dabench ls suites) or path to a suite YAML"),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m",
+                                              help="model name(s), repeatable or comma-separated; default: every local "
+                                                   "checkpoint plus the baselines"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="weights (.pth or .safetensors)"),
+    random_init: bool = typer.Option(False, "--random-init", help="random weights: tests the pipeline, numbers are meaningless"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="datasets root (default $DABENCH_DATA)"),
+    datasets: Optional[str] = typer.Option(None, "--datasets", "-d", help="comma-separated subset of the suite's datasets"),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="first N samples of each dataset"),
+    batch_size: int = typer.Option(4, "--batch-size", "-b"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:1 ..."),
+    flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", help="override the suite's flip TTA"),
+    results: Optional[Path] = typer.Option(None, "--results", "-o", help="results directory (default $DABENCH_HOME/results)"),
+    seed: int = typer.Option(0, "--seed"),
+    amp: str = typer.Option("none", "--amp", help="autocast dtype: none | bf16 | fp16"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the prediction cache"),
+    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes"),
+) -> None:
+    """Evaluate models on a suite: one results record (+ per-sample CSV) per (model, dataset), then a table.
+
+    Datasets missing on disk are recorded as skipped and their synthetic fallback runs instead.
+    Predictions are cached under $DABENCH_HOME/cache, so a rerun skips finished work.
+    Distributed: torchrun --nproc_per_node=2 -m dabench run ...
+
+    Example: dabench run --suite zero-shot --model da2_vits14 --checkpoint depth_anything_v2_vits.pth --data-root /data
+
+    Example: dabench run --suite synthetic --model da2_test --random-init --limit 4
+    """
+    from dabench.eval.runner import run_suite
+
+    models = [m for item in (model or []) for m in item.split(",") if m] or None
+    run_suite(suite, models=models, checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init,
+              data_root=data_root, datasets=datasets, limit=limit, batch_size=batch_size, device=device,
+              flip_tta=flip_tta, results_dir=results, seed=seed, amp_dtype=None if amp == "none" else amp,
+              use_cache=not no_cache, num_workers=workers, print_table=True)
+
+
+@ls_app.command("metrics")
+def ls_metrics(task: Optional[str] = typer.Option(None, "--task", help="depth | segmentation")) -> None:
+    """List the registered metrics: direction, averaging, unit, definition.
+
+    Example: dabench ls metrics --task depth
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.errors import ConfigError
+    from dabench.metrics.registry import get_metric, list_metrics
+
+    if task is not None and task not in ("depth", "segmentation"):
+        raise ConfigError(f"unknown metric task {task!r}; valid: depth, segmentation")
+    table = Table(title="metrics")
+    for col in ("name", "display", "better", "averaging", "unit", "task", "definition"):
+        table.add_column(col, overflow="fold")
+    for name in list_metrics(task):
+        s = get_metric(name)
+        table.add_row(s.name, s.display, "higher ↑" if s.higher_is_better else "lower ↓",
+                      "per image" if s.averaging == "image" else "pixel-pooled", s.unit or "-", s.task, s.description)
+    Console().print(table)
+
+
+@ls_app.command("suites")
+def ls_suites() -> None:
+    """List the suites in leaderboards/suites/: task, datasets, reported metrics.
+
+    Example: dabench ls suites
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.eval.suites import list_suites, load_suite
+
+    table = Table(title="suites")
+    for col in ("name", "task", "datasets", "primary metrics", "description"):
+        table.add_column(col, overflow="fold")
+    for name in list_suites():
+        s = load_suite(name)
+        table.add_row(s.name, s.task, ", ".join(s.dataset_names), ", ".join(s.primary_metrics), s.description)
+    Console().print(table)

@@ -68,7 +68,7 @@ def load_records(paths, *, skip_foreign: bool = True) -> list[dict]:
             rec = json.loads(f.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataError(f"{f}: corrupt result record ({e})") from None
-        if not isinstance(rec, dict) or rec.get("schema") is None:
+        if not isinstance(rec, dict) or not str(rec.get("schema") or "").startswith("dabench.result"):
             if skip_foreign:
                 continue
             raise DataError(f"{f}: not a dabench result record")
@@ -76,3 +76,56 @@ def load_records(paths, *, skip_foreign: bool = True) -> list[dict]:
         rec.setdefault("_path", str(f))
         records.append(rec)
     return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Tidy frame
+# ---------------------------------------------------------------------------------------------
+
+FRAME_COLUMNS = ("suite", "task", "model", "dataset", "metric", "value", "higher_is_better", "protocol",
+                 "commit", "date", "model_params", "status", "fallback_for", "checkpoint", "path")
+
+
+def protocol_string(protocol: dict | None) -> str:
+    """A compact, stable, hashable rendering of a record's protocol block (sorted ``key=value``)."""
+    if not protocol:
+        return ""
+    return ",".join(f"{k}={protocol[k]}" for k in sorted(protocol))
+
+
+def record_higher_is_better(record: dict, metric: str) -> bool | None:
+    """Direction of ``metric`` for one record: the record's own ``higher_is_better`` is the source of
+    truth; otherwise the metric registry (``dabench.metrics.METRICS``); ``None`` when unknown."""
+    hib = (record.get("higher_is_better") or {}).get(metric)
+    if hib is not None:
+        return bool(hib)
+    from dabench.results.frame import metric_info
+
+    return metric_info(metric)["higher_is_better"]
+
+
+def records_dataframe(paths=None, *, records: list[dict] | None = None, include_skipped: bool = False):
+    """One tidy pandas DataFrame (one row per record × metric) from result files/directories (or from
+    already loaded ``records``). Columns: ``FRAME_COLUMNS``. Skipped records have no metric rows
+    unless ``include_skipped`` (then one row with ``metric``/``value`` = None)."""
+    import pandas as pd
+
+    if records is None:
+        records = load_records(paths if paths is not None else [])
+    rows = []
+    for rec in records:
+        base = {
+            "suite": rec.get("suite"), "task": rec.get("task", rec.get("suite")), "model": rec.get("model"),
+            "dataset": rec.get("dataset"), "protocol": protocol_string(rec.get("protocol")),
+            "commit": rec.get("git_commit"), "date": rec.get("date"), "model_params": rec.get("model_params"),
+            "status": rec.get("status"), "fallback_for": rec.get("fallback_for"),
+            "checkpoint": rec.get("checkpoint"), "path": rec.get("_path"),
+        }
+        metrics = rec.get("metrics") or {}
+        if not metrics and include_skipped:
+            rows.append({**base, "metric": None, "value": None, "higher_is_better": None})
+        for name, value in metrics.items():
+            rows.append({**base, "metric": name, "value": None if value is None else float(value),
+                         "higher_is_better": record_higher_is_better(rec, name)})
+    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+    return frame

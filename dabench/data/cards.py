@@ -1,0 +1,150 @@
+"""Dataset cards: one YAML file per dataset in ``<repo>/datasets/<name>.yaml``.
+
+Card schema (every field is checked by ``validate_card``):
+
+- ``name``: the card's file stem; ``display_name``: for tables.
+- ``task``: ``depth`` | ``segmentation``.
+- ``reader``: the dataset reader (a ``READERS`` name in ``dabench.data.datasets``).
+- ``split_file``: ``{split: path}`` of split lists, relative to ``<repo>/datasets/``
+  (``{}`` for synthetic sets and sets listed by directory scan); ``default_split``.
+- ``root``: the dataset folder relative to ``--data-root`` / ``$DABENCH_DATA`` (null: synthetic).
+- ``min_depth`` / ``max_depth``: metres; ground truth outside is invalid for evaluation.
+- ``eval_crop``: ``none`` | ``eigen`` | ``garg`` | ``kb`` | ``kb+garg`` (see ``dabench.data.crops``).
+- ``alignment``: default for the zero-shot suite: ``none`` | ``median`` | ``scale`` |
+  ``scale_shift_depth`` | ``scale_shift_disparity``.
+- ``score_space``: ``disparity`` | ``depth``; ``depth_cap``: metres (MiDaS-style clamp of the
+  aligned disparity at 1/cap when scoring in depth) or null.
+- ``fallback``: the synthetic set evaluated instead when the data is absent
+  (``synthetic-indoor`` | ``synthetic-outdoor``; null for the synthetic sets themselves).
+- ``source``: one-line citation; ``protocol_source``: where the protocol defaults come from;
+  ``notes``: caveats.
+- Reader-specific extras (``family``, ``size``, ``num_samples``, ``seed``, ``sparse``,
+  ``focal``, ``subset``, ...) are passed to the reader.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from dabench.errors import ConfigError, MissingFileError
+from dabench.provenance import repo_root
+
+TASKS = ("depth", "segmentation")
+EVAL_CROPS = ("none", "eigen", "garg", "kb", "kb+garg")
+ALIGNMENTS = ("none", "median", "scale", "scale_shift_depth", "scale_shift_disparity")
+SCORE_SPACES = ("disparity", "depth")
+FALLBACKS = ("synthetic-indoor", "synthetic-outdoor")
+REQUIRED = ("name", "display_name", "task", "reader", "split_file", "root", "min_depth", "max_depth",
+            "eval_crop", "alignment", "score_space", "depth_cap", "fallback", "source", "notes")
+
+
+def cards_dir() -> Path:
+    """``<repo>/datasets``: the YAML cards and ``splits/``."""
+    return repo_root() / "datasets"
+
+
+def list_datasets(task: str | None = None) -> list[str]:
+    """Names of all dataset cards (optionally only those of ``task``)."""
+    names = sorted(p.stem for p in cards_dir().glob("*.yaml"))
+    if task is not None:
+        names = [n for n in names if load_card(n)["task"] == task]
+    return names
+
+
+def load_card(name: str) -> dict:
+    """The validated card of dataset ``name`` (a fresh copy each call)."""
+    import copy
+
+    return copy.deepcopy(_load_card_cached(str(name), str(cards_dir())))
+
+
+@lru_cache(maxsize=None)
+def _load_card_cached(name: str, directory: str) -> dict:
+    path = Path(directory) / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in Path(directory).glob("*.yaml"))) or "(none)"
+        raise ConfigError(f"unknown dataset {name!r}: no card {path}; valid datasets: {known}")
+    try:
+        card = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"dataset card {path} is not valid YAML: {e}") from None
+    validate_card(card, path)
+    return card
+
+
+def validate_card(card, path: Path | str = "<card>") -> None:
+    """Raise ``ConfigError`` naming the card file and field when ``card`` breaks the schema."""
+    if not isinstance(card, dict):
+        raise ConfigError(f"dataset card {path} must be a mapping, got {type(card).__name__}")
+    missing = [k for k in REQUIRED if k not in card]
+    if missing:
+        raise ConfigError(f"dataset card {path} lacks field(s): {', '.join(missing)}")
+    stem = Path(str(path)).stem
+    if str(path) != "<card>" and card["name"] != stem:
+        raise ConfigError(f"dataset card {path}: name {card['name']!r} must equal the file name {stem!r}")
+
+    def one_of(key, allowed):
+        if card[key] not in allowed:
+            raise ConfigError(f"dataset card {path}: {key} {card[key]!r} is not one of {', '.join(map(str, allowed))}")
+
+    one_of("task", TASKS)
+    one_of("eval_crop", EVAL_CROPS)
+    one_of("alignment", ALIGNMENTS)
+    one_of("score_space", SCORE_SPACES)
+    if card["fallback"] is not None:
+        one_of("fallback", FALLBACKS)
+    if not isinstance(card["split_file"], dict) or not all(v is None or isinstance(v, str) for v in card["split_file"].values()):
+        raise ConfigError(f"dataset card {path}: split_file must map split -> file (or null to scan the dataset "
+                          f"folder), got {card['split_file']!r}")
+    for key in ("min_depth", "max_depth"):
+        if not isinstance(card[key], (int, float)) or isinstance(card[key], bool):
+            raise ConfigError(f"dataset card {path}: {key} must be a number of metres, got {card[key]!r}")
+    if not card["min_depth"] < card["max_depth"]:
+        raise ConfigError(f"dataset card {path}: min_depth {card['min_depth']} must be < max_depth {card['max_depth']}")
+    if card["depth_cap"] is not None and not (isinstance(card["depth_cap"], (int, float)) and card["depth_cap"] > 0):
+        raise ConfigError(f"dataset card {path}: depth_cap must be a positive number of metres or null")
+    if card["root"] is not None and not isinstance(card["root"], str):
+        raise ConfigError(f"dataset card {path}: root must be a folder name relative to the data root or null")
+    splits = card_splits(card)
+    default = card.get("default_split")
+    if default is not None and splits and default not in splits:
+        raise ConfigError(f"dataset card {path}: default_split {default!r} is not one of {', '.join(splits)}")
+
+
+def card_splits(card: dict) -> list[str]:
+    """The splits a card offers."""
+    if card.get("reader") == "synthetic":
+        return list((card.get("num_samples") or {}).keys())
+    return list(card["split_file"].keys())
+
+
+def resolve_split(card: dict, split: str | None) -> str:
+    """``split`` or the card's default; an unknown split is a ``ConfigError`` listing the valid ones."""
+    splits = card_splits(card)
+    split = split or card.get("default_split") or (splits[0] if splits else None)
+    if split not in splits:
+        raise ConfigError(f"dataset {card['name']!r} has no split {split!r}; valid splits: {', '.join(splits) or '(none)'}")
+    return split
+
+
+def split_file_path(card: dict, split: str) -> Path:
+    """Absolute path of the split list of ``split`` (``ConfigError`` when the split is scanned)."""
+    rel = card["split_file"].get(split)
+    if not rel:
+        raise ConfigError(f"dataset {card['name']!r} split {split!r} has no split file (its folder is scanned)")
+    p = Path(rel)
+    return p if p.is_absolute() else cards_dir() / p
+
+
+def read_split_file(path: Path) -> list[list[str]]:
+    """Non-empty, non-comment lines of a split list, each split on whitespace."""
+    if not Path(path).is_file():
+        raise MissingFileError(f"split file {path} does not exist")
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            rows.append(line.split())
+    return rows

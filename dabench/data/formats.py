@@ -1,0 +1,253 @@
+"""Readers for the depth formats the benchmarks are distributed in.
+
+Every ``read_*_depth`` returns ``(depth, valid)``: ``depth`` float32 H×W in metres (planar z-depth,
+0 where invalid) and ``valid`` bool H×W. Invalid pixels (0, NaN, inf, negative, masked) are False,
+so a NaN never reaches a metric. A missing file raises ``MissingFileError``; a corrupt, truncated
+or wrongly typed file raises ``DataError`` naming the file and what was expected.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from dabench.errors import DataError, MissingFileError
+
+SINTEL_TAG = 202021.25          # first float32 of a Sintel .dpt / .cam file
+ETH3D_SIZE = (4032, 6048)       # (H, W) of ETH3D's DSLR ground-truth depth
+HYPERSIM_SIZE = (768, 1024)     # (H, W)
+HYPERSIM_FOCAL = 886.81         # pixels (HyperSim's 60° horizontal field of view at 1024 px)
+NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)   # fx, fy, cx, cy (NYU toolbox, 640×480)
+VKITTI2_INTRINSICS = (725.0087, 725.0087, 620.5, 187.0)     # fx, fy, cx, cy (vKITTI2 README)
+
+
+def _exists(path) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"depth file {p} does not exist")
+    return p
+
+
+def _finish(depth: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mark non-finite and non-positive depth invalid; zero the invalid pixels."""
+    depth = np.asarray(depth, dtype=np.float32)
+    ok = np.isfinite(depth) & (depth > 0)
+    if valid is not None:
+        ok &= valid
+    return np.where(ok, depth, 0.0).astype(np.float32), ok
+
+
+def read_png_uint16(path) -> np.ndarray:
+    """A single-channel 16-bit PNG as uint16 H×W; ``DataError`` if corrupt or not 16-bit."""
+    import cv2
+
+    p = _exists(path)
+    buf = np.fromfile(str(p), dtype=np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if arr is None:
+        raise DataError(f"depth PNG {p} is corrupt or not a PNG (cv2 could not decode it)")
+    if arr.dtype != np.uint16 or arr.ndim != 2:
+        raise DataError(f"depth PNG {p} must be single-channel 16-bit, got {arr.dtype} with shape {arr.shape}")
+    return arr
+
+
+def read_png_mask(path) -> np.ndarray:
+    """A mask PNG (any bit depth, first channel) as bool: non-zero is True."""
+    import cv2
+
+    p = _exists(path)
+    buf = np.fromfile(str(p), dtype=np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if arr is None:
+        raise DataError(f"mask PNG {p} is corrupt or not a PNG")
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr > 0
+
+
+def read_kitti_depth(path) -> tuple[np.ndarray, np.ndarray]:
+    """KITTI annotated depth (data_depth_annotated): uint16 PNG, metres = value / 256, 0 = no LiDAR point."""
+    raw = read_png_uint16(path)
+    return _finish(raw.astype(np.float32) / 256.0, raw > 0)
+
+
+def read_nyu_depth(path) -> tuple[np.ndarray, np.ndarray]:
+    """NYUv2 extracted test depth (``sync_depth_XXXXX.png``): uint16 PNG in millimetres, 0 invalid."""
+    raw = read_png_uint16(path)
+    return _finish(raw.astype(np.float32) / 1000.0, raw > 0)
+
+
+def read_nyu_mat(path, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample ``index`` (1-based, as MATLAB's ``testNdxs``) of the official labelled
+    ``nyu_depth_v2_labeled.mat`` (MATLAB v7.3 = HDF5): returns ``(image uint8 480×640×3, depth, valid)``.
+
+    h5py sees MATLAB's column-major arrays transposed: ``images`` is N×3×640×480 and ``depths``
+    N×640×480 (metres, in-painted), so each is transposed back to row-major H×W.
+    """
+    import h5py
+
+    p = _exists(path)
+    try:
+        with h5py.File(p, "r") as f:
+            if "depths" not in f or "images" not in f:
+                raise DataError(f"NYU .mat {p} lacks the 'depths'/'images' datasets (is it nyu_depth_v2_labeled.mat?)")
+            n = f["depths"].shape[0]
+            if not 1 <= index <= n:
+                raise DataError(f"NYU .mat {p}: index {index} out of range 1..{n}")
+            depth = np.asarray(f["depths"][index - 1], dtype=np.float32).T
+            image = np.asarray(f["images"][index - 1]).transpose(2, 1, 0)
+    except OSError as e:
+        raise DataError(f"NYU .mat {p} is not a readable HDF5 (MATLAB v7.3) file: {e}") from None
+    depth, valid = _finish(depth)
+    return np.ascontiguousarray(image.astype(np.uint8)), depth, valid
+
+
+def read_sintel_depth(path) -> tuple[np.ndarray, np.ndarray]:
+    """MPI Sintel ``.dpt``: float32 tag 202021.25, int32 width, int32 height, then width*height
+    float32 depths (row-major, little-endian)."""
+    p = _exists(path)
+    data = p.read_bytes()
+    if len(data) < 12:
+        raise DataError(f"Sintel depth {p} is truncated: {len(data)} bytes, need a 12-byte header")
+    tag, width, height = struct.unpack("<fii", data[:12])
+    if tag != np.float32(SINTEL_TAG):
+        raise DataError(f"Sintel depth {p} has tag {tag!r}, expected {SINTEL_TAG} (wrong file or endianness)")
+    if not (0 < width < 100000 and 0 < height < 100000):
+        raise DataError(f"Sintel depth {p} has implausible size {width}x{height}")
+    need = 12 + 4 * width * height
+    if len(data) < need:
+        raise DataError(f"Sintel depth {p} is truncated: {len(data)} bytes, expected {need} for {width}x{height}")
+    depth = np.frombuffer(data, dtype="<f4", count=width * height, offset=12).reshape(height, width)
+    return _finish(depth)
+
+
+def read_sintel_cam(path) -> tuple[np.ndarray, np.ndarray]:
+    """MPI Sintel ``.cam``: tag, then 3×3 intrinsics K and 3×4 extrinsics [R|t] as float64 row-major."""
+    p = _exists(path)
+    data = p.read_bytes()
+    if len(data) < 4 + 8 * 21:
+        raise DataError(f"Sintel camera {p} is truncated: {len(data)} bytes, expected {4 + 8 * 21}")
+    (tag,) = struct.unpack("<f", data[:4])
+    if tag != np.float32(SINTEL_TAG):
+        raise DataError(f"Sintel camera {p} has tag {tag!r}, expected {SINTEL_TAG}")
+    vals = np.frombuffer(data, dtype="<f8", count=21, offset=4)
+    return vals[:9].reshape(3, 3).copy(), vals[9:].reshape(3, 4).copy()
+
+
+def read_eth3d_depth(path, height: int = ETH3D_SIZE[0], width: int = ETH3D_SIZE[1]) -> tuple[np.ndarray, np.ndarray]:
+    """ETH3D DSLR ground truth: headerless little-endian float32, ``height``×``width`` row-major,
+    ``inf`` where there is no ground truth."""
+    p = _exists(path)
+    need = 4 * height * width
+    size = os.path.getsize(p)
+    if size != need:
+        raise DataError(f"ETH3D depth {p} has {size} bytes, expected {need} (float32 {width}x{height})")
+    depth = np.fromfile(str(p), dtype="<f4").reshape(height, width)
+    return _finish(depth)
+
+
+def _load_npy(path, what: str) -> np.ndarray:
+    p = _exists(path)
+    try:
+        return np.load(str(p), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{what} {p} is not a readable .npy file: {e}") from None
+
+
+def read_diode_depth(depth_npy, mask_npy) -> tuple[np.ndarray, np.ndarray]:
+    """DIODE: ``*_depth.npy`` (H×W×1 float32 metres) + ``*_depth_mask.npy`` (H×W, 1 = valid)."""
+    depth = _load_npy(depth_npy, "DIODE depth")
+    mask = _load_npy(mask_npy, "DIODE depth mask")
+    if depth.ndim == 3 and depth.shape[-1] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2:
+        raise DataError(f"DIODE depth {depth_npy} must be HxWx1, got shape {depth.shape}")
+    if mask.shape != depth.shape:
+        raise DataError(f"DIODE mask {mask_npy} is {mask.shape} but depth {depth_npy} is {depth.shape}")
+    return _finish(depth, mask > 0)
+
+
+def read_npy_depth(path) -> tuple[np.ndarray, np.ndarray]:
+    """A preprocessed ``.npy`` depth map in metres (H×W or H×W×1), 0 / NaN / inf invalid. Used for
+    DDAD as distributed with ZoeDepth/Depth Anything's metric-depth evaluation (``*_depth.npy``)."""
+    depth = _load_npy(path, "depth .npy")
+    if depth.ndim == 3 and depth.shape[-1] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
+        raise DataError(f"depth .npy {path} must be a numeric HxW array, got {depth.dtype} {depth.shape}")
+    return _finish(depth)
+
+
+read_ddad_depth = read_npy_depth
+
+
+def read_sunrgbd_depth(path, scale: float = 10000.0) -> tuple[np.ndarray, np.ndarray]:
+    """SUN RGB-D test depth as used by Depth Anything's metric evaluation: uint16 PNG, metres =
+    value / 10000, 0 invalid."""
+    raw = read_png_uint16(path)
+    return _finish(raw.astype(np.float32) / float(scale), raw > 0)
+
+
+def read_ibims_depth(depth_png, mask_invalid_png=None, mask_transp_png=None) -> tuple[np.ndarray, np.ndarray]:
+    """iBims-1: uint16 PNG, metres = value * 50 / 65535; ``mask_invalid`` and ``mask_transp`` PNGs are
+    1 (non-zero) where the depth is usable."""
+    raw = read_png_uint16(depth_png)
+    valid = raw > 0
+    for m in (mask_invalid_png, mask_transp_png):
+        if m is not None:
+            mask = read_png_mask(m)
+            if mask.shape != raw.shape:
+                raise DataError(f"iBims mask {m} is {mask.shape} but depth {depth_png} is {raw.shape}")
+            valid &= mask
+    return _finish(raw.astype(np.float32) * (50.0 / 65535.0), valid)
+
+
+def distance_to_planar(distance: np.ndarray, focal: float) -> np.ndarray:
+    """Convert per-pixel ray distance (metres, from the camera centre) to planar z-depth for a
+    centred pinhole camera: z = r * f / sqrt(f² + u² + v²), u, v from the image centre to each pixel
+    centre."""
+    h, w = distance.shape
+    u = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
+    v = np.arange(h, dtype=np.float64) - (h - 1) / 2.0
+    norm = np.sqrt(focal ** 2 + u[None, :] ** 2 + v[:, None] ** 2)
+    return (distance * (focal / norm)).astype(np.float32)
+
+
+def read_hypersim_depth(path, focal: float = HYPERSIM_FOCAL) -> tuple[np.ndarray, np.ndarray]:
+    """HyperSim ``frame.XXXX.depth_meters.hdf5``: dataset ``"dataset"`` of ray distances in metres
+    (NaN where no geometry), converted to planar depth with the focal length in pixels."""
+    import h5py
+
+    p = _exists(path)
+    try:
+        with h5py.File(p, "r") as f:
+            if "dataset" not in f:
+                raise DataError(f"HyperSim depth {p} lacks the HDF5 dataset 'dataset'")
+            dist = np.asarray(f["dataset"], dtype=np.float64)
+    except OSError as e:
+        raise DataError(f"HyperSim depth {p} is not a readable HDF5 file: {e}") from None
+    if dist.ndim != 2:
+        raise DataError(f"HyperSim depth {p} must be HxW, got shape {dist.shape}")
+    with np.errstate(invalid="ignore"):
+        return _finish(distance_to_planar(dist, focal))
+
+
+def read_vkitti2_depth(path) -> tuple[np.ndarray, np.ndarray]:
+    """Virtual KITTI 2 depth: uint16 PNG in centimetres (metres = value / 100); the far plane
+    (65535 = 655.35 m, sky) is invalid."""
+    raw = read_png_uint16(path)
+    return _finish(raw.astype(np.float32) / 100.0, (raw > 0) & (raw < 65535))
+
+
+def write_png_uint16(path, array: np.ndarray) -> None:
+    """Write a uint16 H×W array as a 16-bit PNG (for fixtures and data preparation)."""
+    import cv2
+
+    arr = np.asarray(array)
+    if arr.dtype != np.uint16 or arr.ndim != 2:
+        raise DataError(f"write_png_uint16 needs a uint16 HxW array, got {arr.dtype} {arr.shape}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), arr):
+        raise DataError(f"could not write PNG {path}")

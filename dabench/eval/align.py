@@ -1,0 +1,123 @@
+"""Per-image alignment of a prediction to metric ground truth, fitted on the valid pixels.
+
+``align(pred, gt, valid, mode)``, ``gt`` in metres:
+
+- ``none``: ``pred`` unchanged (metric-depth models).
+- ``median``: ``pred * median(gt) / median(pred)`` (``pred`` read as depth).
+- ``scale``: least squares ``s * pred ≈ gt`` (``pred`` read as depth).
+- ``scale_shift_depth``: least squares ``s * pred + t ≈ gt`` (``pred`` read as depth).
+- ``scale_shift_disparity``: least squares ``s * pred + t ≈ 1 / gt`` (``pred`` read as disparity,
+  what Depth Anything's relative models output); returns the aligned disparity.
+
+Least squares are solved in closed form in float64 (centred covariance for the affine fits).
+
+Degenerate-case policy (documented in docs/readme/evaluation.md):
+- fewer than 2 valid pixels in a fitting mode (median, scale, scale_shift_*): a fit would be
+  trivially perfect, so ``DegenerateAlignmentError`` is raised; the runner skips the sample and
+  counts it under ``samples.skipped_degenerate``. ``none`` needs no fit and never raises.
+- constant prediction over the valid pixels in an affine mode: the scale is not identifiable,
+  but the least-squares *prediction* is: ``s = 0, t = mean(target)``, a constant map, scored
+  honestly as a constant.
+- all-zero prediction in ``scale`` mode: ``s = 0`` (every scale fits equally).
+- ``median`` with ``median(pred) <= 0``: no positive scale maps it to depth;
+  ``DegenerateAlignmentError`` (skipped and counted, as above).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dabench.errors import DabenchError, DataError
+
+ALIGNMENT_MODES: tuple[str, ...] = ("none", "median", "scale", "scale_shift_depth", "scale_shift_disparity")
+# What each mode reads the raw prediction as (and what it returns).
+ALIGNMENT_INPUT_SPACE = {"none": None, "median": "depth", "scale": "depth",
+                         "scale_shift_depth": "depth", "scale_shift_disparity": "disparity"}
+
+
+class DegenerateAlignmentError(DabenchError, ValueError):
+    """The alignment cannot be fitted on this image (too few valid pixels, non-positive median)."""
+
+
+def check_mode(mode: str) -> str:
+    if mode not in ALIGNMENT_MODES:
+        from dabench.errors import ConfigError
+
+        raise ConfigError(f"unknown alignment mode {mode!r}; valid modes: {', '.join(ALIGNMENT_MODES)}")
+    return mode
+
+
+def _fit_scale(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    den = float(np.dot(p, p))
+    return (float(np.dot(p, y)) / den if den > 0 else 0.0), 0.0
+
+
+def _fit_scale_shift(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    pm, ym = p.mean(), y.mean()
+    pc = p - pm
+    var = float(np.dot(pc, pc))
+    if var <= 1e-24 * max(float(np.dot(p, p)), 1e-300):  # constant prediction: see module policy
+        return 0.0, float(ym)
+    s = float(np.dot(pc, y - ym)) / var
+    return s, float(ym - s * pm)
+
+
+def fit_alignment(pred, gt, valid, mode: str, *, name: str = "sample") -> tuple[float, float]:
+    """The (scale, shift) of ``mode`` fitted on the valid pixels of one image (float64)."""
+    from dabench.metrics.depth import to_numpy
+
+    check_mode(mode)
+    if mode == "none":
+        return 1.0, 0.0
+    pred, gt, valid = to_numpy(pred), to_numpy(gt), to_numpy(valid).astype(bool, copy=False)
+    if not (pred.shape == gt.shape == valid.shape):
+        raise DataError(f"{name}: shapes differ: pred {pred.shape}, gt {gt.shape}, valid {valid.shape}")
+    p = pred[valid].astype(np.float64)
+    g = gt[valid].astype(np.float64)
+    if p.size < 2:
+        raise DegenerateAlignmentError(f"{name}: {p.size} valid pixel(s); {mode} alignment needs at least 2")
+    if not np.all(np.isfinite(p)):
+        raise DataError(f"{name}: prediction has NaN/inf values on valid pixels")
+    if not np.all(np.isfinite(g)) or np.any(g <= 0):
+        raise DataError(f"{name}: ground truth must be finite and > 0 (metres) on valid pixels")
+    if mode == "median":
+        mp = float(np.median(p))
+        if not mp > 0:
+            raise DegenerateAlignmentError(f"{name}: median of the prediction is {mp:g} <= 0; median alignment "
+                                           "reads the prediction as depth")
+        return float(np.median(g)) / mp, 0.0
+    if mode == "scale":
+        return _fit_scale(p, g)
+    if mode == "scale_shift_depth":
+        return _fit_scale_shift(p, g)
+    return _fit_scale_shift(p, 1.0 / g)  # scale_shift_disparity
+
+
+def align(pred, gt, valid, mode: str, *, name: str = "sample", return_params: bool = False) -> Any:
+    """Aligned prediction (same type as ``pred``: numpy float64, or a torch tensor of pred's dtype
+    and device). With ``return_params`` returns ``(aligned, {"scale": s, "shift": t})``."""
+    s, t = fit_alignment(pred, gt, valid, mode, name=name)
+    if mode == "none":
+        out = pred
+    elif hasattr(pred, "detach"):
+        out = pred * s + t
+    else:
+        out = np.asarray(pred, dtype=np.float64) * s + t
+    return (out, {"scale": s, "shift": t}) if return_params else out
+
+
+def align_median(pred, gt, valid, **kw):
+    return align(pred, gt, valid, "median", **kw)
+
+
+def align_scale(pred, gt, valid, **kw):
+    return align(pred, gt, valid, "scale", **kw)
+
+
+def align_scale_shift_depth(pred, gt, valid, **kw):
+    return align(pred, gt, valid, "scale_shift_depth", **kw)
+
+
+def align_scale_shift_disparity(pred, gt, valid, **kw):
+    return align(pred, gt, valid, "scale_shift_disparity", **kw)

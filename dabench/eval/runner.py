@@ -1,0 +1,615 @@
+"""The suite runner: suite → dataset → model → align → metrics → results records → table.
+
+Python API (used by the CLI and by the training / fine-tuning / bench code)::
+
+    from dabench.eval.runner import run_suite, evaluate_dataset
+    records = run_suite("zero-shot", models=["da2_test"], random_init=True, limit=4)
+
+``evaluate_dataset(model, dataset, protocol)`` is the lower level: it streams one dataset through
+one model and returns ``(metrics, sample_counts)``; ``run_suite`` adds model/dataset resolution,
+dataset fallbacks, the prediction cache, records, per-sample CSVs and the printed table.
+
+Scoring one sample (``score_sample``), with ``gt`` in metres:
+
+1. valid = card mask & finite & ``min_depth < gt < max_depth`` & evaluation crop.
+2. A NaN/inf anywhere in the raw prediction is a ``DataError`` naming the sample.
+3. The raw output is brought into the space the alignment reads (``median``/``scale``/
+   ``scale_shift_depth`` read depth, ``scale_shift_disparity`` reads disparity, ``none`` keeps the
+   model's space) by a reciprocal with a floor of 1e-8 when the spaces differ.
+4. ``align`` fits on the valid pixels of this image.
+5. Conversion to the score space and clamping to the protocol's range:
+   disparity alignment scored in disparity → clamp to [1/max_depth, 1/floor], gt → 1/gt (DA authors);
+   disparity alignment scored in depth → disparity clamped at 1/depth_cap (default max_depth) and
+   inverted (MiDaS), then floored at ``floor``;
+   depth prediction → clamped to [floor, max_depth], inverted if scored in disparity.
+   ``floor`` is ``min_depth`` (1e-3 m when a card sets 0).
+6. The nine depth metrics of the image go into a ``DepthMetricState``.
+"""
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from dabench.errors import ConfigError, DataError
+from dabench.eval.align import ALIGNMENT_INPUT_SPACE, DegenerateAlignmentError, align
+from dabench.eval.suites import Protocol, Suite, load_suite, resolve_protocol
+from dabench.metrics.registry import DEPTH_METRICS, higher_is_better
+
+_RECIPROCAL_FLOOR = 1e-8
+SAMPLE_STATUSES = ("ok", "skipped_no_valid", "skipped_degenerate")
+
+
+# ----------------------------------------------------------------------------------------------
+# one sample
+# ----------------------------------------------------------------------------------------------
+def eval_valid_mask(sample: dict, protocol: Protocol) -> np.ndarray:
+    """Pixels scored for this sample: the card's mask, finite gt inside (min_depth, max_depth), eval crop."""
+    gt = np.asarray(sample["depth"])
+    valid = np.isfinite(gt)
+    if sample.get("valid") is not None:
+        v = np.asarray(sample["valid"]).astype(bool)
+        if v.shape != gt.shape:
+            raise DataError(f"{sample.get('name', 'sample')}: valid mask shape {v.shape} != depth shape {gt.shape}")
+        valid &= v
+    with np.errstate(invalid="ignore"):
+        valid &= (gt > protocol.min_depth) & (gt < protocol.max_depth)
+    if protocol.crop and protocol.crop != "none":
+        from dabench.data.crops import apply_eval_crop
+
+        valid = np.asarray(apply_eval_crop(valid, protocol.crop)).astype(bool)
+    return valid
+
+
+def _reciprocal(x: np.ndarray) -> np.ndarray:
+    return 1.0 / np.maximum(np.asarray(x, dtype=np.float64), _RECIPROCAL_FLOOR)
+
+
+def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_space: str,
+                 *, name: str | None = None) -> tuple[str, dict[str, float] | None, dict[str, Any]]:
+    """Score one raw prediction (H×W, the model's ``output_space``) against ``sample``.
+
+    Returns ``(status, metrics or None, info)`` with status ``ok``, ``skipped_no_valid`` or
+    ``skipped_degenerate`` (see ``dabench.eval.align`` for the degenerate policy) and info holding
+    the valid pixel count and the fitted scale/shift.
+    """
+    from dabench.metrics.depth import _check_inputs, _metrics_from_sums, _sums
+
+    name = name or str(sample.get("name", "sample"))
+    pred = np.asarray(pred)
+    gt = np.asarray(sample["depth"], dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise DataError(f"{name}: prediction shape {pred.shape} does not match ground truth shape {gt.shape}")
+    bad = ~np.isfinite(pred)
+    if bad.any():
+        raise DataError(f"{name}: the model predicted {int(bad.sum())} NaN/inf values (of {pred.size})")
+    valid = eval_valid_mask(sample, protocol)
+    info: dict[str, Any] = {"valid_pixels": int(valid.sum()), "scale": None, "shift": None}
+    if not valid.any():
+        return "skipped_no_valid", None, info
+    mode = protocol.alignment
+    space = ALIGNMENT_INPUT_SPACE[mode] or output_space
+    x = pred.astype(np.float64) if space == output_space else _reciprocal(pred)
+    try:
+        aligned, params = align(x, gt, valid, mode, name=name, return_params=True)
+    except DegenerateAlignmentError as e:
+        info["reason"] = str(e)
+        return "skipped_degenerate", None, info
+    info.update(params)
+    aligned = np.asarray(aligned, dtype=np.float64)
+    floor = protocol.min_depth if protocol.min_depth > 0 else 1e-3
+    if space == "disparity":
+        if protocol.score_space == "disparity":
+            p_s, g_s = np.clip(aligned, 1.0 / protocol.max_depth, 1.0 / floor), 1.0 / np.where(valid, gt, 1.0)
+        else:
+            cap = protocol.depth_cap or protocol.max_depth
+            p_s, g_s = np.maximum(1.0 / np.maximum(aligned, 1.0 / cap), floor), gt
+    else:
+        depth = np.clip(aligned, floor, protocol.max_depth)
+        if protocol.score_space == "disparity":
+            p_s, g_s = 1.0 / depth, 1.0 / np.where(valid, gt, 1.0)
+        else:
+            p_s, g_s = depth, gt
+    p, g = _check_inputs(p_s, g_s, valid, name)
+    info["sums"] = _sums(p, g)
+    return "ok", _metrics_from_sums(info["sums"]), info
+
+
+# ----------------------------------------------------------------------------------------------
+# one dataset
+# ----------------------------------------------------------------------------------------------
+def _amp(amp_dtype):
+    from dabench.models.inference import resolve_amp_dtype
+
+    return resolve_amp_dtype(amp_dtype)
+
+
+def predict_images(model, images: Sequence[np.ndarray], protocol: Protocol, device: str, amp_dtype=None) -> list[np.ndarray]:
+    """Raw predictions (model output space, each image's own size); flip TTA averages the mirrored pass."""
+    from dabench.models.inference import predict_batch
+
+    kw = dict(input_size=protocol.input_size, device=device, amp_dtype=_amp(amp_dtype), batch_size=max(1, len(images)))
+    preds = predict_batch(model, list(images), **kw)
+    preds = [np.asarray(p, dtype=np.float32) for p in preds]
+    if protocol.flip_tta:
+        flipped = predict_batch(model, [np.ascontiguousarray(im[:, ::-1]) for im in images], **kw)
+        preds = [0.5 * (p + np.asarray(f, dtype=np.float32)[:, ::-1]) for p, f in zip(preds, flipped)]
+    return preds
+
+
+@dataclass
+class DatasetResult:
+    metrics: dict[str, float]
+    metrics_pixel_pooled: dict[str, float]
+    counts: dict[str, int]
+    rows: list[dict[str, Any]] | None
+    cache_hits: int = 0
+    cache_misses: int = 0
+    seconds: float = 0.0
+
+
+def _iter_batches(dataset, indices: list[int], batch_size: int, num_workers: int):
+    if num_workers <= 0:
+        for i in range(0, len(indices), batch_size):
+            chunk = indices[i:i + batch_size]
+            yield chunk, [dataset[j] for j in chunk]
+        return
+    import torch.utils.data as tud
+
+    loader = tud.DataLoader(tud.Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers,
+                            collate_fn=list, shuffle=False)
+    pos = 0
+    for batch in loader:
+        chunk = indices[pos:pos + len(batch)]
+        pos += len(batch)
+        yield chunk, batch
+
+
+def _evaluate(model, dataset, protocol: Protocol, *, output_space: str | None = None, batch_size: int = 4,
+              device: str = "cpu", amp_dtype=None, cache=None, model_fp: str | None = None,
+              num_workers: int = 0, progress=None, description: str = "") -> DatasetResult:
+    from dabench.eval import distributed as D
+    from dabench.metrics.depth import DepthMetricState
+
+    t0 = time.time()
+    output_space = output_space or getattr(model, "output_space", "disparity")
+    rank, ws = D.world()
+    indices = D.shard(len(dataset), rank, ws)
+    state = DepthMetricState()
+    degenerate = 0
+    rows: list[dict[str, Any]] = []
+    pred_protocol = {"input_size": protocol.input_size, "flip_tta": protocol.flip_tta,
+                     "amp_dtype": str(_amp(amp_dtype))}
+    task = progress.add_task(description, total=len(dataset)) if progress is not None else None
+    for chunk, samples in _iter_batches(dataset, indices, max(1, int(batch_size)), num_workers):
+        preds: list[np.ndarray | None] = [None] * len(samples)
+        keys = [None] * len(samples)
+        if cache is not None and model_fp is not None:
+            for k, s in enumerate(samples):
+                keys[k] = cache.key(model_fp, s["image"], pred_protocol)
+                preds[k] = cache.get(keys[k])
+        todo = [k for k, p in enumerate(preds) if p is None]
+        if todo:
+            new = predict_images(model, [samples[k]["image"] for k in todo], protocol, device, amp_dtype)
+            for k, p in zip(todo, new):
+                preds[k] = p
+                if cache is not None and keys[k] is not None:
+                    cache.put(keys[k], p)
+        for idx, s, p in zip(chunk, samples, preds):
+            name = str(s.get("name", idx))
+            status, m, info = score_sample(p, s, protocol, output_space, name=name)
+            if status == "ok":
+                state.update_sums(info["sums"])
+            elif status == "skipped_no_valid":
+                state.skipped_no_valid += 1
+            else:
+                degenerate += 1
+            rows.append({"index": idx, "name": name, "status": status, "valid_pixels": info["valid_pixels"],
+                         "scale": info.get("scale"), "shift": info.get("shift"),
+                         **{k: (m[k] if m else None) for k in DEPTH_METRICS}})
+        if progress is not None:
+            progress.update(task, advance=len(samples) * ws)
+    vec = np.concatenate([state.to_vector(), [degenerate]])
+    from dabench.metrics._dist import all_reduce_sum
+
+    vec = all_reduce_sum(vec)
+    state.from_vector(vec[:-1])
+    degenerate = int(vec[-1])
+    gathered = D.gather_to_rank0(rows)
+    all_rows = sorted((r for part in gathered for r in part), key=lambda r: r["index"]) if gathered else None
+    counts = {"used": int(state.n_images), "skipped_no_valid": int(state.skipped_no_valid),
+              "skipped_degenerate": degenerate, "skipped_missing": int(getattr(dataset, "skipped_missing", 0) or 0),
+              "total": len(dataset)}
+    return DatasetResult(state.compute(), state.compute("pixel"), counts, all_rows,
+                         cache.hits if cache else 0, cache.misses if cache else 0, time.time() - t0)
+
+
+def evaluate_dataset(model, dataset, protocol: Protocol | dict | None = None, *, output_space: str | None = None,
+                     batch_size: int = 4, device: str = "cpu", amp_dtype=None, cache=None,
+                     model_fp: str | None = None, num_workers: int = 0) -> tuple[dict[str, float], dict[str, int]]:
+    """Stream ``dataset`` (samples as in docs/architecture.md) through ``model`` under ``protocol``.
+
+    Returns ``(metrics, sample_counts)``: the nine depth metrics averaged per image (exact over
+    batches and, under torch.distributed, over ranks: each rank takes a strided shard) and
+    ``{"used", "skipped_no_valid", "skipped_degenerate", "skipped_missing", "total"}``.
+    """
+    if protocol is None:
+        protocol = Protocol()
+    elif isinstance(protocol, dict):
+        protocol = Protocol(**protocol)
+    res = _evaluate(model, dataset, protocol, output_space=output_space, batch_size=batch_size, device=device,
+                    amp_dtype=amp_dtype, cache=cache, model_fp=model_fp, num_workers=num_workers)
+    return res.metrics, res.counts
+
+
+# ----------------------------------------------------------------------------------------------
+# models
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class ModelRun:
+    """One model to evaluate: the record's label, its registered arch, weights and how they were got."""
+
+    label: str
+    arch: str | None
+    checkpoint: str | None = None
+    random_init: bool = False
+    baseline: bool = False
+
+
+def local_checkpoints() -> dict[str, Path]:
+    """``{stem: path}`` of the weights under ``checkpoints_dir()`` (written by train/finetune or by hand)."""
+    from dabench.provenance import checkpoints_dir
+
+    d = checkpoints_dir()
+    if not d.is_dir():
+        return {}
+    out: dict[str, Path] = {}
+    for p in sorted(d.iterdir()):
+        if p.suffix in (".safetensors", ".pth") and not p.name.startswith("."):
+            out.setdefault(p.stem, p)
+    return out
+
+
+def resolve_models(models: Sequence[str] | str | None, checkpoint: str | os.PathLike | None = None,
+                   random_init: bool = False) -> list[ModelRun]:
+    """Turn ``--model``/``--checkpoint``/``--random-init`` into ``ModelRun``s.
+
+    - no models, no checkpoint: every local checkpoint plus the weight-free baselines;
+    - no models, a checkpoint: the dabench checkpoint alone (its metadata names the arch);
+    - names: registered models (Depth Anything needs ``checkpoint`` or ``random_init``; baselines
+      need neither) or the stem of a local checkpoint.
+    """
+    from dabench.models import MODELS, is_baseline
+
+    baselines = [n for n in MODELS.names() if is_baseline(n)]
+    local = local_checkpoints()
+    if isinstance(models, str):
+        models = [m for m in models.split(",") if m]
+    if not models:
+        if checkpoint is not None:
+            return [ModelRun(Path(checkpoint).stem, None, str(checkpoint))]
+        if random_init:
+            raise ConfigError("--random-init needs --model NAME (which architecture to initialise randomly)")
+        return [ModelRun(stem, None, str(p)) for stem, p in local.items()] + \
+               [ModelRun(b, b, baseline=True) for b in baselines]
+    runs = []
+    for name in models:
+        if name in MODELS:
+            if is_baseline(name):
+                runs.append(ModelRun(name, name, baseline=True))
+            elif checkpoint is not None:
+                runs.append(ModelRun(name, name, str(checkpoint)))
+            elif random_init:
+                runs.append(ModelRun(name, name, random_init=True))
+            else:
+                raise ConfigError(
+                    f"model {name!r} needs weights: pass --checkpoint PATH (an official .pth or a dabench "
+                    f".safetensors), put them in {local_checkpoints_hint()}, or pass --random-init to run with random "
+                    "weights (numbers are then meaningless; useful only to test the pipeline)")
+        elif name in local:
+            runs.append(ModelRun(name, None, str(local[name])))
+        else:
+            raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODELS.names())}"
+                              + (f"; local checkpoints: {', '.join(local)}" if local else ""))
+    if checkpoint is not None and sum(not r.baseline for r in runs) > 1:
+        raise ConfigError("--checkpoint applies to one model; pass a single --model with it")
+    return runs
+
+
+def local_checkpoints_hint() -> str:
+    from dabench.provenance import checkpoints_dir
+
+    return str(checkpoints_dir())
+
+
+def build_model(run: ModelRun, seed: int = 0):
+    import torch
+
+    from dabench.models import create_model, load_model_from_checkpoint
+
+    torch.manual_seed(seed)  # random-init weights are a function of the seed (same on every rank)
+    if run.arch is None:
+        model = load_model_from_checkpoint(run.checkpoint)
+        run.arch = getattr(model, "arch", None)
+    else:
+        model = create_model(run.arch, checkpoint=run.checkpoint)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# records, CSV, table
+# ----------------------------------------------------------------------------------------------
+def _clean(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _write_samples_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    from dabench.provenance import atomic_write_text
+
+    cols = ["index", "name", "status", "valid_pixels", "scale", "shift", *DEPTH_METRICS]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else (repr(r[k]) if isinstance(r[k], float) else r[k])) for k in cols})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol | None, config: dict, seed: int,
+                 model_params: int | None, checkpoint_sha: str | None) -> dict[str, Any]:
+    from dabench.provenance import provenance
+
+    rec = {"status": "ok", "skip_reason": None, "task": suite.task, "suite": suite.name, "model": run.label,
+           "arch": run.arch, "model_params": model_params, "checkpoint": run.checkpoint,
+           "checkpoint_sha256": checkpoint_sha, "random_init": run.random_init, "dataset": dataset,
+           "fallback_for": None, "metrics": {}, "higher_is_better": higher_is_better(DEPTH_METRICS),
+           "metric_order": suite.metrics, "primary_metrics": suite.primary_metrics,
+           "averaging": {m: "image" for m in DEPTH_METRICS},
+           "protocol": protocol.as_dict() if protocol else None,
+           "samples": {"used": 0, "skipped_no_valid": 0, "skipped_degenerate": 0, "skipped_missing": 0}}
+    rec.update(provenance(seed, {**config, "model": run.label, "arch": run.arch, "checkpoint": run.checkpoint,
+                                 "random_init": run.random_init, "dataset": dataset}))
+    return rec
+
+
+def print_suite_table(records: list[dict], suite: Suite, console=None) -> None:
+    """Rows = models, columns = datasets × the suite's primary metrics; skipped sets say why."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.metrics.registry import get_metric
+
+    console = console or Console()
+    datasets: list[str] = []
+    for r in records:
+        if r["dataset"] not in datasets:
+            datasets.append(r["dataset"])
+    by = {(r["model"], r["dataset"]): r for r in records}
+    models = list(dict.fromkeys(r["model"] for r in records))
+    primary = suite.primary_metrics
+    table = Table(title=f"suite {suite.name} ({suite.task})", show_lines=False)
+    table.add_column("model")
+    for d in datasets:
+        fb = next((r.get("fallback_for") for r in records if r["dataset"] == d and r.get("fallback_for")), None)
+        head = d + (f"\n(for {', '.join(fb)})" if fb else "")
+        for m in primary:
+            spec = get_metric(m)
+            table.add_column(f"{head}\n{spec.display}{spec.arrow}", justify="right")
+    for model in models:
+        row = [model + (" [red](random init)[/red]" if any(r.get("random_init") for r in records if r["model"] == model) else "")]
+        for d in datasets:
+            r = by.get((model, d))
+            for i, m in enumerate(primary):
+                if r is None:
+                    row.append("")
+                elif r["status"] != "ok":
+                    row.append("[dim]skipped[/dim]" if i == 0 else "")
+                else:
+                    row.append(get_metric(m).format(r["metrics"].get(m)))
+        table.add_row(*row)
+    console.print(table)
+    for r in records:
+        if r["status"] != "ok" and r["model"] == models[0]:
+            console.print(f"[yellow]{r['dataset']}: skipped[/yellow] — {r['skip_reason']}")
+
+
+# ----------------------------------------------------------------------------------------------
+# the suite
+# ----------------------------------------------------------------------------------------------
+def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | None = None,
+              checkpoint: str | os.PathLike | None = None, random_init: bool = False,
+              data_root: str | os.PathLike | None = None, datasets: Sequence[str] | str | None = None,
+              limit: int | None = None, batch_size: int = 4, device: str = "cpu", flip_tta: bool | None = None,
+              results_dir: str | os.PathLike | None = None, seed: int = 0, amp_dtype: str | None = None,
+              use_cache: bool = True, num_workers: int = 0, show_progress: bool = True,
+              print_table: bool = False, console=None) -> list[dict]:
+    """Run ``suite`` for each model; write one record (+ per-sample CSV) per (model, dataset).
+
+    Returns the records (on every rank; only rank 0 writes files). Datasets not on disk get a
+    ``status: "skipped"`` record and their card's synthetic ``fallback`` runs once per suite with
+    ``fallback_for`` naming them. Segmentation suites are handed to
+    ``dabench.finetune.seg.suite:run_seg_suite``.
+    """
+    from rich.console import Console
+
+    from dabench.eval import distributed as D
+    from dabench.provenance import data_root as _data_root, default_results_dir
+
+    suite = load_suite(suite)
+    console = console or Console(stderr=True)
+    if device in (None, "auto"):
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {limit}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    results_dir = Path(results_dir) if results_dir else default_results_dir()
+    root = _data_root(data_root)
+    if isinstance(datasets, str):
+        datasets = [d for d in datasets.split(",") if d]
+    selected = list(suite.dataset_names)
+    if datasets:
+        unknown = [d for d in datasets if d not in suite.dataset_names]
+        if unknown:
+            raise ConfigError(f"suite {suite.name!r} has no dataset {', '.join(map(repr, unknown))}; "
+                              f"its datasets: {', '.join(suite.dataset_names)}")
+        selected = [d for d in suite.dataset_names if d in datasets]
+    runs = resolve_models(models, checkpoint, random_init)
+    if suite.task == "segmentation":
+        return _run_segmentation(suite, runs, root=root, limit=limit, results_dir=results_dir, device=device,
+                                 batch_size=batch_size, seed=seed, datasets=selected, amp_dtype=amp_dtype)
+
+    device, own_pg = D.init_from_env(device)
+    rank, ws = D.world()
+    try:
+        return _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, flip_tta, results_dir, seed,
+                                amp_dtype, use_cache, num_workers, show_progress and rank == 0,
+                                print_table and rank == 0, console, rank, ws)
+    finally:
+        if own_pg:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _plan_datasets(suite: Suite, selected: list[str], root) -> tuple[list[tuple[str, dict | None]], list[dict]]:
+    """[(dataset, fallback_info)] to evaluate and [(skipped dataset info)] for absent ones."""
+    from dabench.data import dataset_available, load_card
+
+    plan: list[tuple[str, dict | None]] = []
+    skipped: list[dict] = []
+    fallback_for: dict[str, list[str]] = {}
+    for ds in selected:
+        card = load_card(ds)
+        if dataset_available(ds, root):
+            plan.append((ds, None))
+            continue
+        fb = card.get("fallback")
+        where = f"under {root / card['root']}" if (root is not None and card.get("root")) else \
+            "(no --data-root / $DABENCH_DATA given)"
+        reason = f"dataset {ds} not found {where}" + (f"; {fb} evaluated in its place" if fb else "; no fallback")
+        skipped.append({"dataset": ds, "reason": reason, "fallback": fb})
+        if fb:
+            fallback_for.setdefault(fb, []).append(ds)
+    for fb, reals in fallback_for.items():
+        existing = [i for i, (d, _) in enumerate(plan) if d == fb]
+        if existing:
+            plan[existing[0]] = (fb, {"fallback_for": reals})
+        else:
+            plan.append((fb, {"fallback_for": reals}))
+    return plan, skipped
+
+
+def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, flip_tta, results_dir, seed,
+                     amp_dtype, use_cache, num_workers, show_progress, print_table, console, rank, ws):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from dabench.data import build_dataset, load_card
+    from dabench.eval.cache import PredictionCache, model_fingerprint
+    from dabench.models.checkpoint import read_metadata  # noqa: F401  (fails early if models is broken)
+    from dabench.provenance import sha256_file
+    from dabench.results.store import record_path, write_record
+
+    plan, skipped = _plan_datasets(suite, selected, root)
+    config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(root) if root else None,
+              "datasets": selected, "limit": limit, "batch_size": batch_size, "device": str(device),
+              "amp_dtype": amp_dtype, "flip_tta_override": flip_tta, "world_size": ws, "cache": use_cache}
+    records: list[dict] = []
+    for run in runs:
+        model = build_model(run, seed)
+        output_space = getattr(model, "output_space", "disparity")
+        if suite.task == "metric" and output_space != "depth":
+            msg = (f"model {run.label!r} outputs relative disparity; the {suite.name} suite (task metric) scores "
+                   "metric depth in metres. Fine-tune a metric head first (dabench finetune metric)")
+            if len(runs) == 1:
+                raise ConfigError(msg)
+            if rank == 0:
+                console.print(f"[yellow]skipping {run.label}:[/yellow] {msg}")
+            continue
+        if run.random_init and rank == 0:
+            console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers are "
+                          "meaningless and only test the pipeline.[/bold red]")
+        n_params = int(sum(p.numel() for p in model.parameters()))
+        ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
+        fp = model_fingerprint(model, run.arch or run.label, run.checkpoint)
+        for sk in skipped:
+            card = load_card(sk["dataset"])
+            rec = _base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], card),
+                               config, seed, n_params, ck_sha)
+            rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
+            if rank == 0:
+                write_record(rec, results_dir)
+            records.append(rec)
+        for ds, fb in plan:
+            card = load_card(ds)
+            proto = resolve_protocol(suite, ds, card, overrides={"flip_tta": flip_tta},
+                                     in_suite=ds in suite.dataset_names)
+            # real-set readers mask ground truth outside a depth range: give them the protocol's
+            extra = {} if card.get("reader") == "synthetic" else {"depth_range": (proto.min_depth, proto.max_depth)}
+            dataset = build_dataset(ds, split=proto.split, data_root=root, limit=limit, skip_missing=True, **extra)
+            cache = PredictionCache(enabled=use_cache)
+            desc = f"{run.label} · {ds}"
+            if show_progress:
+                with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TimeRemainingColumn(), console=console, transient=False) as prog:
+                    res = _evaluate(model, dataset, proto, output_space=output_space, batch_size=batch_size,
+                                    device=device, amp_dtype=amp_dtype, cache=cache, model_fp=fp,
+                                    num_workers=num_workers, progress=prog, description=desc)
+            else:
+                res = _evaluate(model, dataset, proto, output_space=output_space, batch_size=batch_size,
+                                device=device, amp_dtype=amp_dtype, cache=cache, model_fp=fp,
+                                num_workers=num_workers)
+            rec = _base_record(suite, run, ds, proto, config, seed, n_params, ck_sha)
+            rec["fallback_for"] = (fb or {}).get("fallback_for")
+            rec["samples"] = {k: res.counts[k] for k in ("used", "skipped_no_valid", "skipped_degenerate",
+                                                         "skipped_missing")}
+            rec["split"] = proto.split or getattr(dataset, "split", None)
+            if res.counts["used"] == 0:
+                rec.update(status="skipped", skip_reason=f"no sample of {ds} had valid pixels to score "
+                                                         f"({res.counts['total']} samples)")
+            else:
+                rec["metrics"] = {k: _clean(v) for k, v in res.metrics.items()}
+                rec["metrics_pixel_pooled"] = {k: _clean(v) for k, v in res.metrics_pixel_pooled.items()}
+            rec["cache"] = {"hits": res.cache_hits, "misses": res.cache_misses}
+            rec["seconds"] = round(res.seconds, 3)
+            if rank == 0:
+                path = write_record(rec, results_dir)
+                _write_samples_csv(path.with_name(path.stem + ".samples.csv"), res.rows or [])
+                rec["_path"] = str(path)
+            if res.counts["skipped_missing"] and rank == 0:
+                console.print(f"[yellow]{ds}: {res.counts['skipped_missing']} samples listed in the split are "
+                              "missing on disk (counted in samples.skipped_missing)[/yellow]")
+            records.append(rec)
+        del model
+    if print_table and records:
+        print_suite_table(records, suite, console=console)
+    return records
+
+
+def _run_segmentation(suite, runs, *, root, limit, results_dir, device, batch_size, seed, datasets, amp_dtype):
+    """Dispatch to the segmentation helper (lazy import: mmseg is heavy)."""
+    from dabench.finetune.seg.suite import run_seg_suite
+
+    params = inspect.signature(run_seg_suite).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    records = []
+    for run in runs:
+        kw = dict(suite=suite, model_name=run.label, checkpoint=run.checkpoint, data_root=root, limit=limit,
+                  results_dir=results_dir, device=device, batch_size=batch_size, seed=seed, datasets=datasets,
+                  random_init=run.random_init, amp_dtype=amp_dtype)
+        if not takes_any:
+            kw = {k: v for k, v in kw.items() if k in params}
+        records.extend(run_seg_suite(**kw) or [])
+    return records

@@ -1,0 +1,241 @@
+"""Suites declared as data: ``leaderboards/suites/<name>.yaml``.
+
+A suite names a task, the datasets it runs (each optionally overriding its dataset card's
+evaluation defaults) and the metrics it reports. Schema (every key is checked; an unknown key,
+wrong type or unknown name is a ``ConfigError`` naming the file)::
+
+    name: zero-shot                    # defaults to the file stem
+    task: relative                     # relative | metric | segmentation
+    description: "..."
+    source: "paper / repo reference for the protocol"
+    defaults: {alignment: ..., ...}    # optional: protocol keys applied to every dataset entry
+    datasets:
+      - nyu                            # a bare name uses the card's defaults
+      - {dataset: kitti, alignment: scale_shift_disparity, score_space: disparity, depth_cap: 80,
+         crop: garg, min_depth: 0.001, max_depth: 80, input_size: 518, flip_tta: false, split: test}
+    metrics: [abs_rel, delta1, ...]    # reported/table order; every metric of the task is recorded
+    primary_metrics: [abs_rel, delta1] # the headline columns (a subset of metrics)
+
+Protocol precedence (lowest first): task defaults < dataset card ``eval`` block < suite
+``defaults`` < suite dataset entry < explicit overrides (``--flip-tta``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dabench.errors import ConfigError, MissingFileError
+from dabench.eval.align import ALIGNMENT_MODES
+from dabench.metrics.registry import METRICS, list_metrics
+from dabench.provenance import repo_root
+
+TASKS = ("relative", "metric", "segmentation")
+SCORE_SPACES = ("disparity", "depth")
+SUITE_KEYS = {"name": str, "task": str, "description": str, "source": str, "defaults": dict, "datasets": list,
+              "metrics": list, "primary_metrics": list}
+# protocol key -> (accepted python types, one-line meaning)
+PROTOCOL_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "split": ((str, type(None)), "dataset split to evaluate (card default, usually test)"),
+    "alignment": ((str,), f"one of {', '.join(ALIGNMENT_MODES)}"),
+    "score_space": ((str,), "disparity (DA authors) or depth (MiDaS: invert with depth_cap)"),
+    "depth_cap": ((int, float, type(None)), "metres; disparity is clamped at 1/depth_cap before inverting (default max_depth)"),
+    "crop": ((str,), "evaluation crop name (none, garg, eigen, eigen_nyu, ...; see dabench.data.crops)"),
+    "min_depth": ((int, float), "metres; ground truth outside [min_depth, max_depth] is not scored, predictions are clamped to it"),
+    "max_depth": ((int, float), "metres"),
+    "input_size": ((int,), "shorter-side resize before the network (multiple of 14)"),
+    "flip_tta": ((bool,), "average the prediction with the flipped image's"),
+}
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "relative": {"split": None, "alignment": "scale_shift_disparity", "score_space": "disparity", "depth_cap": None,
+                 "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": 518, "flip_tta": False},
+    "metric": {"split": None, "alignment": "none", "score_space": "depth", "depth_cap": None,
+               "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": 518, "flip_tta": False},
+    "segmentation": {"split": None},
+}
+
+
+def suites_dir() -> Path:
+    return repo_root() / "leaderboards" / "suites"
+
+
+def list_suites() -> list[str]:
+    d = suites_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+@dataclass
+class Protocol:
+    """The resolved evaluation protocol of one dataset (recorded verbatim in each result)."""
+
+    split: str | None = None
+    alignment: str = "scale_shift_disparity"
+    score_space: str = "disparity"
+    depth_cap: float | None = None
+    crop: str = "none"
+    min_depth: float = 1e-3
+    max_depth: float = 80.0
+    input_size: int = 518
+    flip_tta: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DatasetEntry:
+    dataset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    name: str
+    task: str
+    datasets: list[DatasetEntry]
+    metrics: list[str]
+    primary_metrics: list[str]
+    description: str = ""
+    source: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return [e.dataset for e in self.datasets]
+
+    def entry(self, dataset: str) -> DatasetEntry:
+        for e in self.datasets:
+            if e.dataset == dataset:
+                return e
+        raise ConfigError(f"suite {self.name!r} has no dataset {dataset!r}; its datasets: {', '.join(self.dataset_names)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "task": self.task, "description": self.description, "source": self.source,
+                "defaults": self.defaults, "datasets": [{"dataset": e.dataset, **e.overrides} for e in self.datasets],
+                "metrics": self.metrics, "primary_metrics": self.primary_metrics, "path": self.path}
+
+
+def _check_protocol_keys(d: dict, where: str, task: str) -> dict:
+    out = {}
+    for k, v in d.items():
+        if k not in PROTOCOL_KEYS:
+            raise ConfigError(f"{where}: unknown key {k!r}; valid keys: dataset, {', '.join(PROTOCOL_KEYS)}")
+        types, _ = PROTOCOL_KEYS[k]
+        if isinstance(v, bool) and bool not in types:
+            raise ConfigError(f"{where}: {k} must be {'/'.join(t.__name__ for t in types)}, got {v!r}")
+        if not isinstance(v, types):
+            raise ConfigError(f"{where}: {k} must be {'/'.join(t.__name__ for t in types)}, got {v!r}")
+        if k == "alignment" and v not in ALIGNMENT_MODES:
+            raise ConfigError(f"{where}: unknown alignment {v!r}; valid modes: {', '.join(ALIGNMENT_MODES)}")
+        if k == "score_space" and v not in SCORE_SPACES:
+            raise ConfigError(f"{where}: score_space must be one of {', '.join(SCORE_SPACES)}, got {v!r}")
+        if k in ("min_depth", "max_depth", "depth_cap") and v is not None and v < 0:
+            raise ConfigError(f"{where}: {k} must be >= 0, got {v!r}")
+        if k == "input_size" and (v <= 0 or v % 14):
+            raise ConfigError(f"{where}: input_size must be a positive multiple of 14, got {v!r}")
+        out[k] = float(v) if k in ("min_depth", "max_depth", "depth_cap") and v is not None else v
+    return out
+
+
+def parse_suite(data: Any, source: str = "<suite>", default_name: str | None = None) -> Suite:
+    """Validate a suite mapping (already loaded from YAML) and build a ``Suite``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a suite must be a YAML mapping, got {type(data).__name__}")
+    for k, v in data.items():
+        if k not in SUITE_KEYS:
+            raise ConfigError(f"{source}: unknown suite key {k!r}; valid keys: {', '.join(SUITE_KEYS)}")
+        if not isinstance(v, SUITE_KEYS[k]):
+            raise ConfigError(f"{source}: {k} must be a {SUITE_KEYS[k].__name__}, got {v!r}")
+    for k in ("task", "datasets"):
+        if k not in data:
+            raise ConfigError(f"{source}: missing required key {k!r}")
+    task = data["task"]
+    if task not in TASKS:
+        raise ConfigError(f"{source}: task must be one of {', '.join(TASKS)}, got {task!r}")
+    defaults = _check_protocol_keys(data.get("defaults") or {}, f"{source}: defaults", task)
+    entries = []
+    for i, item in enumerate(data["datasets"]):
+        where = f"{source}: datasets[{i}]"
+        if isinstance(item, str):
+            entries.append(DatasetEntry(item))
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("dataset"), str):
+            raise ConfigError(f"{where}: expected a dataset name or a mapping with a 'dataset' key, got {item!r}")
+        rest = {k: v for k, v in item.items() if k != "dataset"}
+        entries.append(DatasetEntry(item["dataset"], _check_protocol_keys(rest, where, task)))
+    if not entries:
+        raise ConfigError(f"{source}: datasets is empty")
+    names = [e.dataset for e in entries]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: a dataset is listed twice: {names}")
+    task_metrics = list_metrics("segmentation" if task == "segmentation" else "depth")
+    metrics = data.get("metrics") or task_metrics
+    for m in metrics:
+        if m not in METRICS:
+            raise ConfigError(f"{source}: unknown metric {m!r}; valid metrics: {', '.join(list_metrics())}")
+        if m not in task_metrics:
+            raise ConfigError(f"{source}: metric {m!r} does not belong to a {task} suite; valid: {', '.join(task_metrics)}")
+    primary = data.get("primary_metrics") or metrics[:2]
+    for m in primary:
+        if m not in metrics:
+            raise ConfigError(f"{source}: primary metric {m!r} is not in metrics {metrics}")
+    return Suite(name=data.get("name") or default_name or "suite", task=task, datasets=entries, metrics=list(metrics),
+                 primary_metrics=list(primary), description=data.get("description", ""),
+                 source=data.get("source", ""), defaults=defaults, path=None if source.startswith("<") else source)
+
+
+def load_suite(name_or_path: str | os.PathLike | Suite) -> Suite:
+    """A suite by registered name (``leaderboards/suites/<name>.yaml``) or by YAML path."""
+    if isinstance(name_or_path, Suite):
+        return name_or_path
+    import yaml
+
+    s = str(name_or_path)
+    path = Path(s)
+    if not (s.endswith((".yaml", ".yml")) or os.sep in s or "/" in s):
+        path = suites_dir() / f"{s}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown suite {s!r}; valid suites: {', '.join(list_suites()) or '(none)'} "
+                              f"(or pass a path to a suite YAML)")
+    if not path.is_file():
+        raise MissingFileError(f"suite file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    return parse_suite(data, str(path), default_name=path.stem)
+
+
+def card_eval_defaults(card: dict | None) -> dict[str, Any]:
+    """The protocol defaults a dataset card sets (``alignment``, ``score_space``, ``depth_cap``,
+    ``eval_crop`` → ``crop``, ``min_depth``, ``max_depth``, ``default_split`` → ``split``, and any
+    ``input_size`` / ``flip_tta``)."""
+    if not card:
+        return {}
+    out = {k: card[k] for k in PROTOCOL_KEYS if k in card and k not in ("split", "crop")}
+    if "eval_crop" in card:
+        out["crop"] = card["eval_crop"]
+    if card.get("default_split"):
+        out["split"] = card["default_split"]
+    return out
+
+
+def resolve_protocol(suite: Suite, dataset: str, card: dict | None = None, overrides: dict | None = None,
+                     in_suite: bool = True) -> Protocol:
+    """Merge task defaults < card eval defaults < suite defaults < suite entry < overrides (None = keep).
+
+    ``in_suite=False`` resolves a dataset the suite does not list (a synthetic fallback): no entry."""
+    merged: dict[str, Any] = {f.name: f.default for f in fields(Protocol)}
+    merged.update(TASK_DEFAULTS.get(suite.task, {}))
+    merged.update(_check_protocol_keys(card_eval_defaults(card), f"dataset card {dataset!r}", suite.task))
+    merged.update(suite.defaults)
+    if in_suite:
+        merged.update(suite.entry(dataset).overrides)
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    proto = Protocol(**merged)
+    if not proto.min_depth < proto.max_depth:
+        raise ConfigError(f"suite {suite.name!r}, dataset {dataset!r}: min_depth {proto.min_depth} must be < "
+                          f"max_depth {proto.max_depth}")
+    return proto

@@ -1,0 +1,534 @@
+"""`dabench finetune metric`: fine-tune a relative Depth Anything model into a metric-depth one.
+
+Flow: config (``heads/metric/{head}_{dataset}.py`` + ``tiny.py`` for ``--preset tiny`` + overrides)
+-> checks (init checkpoint, dataset card, depth range; all before any training step) -> the
+relative model from ``--init`` wrapped with a metric head (``dabench.finetune.metric_heads``) ->
+``dabench.train.engine.Trainer`` (AdamW groups, OneCycle/poly, bf16 on CUDA, DDP under torchrun,
+grad clip, exact resume, TensorBoard) with the SILog loss -> ``OUT/final.safetensors`` (metadata:
+relative arch, head ``metric_zoe``/``metric_simple``, head config) registered in
+``checkpoints_dir()`` -> evaluation of the held-out split through ``dabench.eval.runner`` so the
+records land in the results store.
+
+``median_depth_baseline`` measures the floor a metric model must beat: the training set's median
+depth predicted everywhere, scored by the same evaluation code.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dabench.errors import CheckpointError, ConfigError, MissingFileError
+from dabench.finetune.metric_heads import HEAD_NAMES, resolve_head_config, wrap_relative_model
+from dabench.provenance import repo_root
+
+PRESETS = ("paper", "tiny")
+HEADS = tuple(HEAD_NAMES)  # ("zoe", "simple")
+INIT_PARTS = ("pretrained", "depth_head")
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# loss
+# ---------------------------------------------------------------------------------------------
+def silog_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, lambd: float = 0.85,
+               scale: float = 10.0, eps: float = 1e-7) -> torch.Tensor:
+    """Scale-invariant log loss over all valid pixels of the batch (pooled), depths in metres.
+
+    ``scale * sqrt(mean(g^2) - lambd * mean(g)^2)`` with ``g = log(pred) - log(target)``.
+    ZoeDepth (DA V1): lambd 0.85, scale 10 (its ``10 sqrt(var(g) + 0.15 mean(g)^2)``, with the
+    population variance); DA V2: lambd 0.5, scale 1. No valid pixel -> a zero loss that keeps the graph.
+    """
+    pred = pred.float()
+    target = target.float()
+    if pred.shape != target.shape:
+        raise ValueError(f"silog_loss: prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    valid = valid.bool()
+    if not bool(valid.any()):
+        return pred.sum() * 0.0
+    g = torch.log(pred[valid] + eps) - torch.log(target[valid] + eps)
+    d = (g * g).mean() - lambd * g.mean() ** 2
+    return scale * torch.sqrt(d.clamp_min(1e-12))
+
+
+LOSSES = {"silog": silog_loss}
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------------
+def heads_dir() -> Path:
+    return repo_root() / "heads" / "metric"
+
+
+def config_file_for(head: str, dataset: str) -> Path:
+    """``heads/metric/{head}_{dataset}.py`` if it exists, else the head's generic base."""
+    if head not in HEADS:
+        raise ConfigError(f"unknown metric head {head!r}; valid heads: {', '.join(HEADS)}")
+    specific = heads_dir() / f"{head}_{dataset.replace('-', '_')}.py"
+    if specific.is_file():
+        return specific
+    return heads_dir() / ("base.py" if head == "zoe" else "simple_base.py")
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict:
+    """``["optimizer.lr=1e-4", "model.n_bins=32"]`` -> nested dict (values parsed as JSON when they can be)."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--cfg-option {item!r} must look like key.sub=value")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = _parse_value(value.strip())
+    return out
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(dataset: str, head: str = "zoe", preset: str = "paper", config_file: str | os.PathLike | None = None,
+                overrides: dict | None = None) -> dict:
+    """The fine-tuning config as a plain dict: base file -> ``tiny.py`` (``preset="tiny"``) -> overrides."""
+    from mmengine.config import Config
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    path = Path(config_file) if config_file else config_file_for(head, dataset)
+    if not path.is_file():
+        raise MissingFileError(f"metric head config {path} does not exist")
+    try:
+        cfg = Config.fromfile(str(path)).to_dict()
+        if preset == "tiny":
+            cfg = _merge(cfg, Config.fromfile(str(heads_dir() / "tiny.py")).to_dict())
+    except (SyntaxError, KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"cannot read metric head config {path}: {e}") from None
+    cfg = _merge(cfg, overrides or {})
+    cfg.setdefault("model", {})
+    if config_file is None:
+        cfg["model"]["head"] = head
+    cfg["_source"] = {"file": str(path), "preset": preset}
+    for section in ("model", "data", "optimizer", "schedule", "loss", "train", "evaluation"):
+        if not isinstance(cfg.get(section), dict):
+            raise ConfigError(f"metric head config {path}: section {section!r} is missing or not a mapping")
+    return cfg
+
+
+def _input_size(value) -> tuple[int, int]:
+    if isinstance(value, int):
+        value = [value, value]
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, int) and v > 0 and v % 14 == 0 for v in value)):
+        raise ConfigError(f"data.input_size must be [H, W], positive multiples of 14 (pixels), got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def resolve_config(cfg: dict, card: dict) -> dict:
+    """Fill the depth range from the dataset card and validate everything training needs."""
+    from dabench.data.cards import EVAL_CROPS
+
+    cfg = json.loads(json.dumps(cfg))  # deep copy, JSON-clean
+    name = card.get("name", "?")
+    crop = card.get("eval_crop")
+    if crop not in EVAL_CROPS:
+        raise ConfigError(f"dataset card {name!r}: eval_crop {crop!r} is unknown; valid crops: {', '.join(EVAL_CROPS)}")
+    eval_crop = cfg["evaluation"].get("crop") or crop
+    if eval_crop not in EVAL_CROPS:
+        raise ConfigError(f"evaluation.crop {eval_crop!r} is unknown; valid crops: {', '.join(EVAL_CROPS)}")
+    cfg["evaluation"]["crop"] = eval_crop
+    train_crop = cfg["data"].get("train_crop") or ("kb" if crop.startswith("kb") else "none")
+    if train_crop not in ("none", "kb"):
+        raise ConfigError(f"data.train_crop {train_crop!r} is unknown; valid: none, kb")
+    cfg["data"]["train_crop"] = train_crop
+    model = cfg["model"]
+    for key in ("min_depth", "max_depth"):
+        if model.get(key) is None:
+            model[key] = card.get(key)
+    model = resolve_head_config(model)  # max > min, head names, bins settings
+    parts = model.get("init_parts") or list(INIT_PARTS)
+    bad = [p for p in parts if p not in INIT_PARTS]
+    if bad or "pretrained" not in parts:
+        raise ConfigError(f"model.init_parts must hold 'pretrained' and optionally 'depth_head', got {parts!r}")
+    cfg["model"] = model
+    cfg["data"]["input_size"] = list(_input_size(cfg["data"].get("input_size")))
+    if cfg["loss"].get("type", "silog") not in LOSSES:
+        raise ConfigError(f"loss.type {cfg['loss'].get('type')!r} is unknown; valid: {', '.join(LOSSES)}")
+    bs = cfg["train"].get("batch_size")
+    if not isinstance(bs, int) or bs < 1:
+        raise ConfigError(f"train.batch_size must be a positive integer, got {bs!r}")
+    sched = cfg["schedule"]
+    if sched.get("steps") is None and not sched.get("epochs"):
+        raise ConfigError("schedule needs steps or epochs")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# the relative model from --init
+# ---------------------------------------------------------------------------------------------
+def resolve_init_arch(init: str | os.PathLike, arch: str | None = None) -> str:
+    """The registered relative architecture of an ``--init`` checkpoint (metadata, ``--arch`` or the weights)."""
+    from dabench.models import MODELS, is_baseline
+    from dabench.models import checkpoint as ckpt
+
+    path = Path(init)
+    if not path.is_file():
+        raise MissingFileError(f"--init checkpoint {path} does not exist")
+    meta = ckpt.read_metadata(path)
+    meta_arch = meta.get(ckpt.META_ARCH)
+    head = meta.get(ckpt.META_HEAD, ckpt.RELATIVE_HEAD)
+    if head != ckpt.RELATIVE_HEAD:
+        raise CheckpointError(f"--init {path} is a {head!r} checkpoint; metric fine-tuning starts from a relative-depth "
+                              "checkpoint (official .pth or dabench train's final.safetensors)")
+    if arch is not None:
+        MODELS.check(arch)
+        if is_baseline(arch) or MODELS.meta(arch).get("kind") != "depth_anything":
+            raise ConfigError(f"--arch {arch!r} is not a Depth Anything model")
+        if meta_arch and meta_arch != arch:
+            raise CheckpointError(f"--init {path} was written for {meta_arch!r}, not --arch {arch!r}")
+        return arch
+    if meta_arch:
+        if meta_arch not in MODELS or MODELS.meta(meta_arch).get("kind") != "depth_anything":
+            raise CheckpointError(f"--init {path} names {meta_arch!r}, which is not a Depth Anything model")
+        return meta_arch
+    sd = ckpt.to_dabench_keys(ckpt.read_state_dict(path))
+    matches = ckpt._matching_archs(sd)
+    if not matches:
+        raise CheckpointError(f"--init {path} is not a Depth Anything checkpoint: it holds {ckpt.describe_state_dict(sd)}")
+    if len(matches) > 1:  # V1 and V2 share shapes; the official file names say which
+        version = 2 if re.search(r"v2", path.name, re.I) else 1
+        matches = [m for m in matches if m.startswith(f"da{version}_")] or matches
+    if len(matches) != 1:
+        raise CheckpointError(f"--init {path} fits several architectures ({', '.join(matches)}); pass --arch")
+    return matches[0]
+
+
+def load_relative_model(init: str | os.PathLike, arch: str | None = None, parts: Sequence[str] = INIT_PARTS
+                        ) -> tuple[str, nn.Module]:
+    """Build the relative model of ``--init`` (strict load), re-initialising the parts not in ``parts``."""
+    from dabench.models import create_model
+
+    arch = resolve_init_arch(init, arch)
+    base = create_model(arch, checkpoint=init)
+    if "depth_head" not in parts:
+        fresh = create_model(arch)
+        base.depth_head.load_state_dict(fresh.depth_head.state_dict())
+    return arch, base
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+def _kb_crop(arr: np.ndarray) -> np.ndarray:
+    from dabench.data.crops import kb_crop
+
+    return kb_crop(arr)
+
+
+def preprocess_sample(sample: dict, input_size: tuple[int, int], train_crop: str = "none") -> dict:
+    """Sample dict -> tensors: image normalised and resized to ``input_size`` (3×H×W, cubic), depth
+    (metres) and valid mask at their own resolution."""
+    import cv2
+
+    image, depth, valid = sample["image"], sample["depth"], sample["valid"]
+    if train_crop == "kb":
+        image, depth, valid = _kb_crop(image), _kb_crop(depth), _kb_crop(valid)
+    h, w = input_size
+    img = cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
+    img = (img - IMAGENET_MEAN) / IMAGENET_STD
+    return {"image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
+            "depth": torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)),
+            "valid": torch.from_numpy(np.ascontiguousarray(valid, dtype=bool))}
+
+
+def collate(items: list[dict], input_size: tuple[int, int], flips: Sequence[bool] = ()) -> dict:
+    """Stack preprocessed samples. Ground truth keeps its resolution when all maps agree, else is
+    resized (nearest) to ``input_size``. ``flips[i]`` mirrors sample i horizontally."""
+    shapes = {tuple(it["depth"].shape) for it in items}
+    out = {"image": [], "depth": [], "valid": []}
+    for i, it in enumerate(items):
+        img, depth, valid = it["image"], it["depth"], it["valid"]
+        if len(shapes) > 1:
+            depth = F.interpolate(depth[None, None], size=input_size, mode="nearest")[0, 0]
+            valid = F.interpolate(valid[None, None].float(), size=input_size, mode="nearest")[0, 0] > 0.5
+        if i < len(flips) and flips[i]:
+            img, depth, valid = img.flip(-1), depth.flip(-1), valid.flip(-1)
+        out["image"].append(img)
+        out["depth"].append(depth)
+        out["valid"].append(valid)
+    return {k: torch.stack(v) for k, v in out.items()}
+
+
+def training_median_depth(dataset, min_depth: float, max_depth: float, train_crop: str = "none") -> float:
+    """Median (metres) of every valid ground-truth pixel within [min, max] of ``dataset``."""
+    values = []
+    for i in range(len(dataset)):
+        s = dataset[i]
+        d, v = s["depth"], s["valid"]
+        if train_crop == "kb":
+            d, v = _kb_crop(d), _kb_crop(v)
+        m = v & (d >= min_depth) & (d <= max_depth)
+        values.append(np.asarray(d[m], dtype=np.float32))
+    allv = np.concatenate(values) if values else np.zeros(0, np.float32)
+    if allv.size == 0:
+        raise ConfigError("the training set has no valid ground-truth pixel inside the depth range")
+    return float(np.median(allv))
+
+
+class ConstantDepth(nn.Module):
+    """Predicts ``value`` metres everywhere (the median-depth baseline): ``B×3×H×W -> B×H×W``."""
+
+    output_space = "depth"
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = float(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        return torch.full((b, h, w), self.value, dtype=torch.float32, device=x.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class FinetuneResult:
+    out_dir: Path
+    checkpoint: Path
+    arch: str
+    head: str
+    config: dict
+    metrics: dict = field(default_factory=dict)
+    records: list = field(default_factory=list)
+    registered: Path | None = None
+
+
+def _param_groups(model, opt: dict) -> list[dict]:
+    mult = {"encoder": 1.0, "decoder": 1.0, "head": 1.0, **(opt.get("lr_mult") or {})}
+    groups = []
+    for name, params in model.param_groups().items():
+        if params:
+            groups.append({"params": params, "lr": float(opt["lr"]) * float(mult[name]), "name": name})
+    return groups
+
+
+def run_name_for(arch: str, head: str, dataset: str, preset: str) -> str:
+    return f"{arch}_metric-{head}_{dataset}" + ("_tiny" if preset == "tiny" else "")
+
+
+def prepare(dataset: str, head: str, init: str | os.PathLike, *, preset: str = "paper", arch: str | None = None,
+            config_file: str | os.PathLike | None = None, overrides: dict | None = None,
+            data_root: str | os.PathLike | None = None) -> dict:
+    """Every check that must pass before training: config, card, range, ``--init``. Returns the
+    resolved config plus ``arch``, ``card``."""
+    from dabench.data.cards import load_card
+
+    if head not in HEADS:
+        raise ConfigError(f"unknown metric head {head!r}; valid heads: {', '.join(HEADS)}")
+    cfg = load_config(dataset, head, preset, config_file, overrides)
+    card = load_card(dataset)
+    if card.get("task") != "depth":
+        raise ConfigError(f"dataset {dataset!r} is a {card.get('task')} dataset; metric fine-tuning needs depth")
+    cfg = resolve_config(cfg, card)
+    arch = resolve_init_arch(init, arch)
+    return {"cfg": cfg, "arch": arch, "card": card}
+
+
+def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: str | os.PathLike, *,
+                    preset: str = "paper", arch: str | None = None, config_file: str | os.PathLike | None = None,
+                    overrides: dict | None = None, data_root: str | os.PathLike | None = None, resume: bool = False,
+                    device: str | None = None, evaluate: bool = True, results_dir: str | os.PathLike | None = None,
+                    run_name: str | None = None, progress: bool = True) -> FinetuneResult:
+    """Fine-tune ``--init`` into a metric model on ``dataset``; write ``out_dir/final.safetensors``,
+    register it, and (``evaluate``) score the held-out split into the results store."""
+    from dabench.data import build_dataset
+    from dabench.train.engine import EpochSampler, FinalWeights, TrainConfig, Trainer, init_distributed
+
+    prep = prepare(dataset, head, init, preset=preset, arch=arch, config_file=config_file, overrides=overrides,
+                   data_root=data_root)
+    cfg, arch = prep["cfg"], prep["arch"]
+    mcfg, dcfg, tcfg, scfg, ocfg, lcfg = (cfg["model"], cfg["data"], cfg["train"], cfg["schedule"], cfg["optimizer"],
+                                          cfg["loss"])
+    out_dir = Path(out_dir)
+    final_path = out_dir / "final.safetensors"
+    dist_ = init_distributed(device)
+
+    train_ds = build_dataset(dataset, split=dcfg.get("train_split", "train"), data_root=data_root,
+                             limit=dcfg.get("train_limit"))
+    if len(train_ds) == 0:
+        raise ConfigError(f"dataset {dataset!r} split {dcfg.get('train_split')!r} has no samples")
+    _, base = load_relative_model(init, arch, mcfg.get("init_parts") or INIT_PARTS)
+    model = wrap_relative_model(base, mcfg)
+
+    input_size = tuple(dcfg["input_size"])
+    bs = int(tcfg["batch_size"])
+    steps = scfg.get("steps")
+    if steps is None:
+        steps = max(1, math.ceil(float(scfg["epochs"]) * len(train_ds) / (bs * dist_.world_size)))
+    min_d, max_d = float(mcfg["min_depth"]), float(mcfg["max_depth"])
+    sampler = EpochSampler(len(train_ds), bs, seed=int(tcfg.get("seed", 0)), rank=dist_.rank,
+                           world_size=dist_.world_size)
+    hflip, train_crop = bool(dcfg.get("hflip", True)), dcfg["train_crop"]
+    loss_fn = LOSSES[lcfg.get("type", "silog")]
+    loss_kw = {k: float(v) for k, v in lcfg.items() if k in ("lambd", "scale")}
+
+    def batch_fn(step: int, gen: torch.Generator) -> dict:
+        idx = sampler.indices(step)
+        items = [preprocess_sample(train_ds[i], input_size, train_crop) for i in idx]
+        flips = (torch.rand(len(items), generator=gen) < 0.5).tolist() if hflip else []
+        return collate(items, input_size, flips)
+
+    def step_fn(net: nn.Module, batch: dict, ctx) -> dict:
+        pred = net(batch["image"]).float()
+        depth, valid = batch["depth"], batch["valid"]
+        if pred.shape[-2:] != depth.shape[-2:]:
+            pred = F.interpolate(pred[:, None], size=depth.shape[-2:], mode="bilinear", align_corners=True)[:, 0]
+        valid = valid & (depth >= min_d) & (depth <= max_d)
+        loss = loss_fn(pred, depth, valid, **loss_kw)
+        return {"loss": loss}
+
+    head_name = HEAD_NAMES[mcfg["head"]]
+    run_name = run_name or run_name_for(arch, mcfg["head"], dataset, preset)
+    train_cfg = TrainConfig(
+        steps=int(steps), checkpoint_every=int(tcfg.get("checkpoint_every") or 0),
+        keep_checkpoints=int(tcfg.get("keep_checkpoints", 2)), log_every=int(tcfg.get("log_every", 10)),
+        schedule=scfg.get("type", "onecycle"), warmup_steps=int(scfg.get("warmup_steps") or 0),
+        poly_power=float(scfg.get("poly_power", 0.9)), onecycle_pct_start=float(scfg.get("pct_start", 0.7)),
+        onecycle_div_factor=float(scfg.get("div_factor", 1.0)),
+        onecycle_final_div_factor=float(scfg.get("final_div_factor", 1e4)),
+        weight_decay=float(ocfg.get("weight_decay", 0.01)), betas=tuple(ocfg.get("betas", (0.9, 0.999))),
+        grad_clip=tcfg.get("grad_clip"), amp=tcfg.get("amp", "auto"), seed=int(tcfg.get("seed", 0)),
+        samples_per_step=bs, device=device, progress=progress, desc=f"finetune-metric-{mcfg['head']}")
+    fingerprint = {"arch": arch, "head": head_name, "dataset": dataset, "preset": preset,
+                   "config": {k: v for k, v in cfg.items() if k not in ("_source", "evaluation")}}
+    trainer = Trainer(model, _param_groups(model, ocfg), step_fn, batch_fn, train_cfg, out_dir,
+                      fingerprint=fingerprint, dist_=dist_,
+                      final=FinalWeights(arch=arch, head=head_name, config=mcfg, register_as=run_name))
+    if dist_.is_main:
+        from dabench.provenance import atomic_write_json
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / "config.json", {"dataset": dataset, "head": head_name, "arch": arch,
+                                                    "init": str(init), "preset": preset, "steps": int(steps),
+                                                    "config": cfg})
+    model = trainer.fit(resume=resume)
+    from dabench.provenance import checkpoints_dir
+
+    result = FinetuneResult(out_dir=out_dir, checkpoint=final_path, arch=arch, head=head_name, config=cfg,
+                            registered=checkpoints_dir() / f"{run_name}.safetensors")
+    if evaluate:  # every rank takes part (the runner shards and reduces under torch.distributed)
+        del model, trainer
+        ckpt = result.registered if result.registered.is_file() else final_path
+        rec = evaluate_checkpoint(ckpt, dataset, cfg, data_root=data_root, results_dir=results_dir,
+                                  device=str(dist_.device), show_progress=progress)
+        result.records.append(rec)
+        result.metrics = rec.get("metrics", {})
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation (through the eval runner, so records land in the results store)
+# ---------------------------------------------------------------------------------------------
+def eval_protocol(cfg: dict) -> dict:
+    """The evaluation protocol of a fine-tuning config: no alignment, clamp to the head's range,
+    the card's crop, optional flip TTA, the training input height as shorter side."""
+    e, m, d = cfg["evaluation"], cfg["model"], cfg["data"]
+    return {"split": d.get("eval_split", "test"), "alignment": "none", "score_space": "depth", "depth_cap": None,
+            "crop": e["crop"], "min_depth": float(m["min_depth"]), "max_depth": float(m["max_depth"]),
+            "input_size": int(min(d["input_size"])), "flip_tta": bool(e.get("flip_tta", True))}
+
+
+def eval_suite_for(dataset: str, cfg: dict):
+    """The registered ``metric-<dataset>`` suite when there is one (``metric-nyu``, ``metric-kitti``),
+    else a one-dataset metric suite with ``eval_protocol(cfg)``."""
+    from dabench.eval.suites import list_suites, load_suite, parse_suite
+
+    name = f"metric-{dataset}"
+    if name in list_suites():
+        suite = load_suite(name)
+        if dataset in suite.dataset_names:
+            return suite
+    return parse_suite({"name": name, "task": "metric",
+                        "description": f"held-out {dataset} split after dabench finetune metric",
+                        "source": "dabench finetune metric (no alignment, clamp to the head's range, card crop)",
+                        "datasets": [{"dataset": dataset, **eval_protocol(cfg)}],
+                        "primary_metrics": ["delta1", "abs_rel"]}, source="<finetune-metric>")
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, cfg: dict, *, data_root=None, results_dir=None,
+                        device: str | None = None, show_progress: bool = False) -> dict:
+    """Score a metric checkpoint on ``dataset``'s held-out split with ``dabench.eval.runner.run_suite``
+    (the record is labelled with the checkpoint's file stem). Returns the record."""
+    from dabench.eval.runner import run_suite
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    bs = int(cfg["evaluation"].get("batch_size") or 1)
+    records = run_suite(eval_suite_for(dataset, cfg), checkpoint=str(checkpoint), data_root=data_root,
+                        datasets=[dataset], limit=cfg["data"].get("eval_limit"), batch_size=bs, device=str(dev),
+                        results_dir=results_dir, seed=int(cfg["train"].get("seed", 0)), use_cache=False,
+                        show_progress=show_progress)
+    recs = [r for r in records if r["dataset"] == dataset] or records
+    return recs[0] if recs else {}
+
+
+def median_depth_baseline(dataset: str, cfg: dict, *, data_root=None, results_dir=None, device: str = "cpu",
+                          median: float | None = None) -> dict:
+    """The floor a metric model must beat: the training set's median depth (metres) predicted at every
+    pixel, scored on the held-out split by the same runner code and protocol. Writes and returns a
+    record (model ``median-depth-baseline``, ``config.median_depth`` = the value)."""
+    from dabench.data import build_dataset
+    from dabench.eval.runner import evaluate_dataset
+    from dabench.metrics.registry import DEPTH_METRICS, higher_is_better
+    from dabench.provenance import default_results_dir, provenance
+    from dabench.results.store import write_record
+
+    d, m = cfg["data"], cfg["model"]
+    if median is None:
+        train = build_dataset(dataset, split=d.get("train_split", "train"), data_root=data_root,
+                              limit=d.get("train_limit"))
+        median = training_median_depth(train, float(m["min_depth"]), float(m["max_depth"]), d.get("train_crop", "none"))
+    suite = eval_suite_for(dataset, cfg)
+    from dabench.eval.suites import resolve_protocol
+    from dabench.data import load_card
+
+    proto = resolve_protocol(suite, dataset, load_card(dataset))
+    held_out = build_dataset(dataset, split=proto.split, data_root=data_root, limit=d.get("eval_limit"))
+    metrics, counts = evaluate_dataset(ConstantDepth(median), held_out, proto, output_space="depth",
+                                       batch_size=int(cfg["evaluation"].get("batch_size") or 1), device=device)
+    rec = {"status": "ok", "skip_reason": None, "task": "metric", "suite": suite.name, "model": "median-depth-baseline",
+           "arch": None, "model_params": 0, "checkpoint": None, "checkpoint_sha256": None, "dataset": dataset,
+           "fallback_for": None, "metrics": {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                             for k, v in metrics.items()},
+           "higher_is_better": higher_is_better(DEPTH_METRICS), "metric_order": suite.metrics,
+           "primary_metrics": suite.primary_metrics, "protocol": proto.as_dict(),
+           "samples": {k: counts.get(k, 0) for k in ("used", "skipped_no_valid", "skipped_degenerate", "skipped_missing")},
+           "split": proto.split}
+    rec.update(provenance(int(cfg["train"].get("seed", 0)),
+                          {"median_depth": median, "train_split": d.get("train_split", "train"),
+                           "train_limit": d.get("train_limit"), "what": "training-set median depth everywhere"}))
+    path = write_record(rec, Path(results_dir) if results_dir else default_results_dir())
+    rec["_path"] = str(path)
+    return rec

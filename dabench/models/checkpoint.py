@@ -1,0 +1,206 @@
+"""Reading, checking and writing model weights.
+
+Reads the published Depth Anything ``.pth`` state dicts (``torch.load(weights_only=True)``: no
+pickled code runs) and ``.safetensors``. Official key layouts are mapped onto dabench's module
+names (V2-giant's SwiGLU ``mlp.w12``/``mlp.w3`` → timm's packed ``mlp.fc1``/``mlp.fc2``;
+DINOv2's chunked ``blocks.<chunk>.<i>`` → ``blocks.<i>``). Loading is strict: missing or
+unexpected keys, and tensors of the wrong shape (e.g. a ViT-L file for a ViT-S model), raise one
+:class:`~dabench.errors.CheckpointError` that names the file and says what it looks like.
+
+dabench writes ``.safetensors`` with metadata ``dabench.arch`` (registered name), ``dabench.head``
+(``"relative"`` or a registered metric head) and ``dabench.config`` (JSON).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from dabench.errors import CheckpointError, MissingFileError
+
+META_ARCH = "dabench.arch"
+META_HEAD = "dabench.head"
+META_CONFIG = "dabench.config"
+RELATIVE_HEAD = "relative"
+
+_CHUNKED_BLOCK = re.compile(r"^(pretrained\.blocks\.)\d+\.(\d+\.)")
+_SWIGLU = {".mlp.w12.": ".mlp.fc1.", ".mlp.w3.": ".mlp.fc2."}
+
+
+def _is_safetensors(path: Path) -> bool:
+    return path.suffix == ".safetensors"
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The safetensors header metadata (``{}`` for ``.pth`` files or files without metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"checkpoint {path} does not exist")
+    if not _is_safetensors(path):
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises SafetensorError / OSError on corrupt headers
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.pth``/``.pt``/``.bin`` (weights_only) or ``.safetensors`` file, on the CPU.
+
+    A ``{"model": sd}`` / ``{"state_dict": sd}`` wrapper and a DDP ``module.`` prefix are removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"checkpoint {path} does not exist")
+    if _is_safetensors(path):
+        from safetensors.torch import load_file
+
+        try:
+            sd = load_file(str(path), device="cpu")
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from None
+    else:
+        try:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {path} could not be read as a PyTorch state dict "
+                                  f"(torch.load weights_only=True: {str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    for wrapper in ("model", "state_dict"):
+        if isinstance(sd, Mapping) and wrapper in sd and isinstance(sd[wrapper], Mapping):
+            sd = sd[wrapper]
+            break
+    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+def to_dabench_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename official Depth Anything / DINOv2 keys to dabench's (timm) module names."""
+    out = {}
+    for k, v in sd.items():
+        k = _CHUNKED_BLOCK.sub(r"\1\2", k)
+        if k.startswith("pretrained.blocks."):
+            for old, new in _SWIGLU.items():
+                k = k.replace(old, new)
+        out[k] = v
+    return out
+
+
+def describe_state_dict(sd: Mapping[str, torch.Tensor]) -> str:
+    """A short human description of a Depth Anything state dict ("ViT-L encoder (1024 wide, 24 blocks)")."""
+    cls = sd.get("pretrained.cls_token")
+    if cls is None:
+        return "no Depth Anything encoder (no pretrained.cls_token)"
+    width = int(cls.shape[-1])
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"pretrained\.blocks\.(\d+)\.", k))}
+    names = {384: "ViT-S", 768: "ViT-B", 1024: "ViT-L", 1536: "ViT-G"}
+    return f"a {names.get(width, 'ViT')} encoder ({width} wide, {len(blocks)} blocks)"
+
+
+def _matching_archs(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    from dabench.models.depth_anything import CONFIGS
+    from dabench.models.dinov2 import ENCODERS
+
+    cls = sd.get("pretrained.cls_token")
+    if cls is None:
+        return []
+    width = int(cls.shape[-1])
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"pretrained\.blocks\.(\d+)\.", k))}
+    return [name for name, cfg in CONFIGS.items()
+            if ENCODERS[cfg.encoder].embed_dim == width and ENCODERS[cfg.encoder].depth == len(blocks)]
+
+
+def _fmt_keys(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_state_dict_strict(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str | os.PathLike,
+                           arch: str | None = None) -> None:
+    """Load ``sd`` into ``model`` strictly, raising one clear CheckpointError on any mismatch."""
+    sd = to_dabench_keys(sd)
+    expected = model.state_dict()
+    label = arch or type(model).__name__
+    exp_shapes = {k: tuple(v.shape) for k, v in expected.items()}
+    got_shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    wrong = [k for k in exp_shapes if k in got_shapes and exp_shapes[k] != got_shapes[k]]
+    if wrong:
+        k = wrong[0]
+        hint = ""
+        matches = _matching_archs(sd)
+        if matches:
+            hint = f"; it fits {', '.join(matches)}"
+        raise CheckpointError(
+            f"checkpoint {source} does not fit {label}: {len(wrong)} tensors have the wrong shape "
+            f"(e.g. {k}: file {list(got_shapes[k])}, model {list(exp_shapes[k])}). The file holds "
+            f"{describe_state_dict(sd)}{hint}")
+    missing = sorted(set(exp_shapes) - set(got_shapes))
+    unexpected = sorted(set(got_shapes) - set(exp_shapes))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys: {_fmt_keys(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys: {_fmt_keys(unexpected)}")
+        matches = _matching_archs(sd) if "pretrained.cls_token" in sd else []
+        hint = f" (the file fits {', '.join(matches)})" if matches and label not in matches else ""
+        raise CheckpointError(f"checkpoint {source} does not match {label}{hint}: " + "; ".join(parts))
+    model.load_state_dict(sd, strict=True)
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str, head: str = RELATIVE_HEAD,
+                    config: dict | None = None, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Write ``model``'s weights as safetensors with dabench metadata, atomically. Returns the path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"checkpoint path {path} must end in .safetensors")
+    metadata = {META_ARCH: str(arch), META_HEAD: str(head), META_CONFIG: json.dumps(config or {}, sort_keys=True)}
+    for k, v in (extra_metadata or {}).items():
+        metadata[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    tensors = {}
+    seen: dict[int, str] = {}
+    for k, v in model.state_dict().items():
+        t = v.detach().to("cpu").contiguous()
+        ptr = t.data_ptr()
+        if t.numel() and ptr in seen:  # safetensors refuses shared storage: store a copy
+            t = t.clone()
+        seen[ptr] = k
+        tensors[k] = t
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def checkpoint_config(metadata: Mapping[str, str], path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``dabench.config`` JSON of a checkpoint's metadata."""
+    raw = metadata.get(META_CONFIG) or "{}"
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"checkpoint {path} has invalid {META_CONFIG} metadata JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"checkpoint {path}: {META_CONFIG} metadata must be a JSON object")
+    return cfg

@@ -1,0 +1,130 @@
+"""Depth Anything V1 and V2: a timm DINOv2 encoder (``pretrained``) + the DPT decoder (``depth_head``).
+
+One class covers both versions; they differ only in which blocks feed the decoder (V1: the last
+four, ``get_intermediate_layers(x, 4)``; V2: fixed indices per size) and in V1's final bilinear
+resize to the input size + ReLU (a no-op for inputs that are multiples of 14, kept for exactness).
+Each registered variant is a small builder that only sets hyper-parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dabench.models import dinov2 as _dinov2
+from dabench.models.dpt import DPTHead
+
+
+@dataclass(frozen=True)
+class DepthAnythingConfig:
+    """Hyper-parameters of one Depth Anything variant."""
+
+    version: int  # 1 or 2
+    encoder: str  # key of dabench.models.dinov2.ENCODERS
+    features: int  # DPT fusion width
+    out_channels: tuple[int, int, int, int]
+    layer_idx: tuple[int, ...] | None  # V2 taps; None = last four blocks (V1)
+
+
+#: Official sizes (V1 repo ``depth_anything/dpt.py`` configs, V2 repo ``model_configs``).
+CONFIGS: dict[str, DepthAnythingConfig] = {
+    "da1_vits14": DepthAnythingConfig(1, "vits", 64, (48, 96, 192, 384), None),
+    "da1_vitb14": DepthAnythingConfig(1, "vitb", 128, (96, 192, 384, 768), None),
+    "da1_vitl14": DepthAnythingConfig(1, "vitl", 256, (256, 512, 1024, 1024), None),
+    "da2_vits14": DepthAnythingConfig(2, "vits", 64, (48, 96, 192, 384), (2, 5, 8, 11)),
+    "da2_vitb14": DepthAnythingConfig(2, "vitb", 128, (96, 192, 384, 768), (2, 5, 8, 11)),
+    "da2_vitl14": DepthAnythingConfig(2, "vitl", 256, (256, 512, 1024, 1024), (4, 11, 17, 23)),
+    "da2_vitg14": DepthAnythingConfig(2, "vitg", 384, (1536, 1536, 1536, 1536), (9, 19, 29, 39)),
+    # Tiny variants for tests: width-32 DINOv2 recipe, a few blocks, a narrow DPT.
+    "da1_test": DepthAnythingConfig(1, "test", 16, (8, 16, 32, 32), None),
+    "da2_test": DepthAnythingConfig(2, "test6", 16, (8, 16, 32, 32), (1, 3, 4, 5)),
+}
+
+
+class DepthAnything(nn.Module):
+    """Depth Anything relative-depth network.
+
+    ``forward(x)``: ImageNet-normalised ``B×3×H×W`` (H, W multiples of 14) → ``B×H×W`` relative
+    inverse depth (disparity, affine-ambiguous, ≥ 0), exactly as the official ``forward``.
+    """
+
+    output_space = "disparity"
+
+    def __init__(self, config: DepthAnythingConfig, arch: str | None = None):
+        super().__init__()
+        self.config = config
+        self.arch = arch
+        self.version = config.version
+        self.encoder = config.encoder
+        self.pretrained = _dinov2.build_dinov2(config.encoder)
+        depth = len(self.pretrained.blocks)
+        self.intermediate_layer_idx: list[int] = (list(range(depth - 4, depth)) if config.layer_idx is None
+                                                  else list(config.layer_idx))
+        self.depth_head = DPTHead(self.pretrained.embed_dim, config.features, config.out_channels)
+
+    @property
+    def patch_size(self) -> int:
+        return _dinov2.PATCH_SIZE
+
+    def get_intermediate_layers(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The four tapped blocks as ``(patch_tokens B×N×C, cls_token B×C)``, after the encoder's norm."""
+        return _dinov2.get_intermediate_layers(self.pretrained, x, self.intermediate_layer_idx)
+
+    forward_features = get_intermediate_layers
+
+    def forward_encoder_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Final-block, final-normed patch features as ``B×C×(H/14)×(W/14)`` (feature-alignment target)."""
+        depth = len(self.pretrained.blocks)
+        tokens, _ = _dinov2.get_intermediate_layers(self.pretrained, x, [depth - 1])[0]
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        patch_h, patch_w = h // self.patch_size, w // self.patch_size
+        features = self.get_intermediate_layers(x)
+        depth = self.depth_head(features, patch_h, patch_w)
+        if self.version == 1:
+            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
+        depth = F.relu(depth)
+        return depth.squeeze(1)
+
+
+def build(arch: str, **kwargs) -> DepthAnything:
+    """Build registered variant ``arch`` (random initialisation)."""
+    if kwargs:
+        from dabench.errors import ConfigError
+
+        raise ConfigError(f"{arch} takes no extra options, got {sorted(kwargs)}")
+    return DepthAnything(CONFIGS[arch], arch=arch)
+
+
+def _builder(arch: str):
+    def fn(**kwargs) -> DepthAnything:
+        return build(arch, **kwargs)
+
+    fn.__name__ = arch
+    fn.__doc__ = f"Depth Anything {arch} (random init; load official weights with create_model(..., checkpoint=))."
+    return fn
+
+
+# One builder per registered name (dabench.models registers "dabench.models.depth_anything:<name>").
+da1_vits14 = _builder("da1_vits14")
+da1_vitb14 = _builder("da1_vitb14")
+da1_vitl14 = _builder("da1_vitl14")
+da2_vits14 = _builder("da2_vits14")
+da2_vitb14 = _builder("da2_vitb14")
+da2_vitl14 = _builder("da2_vitl14")
+da2_vitg14 = _builder("da2_vitg14")
+da1_test = _builder("da1_test")
+da2_test = _builder("da2_test")
+
+
+def official_tap_indices(arch: str) -> Sequence[int]:
+    """The encoder blocks feeding the DPT for ``arch`` (for docs/listings)."""
+    cfg = CONFIGS[arch]
+    depth = _dinov2.ENCODERS[cfg.encoder].depth
+    return list(range(depth - 4, depth)) if cfg.layer_idx is None else list(cfg.layer_idx)

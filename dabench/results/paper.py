@@ -1,0 +1,263 @@
+"""`dabench paper --out DIR`: every table of the paper's layouts (from ``leaderboards/published``)
+with the stored own results next to the published rows, figures (per-dataset bar charts,
+parameters vs AbsRel, a qualitative grid) as PNG and PDF, and ``index.md`` linking everything.
+
+Works from whatever records exist: with none it still writes the published tables and says so.
+Own records join a paper table when their suite is one the table names, or when their task is the
+table's and their dataset is one of its columns (aliases included). Records no paper table takes
+get a dabench-only table per suite.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dabench.provenance import atomic_write_text, git_commit, now_iso
+from dabench.results.published import PublishedTable, load_published
+from dabench.results.tables import (ComparisonTable, build_table, load_suite_spec, to_csv, to_latex,
+                                    to_markdown)
+
+PRIMARY_METRICS = ("abs_rel", "miou")
+
+
+@dataclass
+class PaperOutput:
+    out_dir: Path
+    index: Path
+    tables: list[tuple[str, ComparisonTable, dict[str, Path]]] = field(default_factory=list)
+    figures: list[tuple[str, list[Path]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    own_records: int = 0
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
+
+
+def records_for_table(records: list[dict], table: PublishedTable) -> list[dict]:
+    """The own records that belong in a paper table (see the module docstring)."""
+    out = []
+    for r in records:
+        if r.get("suite") in table.match_suites:
+            out.append(r)
+        elif (r.get("task") in table.match_tasks or r.get("suite") in table.match_tasks) \
+                and table.canonical_dataset(str(r.get("dataset"))) is not None:
+            out.append(r)
+    return out
+
+
+def _write_table(table: ComparisonTable, stem: Path) -> dict[str, Path]:
+    paths = {}
+    for fmt, fn, ext in (("md", to_markdown, "md"), ("latex", to_latex, "tex"), ("csv", to_csv, "csv")):
+        p = stem.with_suffix(f".{ext}")
+        atomic_write_text(p, fn(table))
+        paths[fmt] = p
+    return paths
+
+
+def _primary_metric(table: ComparisonTable) -> str | None:
+    metrics = [c.metric for c in table.columns]
+    for m in PRIMARY_METRICS:
+        if m in metrics:
+            return m
+    return metrics[0] if metrics else None
+
+
+def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None = None, *,
+                   figures: bool = True, grid: bool = True, grid_samples: int = 3, device: str = "cpu",
+                   published_dir: str | os.PathLike | None = None) -> PaperOutput:
+    """Write tables, figures and ``index.md`` under ``out_dir``; returns what was written."""
+    from dabench.results.store import load_records
+
+    out_dir = Path(out_dir)
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+    records = []
+    if results is not None and Path(results).exists():
+        records = load_records(results)
+    ok_records = [r for r in records if r.get("status", "ok") == "ok"]
+    result = PaperOutput(out_dir=out_dir, index=out_dir / "index.md", own_records=len(ok_records))
+    if not records:
+        result.notes.append(f"No own results were found in `{results}`: the tables show the published numbers "
+                            f"only (run `dabench run --suite zero-shot` to add dabench rows).")
+    elif not ok_records:
+        result.notes.append(f"All {len(records)} records in `{results}` are skipped runs; no own numbers to show.")
+
+    placed: set[int] = set()
+    for t in load_published(published_dir):
+        own = records_for_table(records, t)
+        placed.update(id(r) for r in own)
+        table = build_table(own, published=[t], metrics=t.metrics, dataset_order=t.datasets,
+                            title=f"{t.table}: {t.title}")
+        slug = _slug(t.table)
+        result.tables.append((f"{t.table}: {t.title}", table, _write_table(table, out_dir / "tables" / slug)))
+
+    leftover: dict[str, list[dict]] = {}
+    for r in records:
+        if id(r) not in placed:
+            leftover.setdefault(str(r.get("suite")), []).append(r)
+    for suite, recs in sorted(leftover.items()):
+        spec = load_suite_spec(suite)
+        metrics = list(spec.primary_metrics) if spec is not None else None
+        order = spec.dataset_names if spec is not None else None
+        title = f"Suite {suite} (dabench results; no matching paper table)"
+        table = build_table(recs, metrics=metrics, dataset_order=order, title=title)
+        if not table.columns:
+            result.notes.append(f"Suite {suite}: its records hold no numbers to tabulate.")
+            continue
+        result.tables.append((title, table, _write_table(table, out_dir / "tables" / f"suite_{_slug(suite)}")))
+
+    if figures:
+        _figures(result, ok_records, grid=grid, grid_samples=grid_samples, device=device)
+    _write_index(result, results)
+    return result
+
+
+def _figures(result: PaperOutput, records: list[dict], *, grid: bool, grid_samples: int, device: str) -> None:
+    from dabench.results import figures as figs
+
+    fig_dir = result.out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for title, table, paths in result.tables:
+        metric = _primary_metric(table)
+        if metric is None:
+            continue
+        stem = fig_dir / f"bars_{paths['md'].stem}"
+        written = figs.bar_charts(table, metric, stem, title=title)
+        if written:
+            result.figures.append((f"Per-dataset bar chart — {title} ({metric})", written))
+    scatter = figs.params_scatter([t for _, t, _ in result.tables], fig_dir / "params_vs_abs_rel")
+    if scatter:
+        result.figures.append(("Parameters vs AbsRel (per dataset)", scatter))
+    else:
+        result.notes.append("Parameters vs AbsRel: no row has both a parameter count and an AbsRel value.")
+    if not grid:
+        result.notes.append("Qualitative grid: not requested (--no-grid).")
+        return
+    written, note = qualitative_grid_for_records(records, fig_dir / "qualitative_grid", grid_samples, device)
+    if written:
+        result.figures.append((f"Qualitative grid — {note}", written))
+    else:
+        result.notes.append(f"Qualitative grid skipped: {note}")
+
+
+def load_record_model(record: dict):
+    """Rebuild the model a record was produced with: its checkpoint when the file exists, a weight-free
+    baseline, or a random-init model rebuilt from the record's seed. Returns (model, description);
+    raises ``DabenchError`` when the model cannot be rebuilt."""
+    from dabench.errors import CheckpointError
+    from dabench.models import MODELS, create_model, is_baseline, load_model_from_checkpoint
+
+    name = str(record.get("arch") or record.get("model"))
+    ckpt = record.get("checkpoint")
+    config = record.get("config") or {}
+    if ckpt:
+        if not Path(ckpt).is_file():
+            raise CheckpointError(f"{name}: checkpoint {ckpt} named by the record is not on this machine")
+        try:
+            return load_model_from_checkpoint(ckpt), f"{name}, checkpoint {Path(ckpt).name}"
+        except CheckpointError:
+            if name not in MODELS:
+                raise
+            return create_model(name, checkpoint=ckpt), f"{name}, checkpoint {Path(ckpt).name}"
+    if name not in MODELS:
+        raise CheckpointError(f"{name}: not a registered model and the record names no checkpoint")
+    if is_baseline(name):
+        return create_model(name), f"{name} (weight-free baseline)"
+    if record.get("random_init") or config.get("random_init"):
+        import torch
+
+        seed = record.get("seed", config.get("seed"))
+        torch.manual_seed(int(seed or 0))  # as dabench.eval.runner.build_model: the weights are a function of the seed
+        return create_model(name), f"{name} (random init, seed {seed}: an untrained network)"
+    raise CheckpointError(f"{name}: the record names no checkpoint and is not a random-init run")
+
+
+def _grid_samples(record: dict, n: int):
+    from dabench.data import build_dataset
+    from dabench.errors import DabenchError
+    from dabench.provenance import data_root
+
+    ds = str(record.get("dataset"))
+    try:
+        dataset = build_dataset(ds, limit=n, data_root=data_root())
+        if len(dataset) > 0:
+            return ds, [dataset[i] for i in range(min(n, len(dataset)))]
+    except (DabenchError, OSError):
+        pass
+    dataset = build_dataset("synthetic-indoor", split="test", limit=n)
+    return "synthetic-indoor", [dataset[i] for i in range(min(n, len(dataset)))]
+
+
+def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: str = "cpu"):
+    """Try the records' models in order (checkpoints first, then random-init networks, then baselines);
+    returns (written paths, description) or (None, why it was skipped)."""
+    from dabench.errors import DabenchError
+
+    if not records:
+        return None, "no own records to take a model from."
+    def _rank(r):  # a trained checkpoint first, then weight-free baselines, random-init networks last
+        if r.get("checkpoint"):
+            return 0
+        try:
+            from dabench.models import is_baseline
+
+            return 1 if is_baseline(str(r.get("arch") or r.get("model"))) else 2
+        except Exception:  # noqa: BLE001 - unknown model: try it last
+            return 3
+
+    order = sorted(records, key=_rank)
+    reasons, tried = [], set()
+    for rec in order:
+        key = (rec.get("model"), rec.get("checkpoint"))
+        if key in tried:
+            continue
+        tried.add(key)
+        try:
+            model, desc = load_record_model(rec)
+        except (DabenchError, ImportError) as e:
+            reasons.append(str(e))
+            continue
+        from dabench.models.inference import predict_batch
+        from dabench.results import figures as figs
+
+        ds, samples = _grid_samples(rec, n)
+        input_size = int((rec.get("protocol") or {}).get("input_size") or 518)
+        preds = predict_batch(model, [s["image"] for s in samples], input_size=input_size, device=device)
+        space = getattr(model, "output_space", "disparity")
+        title = f"{desc} on {ds}"
+        return figs.qualitative_grid(samples, preds, space, stem, title), title
+    return None, "no record's model could be loaded (" + "; ".join(reasons[:3]) + ")."
+
+
+def _rel(path: Path, base: Path) -> str:
+    return os.path.relpath(path, base).replace(os.sep, "/")
+
+
+def _write_index(result: PaperOutput, results) -> None:
+    base = result.out_dir
+    lines = ["# dabench: paper tables and figures", "",
+             f"Generated {now_iso()} by dabench (commit `{git_commit() or 'unknown'}`) from results in "
+             f"`{results}` ({result.own_records} own record(s) with numbers).", "",
+             "Own rows are labelled `<model> (dabench)`; every published row carries a footnote naming its "
+             "source table. Best value per column in **bold**, second <u>underlined</u>.", ""]
+    for note in result.notes:
+        lines += [f"> {note}", ""]
+    lines += ["## Tables", ""]
+    for title, table, paths in result.tables:
+        links = " · ".join(f"[{label}]({_rel(paths[k], base)})"
+                           for k, label in (("md", "Markdown"), ("latex", "LaTeX"), ("csv", "CSV")))
+        body = to_markdown(ComparisonTable("", table.columns, table.rows, table.footnotes, table.notes))
+        lines += [f"### {title}", "", links, "", body]
+    lines += ["## Figures", ""]
+    if not result.figures:
+        lines += ["No figures were written.", ""]
+    for title, paths in result.figures:
+        png = next((p for p in paths if p.suffix == ".png"), None)
+        pdf = next((p for p in paths if p.suffix == ".pdf"), None)
+        lines += [f"### {title}", ""]
+        if png is not None:
+            lines += [f"![{title}]({_rel(png, base)})", ""]
+        lines += [" · ".join(f"[{p.suffix[1:].upper()}]({_rel(p, base)})" for p in (png, pdf) if p), ""]
+    atomic_write_text(result.index, "\n".join(lines).rstrip() + "\n")

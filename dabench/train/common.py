@@ -1,0 +1,279 @@
+"""What the teacher, pseudo-label and student stages share: building the model with its DINOv2
+initialisation, the data sources, and the per-step crop/flip augmentation.
+
+Images travel as float ``B×3×H×W`` in [0, 1] until ``normalise`` (ImageNet mean/std) right
+before the network, so photometric perturbations act on real colours.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dabench.errors import CheckpointError, ConfigError, DataError, MissingFileError
+
+log = logging.getLogger("dabench.train")
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB B×3×H×W -> ImageNet-normalised network input."""
+    return (images - IMAGENET_MEAN.to(images)) / IMAGENET_STD.to(images)
+
+
+# ---------------------------------------------------------------- model
+def encoder_init_note(cfg: Mapping, weights: str | None = None) -> str:
+    w = weights if weights is not None else cfg["model"]["encoder_weights"]
+    return f"weights:{w}" if w else f"random(init_seed={cfg['model']['init_seed']})"
+
+
+def load_encoder_weights(vit: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Load DINOv2 / timm ViT weights into the encoder ``vit`` (``model.pretrained``).
+
+    Accepts an official DINOv2 file, a timm ViT file, or a full Depth Anything checkpoint (its
+    ``pretrained.*`` part is used). A missing ``mask_token`` (timm files lack it) is allowed;
+    any other missing key, unexpected key or shape mismatch raises ``CheckpointError``.
+    """
+    from dabench.models.checkpoint import read_state_dict, to_dabench_keys
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"encoder weights file {path} does not exist")
+    sd = read_state_dict(path)
+    if any(k.startswith("pretrained.") for k in sd):
+        sd = {k[len("pretrained."):]: v for k, v in sd.items() if k.startswith("pretrained.")}
+    sd = {k[len("pretrained."):]: v for k, v in to_dabench_keys({"pretrained." + k: v for k, v in sd.items()}).items()}
+    sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
+    own = vit.state_dict()
+    missing = sorted(set(own) - set(sd) - {"mask_token"})
+    unexpected = sorted(set(sd) - set(own))
+    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(sd) & set(own))
+           if sd[k].shape != own[k].shape and k != "pos_embed"]
+    if missing or unexpected or bad:
+        raise CheckpointError(f"encoder weights {path} do not fit this encoder: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}, shape mismatches {bad[:5]}")
+    if "pos_embed" in sd and sd["pos_embed"].shape != own["pos_embed"].shape:
+        from dabench.models.dinov2 import interpolate_pos_encoding
+
+        n = own["pos_embed"].shape[1] - 1
+        g = int(round(n ** 0.5))
+        sd["pos_embed"] = interpolate_pos_encoding(sd["pos_embed"], g, g)
+    missing_ok = vit.load_state_dict(sd, strict=False)
+    if missing_ok.unexpected_keys:
+        raise CheckpointError(f"encoder weights {path}: unexpected keys {missing_ok.unexpected_keys[:5]}")
+
+
+def build_model(cfg: Mapping, *, encoder_weights: str | None = None, seed_offset: int = 0) -> torch.nn.Module:
+    """The registered ``model.arch`` with a deterministic init (``model.init_seed``): the encoder
+    from ``encoder_weights`` (default ``model.encoder_weights``) when given, else the seeded
+    random init — the stand-in for DINOv2 that every stage shares."""
+    from dabench.models import create_model
+
+    arch = cfg["model"]["arch"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg["model"]["init_seed"]) + seed_offset)
+        model = create_model(arch)
+    if not hasattr(model, "pretrained"):
+        raise ConfigError(f"model.arch {arch!r} is not a Depth Anything network (no DINOv2 encoder to train)")
+    weights = encoder_weights if encoder_weights is not None else cfg["model"]["encoder_weights"]
+    if weights:
+        load_encoder_weights(model.pretrained, weights)
+    _positive_output_bias(model)
+    return model
+
+
+def _positive_output_bias(model: torch.nn.Module, value: float = 1.0) -> None:
+    """Start the DPT head's last convolution (the one before the output ReLU) with bias ``value``.
+
+    With PyTorch's default init that bias is tiny and, when the encoder features barely vary
+    across pixels (a random-init encoder), the pre-activation is often negative everywhere: the
+    output ReLU is then dead, the prediction is all zeros and no gradient flows. A positive bias
+    makes the initial prediction positive so the affine-invariant loss can train it."""
+    last = None
+    for mod in model.depth_head.modules():
+        if isinstance(mod, torch.nn.Conv2d) and mod.out_channels == 1:
+            last = mod
+    if last is not None and last.bias is not None:
+        with torch.no_grad():
+            last.bias.fill_(value)
+
+
+def warn_random_encoder(cfg: Mapping, what: str) -> None:
+    if not cfg["model"]["encoder_weights"]:
+        msg = (f"{what}: NO DINOv2 WEIGHTS GIVEN (model.encoder_weights is null): the encoder starts from a "
+               f"seeded RANDOM init (init_seed={cfg['model']['init_seed']}), not DINOv2")
+        log.warning(msg)
+        print(f"[dabench train] WARNING: {msg}", flush=True)
+
+
+def param_groups(model: torch.nn.Module, lr: float, head_lr_mult: float) -> list[dict]:
+    """AdamW groups: encoder (``pretrained.*``) at ``lr``, everything else (the DPT head) at
+    ``lr * head_lr_mult`` (the paper's 10x decoder LR)."""
+    enc = [p for n, p in model.named_parameters() if n.startswith("pretrained.")]
+    head = [p for n, p in model.named_parameters() if not n.startswith("pretrained.")]
+    return [dict(params=enc, lr=lr, name="encoder"), dict(params=head, lr=lr * head_lr_mult, name="head")]
+
+
+# ---------------------------------------------------------------- data sources
+class ImageFolder(torch.utils.data.Dataset):
+    """Unlabelled images in a folder (recursively, sorted): samples with ``image`` and ``name`` only."""
+
+    def __init__(self, root: str | os.PathLike, limit: int | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise MissingFileError(f"unlabelled image folder {self.root} does not exist")
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        if limit is not None:
+            self.files = self.files[:limit]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict:
+        from PIL import Image
+
+        with Image.open(self.files[i]) as im:
+            return {"image": np.asarray(im.convert("RGB")), "name": str(self.files[i].relative_to(self.root))}
+
+
+def build_source(spec: Mapping, data_root: str | None = None):
+    """One dataset from a config spec ``dict(name, split, limit, kwargs)``; ``folder:<dir>`` is an
+    image folder."""
+    name = spec["name"]
+    if name.startswith("folder:"):
+        return ImageFolder(name[len("folder:"):], limit=spec.get("limit"))
+    from dabench.data import build_dataset
+
+    return build_dataset(name, split=spec.get("split"), data_root=data_root, limit=spec.get("limit"),
+                         **dict(spec.get("kwargs") or {}))
+
+
+class Sources:
+    """Several datasets seen as one indexable sequence (global index -> (dataset, local index)),
+    optionally caching samples in memory, already resized so the shorter side is ``short_side``."""
+
+    def __init__(self, specs: Sequence[Mapping], data_root: str | None, what: str, *, short_side: int | None = None,
+                 cache: bool = False, keys: Sequence[str] = ("image", "depth", "valid", "sky")):
+        if not specs:
+            raise ConfigError(f"config key 'data.{what}' lists no datasets: the {what} set is empty")
+        self.specs = [dict(s) for s in specs]
+        self.datasets = [build_source(s, data_root) for s in self.specs]
+        self.lengths = [len(d) for d in self.datasets]
+        for s, n in zip(self.specs, self.lengths):
+            if n == 0:
+                raise DataError(f"{what} dataset {s['name']!r} (split {s.get('split')!r}) has no samples: "
+                                f"the {what} set must not be empty")
+        self.offsets = np.cumsum([0] + self.lengths)
+        self.short_side, self.cache, self.keys = short_side, cache, tuple(keys)
+        self._cache: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, i: int) -> tuple[int, int]:
+        d = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return d, int(i - self.offsets[d])
+
+    def raw(self, i: int) -> dict:
+        d, j = self.locate(i)
+        return self.datasets[d][j]
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        if i in self._cache:
+            return self._cache[i]
+        s = self.raw(i)
+        out = {}
+        for k in self.keys:
+            if k in s and s[k] is not None:
+                out[k] = torch.from_numpy(np.ascontiguousarray(s[k]))
+        if "image" not in out:
+            raise DataError(f"sample {s.get('name', i)!r} has no image")
+        out["image"] = out["image"].permute(2, 0, 1).float().div_(255.0)
+        out["name"] = s.get("name", str(i))
+        if self.short_side:
+            out = resize_short_side(out, self.short_side)
+        if self.cache:
+            self._cache[i] = out
+        return out
+
+
+def resize_short_side(s: dict, short: int) -> dict:
+    """Resize so the shorter side is ``short`` pixels: the image bilinearly (antialiased), depth,
+    validity and sky nearest (never mixing valid and invalid depths), pseudo-labels bilinearly."""
+    h, w = s["image"].shape[-2:]
+    scale = short / min(h, w)
+    nh, nw = max(short, int(round(h * scale))), max(short, int(round(w * scale)))
+    if (nh, nw) == (h, w):
+        return s
+    out = dict(s)
+    out["image"] = F.interpolate(s["image"][None], (nh, nw), mode="bilinear", align_corners=False,
+                                 antialias=True)[0].clamp(0, 1)
+    for k in ("depth", "valid", "sky"):
+        if k in s:
+            out[k] = F.interpolate(s[k][None, None].float(), (nh, nw), mode="nearest")[0, 0].to(s[k].dtype)
+    if "pseudo" in s:
+        out["pseudo"] = F.interpolate(s["pseudo"][None, None], (nh, nw), mode="bilinear", align_corners=False)[0, 0]
+    return out
+
+
+def random_crop_flip(s: dict, crop: int, g: torch.Generator, flip: bool) -> dict:
+    """A random ``crop``×``crop`` window (same for every map of the sample) and, when ``flip``, a
+    horizontal flip with probability 0.5."""
+    h, w = s["image"].shape[-2:]
+    if h < crop or w < crop:
+        s = resize_short_side(s, crop)
+        h, w = s["image"].shape[-2:]
+    y = int(torch.randint(0, h - crop + 1, (), generator=g))
+    x = int(torch.randint(0, w - crop + 1, (), generator=g))
+    do_flip = flip and bool(torch.rand((), generator=g) < 0.5)
+    out = {}
+    for k, v in s.items():
+        if not torch.is_tensor(v):
+            continue
+        v = v[..., y:y + crop, x:x + crop]
+        if do_flip:
+            v = v.flip(-1)
+        out[k] = v.contiguous()
+    return out
+
+
+def collate(samples: Sequence[dict]) -> dict[str, torch.Tensor]:
+    keys = set(samples[0])
+    for s in samples[1:]:
+        keys &= set(s)
+    return {k: torch.stack([s[k] for s in samples]) for k in sorted(keys)}
+
+
+def labelled_batch(src: Sources, indices: Sequence[int], crop: int, g: torch.Generator, flip: bool) -> dict:
+    """A labelled training batch: ``image`` B×3×c×c in [0, 1], ``disparity`` target and ``mask``
+    (valid pixels plus sky at disparity 0)."""
+    from dabench.train.losses import depth_to_disparity
+
+    items = []
+    for i in indices:
+        s = src[i]
+        if "depth" not in s or "valid" not in s:
+            raise DataError(f"labelled sample {s.get('name', i)!r} has no depth/valid map")
+        c = random_crop_flip(s, crop, g, flip)
+        sky = c.get("sky")
+        disp, mask = depth_to_disparity(c["depth"][None], c["valid"][None], None if sky is None else sky[None])
+        items.append({"image": c["image"], "disparity": disp[0], "mask": mask[0]})
+    return collate(items)
+
+
+@dataclass
+class StageResult:
+    stage: str
+    out_dir: Path
+    final: Path | None
+    info: dict[str, Any]

@@ -1,0 +1,3 @@
+_base_ = './paper.py'
+preset = 'paper-vitb'
+model = dict(arch='da2_vitb14')

@@ -1,0 +1,673 @@
+"""The generic, exactly-resumable training loop behind ``dabench train`` and ``dabench finetune``.
+
+One ``Trainer`` runs any stage: it owns the optimiser (AdamW over caller-given parameter groups),
+the learning-rate schedule, bf16 autocast on CUDA, DDP under ``torchrun`` (NCCL on GPU, gloo on
+CPU), gradient clipping, checkpoints every N steps, exact resume, TensorBoard scalars, a JSONL
+log, rich progress (loss and throughput) and the final ``final.safetensors``.
+
+Usage::
+
+    from dabench.train.engine import Trainer, TrainConfig, FinalWeights, EpochSampler
+
+    sampler = EpochSampler(len(dataset), batch_size=8, seed=0)      # deterministic data position
+
+    def batch_fn(step, gen):           # the batch this rank trains on at global step `step`
+        return collate([augment(dataset[i], gen) for i in sampler.indices(step)])
+
+    def step_fn(model, batch, ctx):    # runs inside autocast (and inside DDP's forward)
+        pred = model(batch["image"])
+        loss = my_loss(pred.float(), batch["target"])
+        return {"loss": loss, "l1": loss.detach()}          # "loss" is back-propagated
+
+    trainer = Trainer(model, [dict(params=enc, lr=5e-6), dict(params=head, lr=5e-5)],
+                      step_fn, batch_fn, TrainConfig(steps=1000, checkpoint_every=100),
+                      out_dir="runs/x", fingerprint={"arch": "da2_vits14", "lr": 5e-6},
+                      final=FinalWeights(arch="da2_vits14", head="relative", config=cfg_dict))
+    model = trainer.fit(resume=False)
+
+Contracts that make resume exact (a run killed with SIGKILL and resumed ends with bit-identical
+weights to an uninterrupted one):
+
+- ``batch_fn(step, generator)`` must be a pure function of ``step``, the rank and the
+  ``generator`` (a ``torch.Generator`` seeded from ``(seed, step, rank)`` for that step): use it
+  for every random augmentation. ``EpochSampler`` gives the per-step sample indices.
+- ``step_fn(model, batch, ctx)`` may draw randomness only from ``ctx.generator`` (seeded from
+  ``(seed, step, rank)``, separate from the batch generator).
+- The model, optimiser, scheduler, global RNG states (torch/CUDA/numpy/python, per rank) and
+  the step are saved; weights as safetensors, the rest in ``state.pt`` that loads with
+  ``torch.load(weights_only=True)``.
+- ``fingerprint`` (any JSON-able dict: arch, config, ...) is stored with each checkpoint; a resume
+  whose fingerprint differs raises ``CheckpointError`` listing every differing key.
+
+Out-dir layout: ``checkpoints/step_XXXXXXX/{model.safetensors,state.pt}``,
+``checkpoints/latest.json``, ``tb/`` (TensorBoard), ``log.jsonl``, ``train.log``,
+``final.safetensors``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from dabench.errors import CheckpointError, ConfigError
+from dabench.provenance import atomic_write_json, atomic_write_text, checkpoints_dir
+
+log = logging.getLogger("dabench.train")
+
+__all__ = [
+    "TrainConfig", "FinalWeights", "StepContext", "EpochSampler", "Trainer", "DistInfo",
+    "init_distributed", "shutdown_distributed", "dist_info", "step_generator", "flatten_dict",
+    "build_scheduler", "latest_checkpoint", "load_weights", "save_weights",
+]
+
+
+# ----------------------------------------------------------------------------- configuration
+@dataclass
+class TrainConfig:
+    """Loop settings (not model/data settings). Learning rates live in the parameter groups.
+
+    - ``steps``: optimiser steps in total (global, independent of the number of ranks).
+    - ``schedule``: ``linear`` (decay to 0, the paper's), ``poly`` (``(1 - t)^poly_power``),
+      ``cosine``, ``constant`` or ``onecycle`` (``onecycle_*`` settings, as ZoeDepth's); all after
+      ``warmup_steps`` of linear warm-up (not for onecycle).
+    - ``amp``: ``auto`` (bf16 autocast on CUDA, none on CPU), ``bf16`` or ``none``.
+    - ``checkpoint_every``: steps between checkpoints (0: only the last step); ``keep_checkpoints``
+      most recent are kept.
+    - ``samples_per_step``: images per step on one rank, for the throughput figure.
+    """
+
+    steps: int
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    schedule: str = "linear"
+    warmup_steps: int = 0
+    poly_power: float = 0.9
+    onecycle_pct_start: float = 0.7
+    onecycle_div_factor: float = 1.0
+    onecycle_final_div_factor: float = 1e4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = None
+    amp: str = "auto"
+    seed: int = 0
+    samples_per_step: int | None = None
+    device: str | None = None
+    find_unused_parameters: bool = True
+    progress: bool = True
+    tensorboard: bool = True
+    desc: str = "train"
+
+    def __post_init__(self):
+        if int(self.steps) < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps!r}")
+        if self.schedule not in _SCHEDULES:
+            raise ConfigError(f"schedule {self.schedule!r} is unknown; valid: {', '.join(_SCHEDULES)}")
+        if self.amp not in ("auto", "bf16", "none"):
+            raise ConfigError(f"amp {self.amp!r} is unknown; valid: auto, bf16, none")
+
+
+@dataclass
+class FinalWeights:
+    """How to write ``final.safetensors``: the registered ``arch`` and ``head`` names go into its
+    metadata (``dabench.models.save_checkpoint``); ``register_as`` also copies it to
+    ``checkpoints_dir()/<register_as>.safetensors`` so ``dabench run`` finds it."""
+
+    arch: str
+    head: str = "relative"
+    config: dict | None = None
+    register_as: str | None = None
+
+
+@dataclass
+class StepContext:
+    step: int                       # global step being taken (0-based)
+    total_steps: int
+    generator: torch.Generator     # seeded from (seed, step, rank): the only randomness step_fn may use
+    device: torch.device
+    rank: int
+    world_size: int
+    amp_dtype: torch.dtype | None
+
+
+# ----------------------------------------------------------------------------- distributed
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join the ``torchrun`` process group if the environment says so (``WORLD_SIZE`` > 1):
+    NCCL when CUDA is available, gloo otherwise. Safe to call repeatedly."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None or device == "auto":
+        use_cuda = torch.cuda.is_available()
+        dev = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
+    else:
+        dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device(f"cuda:{local_rank}")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist_info(dev)
+
+
+def dist_info(device: torch.device | None = None) -> DistInfo:
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    else:
+        rank, world = 0, 1
+    dev = device or (torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available()
+                     else torch.device("cpu"))
+    return DistInfo(rank, world, int(os.environ.get("LOCAL_RANK", "0")), dev)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _barrier():
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+# ----------------------------------------------------------------------------- data position
+def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torch.Generator:
+    """A CPU generator that depends only on (seed, step, rank, stream): per-step randomness that
+    survives a resume without having to save generator state."""
+    g = torch.Generator()
+    g.manual_seed((int(seed) * 1_000_003 + int(step) * 8_191 + int(rank) * 131 + int(stream) * 7) % (2**63 - 1))
+    return g
+
+
+class EpochSampler:
+    """Deterministic, resumable sample order: epoch ``e`` is a permutation of ``range(n)`` drawn
+    from ``(seed, e)``; global step ``s`` takes the ``batch_size * world_size`` consecutive
+    positions starting at ``s * batch_size * world_size`` of the endless concatenation of epochs,
+    and rank ``r`` takes its ``batch_size`` slice of them. The data position is therefore the
+    step itself."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 shuffle: bool = True):
+        if n < 1:
+            raise ConfigError("cannot sample batches from an empty dataset")
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        self.rank, self.world_size, self.shuffle = int(rank), int(world_size), shuffle
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _epoch(self, e: int) -> np.ndarray:
+        if e not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.pop(min(self._cache))
+            self._cache[e] = (np.random.default_rng([self.seed, e]).permutation(self.n) if self.shuffle
+                              else np.arange(self.n))
+        return self._cache[e]
+
+    def indices(self, step: int) -> list[int]:
+        start = (int(step) * self.world_size + self.rank) * self.batch_size
+        out = []
+        for pos in range(start, start + self.batch_size):
+            out.append(int(self._epoch(pos // self.n)[pos % self.n]))
+        return out
+
+    def epoch_of(self, step: int) -> float:
+        return step * self.batch_size * self.world_size / self.n
+
+
+# ----------------------------------------------------------------------------- schedules
+class _Lambda:
+    """LR multiplier as a callable object, so ``LambdaLR.state_dict`` stores its settings."""
+
+    def __init__(self, kind: str, total: int, warmup: int, power: float):
+        self.kind, self.total, self.warmup, self.power = kind, int(total), int(warmup), float(power)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup > 0 and step < self.warmup:
+            return (step + 1) / self.warmup
+        span = max(1, self.total - self.warmup)
+        t = min(1.0, max(0.0, (step - self.warmup) / span))
+        if self.kind == "linear":
+            return 1.0 - t
+        if self.kind == "poly":
+            return (1.0 - t) ** self.power
+        if self.kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        return 1.0
+
+
+_SCHEDULES = ("linear", "poly", "cosine", "constant", "onecycle")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=cfg.steps,
+            pct_start=cfg.onecycle_pct_start, div_factor=cfg.onecycle_div_factor,
+            final_div_factor=cfg.onecycle_final_div_factor, cycle_momentum=False)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _Lambda(cfg.schedule, cfg.steps, cfg.warmup_steps, cfg.poly_power))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def flatten_dict(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists/tuples become JSON text so they compare)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten_dict(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v, default=str)
+        else:
+            out[key] = v
+    return out
+
+
+def _fingerprint_diff(old: Mapping, new: Mapping) -> list[str]:
+    fo, fn = flatten_dict(old), flatten_dict(new)
+    diffs = []
+    for k in sorted(set(fo) | set(fn)):
+        a, b = fo.get(k, "<absent>"), fn.get(k, "<absent>")
+        if a != b:
+            diffs.append(f"{k}: {a!r} in the checkpoint vs {b!r} now")
+    return diffs
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """All of ``model.state_dict()`` as safetensors (atomic)."""
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(sd, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a ``save_weights`` file strictly; a key or shape mismatch raises ``CheckpointError``."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(path))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = [f"{k}: {tuple(sd[k].shape)} in the file vs {tuple(own[k].shape)} in the model"
+              for k in sorted(set(sd) & set(own)) if sd[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if shapes:
+            parts.append("shape mismatches " + "; ".join(shapes[:5]))
+        raise CheckpointError(f"{path} does not fit this model (another architecture?): " + "; ".join(parts))
+    model.load_state_dict(sd, strict=True)
+
+
+def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint directory under ``out_dir/checkpoints``, or None."""
+    root = Path(out_dir) / "checkpoints"
+    pointer = root / "latest.json"
+    if pointer.is_file():
+        try:
+            p = root / json.loads(pointer.read_text())["dir"]
+            if (p / "state.pt").is_file() and (p / "model.safetensors").is_file():
+                return p
+        except (ValueError, KeyError):
+            pass
+    cands = sorted(p for p in root.glob("step_*") if (p / "state.pt").is_file() and (p / "model.safetensors").is_file())
+    return cands[-1] if cands else None
+
+
+def _rng_state() -> dict:
+    st = {"torch": torch.get_rng_state(), "python": _py_state_to_tensor(random.getstate()),
+          "numpy": _np_state_to_tensor(np.random.get_state())}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state()
+    return st
+
+
+def _set_rng_state(st: Mapping) -> None:
+    torch.set_rng_state(st["torch"])
+    random.setstate(_py_state_from_tensor(st["python"]))
+    np.random.set_state(_np_state_from_tensor(st["numpy"]))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state(st["cuda"])
+
+
+def _py_state_to_tensor(s) -> dict:
+    version, internal, gauss = s
+    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+            "gauss": None if gauss is None else float(gauss)}
+
+
+def _py_state_from_tensor(d) -> tuple:
+    return (d["version"], tuple(int(x) for x in d["internal"].tolist()), d["gauss"])
+
+
+def _np_state_to_tensor(s) -> dict:
+    name, keys, pos, has_gauss, cached = s
+    return {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _np_state_from_tensor(d) -> tuple:
+    return (d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached"])
+
+
+# ----------------------------------------------------------------------------- the loop
+class _StepModule(nn.Module):
+    """Wraps the model so that DDP sees the whole loss computation as one ``forward``: gradients of
+    every parameter used anywhere in ``step_fn`` (encoder features, head) are synchronised."""
+
+    def __init__(self, model: nn.Module, step_fn: Callable):
+        super().__init__()
+        self.model = model
+        self._step_fn = step_fn  # a plain callable, not a submodule (frozen helpers stay out of DDP)
+
+    def forward(self, batch, ctx):
+        return self._step_fn(self.model, batch, ctx)
+
+
+def _to_device(obj, device):
+    if torch.is_tensor(obj):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
+
+
+class Trainer:
+    """Runs ``cfg.steps`` optimiser steps of ``step_fn`` over ``batch_fn``'s batches (see the module
+    docstring for the contracts). ``param_groups`` are AdamW groups (``params``, ``lr`` and any
+    per-group option); parameters not in a group are not trained. ``fingerprint`` is what a resume
+    must match. ``final`` says how to write ``final.safetensors`` (None: not written)."""
+
+    def __init__(self, model: nn.Module, param_groups: Sequence[dict], step_fn: Callable,
+                 batch_fn: Callable[[int, torch.Generator], Any], cfg: TrainConfig,
+                 out_dir: str | os.PathLike, *, fingerprint: Mapping | None = None,
+                 final: FinalWeights | None = None, dist_: DistInfo | None = None,
+                 on_checkpoint: Callable[[int], None] | None = None):
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.dist = dist_ or init_distributed(cfg.device)
+        self.device = self.dist.device
+        self.model = model.to(self.device)
+        self.step_fn, self.batch_fn = step_fn, batch_fn
+        self.fingerprint = dict(fingerprint or {})
+        self.final = final
+        self.on_checkpoint = on_checkpoint
+        groups = [dict(g) for g in param_groups]
+        for g in groups:
+            g["params"] = [p for p in g["params"] if p.requires_grad]
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            raise ConfigError("no trainable parameters were given to the trainer")
+        self.optimizer = torch.optim.AdamW(groups, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        if cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda"):
+            self.amp_dtype = torch.bfloat16
+        else:
+            self.amp_dtype = None
+        self.step = 0
+        self._ckpt_root = self.out_dir / "checkpoints"
+
+    # -- checkpointing
+    def _state(self) -> dict:
+        rng = _rng_state()
+        if self.dist.world_size > 1:
+            gathered: list = [None] * self.dist.world_size
+            dist.all_gather_object(gathered, rng)
+            rng_all = gathered
+        else:
+            rng_all = [rng]
+        return {"format": "dabench.train_state/1", "step": self.step, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rng_all,
+                "data": {"next_step": self.step, "seed": self.cfg.seed, "world_size": self.dist.world_size},
+                "fingerprint": json.dumps(self.fingerprint, sort_keys=True, default=str)}
+
+    def save_checkpoint(self) -> Path:
+        state = self._state()  # collective: every rank takes part
+        name = f"step_{self.step:07d}"
+        final_dir = self._ckpt_root / name
+        if self.dist.is_main:
+            tmp = self._ckpt_root / f".tmp_{name}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            save_weights(self.model, tmp / "model.safetensors", {"dabench.step": str(self.step)})
+            torch.save(state, tmp / "state.pt")
+            shutil.rmtree(final_dir, ignore_errors=True)
+            os.replace(tmp, final_dir)
+            atomic_write_json(self._ckpt_root / "latest.json", {"dir": name, "step": self.step})
+            kept = sorted(p for p in self._ckpt_root.glob("step_*") if p.is_dir())
+            for old in kept[:-max(1, self.cfg.keep_checkpoints)]:
+                shutil.rmtree(old, ignore_errors=True)
+            log.info("checkpoint %s", final_dir)
+        _barrier()
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.step)
+        return final_dir
+
+    def load_checkpoint(self, ckpt: Path) -> None:
+        try:
+            state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a corrupt or foreign file
+            raise CheckpointError(f"cannot read training state {ckpt / 'state.pt'}: {e}") from e
+        old_fp = json.loads(state.get("fingerprint", "{}"))
+        diffs = _fingerprint_diff(old_fp, json.loads(json.dumps(self.fingerprint, sort_keys=True, default=str)))
+        if diffs:
+            raise CheckpointError(f"cannot resume from {ckpt}: it was made with a different architecture/config: "
+                                  + "; ".join(diffs))
+        load_weights(self.model, ckpt / "model.safetensors")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"cannot resume from {ckpt}: optimizer state does not fit ({e})") from e
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        if len(rng) == self.dist.world_size:
+            _set_rng_state(rng[self.dist.rank])
+        else:
+            log.warning("resuming %s on %d ranks, it was saved on %d: data order and RNG differ from an "
+                        "uninterrupted run", ckpt, self.dist.world_size, len(rng))
+            _set_rng_state(rng[0])
+        self.step = int(state["step"])
+
+    # -- the loop
+    def _setup_logging(self):
+        if not self.dist.is_main:
+            return None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(self.out_dir / "train.log")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(fh)
+        if log.level == logging.NOTSET or log.level > logging.INFO:
+            log.setLevel(logging.INFO)
+        return fh
+
+    def fit(self, resume: bool = False) -> nn.Module:
+        """Train to ``cfg.steps`` (continuing from the newest checkpoint when ``resume``) and return
+        the trained (unwrapped) model."""
+        fh = self._setup_logging()
+        try:
+            return self._fit(resume)
+        finally:
+            if fh is not None:
+                log.removeHandler(fh)
+                fh.close()
+
+    def _fit(self, resume: bool) -> nn.Module:
+        cfg = self.cfg
+        ckpt = latest_checkpoint(self.out_dir)
+        if resume:
+            if ckpt is not None:
+                self.load_checkpoint(ckpt)
+                log.info("resumed from %s at step %d", ckpt, self.step)
+            else:
+                log.warning("--resume: no checkpoint in %s, starting from step 0", self._ckpt_root)
+        elif ckpt is not None:
+            raise ConfigError(f"{self.out_dir} already holds a run's checkpoints ({ckpt.name}); pass --resume to "
+                              "continue it, or choose another --out")
+        final_path = self.out_dir / "final.safetensors"
+        if self.step >= cfg.steps and final_path.is_file():
+            log.info("%s: already finished (%d steps)", self.out_dir, self.step)
+            return self.model
+
+        if self.dist.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            runner = DDP(_StepModule(self.model, self.step_fn),
+                         device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                         find_unused_parameters=cfg.find_unused_parameters)
+        else:
+            runner = _StepModule(self.model, self.step_fn)
+
+        writer = None
+        if self.dist.is_main and cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step if self.step else None)
+        jsonl = (self.out_dir / "log.jsonl").open("a") if self.dist.is_main else None
+        log.info("%s: %d steps from step %d on %s (world size %d, amp %s)", cfg.desc, cfg.steps, self.step,
+                 self.device, self.dist.world_size, self.amp_dtype or "off")
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        sums: dict[str, float] = {}
+        n_sum = 0
+        t_last, step_last = time.perf_counter(), self.step
+        progress = self._progress()
+        task = progress.add_task(cfg.desc, total=cfg.steps, completed=self.step, loss="-", speed="-") if progress else None
+        try:
+            if progress:
+                progress.start()
+            self.model.train()
+            while self.step < cfg.steps:
+                step = self.step
+                batch = self.batch_fn(step, step_generator(cfg.seed, step, self.dist.rank, stream=0))
+                batch = _to_device(batch, self.device)
+                ctx = StepContext(step, cfg.steps, step_generator(cfg.seed, step, self.dist.rank, stream=1),
+                                  self.device, self.dist.rank, self.dist.world_size, self.amp_dtype)
+                amp = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                       else contextlib.nullcontext())
+                with amp:
+                    out = runner(batch, ctx)
+                if "loss" not in out:
+                    raise ConfigError("step_fn must return a dict with a 'loss' entry")
+                loss = out["loss"]
+                if not torch.isfinite(loss.detach()):
+                    raise FloatingPointError(f"{cfg.desc}: loss is {loss.item()} at step {step}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                for k, v in out.items():
+                    if torch.is_tensor(v) and v.numel() == 1:
+                        sums[k] = sums.get(k, 0.0) + float(v.detach())
+                n_sum += 1
+                done = self.step == cfg.steps
+                if self.step % max(1, cfg.log_every) == 0 or done:
+                    means = self._reduce_means(sums, n_sum)
+                    now = time.perf_counter()
+                    sps = (self.step - step_last) / max(now - t_last, 1e-9)
+                    t_last, step_last = now, self.step
+                    ips = sps * (cfg.samples_per_step or 0) * self.dist.world_size
+                    lrs = [g["lr"] for g in self.optimizer.param_groups]
+                    if self.dist.is_main:
+                        if writer is not None:
+                            for k, v in means.items():
+                                writer.add_scalar(f"{cfg.desc}/{k}", v, self.step)
+                            for i, lr in enumerate(lrs):
+                                writer.add_scalar(f"{cfg.desc}/lr_group{i}", lr, self.step)
+                            writer.add_scalar(f"{cfg.desc}/steps_per_s", sps, self.step)
+                        rec = {"step": self.step, **{k: round(v, 6) for k, v in means.items()},
+                               "lr": lrs, "steps_per_s": round(sps, 3), "images_per_s": round(ips, 2)}
+                        jsonl.write(json.dumps(rec) + "\n")
+                        jsonl.flush()
+                        log.info("%s step %d/%d %s", cfg.desc, self.step, cfg.steps,
+                                 " ".join(f"{k}={v:.4f}" for k, v in means.items()))
+                    if progress:
+                        speed = f"{sps:.2f} it/s" + (f", {ips:.1f} img/s" if ips else "")
+                        progress.update(task, loss=f"{means.get('loss', float('nan')):.4f}", speed=speed)
+                    sums, n_sum = {}, 0
+                if progress:
+                    progress.update(task, completed=self.step)
+                if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or done:
+                    self.save_checkpoint()
+        finally:
+            if progress:
+                progress.stop()
+            if writer is not None:
+                writer.close()
+            if jsonl is not None:
+                jsonl.close()
+        self._write_final()
+        return self.model
+
+    def _reduce_means(self, sums: dict, n: int) -> dict[str, float]:
+        keys = sorted(sums)
+        vals = torch.tensor([sums[k] / max(n, 1) for k in keys], dtype=torch.float64)
+        if self.dist.world_size > 1 and keys:
+            dev_vals = vals.to(self.device) if self.device.type == "cuda" else vals
+            dist.all_reduce(dev_vals)
+            vals = dev_vals.cpu() / self.dist.world_size
+        return dict(zip(keys, vals.tolist()))
+
+    def _progress(self):
+        if not (self.cfg.progress and self.dist.is_main):
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+
+    def _write_final(self) -> None:
+        if self.final is None or not self.dist.is_main:
+            _barrier()
+            return
+        path = self.out_dir / "final.safetensors"
+        from dabench.models import save_checkpoint
+
+        save_checkpoint(self.model, path, arch=self.final.arch, head=self.final.head, config=self.final.config)
+        log.info("final weights %s", path)
+        if self.final.register_as:
+            dst = checkpoints_dir() / f"{self.final.register_as}.safetensors"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, dst)
+            log.info("registered as %s", dst)
+        atomic_write_text(self.out_dir / "DONE", f"{self.step}\n")
+        _barrier()

@@ -1,0 +1,5 @@
+# V2 metric head on the synthetic outdoor world (range from the card).
+_base_ = ["./simple_base.py"]
+
+model = dict(min_depth=None, max_depth=None)
+data = dict(input_size=[392, 518])

@@ -1,0 +1,17 @@
+# Runtime shared by every dabench segmentation config (mmseg's default_runtime, plus TTA).
+default_scope = 'mmseg'
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0)
+# multi-scale + flip testing: `dabench run --suite ... --tta` swaps the test pipeline for
+# `tta_pipeline` (defined with each dataset) and wraps the model in SegTTAModel.
+tta_model = dict(type='SegTTAModel')
