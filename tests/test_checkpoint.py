@@ -169,3 +169,25 @@ def test_metric_heads_are_registered_lazily():
     assert "metric_zoe" in HEADS and "metric_simple" in HEADS
     assert HEADS._entries["metric_zoe"] == "dabench.finetune.metric_heads:build_metric_model" or callable(
         HEADS._entries["metric_zoe"])
+
+
+def test_load_encoder_weights_from_dinov2_backbone_file(tmp_path, tiny_official):
+    from dabench.models.checkpoint import load_encoder_weights
+
+    backbone = {k[len("pretrained."):]: v for k, v in tiny_official.items() if k.startswith("pretrained.")}
+    torch.save(backbone, tmp_path / "dinov2_test_pretrain.pth")
+    torch.manual_seed(0)
+    model = create_model("da1_test")
+    head_before = {k: v.clone() for k, v in model.depth_head.state_dict().items()}
+    load_encoder_weights(model, tmp_path / "dinov2_test_pretrain.pth")
+    for k, v in backbone.items():
+        assert torch.equal(model.pretrained.state_dict()[k], v), k
+    for k, v in model.depth_head.state_dict().items():
+        assert torch.equal(v, head_before[k]), k
+    # a full Depth Anything file works too (only pretrained.* is used); a wrong-width one is refused
+    torch.save(tiny_official, tmp_path / "full.pth")
+    load_encoder_weights(model, tmp_path / "full.pth")
+    wide = official_state_dict(48, 4, 16, (8, 16, 32, 32), swiglu=False)
+    torch.save({k: v for k, v in wide.items() if k.startswith("pretrained.")}, tmp_path / "wide.pth")
+    with pytest.raises(CheckpointError, match="wide.pth does not fit"):
+        load_encoder_weights(model, tmp_path / "wide.pth")

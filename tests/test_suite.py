@@ -39,7 +39,7 @@ def test_every_shipped_suite_loads():
         s = load_suite(n)
         assert s.name == n and s.datasets and set(s.primary_metrics) <= set(s.metrics)
     z = load_suite("zero-shot")
-    assert z.dataset_names == ["kitti", "nyu", "sintel", "ddad", "eth3d", "diode"]
+    assert z.dataset_names == ["kitti", "nyu", "sintel", "ddad", "eth3d", "diode-indoor"]
     assert z.primary_metrics == ["abs_rel", "delta1"] and z.task == "relative"
 
 
@@ -178,8 +178,9 @@ def test_evaluate_dataset_counts_skips_and_rejects_nan(outdoor_samples):
     blank = dict(outdoor_samples[1], valid=np.zeros_like(outdoor_samples[1]["valid"]), name="blank")
     samples = [outdoor_samples[0], blank, outdoor_samples[2]]
     proto = Protocol(min_depth=1.0, max_depth=80.0, input_size=56)
-    model = create_model("horizon_prior")
+    model = create_model("horizon_prior").train()
     metrics, counts = evaluate_dataset(model, samples, proto, batch_size=3)
+    assert model.training  # a model evaluated mid-training is handed back in train mode
     ref, _ = evaluate_dataset(model, [outdoor_samples[0], outdoor_samples[2]], proto, batch_size=1)
     assert counts["used"] == 2 and counts["skipped_no_valid"] == 1
     assert metrics == pytest.approx(ref, rel=1e-12)  # the blank sample changes nothing, no NaN
@@ -199,8 +200,10 @@ def test_evaluate_dataset_counts_skips_and_rejects_nan(outdoor_samples):
 def test_run_suite_records_csv_cache_and_table(tmp_path, capsys):
     suite = write_suite(tmp_path, datasets=["synthetic-outdoor"])
     out = tmp_path / "results"
+    from rich.console import Console
+
     recs = run_suite(suite, models=["constant", "horizon_prior"], limit=3, results_dir=out, show_progress=False,
-                     print_table=True)
+                     print_table=True, console=Console(stderr=True, width=160))
     assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
     r = json.loads((out / "tiny" / "horizon_prior" / "synthetic-outdoor.json").read_text())
     assert r["schema"] == "dabench.result/1" and r["samples"]["used"] == 3
@@ -255,6 +258,9 @@ def test_default_models_are_local_checkpoints_plus_baselines(tmp_path):
     assert [r.label for r in runs] == ["tiny-student", "constant", "horizon_prior"]
     assert runs[0].checkpoint.endswith("tiny-student.safetensors")
     assert resolve_models(["tiny-student"])[0].checkpoint == runs[0].checkpoint
+    assert resolve_models(None, checkpoint=tmp_path / "nyu" / "final.safetensors")[0].label == "nyu-final"
+    with pytest.raises(ConfigError, match="one model"):
+        run_suite(write_suite(tmp_path), models=["constant", "horizon_prior"], name="x", results_dir=tmp_path)
 
 
 def test_segmentation_suite_dispatches_to_seg_runner(tmp_path, monkeypatch):
@@ -288,3 +294,38 @@ def test_cli_run_and_ls(tmp_path):
     assert res.exit_code == 0 and "abs_rel" in res.output and "miou" in res.output
     res = runner.invoke(app, ["ls", "suites"])
     assert res.exit_code == 0 and "zero-shot" in res.output
+
+
+def test_kb_crop_cuts_before_inference_and_masks_like_full_frame():
+    from dabench.data.crops import crop_mask
+    from dabench.eval.runner import eval_valid_mask, prepare_sample
+
+    h, w = 375, 1242
+    depth = np.linspace(1, 70, h * w, dtype=np.float32).reshape(h, w)
+    s = {"image": np.zeros((h, w, 3), np.uint8), "depth": depth, "valid": np.ones((h, w), bool), "name": "k"}
+    proto = Protocol(crop="kb+garg", min_depth=1e-3, max_depth=80.0)
+    out = prepare_sample(s, proto)
+    assert out["image"].shape == (352, 1216, 3) and out["depth"].shape == (352, 1216)
+    top, left = h - 352, (w - 1216) // 2
+    np.testing.assert_array_equal(out["depth"], depth[top:, left:left + 1216])
+    full = crop_mask((h, w), "kb+garg") & (depth > 1e-3) & (depth < 80)
+    assert eval_valid_mask(out, proto).sum() == full.sum()
+    assert prepare_sample(s, Protocol(crop="garg")) is s  # mask-only crops leave the sample alone
+
+
+def test_zero_shot_falls_back_to_synthetic_never_silently(tmp_path, capsys):
+    data = yaml.safe_load(load_suite("zero-shot").path and open(load_suite("zero-shot").path).read())
+    data["defaults"]["input_size"] = 56  # same suite, CPU-sized
+    path = tmp_path / "zero-shot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    recs = run_suite(path, models=["constant"], limit=1, results_dir=tmp_path / "r", show_progress=False,
+                     print_table=True)
+    by = {r["dataset"]: r for r in recs}
+    for real in ("kitti", "nyu", "sintel", "ddad", "eth3d", "diode-indoor"):
+        assert by[real]["status"] == "skipped" and "not found" in by[real]["skip_reason"]
+        assert (tmp_path / "r" / "zero-shot" / "constant" / f"{real}.json").is_file()
+    assert sorted(by["synthetic-outdoor"]["fallback_for"]) == ["ddad", "eth3d", "kitti"]
+    assert sorted(by["synthetic-indoor"]["fallback_for"]) == ["diode-indoor", "nyu", "sintel"]
+    assert by["synthetic-indoor"]["status"] == "ok" and len(recs) == 8
+    err = capsys.readouterr().err
+    assert "kitti: skipped" in err and "stands in for kitti, ddad, eth3d" in err

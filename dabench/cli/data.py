@@ -1,3 +1,222 @@
-"""CLI commands (filled in by the owning module's issue)."""
-from dabench.cli._app import app  # noqa: F401
-from dabench.cli.ls import ls_app  # noqa: F401
+"""`dabench data check`, `dabench data show` and `dabench ls datasets`.
+
+Heavy libraries (torch, numpy, cv2) are imported inside the commands so `dabench --help` stays fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dabench.cli._app import app
+from dabench.cli.ls import ls_app
+from dabench.errors import ConfigError, DabenchError
+
+data_app = typer.Typer(help="Inspect datasets on disk: verify them and render samples.\n\n"
+                            "Example: dabench data check nyu --data-root /data", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_DATA_ROOT_HELP = "Folder holding the datasets (default: $DABENCH_DATA); each card's root is relative to it."
+
+
+def _size_kw(size: Optional[str]) -> dict:
+    """``--size HxW`` (synthetic sets) -> ``{"size": (H, W)}``."""
+    if not size:
+        return {}
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must look like HxW (e.g. 98x126), got {size!r}") from None
+    return {"size": (h, w)}
+
+
+@ls_app.command("datasets")
+def ls_datasets(
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help=_DATA_ROOT_HELP),
+    task: Optional[str] = typer.Option(None, "--task", help="Only depth or segmentation sets."),
+) -> None:
+    """List the dataset cards, their splits, protocol defaults and whether the data is on disk.
+
+    Example: dabench ls datasets --data-root /data
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.data import dataset_available, list_datasets, load_card
+    from dabench.data.cards import TASKS, card_splits
+
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+    table = Table(title="dabench datasets")
+    table.add_column("name", no_wrap=True)
+    for col in ("task", "splits", "range (m)", "crop", "alignment", "score", "on disk", "fallback"):
+        table.add_column(col, overflow="fold")
+    for name in list_datasets(task=task):
+        c = load_card(name)
+        rng = "-" if c.get("min_depth") is None else f"{c['min_depth']:g}–{c['max_depth']:g}"
+        avail = dataset_available(name, data_root)
+        on_disk = "synthetic" if c["reader"] == "synthetic" else ("yes" if avail else "no")
+        table.add_row(name, c["task"], ",".join(card_splits(c)), rng, str(c.get("eval_crop") or "-"),
+                      str(c.get("alignment") or "-"), str(c.get("score_space") or "-"), on_disk,
+                      str(c.get("fallback") or "-"))
+    Console().print(table)
+
+
+@data_app.command("check")
+def check(
+    name: str = typer.Argument(..., help="Dataset card name (see `dabench ls datasets`)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help=_DATA_ROOT_HELP),
+    split: Optional[str] = typer.Option(None, "--split", help="Check only this split (default: all splits)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Read only the first N entries of each split."),
+    size: Optional[str] = typer.Option(None, "--size", help="Synthetic sets: image size HxW, e.g. 98x126."),
+) -> None:
+    """Verify a dataset on disk: every split entry present and readable, image/depth shapes consistent, ground truth within the card's depth range. Prints a summary table; exits 1 when problems are found.
+
+    Example: dabench data check kitti --data-root /data
+    """
+    import numpy as np
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from dabench.data import build_dataset, load_card
+    from dabench.data.cards import card_splits, resolve_split
+
+    card = load_card(name)
+    if card["task"] != "depth":
+        raise ConfigError(f"dataset {name!r} is a {card['task']} set read through mmsegmentation; "
+                          f"`dabench data check` verifies depth sets")
+    splits = [resolve_split(card, split)] if split else card_splits(card)
+    kw = _size_kw(size)
+    if card["reader"] == "synthetic" and limit is None:
+        limit = 64  # rendering is cheap but not free; the full train split is thousands of scenes
+    console = Console()
+    table = Table(title=f"dabench data check {name}")
+    rows = ("entries", "read", "missing", "unreadable", "image size", "valid pixels", "depth min (m)",
+            "depth median (m)", "depth max (m)", f"outside {card['min_depth']:g}-{card['max_depth']:g} m")
+    columns: dict[str, list[str]] = {}
+    problems: list[str] = []
+    lo, hi = float(card["min_depth"]), float(card["max_depth"])
+    for sp in splits:
+        ds = build_dataset(name, sp, data_root=data_root, limit=limit, skip_missing=True,
+                           depth_range=None if card["reader"] != "synthetic" else "card", **kw) \
+            if card["reader"] != "synthetic" else build_dataset(name, sp, limit=limit, **kw)
+        for entry_name, path in getattr(ds, "missing", []):
+            problems.append(f"{sp}: missing {path} (entry {entry_name})")
+        sizes: dict[tuple, int] = {}
+        n_read = n_bad = 0
+        valid_px = total_px = outside = 0
+        dmin, dmax, medians = np.inf, -np.inf, []
+        with Progress(transient=True, console=console) as prog:
+            task = prog.add_task(f"{name}/{sp}", total=len(ds))
+            for i in range(len(ds)):
+                try:
+                    s = ds[i]
+                except DabenchError as e:
+                    n_bad += 1
+                    problems.append(f"{sp}: {e.message}")
+                    prog.advance(task)
+                    continue
+                n_read += 1
+                h, w = s["image"].shape[:2]
+                sizes[(h, w)] = sizes.get((h, w), 0) + 1
+                v = s["valid"]
+                d = s["depth"][v]
+                valid_px += int(v.sum())
+                total_px += v.size
+                if d.size:
+                    dmin, dmax = min(dmin, float(d.min())), max(dmax, float(d.max()))
+                    medians.append(float(np.median(d)))
+                    outside += int(((d < lo) | (d > hi)).sum())
+                else:
+                    problems.append(f"{sp}: entry {s['name']!r} has no valid ground-truth pixel")
+                prog.advance(task)
+        n_missing = int(getattr(ds, "skipped_missing", 0))
+        size_txt = ", ".join(f"{h}x{w}" + (f" ({c})" if len(sizes) > 1 else "") for (h, w), c in sorted(sizes.items()))
+        fmt = (lambda x: f"{x:.3g}") if np.isfinite(dmin) else (lambda x: "-")
+        columns[sp] = [str(len(ds) + n_missing), str(n_read), str(n_missing), str(n_bad), size_txt or "-",
+                       f"{100 * valid_px / total_px:.1f}%" if total_px else "-", fmt(dmin),
+                       fmt(float(np.median(medians))) if medians else "-", fmt(dmax),
+                       f"{100 * outside / valid_px:.2f}%" if valid_px else "-"]
+        extra = getattr(ds, "counts", {})
+        if extra:
+            console.print(f"{sp}: " + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()))
+    table.add_column("", no_wrap=True)
+    for sp in columns:
+        table.add_column(sp, justify="right")
+    for i, label in enumerate(rows):
+        table.add_row(label, *(columns[sp][i] for sp in columns))
+    console.print(table)
+    if problems:
+        console.print(f"[red]{len(problems)} problem(s):[/red]")
+        for p in problems[:20]:
+            console.print(f"  {p}", markup=False, highlight=False)
+        if len(problems) > 20:
+            console.print(f"  ... and {len(problems) - 20} more")
+        raise typer.Exit(1)
+    console.print("[green]ok[/green]")
+
+
+@data_app.command("show")
+def show(
+    name: str = typer.Argument(..., help="Dataset card name (see `dabench ls datasets`)."),
+    index: int = typer.Option(0, "--index", "-i", help="Sample index within the split."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split (default: the card's default split)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help=_DATA_ROOT_HELP),
+    size: Optional[str] = typer.Option(None, "--size", help="Synthetic sets: image size HxW, e.g. 98x126."),
+) -> None:
+    """Write one sample as a PNG: image | depth (turbo colour map, near = red, invalid black) | valid mask, plus semantic labels when the set has them.
+
+    Example: dabench data show synthetic-outdoor --index 3 --out sample.png
+    """
+    import cv2
+    import numpy as np
+
+    from dabench.data import build_dataset
+    from dabench.errors import DataError
+    from dabench.provenance import atomic_write_bytes
+
+    ds = build_dataset(name, split, data_root=data_root, **_size_kw(size))
+    if not 0 <= index < len(ds):
+        raise ConfigError(f"--index {index} out of range: {name} has {len(ds)} samples in this split")
+    s = ds[index]
+    panels = [s["image"], depth_panel(s["depth"], s["valid"]),
+              np.repeat((s["valid"].astype(np.uint8) * 255)[..., None], 3, -1)]
+    if "labels" in s:
+        panels.append(label_panel(s["labels"]))
+    strip = np.concatenate(panels, axis=1)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out} must be a .png file")
+    ok, buf = cv2.imencode(".png", strip[..., ::-1])
+    if not ok:
+        raise DataError(f"could not encode {out}")
+    atomic_write_bytes(out, buf.tobytes())
+    typer.echo(f"wrote {out} ({strip.shape[1]}x{strip.shape[0]}): {s['name']}")
+
+
+def depth_panel(depth, valid):
+    """Depth as RGB uint8: inverse depth through matplotlib's turbo (near warm), invalid black."""
+    import matplotlib
+    import numpy as np
+
+    out = np.zeros((*depth.shape, 3), np.uint8)
+    if valid.any():
+        inv = np.zeros_like(depth, dtype=np.float64)
+        inv[valid] = 1.0 / depth[valid]
+        lo, hi = np.percentile(inv[valid], [1, 99])
+        norm = np.clip((inv - lo) / max(hi - lo, 1e-12), 0, 1)
+        rgb = (matplotlib.colormaps["turbo"](norm)[..., :3] * 255 + 0.5).astype(np.uint8)
+        out[valid] = rgb[valid]
+    return out
+
+
+def label_panel(labels):
+    """Semantic ids as RGB uint8 with a fixed palette (255 = ignore is black)."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    palette = rng.integers(40, 256, (256, 3)).astype(np.uint8)
+    palette[255] = 0
+    return palette[np.clip(labels, 0, 255).astype(np.int64)]

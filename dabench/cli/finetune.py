@@ -44,8 +44,7 @@ def metric(
                                                             "everywhere (the floor a metric model must beat)."),
     name: str = typer.Option(None, "--name", help="Name the final checkpoint is registered under (and the results "
                                                   "record's model label)."),
-    results_dir: Path = typer.Option(None, "--results-dir", help="Results store (default $DABENCH_RESULTS or "
-                                                                 "~/.cache/dabench/results)."),
+    results_dir: Path = typer.Option(None, "--results", "-o", help="Results directory (default $DABENCH_HOME/results)."),
 ):
     """Fine-tune a relative Depth Anything model into a metric-depth model, then evaluate it.
 
@@ -73,7 +72,7 @@ def metric(
     prep = prepare(dataset, head, init, preset=preset, arch=arch, config_file=config, overrides=overrides,
                    data_root=data_root)
     if out is None:
-        out = Path("runs") / "finetune-metric" / f"{prep['arch']}_{head}_{dataset}" + ("_tiny" if preset == "tiny" else "")
+        out = Path("runs") / "finetune-metric" / (f"{prep['arch']}_{head}_{dataset}" + ("_tiny" if preset == "tiny" else ""))
     result = finetune_metric(dataset, head, init, out, preset=preset, arch=prep["arch"], config_file=config,
                              overrides=overrides, data_root=data_root, resume=resume, device=device,
                              evaluate=evaluate, results_dir=results_dir, run_name=name)

@@ -73,8 +73,12 @@ def results_ls(
         shown = ", ".join(f"{metric_info(k)['display']}={format_value(m[k], metric_info(k)['fmt'])}"
                           for k in headline if isinstance(m.get(k), (int, float)))
         samples = (r.get("samples") or {}).get("used")
-        ds = str(r.get("dataset")) + (f" (for {r['fallback_for']})" if r.get("fallback_for") else "")
+        fb = r.get("fallback_for")
+        fb = ", ".join(map(str, fb)) if isinstance(fb, (list, tuple)) else fb
+        ds = str(r.get("dataset")) + (f" (for {fb})" if fb else "")
         status = r.get("status", "ok") + (f": {r['skip_reason']}" if r.get("skip_reason") else "")
+        if fmt == "table" and len(status) > 60:
+            status = status[:59] + "…"
         rows.append({"suite": r.get("suite"), "model": r.get("model"), "params": format_params(r.get("model_params")),
                      "dataset": ds, "status": status, "metrics": shown, "samples": samples,
                      "commit": (r.get("git_commit") or "")[:12], "date": r.get("date"), "path": r.get("_path")})

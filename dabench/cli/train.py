@@ -1,3 +1,149 @@
-"""CLI commands (filled in by the owning module's issue)."""
-from dabench.cli._app import app  # noqa: F401
-from dabench.cli.ls import ls_app  # noqa: F401
+"""`dabench train teacher|pseudo-label|student|pipeline|ablation`: Depth Anything's teacher–student
+training (dabench/train/). Works on one CPU, one GPU, or under `torchrun` (DDP)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from dabench.cli._app import app
+
+train_app = typer.Typer(
+    help="Teacher–student training (Depth Anything §3): teacher on labelled images, pseudo-labels on "
+    "unlabelled ones, student with strong perturbations and feature alignment.\n\n"
+    "Presets: tiny (CPU minutes on the synthetic world), tiny-ll / tiny-lu / tiny-strong (Table 9 rows), "
+    "paper / paper-vitb / paper-vits (518 px, the paper's schedule; supply your data lists).\n\n"
+    "Example: dabench train pipeline --preset tiny --out runs/tiny",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+_CONFIG = typer.Option(None, "--config", "-c", help="mmengine config file (.py); may `_base_` on a preset file.")
+_PRESET = typer.Option(None, "--preset", "-p", help="Preset name (default tiny): tiny, tiny-ll, tiny-lu, "
+                       "tiny-strong, paper, paper-vitb, paper-vits.")
+_SET = typer.Option(None, "--set", "-s", help="Override one config key, e.g. --set student.feat_alpha=0.7 "
+                    "(repeatable).")
+_RESUME = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out.")
+_QUIET = typer.Option(False, "--no-progress", help="No progress bar (logs still go to OUT/train.log).")
+
+
+def _load(config: Optional[Path], preset: Optional[str], overrides: Optional[List[str]], quiet: bool) -> dict:
+    from dabench.train.config import load_config, parse_overrides
+
+    ov = parse_overrides(overrides)
+    if quiet:
+        ov["runtime.progress"] = False
+    return load_config(config, preset, ov)
+
+
+def _console_logging() -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    lg = logging.getLogger("dabench.train")
+    if not any(isinstance(h, RichHandler) for h in lg.handlers):
+        h = RichHandler(show_path=False, show_time=False, markup=False)
+        h.setLevel(logging.INFO)
+        h.addFilter(lambda r: " step " not in r.getMessage())  # per-step lines: progress bar + train.log
+        lg.addHandler(h)
+    lg.setLevel(logging.INFO)
+
+
+def _run(stage: str, config, preset, overrides, out: Path, resume: bool, quiet: bool, **kw):
+    from dabench.train.engine import init_distributed, shutdown_distributed
+    from dabench.train.pipeline import run_stage
+
+    cfg = _load(config, preset, overrides, quiet)
+    _console_logging()
+    info = init_distributed(cfg["runtime"]["device"])
+    try:
+        res = run_stage(stage, cfg, out, resume=resume, **kw)
+    finally:
+        shutdown_distributed()
+    if info.is_main:
+        if res.final is not None:
+            typer.echo(f"{stage}: final weights {res.final}")
+        if "registered_as" in res.info and res.info["registered_as"]:
+            typer.echo(f"registered as {res.info['registered_as']!r} (dabench run --model {res.info['registered_as']})")
+        if "eval" in res.info:
+            from dabench.train.pipeline import results_table
+
+            typer.echo(results_table(res.info["eval"]))
+    return res
+
+
+@train_app.command("teacher")
+def teacher_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET,
+                out: Path = typer.Option(Path("runs/teacher"), "--out", "-o", help="Output directory."),
+                overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET):
+    """Train the teacher on the labelled sets (affine-invariant disparity loss).
+
+    Example: dabench train teacher --preset tiny --out runs/tiny/teacher
+    """
+    _run("teacher", config, preset, overrides, out, resume, quiet)
+
+
+@train_app.command("pseudo-label")
+def pseudo_label_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET,
+                     out: Path = typer.Option(Path("runs/pseudo_labels"), "--out", "-o", help="Output directory."),
+                     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher weights "
+                                                            "(default OUT/../teacher/final.safetensors)."),
+                     overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET):
+    """Label the unlabelled sets with the teacher (clean inputs), as resumable shards.
+
+    Example: dabench train pseudo-label --preset tiny --teacher runs/tiny/teacher/final.safetensors --out runs/tiny/pseudo_labels
+    """
+    _run("pseudo-label", config, preset, overrides, out, resume, quiet, teacher=teacher)
+
+
+@train_app.command("student")
+def student_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET,
+                out: Path = typer.Option(Path("runs/student"), "--out", "-o", help="Output directory."),
+                pseudo_labels: Optional[Path] = typer.Option(None, "--pseudo-labels", help="Pseudo-label directory "
+                                                             "(default OUT/../pseudo_labels)."),
+                overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET):
+    """Train the student: labelled + pseudo-labelled images (1:2), strong perturbations, feature alignment.
+
+    Example: dabench train student --preset tiny --pseudo-labels runs/tiny/pseudo_labels --out runs/tiny/student
+    """
+    _run("student", config, preset, overrides, out, resume, quiet, pseudo_labels=pseudo_labels)
+
+
+@train_app.command("pipeline")
+def pipeline_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET,
+                 out: Path = typer.Option(Path("runs/pipeline"), "--out", "-o",
+                                          help="Output directory (teacher/, pseudo_labels/, student/)."),
+                 overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
+                 evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate teacher, student and "
+                                               "horizon_prior on evaluation.datasets at the end.")):
+    """Teacher → pseudo-labels → student in one go (then held-out evaluation).
+
+    Example: dabench train pipeline --preset tiny --out runs/tiny
+    """
+    _run("pipeline", config, preset, overrides, out, resume, quiet, evaluate=evaluate)
+
+
+@train_app.command("ablation")
+def ablation_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET,
+                 out: Path = typer.Option(Path("runs/ablation"), "--out", "-o", help="Output directory."),
+                 overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET):
+    """The paper's Table 9: one teacher, four students (L_l; +L_u; +strong perturbation; +L_feat),
+    each evaluated on evaluation.datasets (AbsRel, δ1); writes OUT/ablation.md and OUT/ablation.json.
+
+    Example: dabench train ablation --preset tiny --out runs/ablation
+    """
+    from dabench.train.engine import init_distributed, shutdown_distributed
+    from dabench.train.pipeline import results_table, run_ablation
+
+    cfg = _load(config, preset, overrides, quiet)
+    _console_logging()
+    info = init_distributed(cfg["runtime"]["device"])
+    try:
+        results = run_ablation(cfg, out, resume=resume)
+    finally:
+        shutdown_distributed()
+    if info.is_main:
+        typer.echo(results_table(results))
+        typer.echo(f"written {out / 'ablation.md'} and {out / 'ablation.json'}")

@@ -57,11 +57,16 @@ def load_card(name: str) -> dict:
     """The validated card of dataset ``name`` (a fresh copy each call)."""
     import copy
 
-    return copy.deepcopy(_load_card_cached(str(name), str(cards_dir())))
+    path = cards_dir() / f"{name}.yaml"
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return copy.deepcopy(_load_card_cached(str(name), str(cards_dir()), stamp))
 
 
-@lru_cache(maxsize=None)
-def _load_card_cached(name: str, directory: str) -> dict:
+@lru_cache(maxsize=256)
+def _load_card_cached(name: str, directory: str, stamp) -> dict:
     path = Path(directory) / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in Path(directory).glob("*.yaml"))) or "(none)"
@@ -90,14 +95,17 @@ def validate_card(card, path: Path | str = "<card>") -> None:
             raise ConfigError(f"dataset card {path}: {key} {card[key]!r} is not one of {', '.join(map(str, allowed))}")
 
     one_of("task", TASKS)
-    one_of("eval_crop", EVAL_CROPS)
-    one_of("alignment", ALIGNMENTS)
-    one_of("score_space", SCORE_SPACES)
     if card["fallback"] is not None:
         one_of("fallback", FALLBACKS)
     if not isinstance(card["split_file"], dict) or not all(v is None or isinstance(v, str) for v in card["split_file"].values()):
         raise ConfigError(f"dataset card {path}: split_file must map split -> file (or null to scan the dataset "
                           f"folder), got {card['split_file']!r}")
+    if card["task"] == "segmentation":  # depth protocol fields do not apply (may be null)
+        _check_common(card, path)
+        return
+    one_of("eval_crop", EVAL_CROPS)
+    one_of("alignment", ALIGNMENTS)
+    one_of("score_space", SCORE_SPACES)
     for key in ("min_depth", "max_depth"):
         if not isinstance(card[key], (int, float)) or isinstance(card[key], bool):
             raise ConfigError(f"dataset card {path}: {key} must be a number of metres, got {card[key]!r}")
@@ -105,8 +113,14 @@ def validate_card(card, path: Path | str = "<card>") -> None:
         raise ConfigError(f"dataset card {path}: min_depth {card['min_depth']} must be < max_depth {card['max_depth']}")
     if card["depth_cap"] is not None and not (isinstance(card["depth_cap"], (int, float)) and card["depth_cap"] > 0):
         raise ConfigError(f"dataset card {path}: depth_cap must be a positive number of metres or null")
+    _check_common(card, path)
+
+
+def _check_common(card: dict, path) -> None:
     if card["root"] is not None and not isinstance(card["root"], str):
         raise ConfigError(f"dataset card {path}: root must be a folder name relative to the data root or null")
+    if card["reader"] == "synthetic" and not isinstance(card.get("num_samples"), dict):
+        raise ConfigError(f"dataset card {path}: a synthetic card needs num_samples: {{split: count}}")
     splits = card_splits(card)
     default = card.get("default_split")
     if default is not None and splits and default not in splits:
@@ -138,12 +152,27 @@ def split_file_path(card: dict, split: str) -> Path:
     return p if p.is_absolute() else cards_dir() / p
 
 
+def per_split(card: dict, key: str, split: str, default=None):
+    """A card value that may be given once or per split (``{split: value}``)."""
+    v = card.get(key, default)
+    if isinstance(v, dict):
+        return v.get(split, default)
+    return v
+
+
 def read_split_file(path: Path) -> list[list[str]]:
-    """Non-empty, non-comment lines of a split list, each split on whitespace."""
+    """Non-empty, non-comment lines of a split list (plain or ``.gz``), each split on whitespace."""
     if not Path(path).is_file():
         raise MissingFileError(f"split file {path} does not exist")
+    if str(path).endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = Path(path).read_text(encoding="utf-8")
     rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             rows.append(line.split())

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dabench.data.cards import load_card, read_split_file, resolve_split, split_file_path
+from dabench.data.cards import load_card, per_split, read_split_file, resolve_split, split_file_path
 from dabench.errors import ConfigError, DataError, MissingFileError
 from dabench.provenance import data_root as _data_root
 from dabench.registry import Registry
@@ -143,7 +143,7 @@ class FileDepthDataset(torch.utils.data.Dataset):
         entries, self.counts = entries if isinstance(entries, tuple) else (entries, {})
         if limit is not None:
             entries = entries[: int(limit)]
-        kept, skipped = [], 0
+        kept, self.missing = [], []
         for e in entries:
             missing = [p for p in e.files() if not p.is_file()]
             if missing:
@@ -151,11 +151,11 @@ class FileDepthDataset(torch.utils.data.Dataset):
                     raise MissingFileError(
                         f"dataset {card['name']!r} split {split!r}: entry {e.name!r} lacks file {missing[0]} "
                         f"(pass --skip-missing to skip and count such entries)")
-                skipped += 1
+                self.missing.append((e.name, missing[0]))
                 continue
             kept.append(e)
         self.entries = kept
-        self.skipped_missing = skipped
+        self.skipped_missing = len(self.missing)
         if depth_range == "card":
             depth_range = (float(card["min_depth"]), float(card["max_depth"]))
         self.depth_range = depth_range
@@ -241,7 +241,8 @@ class KittiDataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        image_dir, depth_dir = root / card.get("image_dir", "raw"), root / card.get("depth_dir", "gts")
+        image_dir = root / per_split(card, "image_dir", split, "raw")
+        depth_dir = root / per_split(card, "depth_dir", split, "gts")
         out, no_gt = [], 0
         calib_cache: dict[str, np.ndarray | None] = {}
         for row in split_rows(card, split):
@@ -276,9 +277,9 @@ class NyuDataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        base = root / card.get("image_dir", "official_splits/test")
+        base = root / per_split(card, "image_dir", split, "official_splits/test")
         mat = root / card.get("mat_file", "nyu_depth_v2_labeled.mat")
-        use_mat = not base.is_dir() and mat.is_file()
+        use_mat = split == "test" and not base.is_dir() and mat.is_file()
         fx, fy, cx, cy = card.get("intrinsics", None) or (518.8579, 519.4696, 325.5824, 253.7362)
         K = intrinsics_matrix(fx, fy, cx, cy)
         out = []
@@ -365,7 +366,7 @@ class DiodeDataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        base = root / card.get("image_dir", "val")
+        base = root / per_split(card, "image_dir", split, "val")
         out = []
         for r in split_rows(card, split):
             if len(r) < 3:

@@ -140,11 +140,14 @@ def _random_colour(rng, s=(0.3, 0.9), v=(0.35, 0.95)):
 
 def _box(lo, hi, cls, colour):
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-    return {"min": np.minimum(lo, hi), "max": np.maximum(lo, hi), "cls": CLASS_ID[cls], "colour": np.asarray(colour, float)}
+    bmin, bmax = np.minimum(lo, hi), np.maximum(lo, hi)
+    return {"min": bmin, "max": bmax, "cls": CLASS_ID[cls], "colour": np.asarray(colour, float),
+            "_lo": bmin.tolist(), "_hi": bmax.tolist()}
 
 
 def _overlaps(a, b, margin=0.05):
-    return bool(np.all(a["min"] - margin < b["max"]) and np.all(b["min"] - margin < a["max"]))
+    a0, a1, b0, b1 = a["_lo"], a["_hi"], b["_lo"], b["_hi"]
+    return all(a0[i] - margin < b1[i] and b0[i] - margin < a1[i] for i in range(3))
 
 
 def _indoor_scene(seed: int) -> Scene:
@@ -339,6 +342,10 @@ def make_scene(family: str, seed: int) -> Scene:
 # ----------------------------------------------------------------------------------------
 
 _EPS = 1e-4
+# pixels × objects up to which all objects are intersected in one vectorised pass (see
+# _Renderer.render). On CPU, per-object tests restricted to each object's projected rectangle are
+# faster except for tiny images; on a GPU, a few large kernels beat many small ones.
+VECTORISE_LIMIT = {"cpu": 50_000, "cuda": 20_000_000}
 # fixed world-space noise basis: unit directions and phases (independent of the scene seed)
 _NOISE_RNG = np.random.default_rng(12345)
 _NOISE_DIRS = _NOISE_RNG.normal(size=(6, 3))
@@ -472,12 +479,30 @@ class _Renderer:
 
         box_lo = [self.t(b["min"]) for b in sc.boxes]
         box_hi = [self.t(b["max"]) for b in sc.boxes]
-        for k, b in enumerate(sc.boxes):
-            cast(n_planes + k, b["min"], b["max"], lambda dd, k=k: _hit_box(o, dd, box_lo[k], box_hi[k]))
-        for k, s in enumerate(sc.spheres):
-            c, r = np.asarray(s["centre"]), float(s["radius"])
-            ct = self.t(c)
-            cast(n_planes + n_boxes + k, c - r, c + r, lambda dd, ct=ct, r=r: _hit_sphere(o, dd, ct, r))
+        n_spheres = len(sc.spheres)
+        if n_spheres:
+            sph_c = self.t(np.array([s["centre"] for s in sc.spheres]))
+            sph_r = self.t(np.array([s["radius"] for s in sc.spheres]))
+        # Small images: test every pixel against all objects at once (few large tensor ops).
+        # Large images: one object at a time, only inside its projected bounding rectangle.
+        self.vectorised = h * w * (n_boxes + n_spheres) <= VECTORISE_LIMIT.get(dev.type, VECTORISE_LIMIT["cpu"])
+        if self.vectorised:
+            flat = d.reshape(-1, 1, 3)
+            for first, tt in ((n_planes, _hit_box(o, flat, torch.stack(box_lo), torch.stack(box_hi)) if n_boxes else None),
+                              (n_planes + n_boxes, _hit_sphere(o, flat, sph_c, sph_r) if n_spheres else None)):
+                if tt is None:
+                    continue
+                tmin, arg = tt.min(1)
+                tmin, arg = tmin.view(h, w), arg.view(h, w)
+                better = tmin < t_best
+                t_best = torch.where(better, tmin, t_best)
+                obj = torch.where(better, arg + first, obj)
+        else:
+            for k, b in enumerate(sc.boxes):
+                cast(n_planes + k, b["min"], b["max"], lambda dd, k=k: _hit_box(o, dd, box_lo[k], box_hi[k]))
+            for k, s in enumerate(sc.spheres):
+                c, r = np.asarray(s["centre"]), float(s["radius"])
+                cast(n_planes + n_boxes + k, c - r, c + r, lambda dd, k=k: _hit_sphere(o, dd, sph_c[k], sph_r[k]))
 
         hit = torch.isfinite(t_best)
         depth = torch.where(hit, t_best, torch.zeros_like(t_best))
@@ -537,14 +562,24 @@ class _Renderer:
         po = p + normal * 1e-3
         lit = hit & (ndl > 0)
         lvec = sc.light
-        for k, b in enumerate(sc.boxes):
-            self._shadow(vis, lit, po, light, _corners(b["min"], b["max"]), lvec,
-                         lambda oo, k=k: _hit_box(oo, light.expand_as(oo), box_lo[k], box_hi[k]))
-        for s in sc.spheres:
-            c, r = np.asarray(s["centre"]), float(s["radius"])
-            ct = self.t(c)
-            self._shadow(vis, lit, po, light, _corners(c - r, c + r), lvec,
-                         lambda oo, ct=ct, r=r: _hit_sphere(oo, light.expand_as(oo), ct, r))
+        if self.vectorised:
+            idx = lit.nonzero(as_tuple=True)
+            if idx[0].numel():
+                pl = po[idx].unsqueeze(1)
+                blocked = torch.zeros(pl.shape[0], dtype=torch.bool, device=dev)
+                if n_boxes:
+                    blocked |= torch.isfinite(_hit_box(pl, light, torch.stack(box_lo), torch.stack(box_hi))).any(1)
+                if n_spheres:
+                    blocked |= torch.isfinite(_hit_sphere(pl, light, sph_c, sph_r)).any(1)
+                vis[idx] = torch.where(blocked, torch.zeros_like(vis[idx]), vis[idx])
+        else:
+            for k, b in enumerate(sc.boxes):
+                self._shadow(vis, lit, po, light, _corners(b["min"], b["max"]), lvec,
+                             lambda oo, k=k: _hit_box(oo, light, box_lo[k], box_hi[k]))
+            for k, s in enumerate(sc.spheres):
+                c, r = np.asarray(s["centre"]), float(s["radius"])
+                self._shadow(vis, lit, po, light, _corners(c - r, c + r), lvec,
+                             lambda oo, k=k: _hit_sphere(oo, light, sph_c[k], sph_r[k]))
         prm = sc.params
         shade = prm["ambient"] + prm["diffuse"] * ndl * vis
         if sc.family == "indoor":

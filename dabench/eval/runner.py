@@ -62,11 +62,32 @@ def eval_valid_mask(sample: dict, protocol: Protocol) -> np.ndarray:
         valid &= v
     with np.errstate(invalid="ignore"):
         valid &= (gt > protocol.min_depth) & (gt < protocol.max_depth)
-    if protocol.crop and protocol.crop != "none":
+    if sample.get("_eval_crop_mask") is not None:  # set by prepare_sample for KB-cropped samples
+        valid &= sample["_eval_crop_mask"]
+    elif protocol.crop and protocol.crop != "none":
         from dabench.data.crops import apply_eval_crop
 
         valid = np.asarray(apply_eval_crop(valid, protocol.crop)).astype(bool)
     return valid
+
+
+def prepare_sample(sample: dict, protocol: Protocol) -> dict:
+    """Crops that change what the network sees. ``kb``/``kb+garg`` (KITTI benchmark crop): the image,
+    depth and mask are cut to the 352×1216 bottom-centre window *before* inference (ZoeDepth's
+    ``do_kb_crop``); the evaluation mask is the full-frame crop mask restricted to that window, i.e.
+    the same pixels as pasting the prediction back into the full frame. Other crops only mask pixels."""
+    if "kb" not in (protocol.crop or ""):
+        return sample
+    from dabench.data.crops import crop_mask, kb_box
+
+    depth = np.asarray(sample["depth"])
+    t, b, l, r = kb_box(*depth.shape[:2])
+    out = dict(sample)
+    for key in ("image", "depth", "valid", "labels", "sky"):
+        if sample.get(key) is not None:
+            out[key] = np.ascontiguousarray(np.asarray(sample[key])[t:b, l:r])
+    out["_eval_crop_mask"] = crop_mask(depth.shape[:2], protocol.crop)[t:b, l:r]
+    return out
 
 
 def _reciprocal(x: np.ndarray) -> np.ndarray:
@@ -180,7 +201,22 @@ def _evaluate(model, dataset, protocol: Protocol, *, output_space: str | None = 
     from dabench.metrics.depth import DepthMetricState
 
     t0 = time.time()
-    output_space = output_space or getattr(model, "output_space", "disparity")
+    inner = getattr(model, "module", model)  # DistributedDataParallel / compiled wrappers
+    output_space = output_space or getattr(inner, "output_space", "disparity")
+    was_training = bool(getattr(model, "training", False))
+    try:
+        return _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, amp_dtype, cache,
+                               model_fp, num_workers, progress, description, t0)
+    finally:
+        if was_training:  # inference switches to eval(); hand a training model back as it came
+            model.train()
+
+
+def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, amp_dtype, cache, model_fp,
+                    num_workers, progress, description, t0) -> DatasetResult:
+    from dabench.eval import distributed as D
+    from dabench.metrics.depth import DepthMetricState
+
     rank, ws = D.world()
     indices = D.shard(len(dataset), rank, ws)
     state = DepthMetricState()
@@ -190,6 +226,7 @@ def _evaluate(model, dataset, protocol: Protocol, *, output_space: str | None = 
                      "amp_dtype": str(_amp(amp_dtype))}
     task = progress.add_task(description, total=len(dataset)) if progress is not None else None
     for chunk, samples in _iter_batches(dataset, indices, max(1, int(batch_size)), num_workers):
+        samples = [prepare_sample(s, protocol) for s in samples]
         preds: list[np.ndarray | None] = [None] * len(samples)
         keys = [None] * len(samples)
         if cache is not None and model_fp is not None:
@@ -295,7 +332,7 @@ def resolve_models(models: Sequence[str] | str | None, checkpoint: str | os.Path
         models = [m for m in models.split(",") if m]
     if not models:
         if checkpoint is not None:
-            return [ModelRun(Path(checkpoint).stem, None, str(checkpoint))]
+            return [ModelRun(checkpoint_label(checkpoint), None, str(checkpoint))]
         if random_init:
             raise ConfigError("--random-init needs --model NAME (which architecture to initialise randomly)")
         return [ModelRun(stem, None, str(p)) for stem, p in local.items()] + \
@@ -322,6 +359,15 @@ def resolve_models(models: Sequence[str] | str | None, checkpoint: str | os.Path
     if checkpoint is not None and sum(not r.baseline for r in runs) > 1:
         raise ConfigError("--checkpoint applies to one model; pass a single --model with it")
     return runs
+
+
+def checkpoint_label(path: str | os.PathLike) -> str:
+    """Record label of a checkpoint given alone: its stem, or ``<folder>-<stem>`` for the generic
+    names training writes (``runs/nyu/final.safetensors`` → ``nyu-final``)."""
+    p = Path(path)
+    if p.stem in ("final", "best", "last", "latest", "model") and p.parent.name:
+        return f"{p.parent.name}-{p.stem}"
+    return p.stem
 
 
 def local_checkpoints_hint() -> str:
@@ -383,44 +429,47 @@ def _base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol |
 
 
 def print_suite_table(records: list[dict], suite: Suite, console=None) -> None:
-    """Rows = models, columns = datasets × the suite's primary metrics; skipped sets say why."""
+    """Rows = datasets (with a note for skipped sets and fallbacks), columns = models × primary metrics."""
     from rich.console import Console
     from rich.table import Table
 
     from dabench.metrics.registry import get_metric
 
     console = console or Console()
-    datasets: list[str] = []
-    for r in records:
-        if r["dataset"] not in datasets:
-            datasets.append(r["dataset"])
-    by = {(r["model"], r["dataset"]): r for r in records}
+    datasets = list(dict.fromkeys(r["dataset"] for r in records))
     models = list(dict.fromkeys(r["model"] for r in records))
+    by = {(r["model"], r["dataset"]): r for r in records}
     primary = suite.primary_metrics
-    table = Table(title=f"suite {suite.name} ({suite.task})", show_lines=False)
-    table.add_column("model")
-    for d in datasets:
-        fb = next((r.get("fallback_for") for r in records if r["dataset"] == d and r.get("fallback_for")), None)
-        head = d + (f"\n(for {', '.join(fb)})" if fb else "")
+    table = Table(title=f"suite {suite.name} ({suite.task})")
+    table.add_column("dataset", no_wrap=True)
+    with_notes = any(r["status"] != "ok" or r.get("fallback_for") for r in records)
+    if with_notes:
+        table.add_column("note", overflow="fold")
+    for model in models:
+        flag = " (random init)" if any(r.get("random_init") for r in records if r["model"] == model) else ""
         for m in primary:
             spec = get_metric(m)
-            table.add_column(f"{head}\n{spec.display}{spec.arrow}", justify="right")
-    for model in models:
-        row = [model + (" [red](random init)[/red]" if any(r.get("random_init") for r in records if r["model"] == model) else "")]
-        for d in datasets:
-            r = by.get((model, d))
-            for i, m in enumerate(primary):
-                if r is None:
-                    row.append("")
-                elif r["status"] != "ok":
-                    row.append("[dim]skipped[/dim]" if i == 0 else "")
-                else:
-                    row.append(get_metric(m).format(r["metrics"].get(m)))
+            table.add_column(f"{model}{flag}\n{spec.display}{spec.arrow}", justify="right", overflow="fold")
+    for d in datasets:
+        rs = [by.get((m, d)) for m in models]
+        first = next(r for r in rs if r is not None)
+        if first.get("fallback_for"):
+            note = "stands in for " + ", ".join(first["fallback_for"])
+        elif first["status"] != "ok":
+            note = "skipped" + (f" → {first['fallback']}" if first.get("fallback") else "")
+        else:
+            note = ""
+        row = [d, note] if with_notes else [d]
+        for r in rs:
+            for m in primary:
+                ok = r is not None and r["status"] == "ok"
+                row.append(get_metric(m).format(r["metrics"].get(m)) if ok else "-")
         table.add_row(*row)
     console.print(table)
-    for r in records:
-        if r["status"] != "ok" and r["model"] == models[0]:
-            console.print(f"[yellow]{r['dataset']}: skipped[/yellow] — {r['skip_reason']}")
+    for d in datasets:
+        r = next(by[(m, d)] for m in models if (m, d) in by)
+        if r["status"] != "ok":
+            console.print(f"[yellow]{d}: skipped[/yellow] — {r['skip_reason']}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,13 +481,14 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
               limit: int | None = None, batch_size: int = 4, device: str = "cpu", flip_tta: bool | None = None,
               results_dir: str | os.PathLike | None = None, seed: int = 0, amp_dtype: str | None = None,
               use_cache: bool = True, num_workers: int = 0, show_progress: bool = True,
-              print_table: bool = False, console=None) -> list[dict]:
+              print_table: bool = False, console=None, name: str | None = None) -> list[dict]:
     """Run ``suite`` for each model; write one record (+ per-sample CSV) per (model, dataset).
 
     Returns the records (on every rank; only rank 0 writes files). Datasets not on disk get a
     ``status: "skipped"`` record and their card's synthetic ``fallback`` runs once per suite with
     ``fallback_for`` naming them. Segmentation suites are handed to
-    ``dabench.finetune.seg.suite:run_seg_suite``.
+    ``dabench.finetune.seg.suite:run_seg_suite``. ``name`` relabels a single model in the records
+    (default: the registered name, or a local checkpoint's file stem).
     """
     from rich.console import Console
 
@@ -467,9 +517,14 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
                               f"its datasets: {', '.join(suite.dataset_names)}")
         selected = [d for d in suite.dataset_names if d in datasets]
     runs = resolve_models(models, checkpoint, random_init)
+    if name:  # the label records and tables use (e.g. two checkpoints of one architecture)
+        if len(runs) != 1:
+            raise ConfigError(f"--name labels one model; {len(runs)} models were selected")
+        runs[0].label = name
     if suite.task == "segmentation":
         return _run_segmentation(suite, runs, root=root, limit=limit, results_dir=results_dir, device=device,
-                                 batch_size=batch_size, seed=seed, datasets=selected, amp_dtype=amp_dtype)
+                                 batch_size=batch_size, seed=seed, datasets=selected, amp_dtype=amp_dtype,
+                                 flip_tta=flip_tta)
 
     device, own_pg = D.init_from_env(device)
     rank, ws = D.world()
@@ -598,7 +653,8 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
     return records
 
 
-def _run_segmentation(suite, runs, *, root, limit, results_dir, device, batch_size, seed, datasets, amp_dtype):
+def _run_segmentation(suite, runs, *, root, limit, results_dir, device, batch_size, seed, datasets, amp_dtype,
+                      flip_tta):
     """Dispatch to the segmentation helper (lazy import: mmseg is heavy)."""
     from dabench.finetune.seg.suite import run_seg_suite
 
@@ -608,7 +664,7 @@ def _run_segmentation(suite, runs, *, root, limit, results_dir, device, batch_si
     for run in runs:
         kw = dict(suite=suite, model_name=run.label, checkpoint=run.checkpoint, data_root=root, limit=limit,
                   results_dir=results_dir, device=device, batch_size=batch_size, seed=seed, datasets=datasets,
-                  random_init=run.random_init, amp_dtype=amp_dtype)
+                  random_init=run.random_init, amp_dtype=amp_dtype, flip_tta=flip_tta)
         if not takes_any:
             kw = {k: v for k, v in kw.items() if k in params}
         records.extend(run_seg_suite(**kw) or [])

@@ -353,6 +353,14 @@ def prepare(dataset: str, head: str, init: str | os.PathLike, *, preset: str = "
     if card.get("task") != "depth":
         raise ConfigError(f"dataset {dataset!r} is a {card.get('task')} dataset; metric fine-tuning needs depth")
     cfg = resolve_config(cfg, card)
+    from dabench.data.cards import resolve_split
+
+    for key in ("train_split", "eval_split"):
+        try:
+            resolve_split(card, cfg["data"].get(key))
+        except ConfigError as e:
+            raise ConfigError(f"data.{key}: {e}" + (" (metric fine-tuning trains on it)" if key == "train_split" else "")
+                              ) from None
     arch = resolve_init_arch(init, arch)
     return {"cfg": cfg, "arch": arch, "card": card}
 

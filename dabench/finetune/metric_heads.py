@@ -353,8 +353,9 @@ def resolve_head_config(config: dict) -> dict:
             raise ConfigError(f"attractor_kind {c['attractor_kind']!r} is not one of: mean, sum")
         if int(c["n_bins"]) < 2:
             raise ConfigError(f"n_bins must be >= 2, got {c['n_bins']}")
-        if c["min_depth"] <= 0 and c["bin_centers_type"] == "normed":
-            c["min_depth"] = 1e-3
+    else:  # the simple head has no bins: drop the zoe-only keys a shared base config carries
+        for k in ZOE_DEFAULTS:
+            c.pop(k, None)
     return c
 
 

@@ -117,6 +117,14 @@ def save_checkpoint(model, path: str | os.PathLike, arch: str, head: str = "rela
     return _save(model, path, arch, head=head, config=config, extra_metadata=extra_metadata)
 
 
+def load_encoder_weights(model, path: str | os.PathLike) -> None:
+    """Load DINOv2 backbone weights (official ``dinov2_*_pretrain.pth`` or a DA file's ``pretrained.*``)
+    into ``model.pretrained`` strictly; the decoder is left as it is."""
+    from dabench.models.checkpoint import load_encoder_weights as _load
+
+    _load(model, path)
+
+
 @lru_cache(maxsize=None)
 def _param_count(name: str) -> int:
     import torch
@@ -144,4 +152,4 @@ def model_info(name: str) -> dict[str, Any]:
 
 
 __all__ = ["MODELS", "HEADS", "create_model", "list_models", "model_info", "load_model_from_checkpoint",
-           "save_checkpoint", "is_baseline"]
+           "save_checkpoint", "load_encoder_weights", "is_baseline"]

@@ -159,6 +159,24 @@ def load_state_dict_strict(model: nn.Module, sd: Mapping[str, torch.Tensor], sou
     model.load_state_dict(sd, strict=True)
 
 
+def load_encoder_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load DINOv2 encoder weights into ``model.pretrained`` strictly, leaving the DPT untouched.
+
+    Accepts the official DINOv2 backbone files (``dinov2_vits14_pretrain.pth``: keys ``cls_token``,
+    ``blocks.N...``) or a full Depth Anything file (only its ``pretrained.*`` part is used), e.g.
+    to initialise a student from DINOv2 as the paper does.
+    """
+    sd = read_state_dict(path)
+    if any(k.startswith("pretrained.") for k in sd):
+        sd = {k: v for k, v in sd.items() if k.startswith("pretrained.")}
+    else:
+        sd = {"pretrained." + k: v for k, v in sd.items()}
+    sd = to_dabench_keys(sd)
+    wrapper = nn.Module()
+    wrapper.pretrained = model.pretrained
+    load_state_dict_strict(wrapper, sd, path, arch=f"the {getattr(model, 'arch', None) or 'model'}'s DINOv2 encoder")
+
+
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str, head: str = RELATIVE_HEAD,
                     config: dict | None = None, extra_metadata: dict[str, str] | None = None) -> Path:
     """Write ``model``'s weights as safetensors with dabench metadata, atomically. Returns the path."""

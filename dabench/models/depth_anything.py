@@ -64,6 +64,10 @@ class DepthAnything(nn.Module):
         self.intermediate_layer_idx: list[int] = (list(range(depth - 4, depth)) if config.layer_idx is None
                                                   else list(config.layer_idx))
         self.depth_head = DPTHead(self.pretrained.embed_dim, config.features, config.out_channels)
+        # Stored in the official checkpoints but never used by the forward pass: freeze them so
+        # DDP does not need find_unused_parameters=True (the state dict is unchanged).
+        for p in (self.pretrained.mask_token, *self.depth_head.scratch.refinenet4.resConfUnit1.parameters()):
+            p.requires_grad_(False)
 
     @property
     def patch_size(self) -> int:

@@ -40,6 +40,8 @@ def records_for_table(records: list[dict], table: PublishedTable) -> list[dict]:
     """The own records that belong in a paper table (see the module docstring)."""
     out = []
     for r in records:
+        if r.get("status", "ok") != "ok":
+            continue  # paper tables show numbers; `dabench results ls` lists skipped runs
         if r.get("suite") in table.match_suites:
             out.append(r)
         elif (r.get("task") in table.match_tasks or r.get("suite") in table.match_tasks) \
@@ -94,7 +96,7 @@ def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None
         result.tables.append((f"{t.table}: {t.title}", table, _write_table(table, out_dir / "tables" / slug)))
 
     leftover: dict[str, list[dict]] = {}
-    for r in records:
+    for r in ok_records:
         if id(r) not in placed:
             leftover.setdefault(str(r.get("suite")), []).append(r)
     for suite, recs in sorted(leftover.items()):

@@ -106,10 +106,15 @@ class RegressionReport:
                 "baseline": self.baseline, "current": self.current, "abs_tol": self.abs_tol,
                 "rel_tol": self.rel_tol, "allow_missing": self.allow_missing, "counts": self.counts(),
                 "baseline_records": self.baseline_records, "current_records": self.current_records,
-                "comparisons": [asdict(c) for c in self.comparisons]}
+                "comparisons": [{k: _json_safe(v) for k, v in asdict(c).items()} for c in self.comparisons]}
 
     def to_markdown(self) -> str:
         return report_markdown(self)
+
+
+def _json_safe(v):
+    """NaN/inf are not JSON: report them as null (the Markdown report shows them as –)."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _num(v) -> float | None:

@@ -10,9 +10,9 @@ unlabelled images, student with strong perturbations and feature alignment.
 from __future__ import annotations
 
 
-def run_stage(stage: str, cfg, out_dir, resume: bool = False):
-    """Run one stage (``teacher``, ``pseudo-label``, ``student`` or ``pipeline``); see
-    ``dabench.train.pipeline.run_stage``."""
+def run_stage(stage: str, cfg, out_dir, resume: bool = False, **kwargs):
+    """Run one stage (``teacher``, ``pseudo-label``, ``student`` or ``pipeline``) of a config from
+    ``dabench.train.config.load_config``; see ``dabench.train.pipeline.run_stage``."""
     from dabench.train.pipeline import run_stage as _run
 
-    return _run(stage, cfg, out_dir, resume=resume)
+    return _run(stage, cfg, out_dir, resume=resume, **kwargs)

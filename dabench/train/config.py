@@ -164,12 +164,12 @@ def preset_path(name: str) -> Path:
 
 
 def parse_value(text: str) -> Any:
-    """``--set`` values: JSON / Python literals (``1e-4``, ``[1, 2]``, ``'x'``), ``true``/``false``/
-    ``null``/``none``, else the text itself."""
+    """``--set`` values: JSON / Python literals (``1e-4``, ``[1, 2]``, ``'x'``, ``None``),
+    ``true``/``false``/``null``, else the text itself (so ``runtime.amp=none`` stays a string)."""
     low = text.strip().lower()
     if low in ("true", "false"):
         return low == "true"
-    if low in ("null", "none"):
+    if low == "null":
         return None
     for parse in (json.loads, ast.literal_eval):
         try:

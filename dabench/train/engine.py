@@ -70,7 +70,7 @@ log = logging.getLogger("dabench.train")
 __all__ = [
     "TrainConfig", "FinalWeights", "StepContext", "EpochSampler", "Trainer", "DistInfo",
     "init_distributed", "shutdown_distributed", "dist_info", "step_generator", "flatten_dict",
-    "build_scheduler", "latest_checkpoint", "load_weights", "save_weights",
+    "build_scheduler", "latest_checkpoint", "load_weights", "save_weights", "barrier", "fingerprint_diff",
 ]
 
 
@@ -192,7 +192,7 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def _barrier():
+def barrier():
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
@@ -289,7 +289,7 @@ def flatten_dict(d: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _fingerprint_diff(old: Mapping, new: Mapping) -> list[str]:
+def fingerprint_diff(old: Mapping, new: Mapping) -> list[str]:
     fo, fn = flatten_dict(old), flatten_dict(new)
     diffs = []
     for k in sorted(set(fo) | set(fn)):
@@ -473,7 +473,7 @@ class Trainer:
             for old in kept[:-max(1, self.cfg.keep_checkpoints)]:
                 shutil.rmtree(old, ignore_errors=True)
             log.info("checkpoint %s", final_dir)
-        _barrier()
+        barrier()
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.step)
         return final_dir
@@ -484,7 +484,7 @@ class Trainer:
         except Exception as e:  # noqa: BLE001 - a corrupt or foreign file
             raise CheckpointError(f"cannot read training state {ckpt / 'state.pt'}: {e}") from e
         old_fp = json.loads(state.get("fingerprint", "{}"))
-        diffs = _fingerprint_diff(old_fp, json.loads(json.dumps(self.fingerprint, sort_keys=True, default=str)))
+        diffs = fingerprint_diff(old_fp, json.loads(json.dumps(self.fingerprint, sort_keys=True, default=str)))
         if diffs:
             raise CheckpointError(f"cannot resume from {ckpt}: it was made with a different architecture/config: "
                                   + "; ".join(diffs))
@@ -655,7 +655,7 @@ class Trainer:
 
     def _write_final(self) -> None:
         if self.final is None or not self.dist.is_main:
-            _barrier()
+            barrier()
             return
         path = self.out_dir / "final.safetensors"
         from dabench.models import save_checkpoint
@@ -670,4 +670,4 @@ class Trainer:
             os.replace(tmp, dst)
             log.info("registered as %s", dst)
         atomic_write_text(self.out_dir / "DONE", f"{self.step}\n")
-        _barrier()
+        barrier()

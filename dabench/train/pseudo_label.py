@@ -22,7 +22,7 @@ from dabench.errors import CheckpointError, ConfigError, DataError, MissingFileE
 from dabench.provenance import atomic_write_json, sha256_file
 from dabench.train.common import Sources, StageResult
 from dabench.train.config import dump_config
-from dabench.train.engine import _barrier, _fingerprint_diff, init_distributed
+from dabench.train.engine import barrier, fingerprint_diff, init_distributed
 
 log = logging.getLogger("dabench.train")
 
@@ -65,7 +65,7 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
     index_path = out_dir / INDEX
     if index_path.is_file():
         old = json.loads(index_path.read_text())
-        diffs = _fingerprint_diff(old.get("fingerprint", {}), fp)
+        diffs = fingerprint_diff(old.get("fingerprint", {}), fp)
         if diffs:
             raise CheckpointError(f"{out_dir} holds pseudo-labels made differently: " + "; ".join(diffs)
                                   + " (choose another --out)")
@@ -83,7 +83,7 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.py")
         atomic_write_json(index_path, index)
-    _barrier()
+    barrier()
     model = create_model(arch, checkpoint=teacher_ckpt)
     input_size = fp["input_size"]
     bs = cfg["pseudo_label"]["batch_size"]
@@ -112,11 +112,11 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
     finally:
         if progress is not None:
             progress[0].stop()
-    _barrier()
+    barrier()
     if dist.is_main:
         index["complete"] = True
         atomic_write_json(index_path, index)
-    _barrier()
+    barrier()
     return StageResult("pseudo-label", out_dir, None, {"index": index_path, "num_images": n})
 
 

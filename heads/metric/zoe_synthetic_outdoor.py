@@ -3,3 +3,4 @@ _base_ = ["./zoe_kitti.py"]
 
 model = dict(min_depth=None, max_depth=None)
 data = dict(input_size=[392, 518], train_crop=None)
+evaluation = dict(crop=None)

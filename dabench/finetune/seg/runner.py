@@ -72,6 +72,13 @@ def import_mmseg():
     return mmseg
 
 
+def mmseg_scope():
+    """Context in which mmseg's registries resolve bare names (``SegDataPreProcessor``, ...)."""
+    from mmengine.registry import DefaultScope
+
+    return DefaultScope.overwrite_default_scope("mmseg")
+
+
 # ---------------------------------------------------------------------------------------------
 # configs
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +402,8 @@ def build_seg_model(config: dict, state_dict: dict | None = None, source: str = 
     check_head_available(ConfigDict(model=cfg))
     if cfg.get("neck", {}).get("norm_cfg", {}).get("type") == "SyncBN":  # evaluation is single-process
         _replace_syncbn(cfg)
-    model = MODELS.build(cfg)
+    with mmseg_scope():
+        model = MODELS.build(cfg)
     if state_dict is not None:
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         if missing or unexpected:
@@ -470,7 +478,8 @@ def majority_class(dataset_cfg: dict, num_classes: int, max_images: int = 2000) 
     for ds_cfg in _datasets(copy.deepcopy(dataset_cfg)):
         ds_cfg = dict(ds_cfg)
         ds_cfg["pipeline"] = [dict(type="DabenchLoadAnnotations", num_classes=num_classes)]
-        ds = DATASETS.build(ds_cfg)
+        with mmseg_scope():
+            ds = DATASETS.build(ds_cfg)
         for i in range(min(len(ds), max_images)):
             seg = ds[i]["gt_seg_map"]
             seg = seg[seg != 255]
@@ -484,8 +493,9 @@ def majority_model(class_id: int, num_classes: int, data_preprocessor: dict):
     import_mmseg()
     from mmseg.registry import MODELS
 
-    return MODELS.build(dict(type="MajorityClassSegmentor", class_id=class_id, num_classes=num_classes,
-                             data_preprocessor=copy.deepcopy(data_preprocessor)))
+    with mmseg_scope():
+        return MODELS.build(dict(type="MajorityClassSegmentor", class_id=class_id, num_classes=num_classes,
+                                 data_preprocessor=copy.deepcopy(data_preprocessor)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,7 +506,8 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
                  config: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                  name: str | None = None, data_root: str | None = None, iters: int | None = None,
                  batch_size: int | None = None, seed: int = 0, resume: bool = False,
-                 launcher: str | None = None, evaluate_test: bool = True) -> dict[str, Any]:
+                 launcher: str | None = None, evaluate_test: bool = True,
+                 cfg_options: dict | None = None) -> dict[str, Any]:
     """Fine-tune a segmentation head on a Depth Anything encoder; see ``dabench finetune seg --help``.
 
     Returns a summary dict: paths (``final``, ``registered``, ``work_dir``), the last validation
@@ -513,6 +524,11 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
     cfg_path = Path(config) if config else resolve_config(dataset, head, preset)
     import_mmseg()
     cfg = load_config(cfg_path)
+    if cfg_options:
+        try:
+            cfg.merge_from_dict(dict(cfg_options), allow_list_keys=True)
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise ConfigError(f"--cfg-option could not be applied to {cfg_path}: {e}") from None
     check_head_available(cfg)
     if init:
         from dabench.finetune.seg.backbone import infer_arch
@@ -572,6 +588,22 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
             summary["test_majority_baseline"] = _split(evaluate(base, cfg.test_dataloader))
         atomic_write_json(work_dir / "summary.json", summary)
     return summary
+
+
+def parse_cfg_options(items: list[str] | None) -> dict:
+    """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}`` (values parsed as YAML, else kept as strings)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--cfg-option expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
 
 
 def _split(metrics: dict) -> dict:

@@ -1,0 +1,247 @@
+"""Segmentation suites (``leaderboards/suites/seg-*.yaml``): evaluate a fine-tuned segmentation
+checkpoint, and the majority-class baseline, on held-out data; one results record per
+(model, dataset).
+
+``dabench.eval.runner.run_suite`` hands ``task: segmentation`` suites to :func:`run_seg_suite`.
+Each suite dataset names its protocol source under ``heads/seg/_base_/datasets/``:
+
+=================== ========================= ===============================================
+suite dataset       mmseg dataset              protocol
+=================== ========================= ===============================================
+synthetic-outdoor   DabenchSyntheticSegDataset ``test`` split (held-out seeds), slide 70/42
+synthetic-indoor    DabenchSyntheticSegDataset ``test`` split, slide 70/42
+cityscapes          CityscapesDataset          ``val`` (labelTrainIds), slide 896/518
+ade20k              ADE20KDataset              ``validation``, slide 896/426
+=================== ========================= ===============================================
+
+``flip_tta: true`` in the suite (or ``--flip-tta``) runs the dataset's multi-scale + flip
+``tta_pipeline`` through mmseg's ``SegTTAModel`` (the paper's "m.s." column).
+Metrics go through ``DabenchIoUMetric`` (mmseg ``IoUMetric`` → dabench ``SegMetricState``).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from dabench.errors import ConfigError, DabenchError
+
+MAJORITY_MODEL = "majority_class"
+DEFAULT_SYNTHETIC_SAMPLES = 64
+#: suite dataset -> (dataset base file, synthetic family or None, default split)
+SEG_DATASETS: dict[str, tuple[str, str | None, str]] = {
+    "synthetic-outdoor": ("synthetic.py", "outdoor", "test"),
+    "synthetic-indoor": ("synthetic.py", "indoor", "test"),
+    "cityscapes": ("cityscapes.py", None, "val"),
+    "ade20k": ("ade20k.py", None, "validation"),
+}
+_SPLIT_FOLDERS = {  # mmseg data_prefix per split of the real datasets
+    "cityscapes": {"train": ("leftImg8bit/train", "gtFine/train"), "val": ("leftImg8bit/val", "gtFine/val")},
+    "ade20k": {"training": ("images/training", "annotations/training"),
+               "validation": ("images/validation", "annotations/validation")},
+}
+
+
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def dataset_protocol(dataset: str, *, split: str | None = None, limit: int | None = None,
+                     data_root: str | os.PathLike | None = None, batch_size: int = 1, tta: bool = False,
+                     seed: int = 0) -> dict[str, Any]:
+    """Everything needed to evaluate on suite dataset ``dataset``: ``test_dataloader`` and
+    ``train_dataset`` (for the majority class) configs, ``test_cfg`` (slide windows), ``classes``."""
+    from dabench.finetune.seg import runner as R
+
+    if dataset not in SEG_DATASETS:
+        raise ConfigError(f"no segmentation protocol for dataset {dataset!r}; valid: {', '.join(SEG_DATASETS)}")
+    base_file, family, default_split = SEG_DATASETS[dataset]
+    base = R.load_config(R.heads_dir() / "_base_" / "datasets" / base_file)
+    split = split or default_split
+    loader = copy.deepcopy(base.test_dataloader.to_dict())
+    loader["batch_size"] = int(batch_size)
+    loader["num_workers"] = 0
+    loader.pop("persistent_workers", None)
+    pipeline = copy.deepcopy(base.tta_pipeline if tta else base.test_pipeline)
+    if family is not None:
+        n = int(limit) if limit else DEFAULT_SYNTHETIC_SAMPLES
+        ds = dict(type="DabenchSyntheticSegDataset", family=family, split=split, num_samples=n,
+                  size=tuple(base.scene_size), seed=int(seed), pipeline=pipeline)
+        train = dict(type="DabenchSyntheticSegDataset", family=family, split="train", num_samples=192,
+                     size=tuple(base.scene_size), seed=int(seed))
+        root = None
+    else:
+        folders = _SPLIT_FOLDERS[dataset]
+        if split not in folders:
+            raise ConfigError(f"{dataset}: split must be one of {', '.join(folders)} (labelled splits), got {split!r}")
+        sub = R.DATASET_BASES[dataset][1]
+        from dabench.provenance import data_root as _data_root
+
+        root_base = _data_root(data_root)
+        root = None if root_base is None else Path(root_base) / sub
+        ds = copy.deepcopy(loader["dataset"])
+        img, ann = folders[split]
+        ds.update(data_root=str(root) if root else None, data_prefix=dict(img_path=img, seg_map_path=ann),
+                  pipeline=pipeline)
+        if limit:
+            ds["indices"] = int(limit)
+        tr_img, tr_ann = list(folders.values())[0]
+        train = {k: v for k, v in ds.items() if k not in ("pipeline", "indices")}
+        train["data_prefix"] = dict(img_path=tr_img, seg_map_path=tr_ann)
+        if dataset == "ade20k":
+            loader["batch_size"] = 1  # ADE20K images differ in size: mmseg tests them one at a time
+    loader["dataset"] = ds
+    n_classes = int(base.get("synthetic_num_classes", 0)) or {"cityscapes": 19, "ade20k": 150}[dataset]
+    return {"test_dataloader": loader, "train_dataset": train, "test_cfg": dict(base.slide_test_cfg),
+            "split": split, "root": root, "num_classes": n_classes, "tta": bool(tta)}
+
+
+def _available(proto: dict) -> str | None:
+    """None when the data is there, else why not."""
+    root = proto["root"]
+    if proto["test_dataloader"]["dataset"].get("type") == "DabenchSyntheticSegDataset":
+        return None
+    if root is None:
+        return "no --data-root / $DABENCH_DATA given"
+    ds = proto["test_dataloader"]["dataset"]
+    for key in ("img_path", "seg_map_path"):
+        p = Path(root) / ds["data_prefix"][key]
+        if not p.is_dir():
+            return f"folder {p} not found"
+    return None
+
+
+def _record(suite, model: str, dataset: str, *, checkpoint: str | None, arch: str | None, params: int | None,
+            protocol: dict, seed: int, config: dict) -> dict[str, Any]:
+    from dabench.metrics.registry import SEG_METRICS, higher_is_better
+    from dabench.provenance import provenance, sha256_file
+
+    rec = {"status": "ok", "skip_reason": None, "task": "segmentation", "suite": suite.name, "model": model,
+           "arch": arch, "model_params": params, "checkpoint": checkpoint,
+           "checkpoint_sha256": sha256_file(checkpoint) if checkpoint else None, "random_init": False,
+           "dataset": dataset, "fallback_for": None, "metrics": {}, "higher_is_better": higher_is_better(SEG_METRICS),
+           "metric_order": list(suite.metrics), "primary_metrics": list(suite.primary_metrics),
+           "averaging": {m: "pixel" for m in SEG_METRICS}, "per_class": {},
+           "protocol": protocol, "samples": {"used": 0, "skipped_no_valid": 0, "skipped_missing": 0}}
+    rec.update(provenance(seed, {**config, "model": model, "checkpoint": checkpoint, "dataset": dataset}))
+    return rec
+
+
+def _protocol_block(proto: dict) -> dict:
+    tc = proto["test_cfg"]
+    return {"split": proto["split"], "inference": tc.get("mode", "whole"),
+            "crop_size": list(tc.get("crop_size", [])) or None, "stride": list(tc.get("stride", [])) or None,
+            "multi_scale_flip_tta": proto["tta"], "ignore_index": 255}
+
+
+def _evaluate_into(rec: dict, model, proto: dict) -> dict:
+    from dabench.finetune.seg import runner as R
+    from dabench.finetune.seg.metric import split_metrics
+
+    metrics = R.evaluate(model, copy.deepcopy(proto["test_dataloader"]), tta=proto["tta"])
+    summary, per_class = split_metrics(metrics)
+    rec["metrics"] = summary
+    rec["per_class"] = per_class
+    rec["samples"]["used"] = _count(proto)
+    return rec
+
+
+def _count(proto: dict) -> int:
+    from mmseg.registry import DATASETS
+
+    from dabench.finetune.seg.runner import mmseg_scope
+
+    ds = copy.deepcopy(proto["test_dataloader"]["dataset"])
+    ds["pipeline"] = []
+    with mmseg_scope():
+        return len(DATASETS.build(ds))
+
+
+def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None = None, data_root=None,
+                  limit: int | None = None, results_dir=None, device: str = "cpu", batch_size: int = 4,
+                  seed: int = 0, datasets=None, random_init: bool = False, flip_tta: bool | None = None,
+                  include_baseline: bool = True, print_table: bool = True, **_ignored) -> list[dict]:
+    """Evaluate ``checkpoint`` (a ``dabench finetune seg`` final.safetensors) on the suite's datasets,
+    plus the majority-class baseline; write and return the records.
+
+    Depth checkpoints and weight-free depth baselines have no segmentation head: they are skipped
+    with a message (so ``dabench run --suite seg-synthetic`` without ``--checkpoint`` evaluates the
+    local seg checkpoints only).
+    """
+    from dabench.eval.suites import load_suite, resolve_protocol
+    from dabench.finetune.seg import runner as R
+    from dabench.provenance import default_results_dir
+    from dabench.results.store import write_record
+
+    suite = load_suite(suite)
+    if suite.task != "segmentation":
+        raise ConfigError(f"suite {suite.name!r} is a {suite.task} suite, not a segmentation suite")
+    results_dir = Path(results_dir) if results_dir else default_results_dir()
+    if random_init:
+        raise ConfigError("segmentation suites evaluate a trained segmentation head: pass --checkpoint with the "
+                          "final.safetensors of `dabench finetune seg` (--random-init has no head to evaluate)")
+    if checkpoint is None:
+        _warn(f"skipping {model_name} in {suite.name}: no segmentation head (not a `dabench finetune seg` checkpoint)")
+        return []
+    R.import_mmseg()
+    try:
+        config, state = R.read_seg_checkpoint(checkpoint)
+    except DabenchError as e:
+        if "segmentation checkpoint" in str(e) or "is a '" in str(e):
+            _warn(f"skipping {model_name} in {suite.name}: {e}")
+            return []
+        raise
+    model = R.build_seg_model(config, state, source=str(checkpoint))
+    model.eval()
+    arch = config["model"]["backbone"]["arch"]
+    params = int(sum(p.numel() for p in model.parameters()))
+    classes = list(config.get("classes") or [])
+    selected = list(datasets) if datasets else list(suite.dataset_names)
+    records: list[dict] = []
+    for ds in selected:
+        proto_s = resolve_protocol(suite, ds, None, {"flip_tta": flip_tta})
+        proto = dataset_protocol(ds, split=proto_s.split, limit=limit, data_root=data_root, batch_size=batch_size,
+                                 tta=bool(proto_s.flip_tta), seed=seed)
+        block = _protocol_block(proto)
+        cfg_note = {"suite_path": suite.path, "head": config.get("head"), "trained_on": config.get("dataset"),
+                    "limit": limit}
+        rec = _record(suite, model_name, ds, checkpoint=str(checkpoint), arch=arch, params=params, protocol=block,
+                      seed=seed, config=cfg_note)
+        why = _available(proto)
+        if why is None and len(classes) != proto["num_classes"]:
+            why = (f"checkpoint {checkpoint} predicts {len(classes)} classes (trained on {config.get('dataset')}); "
+                   f"{ds} has {proto['num_classes']}")
+        if why is not None:
+            rec.update(status="skipped", skip_reason=why)
+            write_record(rec, results_dir)
+            records.append(rec)
+            _warn(f"{ds}: skipped — {why}")
+            continue
+        model.test_cfg = _config_dict(proto["test_cfg"])
+        model.dataset_meta = {"classes": tuple(classes)}
+        records.append(_evaluate_into(rec, model, proto))
+        write_record(rec, results_dir)
+        if include_baseline:
+            base_rec = _record(suite, MAJORITY_MODEL, ds, checkpoint=None, arch=None, params=0, protocol=block,
+                               seed=seed, config={**cfg_note, "baseline": "majority class of the train split"})
+            cls = R.majority_class(proto["train_dataset"], proto["num_classes"], max_images=500)
+            base = R.majority_model(cls, proto["num_classes"], config["model"]["data_preprocessor"])
+            base.dataset_meta = {"classes": tuple(classes)}
+            base_rec["config"]["majority_class"] = classes[cls]
+            records.append(_evaluate_into(base_rec, base, proto))
+            write_record(base_rec, results_dir)
+    if print_table and records:
+        from rich.console import Console
+
+        from dabench.eval.runner import print_suite_table
+
+        print_suite_table(records, suite, console=Console(stderr=True))
+    return records
+
+
+def _config_dict(d: dict):
+    from mmengine.config import ConfigDict
+
+    return ConfigDict(d)

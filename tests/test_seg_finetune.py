@@ -1,0 +1,105 @@
+"""`dabench finetune seg` end to end on the synthetic world (tiny preset, shortened), resume, the
+seg-synthetic suite on its checkpoint, and the CLI's errors for bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("mmseg")
+
+from dabench.cli import app  # noqa: E402
+
+runner = CliRunner()
+# a shortened tiny preset: fewer scenes and iterations (the full preset: see docs/readme/segmentation.md)
+SMALL = ["--cfg-option", "train_dataloader.dataset.datasets.0.num_samples=64",
+         "--cfg-option", "train_dataloader.dataset.datasets.1.num_samples=64",
+         "--cfg-option", "val_dataloader.dataset.datasets.0.num_samples=8",
+         "--cfg-option", "val_dataloader.dataset.datasets.1.num_samples=8",
+         "--cfg-option", "test_dataloader.dataset.num_samples=16",
+         "--cfg-option", "default_hooks.checkpoint.interval=40",
+         "--cfg-option", "default_hooks.checkpoint.max_keep_ckpts=3"]
+
+
+def _invoke(args):
+    res = runner.invoke(app, args, catch_exceptions=False)
+    return res
+
+
+def test_finetune_tiny_resume_and_suite(tmp_path):
+    out = tmp_path / "run"
+    args = ["finetune", "seg", "--dataset", "synthetic", "--preset", "tiny", "--random-init", "--arch", "da2_test",
+            "--iters", "120", "--out", str(out), *SMALL]
+    res = _invoke([*args, "--no-eval"])
+    assert res.exit_code == 0, res.output
+    assert (out / "iter_40.pth").is_file() and (out / "final.safetensors").is_file()
+
+    # simulate a run killed after iteration 40, then resume it (mmengine's own checkpoint: trusted
+    # because it lies in --out) and finish iterations 41..120
+    for name in ("iter_80.pth", "iter_120.pth", "final.safetensors"):
+        (out / name).unlink()
+    (out / "last_checkpoint").write_text(str(out / "iter_40.pth"))
+    res = _invoke([*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    logs = "".join(p.read_text() for p in out.rglob("*.log"))
+    assert "resumed epoch: 0, iter: 40" in logs
+    assert (out / "iter_120.pth").is_file() and summary["iters"] == 120
+    # it learned: far above predicting the training set's majority class everywhere, same test images
+    model, base = summary["test"], summary["test_majority_baseline"]
+    assert summary["majority_class"] in ("road", "wall")  # the two largest classes
+    assert model["miou"] > 2 * base["miou"], (model, base)
+    assert model["aacc"] > base["aacc"] + 15, (model, base)
+
+    from dabench.models import checkpoint as ckpt
+
+    meta = ckpt.read_metadata(out / "final.safetensors")
+    assert meta["dabench.arch"] == "da2_test" and meta["dabench.head"] == "seg_upernet"
+    assert Path(summary["registered"]).is_file()
+
+    # `dabench run --suite seg-synthetic --checkpoint final.safetensors` scores it and the baseline
+    results = tmp_path / "results"
+    res = _invoke(["run", "--suite", "seg-synthetic", "--checkpoint", str(out / "final.safetensors"),
+                   "--limit", "16", "--datasets", "synthetic-outdoor", "--results", str(results)])
+    assert res.exit_code == 0, res.output
+    rec = json.loads((results / "seg-synthetic" / "final" / "synthetic-outdoor.json").read_text())
+    base_rec = json.loads((results / "seg-synthetic" / "majority_class" / "synthetic-outdoor.json").read_text())
+    assert rec["task"] == "segmentation" and rec["status"] == "ok"
+    assert set(rec["metrics"]) == {"miou", "macc", "aacc"} and rec["higher_is_better"]["miou"] is True
+    assert rec["samples"]["used"] == 16 and rec["protocol"]["inference"] == "slide"
+    assert "road" in rec["per_class"]
+    # same held-out scenes and metric code as the finetune command's own test evaluation
+    assert rec["metrics"]["miou"] == pytest.approx(model["miou"], abs=1e-6)
+    assert base_rec["metrics"]["miou"] == pytest.approx(base["miou"], abs=1e-6)
+
+
+def test_cli_errors_are_clear(tmp_path):
+    res = runner.invoke(app, ["finetune", "seg", "--dataset", "synthetic", "--preset", "tiny", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--random-init" in res.output
+    res = runner.invoke(app, ["finetune", "seg", "--dataset", "synthetic", "--init", str(tmp_path / "nope.pth")])
+    assert res.exit_code == 2 and "nope.pth" in res.output
+    res = runner.invoke(app, ["finetune", "seg", "--dataset", "cityscapes", "--preset", "tiny", "--random-init"])
+    assert res.exit_code == 2 and "--preset tiny --dataset synthetic --head upernet" in res.output
+    res = runner.invoke(app, ["finetune", "seg", "--dataset", "cityscapes", "--random-init", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "data root" in res.output
+    res = runner.invoke(app, ["finetune", "seg", "--dataset", "cityscapes", "--random-init", "--data-root",
+                              str(tmp_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "cityscapes/leftImg8bit/train" in res.output
+
+    from dabench.finetune.seg.mmcv_compat import full_mmcv_available
+
+    if not full_mmcv_available():
+        res = runner.invoke(app, ["finetune", "seg", "--dataset", "synthetic", "--head", "mask2former",
+                                  "--random-init", "--out", str(tmp_path)])
+        assert res.exit_code == 2 and "mmcv-full" in res.output and "--head upernet" in res.output
+
+
+def test_suite_skips_depth_checkpoints_and_baselines(tmp_path):
+    from dabench.finetune.seg.suite import run_seg_suite
+    from dabench.models import create_model, save_checkpoint
+
+    depth = save_checkpoint(create_model("da2_test"), tmp_path / "depth.safetensors", arch="da2_test")
+    assert run_seg_suite("seg-synthetic", "depth", checkpoint=str(depth), results_dir=tmp_path / "r") == []
+    assert run_seg_suite("seg-synthetic", "constant", checkpoint=None, results_dir=tmp_path / "r") == []
