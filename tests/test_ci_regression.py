@@ -29,7 +29,9 @@ def test_ci_suite_does_not_regress(ci_run, tmp_path):
     report = tmp_path / "report.md"
     res = CliRunner().invoke(app, ["regress", "--baseline", str(ci.ci_baseline_dir()), "--current", str(out),
                                    "--out", str(report)])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0, (res.output + "\nIf this change of numbers is intended (new synthetic data, model "
+                                "or metric code), regenerate the baseline: python -m dabench.results.ci "
+                                "--update-baseline, and commit leaderboards/ci-baseline.")
     assert report.read_text().startswith("**✅ PASS")
     assert json.loads(report.with_suffix(".json").read_text())["counts"]["unchanged"] == 36
 

@@ -202,16 +202,20 @@ def test_nyu_extracted_and_mat(repo):
     assert s["image"].shape == (8, 8, 3) and np.abs(s["image"].astype(int) - img).mean() < 6  # JPEG
     np.testing.assert_allclose(s["depth"], 2.5)
     np.testing.assert_allclose(s["intrinsics"][0, 0], 518.8579)
-    # the .mat route: no extracted folder, frame 2 (1-based) of the labelled file
+    # the .mat route: no extracted folder; rgb_00002 is 0-based frame 2 = MATLAB index 3, read from
+    # rawDepths truncated to mm, with the 7-pixel black border of the extraction script
     shutil.rmtree(data / "nyu/official_splits")
-    depths = RNG.uniform(0.5, 9.0, (3, 5, 7)).astype(np.float32)
-    images = RNG.integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
+    depths = RNG.uniform(0.5, 9.0, (3, 480, 640)).astype(np.float32)
+    depths[2, 100, 100] = 0.0
+    images = RNG.integers(1, 256, (3, 480, 640, 3), dtype=np.uint8)
     with h5py.File(data / "nyu/nyu_depth_v2_labeled.mat", "w") as f:
-        f["depths"] = depths.transpose(0, 2, 1)
+        f["rawDepths"] = depths.transpose(0, 2, 1)
         f["images"] = images.transpose(0, 3, 2, 1)
     s = build_dataset("nyu", data_root=data)[0]
-    np.testing.assert_array_equal(s["image"], images[1])
-    np.testing.assert_allclose(s["depth"], depths[1], rtol=1e-6)
+    np.testing.assert_array_equal(s["image"][7:474, 7:632], images[2][7:474, 7:632])
+    assert not s["image"][:7].any() and not s["image"][:, 632:].any()
+    assert not s["valid"][100, 100] and s["valid"].sum() == 480 * 640 - 1
+    np.testing.assert_allclose(s["depth"][s["valid"]], np.floor(depths[2] * 1000)[s["valid"]] / 1000, rtol=1e-6)
     # the train split reads the BTS sync folder (leading '/' in the list, as shipped)
     _rgb(data / "nyu/sync/kitchen_0028b/rgb_00045.jpg", 8, 8)
     _png16(data / "nyu/sync/kitchen_0028b/sync_depth_00045.png", np.full((8, 8), 1200))

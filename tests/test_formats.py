@@ -41,8 +41,11 @@ def test_nyu_labelled_mat_hdf5(tmp_path):
     image = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
     path = tmp_path / "nyu_depth_v2_labeled.mat"
     with h5py.File(path, "w") as f:
-        f["depths"] = depth.transpose(0, 2, 1)
+        f["rawDepths"] = depth.transpose(0, 2, 1)
+        f["depths"] = depth.transpose(0, 2, 1) + 1.0
         f["images"] = image.transpose(0, 3, 2, 1)
+    _, d_inpainted, _ = F.read_nyu_mat(path, 1, key="depths")
+    np.testing.assert_allclose(d_inpainted, depth[0] + 1.0)
     img, d, v = F.read_nyu_mat(path, 2)
     np.testing.assert_array_equal(img, image[1])
     assert not v[0, 0] and d[0, 0] == 0

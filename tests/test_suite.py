@@ -144,44 +144,44 @@ def test_score_sample_bad_input_policy():
 
 # ---------------------------------------------------------------------------------------- runner
 @pytest.fixture(scope="module")
-def outdoor_samples():
-    """Three synthetic street samples, rendered once (a plain list works as a dataset)."""
+def synth_samples():
+    """Three synthetic samples, rendered once (a plain list works as a dataset)."""
     from dabench.data import build_dataset
 
-    ds = build_dataset("synthetic-outdoor", limit=3)
+    ds = build_dataset("synthetic-indoor", limit=3)
     return [ds[i] for i in range(len(ds))]
 
 
-def test_evaluate_dataset_equals_independent_pipeline(outdoor_samples):
+def test_evaluate_dataset_equals_independent_pipeline(synth_samples):
     """horizon_prior on 3 synthetic samples: runner == predict_batch + lstsq + numpy metrics, averaged per image."""
     from dabench.models import create_model
     from dabench.models.inference import predict_batch
 
     model = create_model("horizon_prior")
-    proto = Protocol(min_depth=1.0, max_depth=80.0, input_size=56)
-    metrics, counts = evaluate_dataset(model, outdoor_samples, proto, batch_size=2)
+    proto = Protocol(min_depth=1.0, max_depth=8.0, input_size=56)
+    metrics, counts = evaluate_dataset(model, synth_samples, proto, batch_size=2)
     refs = []
-    for s in outdoor_samples:
+    for s in synth_samples:
         pred = predict_batch(model, [s["image"]], input_size=56)[0].astype(np.float64)
-        v = s["valid"] & (s["depth"] > 1.0) & (s["depth"] < 80.0)
+        v = s["valid"] & (s["depth"] > 1.0) & (s["depth"] < 8.0)
         p, g = pred[v], s["depth"][v].astype(np.float64)
         (a, b), *_ = np.linalg.lstsq(np.stack([p, np.ones_like(p)], 1), 1 / g, rcond=None)
-        refs.append(ref_depth(np.clip(a * p + b, 1 / 80.0, 1 / 1.0), 1 / g))
+        refs.append(ref_depth(np.clip(a * p + b, 1 / 8.0, 1 / 1.0), 1 / g))
     assert counts == {"used": 3, "skipped_no_valid": 0, "skipped_degenerate": 0, "skipped_missing": 0, "total": 3}
     for k in DEPTH_METRICS:
         assert metrics[k] == pytest.approx(np.mean([r[k] for r in refs]), rel=1e-6), k
 
 
-def test_evaluate_dataset_counts_skips_and_rejects_nan(outdoor_samples):
+def test_evaluate_dataset_counts_skips_and_rejects_nan(synth_samples):
     from dabench.models import create_model
 
-    blank = dict(outdoor_samples[1], valid=np.zeros_like(outdoor_samples[1]["valid"]), name="blank")
-    samples = [outdoor_samples[0], blank, outdoor_samples[2]]
+    blank = dict(synth_samples[1], valid=np.zeros_like(synth_samples[1]["valid"]), name="blank")
+    samples = [synth_samples[0], blank, synth_samples[2]]
     proto = Protocol(min_depth=1.0, max_depth=80.0, input_size=56)
     model = create_model("horizon_prior").train()
     metrics, counts = evaluate_dataset(model, samples, proto, batch_size=3)
     assert model.training  # a model evaluated mid-training is handed back in train mode
-    ref, _ = evaluate_dataset(model, [outdoor_samples[0], outdoor_samples[2]], proto, batch_size=1)
+    ref, _ = evaluate_dataset(model, [synth_samples[0], synth_samples[2]], proto, batch_size=1)
     assert counts["used"] == 2 and counts["skipped_no_valid"] == 1
     assert metrics == pytest.approx(ref, rel=1e-12)  # the blank sample changes nothing, no NaN
 
@@ -193,8 +193,8 @@ def test_evaluate_dataset_counts_skips_and_rejects_nan(outdoor_samples):
             out[:, 0, 0] = float("nan")
             return out
 
-    with pytest.raises(DataError, match="synthetic-outdoor/test/000000.*NaN/inf"):
-        evaluate_dataset(NaNModel(), outdoor_samples[:1], proto)
+    with pytest.raises(DataError, match="synthetic-indoor/test/000000.*NaN/inf"):
+        evaluate_dataset(NaNModel(), synth_samples[:1], proto)
 
 
 def test_run_suite_records_csv_cache_and_table(tmp_path, capsys):

@@ -84,12 +84,17 @@ def ls_suites() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from dabench.errors import DabenchError
     from dabench.eval.suites import list_suites, load_suite
 
     table = Table(title="suites")
     for col in ("name", "task", "datasets", "primary metrics", "description"):
         table.add_column(col, overflow="fold")
     for name in list_suites():
-        s = load_suite(name)
+        try:
+            s = load_suite(name)
+        except DabenchError as e:  # one broken file must not hide the others
+            table.add_row(name, "[red]invalid[/red]", "", "", str(e))
+            continue
         table.add_row(s.name, s.task, ", ".join(s.dataset_names), ", ".join(s.primary_metrics), s.description)
     Console().print(table)

@@ -271,9 +271,11 @@ class KittiDataset(FileDepthDataset):
 
 class NyuDataset(FileDepthDataset):
     """NYUv2 official test split (654). Extracted layout: ``<root>/official_splits/test/<scene>/rgb_XXXXX.jpg``
-    and ``sync_depth_XXXXX.png`` (uint16 mm). When that folder is absent but
-    ``<root>/nyu_depth_v2_labeled.mat`` exists, the same 654 frames are read from the .mat
-    (index = the number in ``rgb_XXXXX``, 1-based)."""
+    and ``sync_depth_XXXXX.png`` (uint16 mm), as written by BTS's extraction script: ``XXXXX`` is
+    the 0-based frame of the labelled .mat, depth is its ``rawDepths`` truncated to millimetres and
+    the image keeps only rows 7:474, cols 7:632 (black border). When that folder is absent but
+    ``<root>/nyu_depth_v2_labeled.mat`` exists, the same frames are read from the .mat with the same
+    border and quantisation, so both routes give identical samples."""
 
     @classmethod
     def entries(cls, card, split, root):
@@ -289,7 +291,7 @@ class NyuDataset(FileDepthDataset):
                 digits = "".join(ch for ch in Path(name).stem if ch.isdigit())
                 if not digits:
                     raise DataError(f"split file {split_file_path(card, split)}: cannot take a .mat index from {name!r}")
-                out.append(Entry(name, mat, (mat,), K, {"mat_index": int(digits)}))
+                out.append(Entry(name, mat, (mat,), K, {"mat_index": int(digits) + 1}))
             else:
                 out.append(Entry(name, base / name, (base / row[1].lstrip("/"),), K))
         return out
@@ -298,8 +300,11 @@ class NyuDataset(FileDepthDataset):
         if "mat_index" in e.extra:
             from dabench.data.formats import read_nyu_mat
 
-            image, depth, valid = read_nyu_mat(e.image, e.extra["mat_index"])
-            return image, depth, valid, e.intrinsics
+            image, depth, _ = read_nyu_mat(e.image, e.extra["mat_index"], key=self.card.get("mat_depth_key", "rawDepths"))
+            border = np.zeros_like(image)
+            border[7:474, 7:632] = image[7:474, 7:632]
+            mm = (depth.astype(np.float64) * 1000.0).astype(np.uint16)  # as the extracted PNGs store it
+            return border, mm.astype(np.float32) / 1000.0, mm > 0, e.intrinsics
         return super().read_sample(e)
 
     def read_depth(self, e):

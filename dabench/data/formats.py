@@ -79,24 +79,25 @@ def read_nyu_depth(path) -> tuple[np.ndarray, np.ndarray]:
     return _finish(raw.astype(np.float32) / 1000.0, raw > 0)
 
 
-def read_nyu_mat(path, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_nyu_mat(path, index: int, key: str = "rawDepths") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample ``index`` (1-based, as MATLAB's ``testNdxs``) of the official labelled
     ``nyu_depth_v2_labeled.mat`` (MATLAB v7.3 = HDF5): returns ``(image uint8 480×640×3, depth, valid)``.
 
-    h5py sees MATLAB's column-major arrays transposed: ``images`` is N×3×640×480 and ``depths``
-    N×640×480 (metres, in-painted), so each is transposed back to row-major H×W.
+    ``key``: ``rawDepths`` (sensor depth with holes, what the common extracted test set stores) or
+    ``depths`` (in-painted). h5py sees MATLAB's column-major arrays transposed: ``images`` is
+    N×3×640×480 and depths N×640×480 (metres), so each is transposed back to row-major H×W.
     """
     import h5py
 
     p = _exists(path)
     try:
         with h5py.File(p, "r") as f:
-            if "depths" not in f or "images" not in f:
-                raise DataError(f"NYU .mat {p} lacks the 'depths'/'images' datasets (is it nyu_depth_v2_labeled.mat?)")
-            n = f["depths"].shape[0]
+            if key not in f or "images" not in f:
+                raise DataError(f"NYU .mat {p} lacks the '{key}'/'images' datasets (is it nyu_depth_v2_labeled.mat?)")
+            n = f[key].shape[0]
             if not 1 <= index <= n:
                 raise DataError(f"NYU .mat {p}: index {index} out of range 1..{n}")
-            depth = np.asarray(f["depths"][index - 1], dtype=np.float32).T
+            depth = np.asarray(f[key][index - 1], dtype=np.float32).T
             image = np.asarray(f["images"][index - 1]).transpose(2, 1, 0)
     except OSError as e:
         raise DataError(f"NYU .mat {p} is not a readable HDF5 (MATLAB v7.3) file: {e}") from None

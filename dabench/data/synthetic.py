@@ -228,8 +228,24 @@ def _indoor_scene(seed: int) -> Scene:
             if free(cand) and all(np.linalg.norm(c - s["centre"]) > r + s["radius"] for s in spheres):
                 spheres.append({"centre": c, "radius": r, "cls": CLASS_ID["sphere"], "colour": _random_colour(rng)})
                 break
+    # flat wall decorations (doors, windows, pictures): rectangles painted on the wall planes
+    decor = []
+    for _ in range(int(rng.integers(0, 5))):
+        kind = rng.choice(["door", "window", "picture"], p=[0.3, 0.3, 0.4])
+        plane = planes[int(rng.choice([2, 3, 4]))]
+        span = (-hw, hw) if plane["axis"] == 2 else (0.0, depth_ahead)
+        wdt = {"door": rng.uniform(0.8, 1.0), "window": rng.uniform(0.8, 1.8), "picture": rng.uniform(0.3, 1.2)}[kind]
+        if span[1] - span[0] < wdt + 0.2:
+            continue
+        u0 = rng.uniform(span[0] + 0.1, span[1] - wdt - 0.1)
+        y0, y1 = {"door": (0.0, 2.05), "window": (0.9, min(height - 0.3, 2.3)),
+                  "picture": (1.2, 1.2 + rng.uniform(0.3, 0.9))}[kind]
+        colour = {"door": _hsv(rng.uniform(0.05, 0.1), rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.6)),
+                  "window": _jitter(rng, [0.85, 0.9, 0.98], 0.05), "picture": _random_colour(rng)}[kind]
+        decor.append({"axis": plane["axis"], "offset": plane["offset"], "u": (u0, u0 + wdt), "y": (y0, y1),
+                      "colour": colour, "kind": str(kind)})
     light = np.array([rng.uniform(-0.5, 0.5), 1.0, rng.uniform(-0.6, 0.3)])
-    params = {"width": width, "depth_ahead": depth_ahead, "depth_behind": depth_behind, "height": height,
+    params = {"decor": decor, "width": width, "depth_ahead": depth_ahead, "depth_behind": depth_behind, "height": height,
               "floor_pattern": int(rng.integers(0, 3)), "floor_period": rng.uniform(0.3, 0.9),
               "wall_stripes": bool(rng.uniform() < 0.3), "wall_period": rng.uniform(0.1, 0.4),
               "ambient": rng.uniform(0.3, 0.5), "diffuse": rng.uniform(0.5, 0.8), "gain": rng.uniform(0.9, 1.25)}
@@ -317,7 +333,7 @@ def _outdoor_scene(seed: int) -> Scene:
     light = np.array([math.cos(sun_el) * math.sin(sun_az), math.sin(sun_el), math.cos(sun_el) * math.cos(sun_az)])
     planes = [{"axis": 1, "offset": 0.0, "normal": [0, 1, 0], "cls": CLASS_ID["road"], "colour": [0.3, 0.3, 0.3]}]
     params = {"road_half": road_half, "sidewalk": sidewalk, "lanes": lanes,
-              "road_col": _jitter(rng, [0.28, 0.28, 0.3], 0.06),
+              "road_col": np.array([0.28, 0.28, 0.3]) * rng.uniform(0.7, 1.3) + rng.uniform(-0.015, 0.015, 3),
               "sidewalk_col": _jitter(rng, [0.62, 0.6, 0.56], 0.08),
               "ground_col": _hsv(rng.uniform(0.12, 0.33), rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.55)),
               "sky_zenith": _hsv(rng.uniform(0.55, 0.62), rng.uniform(0.3, 0.7), rng.uniform(0.6, 0.95)),
@@ -675,7 +691,21 @@ class _Renderer:
                     u = torch.where(n[:, 0].abs() > 0.5, z, x)
                     v = v * (1 - 0.12 * _lines(u, prm["wall_period"] * 2, prm["wall_period"], fp))
                 v = v * (1 - 0.35 * _band(y, -1.0, 0.1, fp))  # skirting board
-                return a * v[:, None]
+                out = a * v[:, None]
+                for dec in prm["decor"]:
+                    ax = dec["axis"]
+                    on = (p[:, ax] - dec["offset"]).abs() < 1e-3
+                    u = z if ax == 0 else x
+                    cov = _band(u, *dec["u"], fp) * _band(y, *dec["y"], fp) * on.float()
+                    if dec["kind"] == "window":  # bright panes with a cross bar
+                        mid_u, mid_y = sum(dec["u"]) / 2, sum(dec["y"]) / 2
+                        bar = torch.maximum(_band(u, mid_u - 0.03, mid_u + 0.03, fp), _band(y, mid_y - 0.03, mid_y + 0.03, fp))
+                        col = self.t(dec["colour"]) * (1 - 0.6 * bar)[:, None] * 1.4
+                    else:  # door / picture: a darker frame around the panel
+                        inner = _band(u, dec["u"][0] + 0.05, dec["u"][1] - 0.05, fp) * _band(y, dec["y"][0] + 0.05, dec["y"][1] - 0.05, fp)
+                        col = self.t(dec["colour"]) * (0.6 + 0.4 * inner)[:, None] * (1 + 0.1 * _noise(p, 3.0, fp))[:, None]
+                    out = out * (1 - cov[:, None]) + col * cov[:, None]
+                return out
 
             apply("floor", floor)
             apply("wall", wall)
