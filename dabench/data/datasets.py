@@ -303,7 +303,7 @@ class NyuDataset(FileDepthDataset):
             image, depth, _ = read_nyu_mat(e.image, e.extra["mat_index"], key=self.card.get("mat_depth_key", "rawDepths"))
             border = np.zeros_like(image)
             border[7:474, 7:632] = image[7:474, 7:632]
-            mm = (depth.astype(np.float64) * 1000.0).astype(np.uint16)  # as the extracted PNGs store it
+            mm = (depth.astype(np.float32) * np.float32(1000.0)).astype(np.uint16)  # as the extracted PNGs store it
             return border, mm.astype(np.float32) / 1000.0, mm > 0, e.intrinsics
         return super().read_sample(e)
 

@@ -345,7 +345,9 @@ def _outdoor_scene(seed: int) -> Scene:
 
 
 def make_scene(family: str, seed: int) -> Scene:
-    """The scene of ``family`` ("indoor" | "outdoor") for integer ``seed`` (deterministic)."""
+    """The scene of ``family`` ("indoor" | "outdoor") for integer ``seed`` >= 0 (deterministic)."""
+    if int(seed) < 0:
+        raise ConfigError(f"synthetic scene seed must be >= 0, got {seed}")
     if family == "indoor":
         return _indoor_scene(int(seed))
     if family == "outdoor":
