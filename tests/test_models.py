@@ -395,3 +395,24 @@ def test_numerical_identity_full_size_vits(name, taps, tmp_path):
         ref = ref_depth_anything(sd, x, int(name[2]), taps, 6, False)
     assert ref.max() > 0
     assert (ours - ref).abs().max() / ref.abs().max() < 1e-4
+
+
+def tiny_model(name: str, seed: int = 0):
+    """A tiny registered model with official-layout random weights that give a non-trivial output.
+
+    (PyTorch's default init, like the official one, often leaves the output ReLU dead: all zeros.)
+    """
+    from dabench.models.checkpoint import load_state_dict_strict
+
+    model = create_model(name)
+    cfg = CONFIGS[name]
+    sd = official_state_dict(model.pretrained.embed_dim, len(model.pretrained.blocks), cfg.features,
+                             cfg.out_channels, swiglu=False, seed=seed)
+    load_state_dict_strict(model, sd, f"<{name} test weights>")
+    return model.eval()
+
+
+def test_tiny_model_helper_is_nontrivial():
+    for name in ("da1_test", "da2_test"):
+        y = tiny_model(name)(torch.randn(1, 3, 28, 42))
+        assert y.std() > 0 and (y > 0).float().mean() > 0.2

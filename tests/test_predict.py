@@ -13,6 +13,7 @@ import dabench.cli.models  # noqa: F401  (registers the commands)
 from dabench.cli._app import app
 from dabench.models import create_model, save_checkpoint
 from dabench.models.inference import predict_image
+from test_models import tiny_model  # tests/ is on sys.path under pytest
 
 runner = CliRunner()
 
@@ -30,8 +31,7 @@ def images(tmp_path):
 
 
 def test_predict_with_checkpoint_writes_npy_and_png(tmp_path, images):
-    torch.manual_seed(0)
-    model = create_model("da2_test").eval()
+    model = tiny_model("da2_test")
     ckpt = save_checkpoint(model, tmp_path / "m.safetensors", "da2_test")
     out = tmp_path / "out"
     r = runner.invoke(app, ["predict", *map(str, images), "--model", "da2_test", "--checkpoint", str(ckpt),
@@ -40,7 +40,7 @@ def test_predict_with_checkpoint_writes_npy_and_png(tmp_path, images):
     for p in images:
         pred = np.load(out / f"{p.stem}.npy")
         rgb = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-        assert pred.dtype == np.float32 and pred.shape == rgb.shape[:2]
+        assert pred.dtype == np.float32 and pred.shape == rgb.shape[:2] and pred.std() > 0
         np.testing.assert_allclose(pred, predict_image(model, rgb, input_size=28), rtol=1e-5, atol=1e-6)
         png = cv2.imread(str(out / f"{p.stem}.png"))
         assert png.shape == (*rgb.shape[:2], 3) and png.std() > 0
@@ -97,3 +97,10 @@ def test_ls_models():
     assert infos["constant"]["params"] == 0 and "da1_test" in infos
     r = runner.invoke(app, ["ls", "models"])
     assert r.exit_code == 0 and "da2_vitg14" in r.output and "24.8M" in r.output and "da1_test" not in r.output
+
+
+def test_predict_pth_needs_model(tmp_path, images):
+    p = tmp_path / "official.pth"
+    torch.save({"x": torch.zeros(1)}, p)
+    r = runner.invoke(app, ["predict", str(images[0]), "--checkpoint", str(p), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "pass --model" in r.output

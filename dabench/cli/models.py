@@ -127,6 +127,9 @@ def predict(
     if model is None and checkpoint is None:
         raise ConfigError("give --model NAME (and --checkpoint PATH), or a dabench .safetensors --checkpoint")
     if checkpoint is not None:
+        if model is None and checkpoint.suffix != ".safetensors":
+            raise ConfigError(f"checkpoint {checkpoint} does not say which model it belongs to (only dabench "
+                              ".safetensors files do): pass --model, e.g. --model da2_vits14")
         net = create_model(model, checkpoint=checkpoint) if model else load_model_from_checkpoint(checkpoint)
         name = model or net.arch
     elif is_baseline(model):

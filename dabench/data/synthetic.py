@@ -428,9 +428,11 @@ def _corners(lo, hi) -> np.ndarray:
     return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
 
 
-def _hit_box(origin, direction, lo, hi):
-    """Ray parameter of the entry into box [lo, hi] (inf where missed); origin is outside."""
-    inv = 1.0 / direction
+def _hit_box(origin, direction, lo, hi, inv=None):
+    """Ray parameter of the entry into box [lo, hi] (inf where missed); origin is outside.
+    ``inv``: precomputed ``1 / direction``."""
+    if inv is None:
+        inv = 1.0 / direction
     t1 = (lo - origin) * inv
     t2 = (hi - origin) * inv
     tn = torch.minimum(t1, t2).amax(-1)
@@ -473,22 +475,25 @@ class _Renderer:
         o = self.t(cam.position)
         t_best = torch.full((h, w), math.inf, device=dev)
         obj = torch.full((h, w), -1, dtype=torch.long, device=dev)
+        pl_origin = np.asarray(cam.position, dtype=np.float32)
 
         n_planes, n_boxes = len(sc.planes), len(sc.boxes)
         for k, pl in enumerate(sc.planes):
             a = pl["axis"]
-            tp = (pl["offset"] - o[a]) / d[..., a]
+            tp = (pl["offset"] - float(pl_origin[a])) / d[..., a]
             tp = torch.where(tp > _EPS, tp, torch.full_like(tp, math.inf))
             better = tp < t_best
             t_best = torch.where(better, tp, t_best)
             obj = torch.where(better, torch.full_like(obj, k), obj)
+
+        inv_d = 1.0 / d
 
         def cast(kid, lo, hi, fn):
             rect = _project_rect(_corners(lo, hi), cam, K, self.size)
             if rect is None:
                 return
             i0, i1, j0, j1 = rect
-            tt = fn(d[i0:i1, j0:j1])
+            tt = fn(d[i0:i1, j0:j1], inv_d[i0:i1, j0:j1])
             cur = t_best[i0:i1, j0:j1]
             better = tt < cur
             t_best[i0:i1, j0:j1] = torch.where(better, tt, cur)
@@ -517,10 +522,10 @@ class _Renderer:
                 obj = torch.where(better, arg + first, obj)
         else:
             for k, b in enumerate(sc.boxes):
-                cast(n_planes + k, b["min"], b["max"], lambda dd, k=k: _hit_box(o, dd, box_lo[k], box_hi[k]))
+                cast(n_planes + k, b["min"], b["max"], lambda dd, ii, k=k: _hit_box(o, dd, box_lo[k], box_hi[k], ii))
             for k, s in enumerate(sc.spheres):
                 c, r = np.asarray(s["centre"]), float(s["radius"])
-                cast(n_planes + n_boxes + k, c - r, c + r, lambda dd, k=k: _hit_sphere(o, dd, sph_c[k], sph_r[k]))
+                cast(n_planes + n_boxes + k, c - r, c + r, lambda dd, ii, k=k: _hit_sphere(o, dd, sph_c[k], sph_r[k]))
 
         hit = torch.isfinite(t_best)
         depth = torch.where(hit, t_best, torch.zeros_like(t_best))
@@ -605,8 +610,10 @@ class _Renderer:
         rgb = albedo * shade[..., None] * prm["gain"]
         if sc.family == "outdoor":
             fog = torch.exp(-depth / prm["fog"])[..., None]
-            rgb = torch.where(hit[..., None], rgb * fog + self.t(prm["sky_horizon"]) * (1 - fog),
-                              self._sky(d / dnorm[..., None]))
+            rgb = rgb * fog + self.t(prm["sky_horizon"]) * (1 - fog)
+            sky_px = ~hit
+            if bool(sky_px.any()):
+                rgb[sky_px] = self._sky(d[sky_px] / dnorm[sky_px][:, None])
         g = torch.Generator(device="cpu").manual_seed(int(sc.seed) % (2 ** 63))
         noise = torch.randn((h, w, 3), generator=g).to(dev) * (1.5 / 255)
         image = ((rgb + noise).clamp(0, 1) * 255 + 0.5).to(torch.uint8)

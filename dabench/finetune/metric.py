@@ -403,9 +403,19 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
     loss_fn = LOSSES[lcfg.get("type", "silog")]
     loss_kw = {k: float(v) for k, v in lcfg.items() if k in ("lambd", "scale")}
 
+    cache: dict[int, dict] | None = {} if dcfg.get("cache") else None
+
+    def load(i: int) -> dict:
+        if cache is not None and i in cache:
+            return cache[i]
+        item = preprocess_sample(train_ds[i], input_size, train_crop)
+        if cache is not None:
+            cache[i] = item
+        return item
+
     def batch_fn(step: int, gen: torch.Generator) -> dict:
         idx = sampler.indices(step)
-        items = [preprocess_sample(train_ds[i], input_size, train_crop) for i in idx]
+        items = [load(i) for i in idx]
         flips = (torch.rand(len(items), generator=gen) < 0.5).tolist() if hflip else []
         return collate(items, input_size, flips)
 

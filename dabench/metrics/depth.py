@@ -150,6 +150,26 @@ class DepthMetricState:
         self.n_images += 1
         return m
 
+    def update_batch(self, pred, gt, valid=None, *, min_depth: float = 0.0, max_depth: float = float("inf"),
+                     compile: bool = False, names=None) -> list[dict[str, float] | None]:
+        """Add B maps at once (torch, one fused pass on their device; see ``dabench.metrics.depth_torch``).
+
+        ``valid`` is B×H×W or one H×W mask for all maps; pixels also need ``min_depth < gt < max_depth``.
+        Returns each map's metrics (None, counted as skipped, when it has no valid pixel).
+        """
+        from dabench.metrics.depth_torch import depth_sums_batch
+
+        sums = depth_sums_batch(pred, gt, valid, min_depth=min_depth, max_depth=max_depth, compile=compile,
+                                names=names)
+        out: list[dict[str, float] | None] = []
+        for s in sums:
+            if s[_I["n"]] <= 0:
+                self.skipped_no_valid += 1
+                out.append(None)
+            else:
+                out.append(self.update_sums(s))
+        return out
+
     def compute(self, averaging: str | None = None) -> dict[str, float]:
         """Metric values; NaN for every metric when no image was scored."""
         pooled = _metrics_from_sums(self.pixel_sums)

@@ -121,6 +121,12 @@ def _matching_archs(sd: Mapping[str, torch.Tensor]) -> list[str]:
             if ENCODERS[cfg.encoder].embed_dim == width and ENCODERS[cfg.encoder].depth == len(blocks)]
 
 
+def matching_archs(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """Registered Depth Anything names whose encoder width and depth fit state dict ``sd``
+    (V1 and V2 of one size share shapes, so both are returned)."""
+    return _matching_archs(sd)
+
+
 def _fmt_keys(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")

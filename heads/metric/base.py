@@ -32,6 +32,7 @@ data = dict(
     train_crop=None,  # None = the card's train-time crop ("kb" for KITTI), or "none"
     train_limit=None,  # use only the first N training samples
     eval_limit=None,
+    cache=False,  # keep preprocessed training samples in memory (small sets only)
     num_workers=0,
 )
 
