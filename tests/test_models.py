@@ -376,7 +376,8 @@ def test_ddp_without_find_unused_parameters():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = mp.Manager().dict()
-    mp.spawn(_ddp_worker, args=(2, port, out), nprocs=2, join=True)
+    # fork: the workers reuse the imported torch/timm instead of importing them again (CPU only)
+    mp.start_processes(_ddp_worker, args=(2, port, out), nprocs=2, join=True, start_method="fork")
     assert torch.allclose(out[0], out[1])  # gradients were all-reduced
 
 

@@ -110,3 +110,52 @@ def test_switch_dependencies_are_checked(tmp_path):
     cfg = load_config(preset="tiny", overrides={"student.use_unlabelled": False})  # strong/feat still on
     with pytest.raises(ConfigError, match="student.strong_perturb"):
         run_stage("student", cfg, tmp_path / "s")
+
+
+def test_encoder_weights_files_and_positive_initial_output(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from dabench.errors import CheckpointError
+    from dabench.models import create_model
+    from dabench.train.common import build_model
+
+    cfg = load_config(preset="smoke")
+    torch.manual_seed(5)
+    donor = create_model("da2_test")
+    # a bare DINOv2/timm-style encoder file without mask_token
+    enc = {k: v for k, v in donor.pretrained.state_dict().items() if k != "mask_token"}
+    save_file({k: v.contiguous() for k, v in enc.items()}, str(tmp_path / "enc.safetensors"))
+    m = build_model(cfg, encoder_weights=str(tmp_path / "enc.safetensors"))
+    for k, v in enc.items():
+        assert torch.equal(m.pretrained.state_dict()[k], v), k
+    # a full Depth Anything checkpoint: its pretrained.* part is used
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(tmp_path / "full.safetensors"))
+    m2 = build_model(cfg, encoder_weights=str(tmp_path / "full.safetensors"))
+    assert torch.equal(m2.pretrained.blocks[0].attn.qkv.weight, donor.pretrained.blocks[0].attn.qkv.weight)
+    # another encoder size is refused, naming the file
+    other = create_model("da1_test")
+    save_file({k: v.contiguous() for k, v in other.pretrained.state_dict().items()}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="other.safetensors"):
+        build_model(cfg, encoder_weights=str(tmp_path / "other.safetensors"))
+    # the seeded init is deterministic and its prediction is positive (no dead output ReLU)
+    a, b = build_model(cfg), build_model(cfg)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    with torch.no_grad():
+        assert (a(torch.randn(2, 3, 42, 42)) > 0).float().mean() > 0.5
+
+
+def test_student_single_pass_forward_matches_model():
+    import torch
+
+    from dabench.models import create_model
+    from dabench.train.student import forward_with_features
+
+    for arch in ("da2_test", "da1_test"):
+        torch.manual_seed(0)
+        m = create_model(arch).eval()
+        x = torch.randn(2, 3, 42, 56)
+        with torch.no_grad():
+            pred, feat = forward_with_features(m, x)
+            assert torch.equal(pred, m(x))
+            assert torch.equal(feat, m.forward_encoder_features(x))

@@ -37,9 +37,12 @@ def zoedepth_compute_errors(gt: np.ndarray, pred: np.ndarray) -> dict[str, float
 
 
 def zoedepth_compute_metrics(gt: np.ndarray, pred: np.ndarray, min_depth_eval: float = MIN_DEPTH,
-                             max_depth_eval: float = MAX_DEPTH, eigen_crop: bool = True) -> dict[str, float]:
+                             max_depth_eval: float = MAX_DEPTH, eigen_crop: bool = True,
+                             eigen_box: tuple[int, int, int, int] = (45, 471, 41, 601)) -> dict[str, float]:
     """ZoeDepth's ``compute_metrics`` for one NYU image (numpy part; the prediction is already at the
-    ground truth's size): clip, range mask, Eigen crop, ``compute_errors``."""
+    ground truth's size): clip, range mask, Eigen crop, ``compute_errors``. ``eigen_box`` is
+    ZoeDepth's literal ``[45:471, 41:601]``; other sizes (the bench's ``--quick``) pass the box
+    ``dabench.data.crops.eigen_box`` scales to them."""
     pred = np.array(pred)  # ZoeDepth: pred.squeeze().cpu().numpy(), then clips in place
     pred[pred < min_depth_eval] = min_depth_eval
     pred[pred > max_depth_eval] = max_depth_eval
@@ -48,7 +51,8 @@ def zoedepth_compute_metrics(gt: np.ndarray, pred: np.ndarray, min_depth_eval: f
     valid_mask = np.logical_and(gt > min_depth_eval, gt < max_depth_eval)
     if eigen_crop:
         eval_mask = np.zeros(valid_mask.shape)
-        eval_mask[45:471, 41:601] = 1
+        t, b, l, r = eigen_box
+        eval_mask[t:b, l:r] = 1
         valid_mask = np.logical_and(valid_mask, eval_mask)
     return zoedepth_compute_errors(gt[valid_mask], pred[valid_mask])
 
@@ -85,12 +89,13 @@ def run(count: int = NYU_COUNT, size: tuple[int, int] = NYU_SIZE, batch: int = 6
     first) and return the timing ratio and the agreement of the reported metrics."""
     import torch
 
-    from dabench.data.crops import crop_mask
+    from dabench.data.crops import crop_mask, eigen_box
     from dabench.metrics import DEPTH_METRICS, DepthMetricState
     from dabench.bench.timing import timed
 
     maps = _Maps(size, seed)
     crop = torch.from_numpy(crop_mask(size, "eigen")).to(device)
+    box = eigen_box(*size)
 
     def dabench_batch(state, gt, pred):
         p = torch.from_numpy(pred).to(device).clamp_(MIN_DEPTH, MAX_DEPTH)
@@ -107,7 +112,7 @@ def run(count: int = NYU_COUNT, size: tuple[int, int] = NYU_SIZE, batch: int = 6
 
     def zoe_batch(gt, pred):
         for i in range(gt.shape[0]):
-            m = zoedepth_compute_metrics(gt[i], pred[i])
+            m = zoedepth_compute_metrics(gt[i], pred[i], eigen_box=box)
             for k, v in m.items():  # ZoeDepth's RunningAverageDict
                 zoe_sums[k] += float(v)
             zoe_n[0] += 1

@@ -76,9 +76,15 @@ def metric(
     result = finetune_metric(dataset, head, init, out, preset=preset, arch=prep["arch"], config_file=config,
                              overrides=overrides, data_root=data_root, resume=resume, device=device,
                              evaluate=evaluate, results_dir=results_dir, run_name=name)
-    import os
+    from dabench.train.engine import dist_info, shutdown_distributed
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    base_rec = None
+    if baseline:  # every rank takes part (the evaluation shards and reduces under torchrun)
+        base_rec = median_depth_baseline(dataset, result.config, data_root=data_root, results_dir=results_dir,
+                                         device=str(dist_info().device))
+    is_main = dist_info().is_main
+    shutdown_distributed()
+    if not is_main:
         return
     console = Console()
     console.print(f"final weights: {result.checkpoint}")
@@ -86,17 +92,20 @@ def metric(
         console.print(f"registered as: {result.registered}")
     rows = []
     if result.metrics:
-        rows.append((result.registered.stem if result.registered else "finetuned", result.metrics))
-    if baseline:
-        rec = median_depth_baseline(dataset, result.config, data_root=data_root, results_dir=results_dir,
-                                    device="cpu")
-        rows.append((f"median-depth baseline ({rec['config']['median_depth']:.3f} m)", rec["metrics"]))
+        rows.append(("fine-tuned", result.metrics))
+    if base_rec is not None:
+        console.print(f"median-depth baseline: {base_rec['config']['median_depth']:.4f} m (training-set median) "
+                      f"predicted everywhere")
+        rows.append(("median baseline", base_rec["metrics"]))
     if rows:
+        from dabench.metrics.registry import get_metric
+
         table = Table(title=f"held-out {dataset} ({result.config['data'].get('eval_split', 'test')} split, metric depth)")
         cols = ["delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog"]
-        table.add_column("model")
+        table.add_column("model", no_wrap=True)
         for c in cols:
-            table.add_column(c, justify="right")
+            spec = get_metric(c)
+            table.add_column(f"{spec.display}{spec.arrow}", justify="right", no_wrap=True)
         for label, m in rows:
-            table.add_row(label, *[("-" if m.get(c) is None else f"{m[c]:.4f}") for c in cols])
+            table.add_row(label, *[("-" if m.get(c) is None else f"{m[c]:.3f}") for c in cols])
         console.print(table)

@@ -382,6 +382,11 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
                                           cfg["loss"])
     out_dir = Path(out_dir)
     final_path = out_dir / "final.safetensors"
+    from dabench.train.engine import latest_checkpoint
+
+    if not resume and latest_checkpoint(out_dir) is not None:
+        raise ConfigError(f"{out_dir} already holds a run's checkpoints; pass --resume to continue it, or choose "
+                          "another --out")
     dist_ = init_distributed(device)
 
     train_ds = build_dataset(dataset, split=dcfg.get("train_split", "train"), data_root=data_root,
@@ -547,6 +552,9 @@ def median_depth_baseline(dataset: str, cfg: dict, *, data_root=None, results_di
     rec.update(provenance(int(cfg["train"].get("seed", 0)),
                           {"median_depth": median, "train_split": d.get("train_split", "train"),
                            "train_limit": d.get("train_limit"), "what": "training-set median depth everywhere"}))
-    path = write_record(rec, Path(results_dir) if results_dir else default_results_dir())
-    rec["_path"] = str(path)
+    from dabench.train.engine import dist_info
+
+    if dist_info().is_main:  # under torchrun every rank scored its shard; rank 0 writes
+        path = write_record(rec, Path(results_dir) if results_dir else default_results_dir())
+        rec["_path"] = str(path)
     return rec

@@ -112,7 +112,6 @@ def warn_random_encoder(cfg: Mapping, what: str) -> None:
         msg = (f"{what}: NO DINOv2 WEIGHTS GIVEN (model.encoder_weights is null): the encoder starts from a "
                f"seeded RANDOM init (init_seed={cfg['model']['init_seed']}), not DINOv2")
         log.warning(msg)
-        print(f"[dabench train] WARNING: {msg}", flush=True)
 
 
 def param_groups(model: torch.nn.Module, lr: float, head_lr_mult: float) -> list[dict]:

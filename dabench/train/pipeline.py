@@ -199,7 +199,8 @@ def run_ablation(cfg: Mapping, out_dir: str | Path, resume: bool = False,
     for row in rows:
         c = ablation_config(cfg, row)
         s = train_student(c, out_dir / "ablation" / _ROW_DIRS[row],
-                          out_dir / "pseudo_labels" if c["student"]["use_unlabelled"] else None, resume=resume)
+                          out_dir / "pseudo_labels" if c["student"]["use_unlabelled"] else None, resume=resume,
+                          register=False)
         finals[row] = s.final
     results = evaluate_checkpoints(cfg, finals)
     if _is_main():

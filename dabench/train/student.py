@@ -133,7 +133,6 @@ def train_student(cfg: Mapping, out_dir: str | Path, pseudo_dir: str | Path | No
             msg = ("student: L_feat aligns to a FROZEN RANDOM encoder (no DINOv2 weights given; "
                    "set model.encoder_weights or student.frozen_encoder_weights for real DINOv2)")
             log.warning(msg)
-            print(f"[dabench train] WARNING: {msg}", flush=True)
     bl = s["batch_size"]
     bu = bl * s["unlabelled_ratio"] if use_u else 0
     lab_sampler = EpochSampler(len(labelled), bl, seed=cfg["seed"], rank=dist.rank, world_size=dist.world_size)
@@ -192,9 +191,12 @@ def train_student(cfg: Mapping, out_dir: str | Path, pseudo_dir: str | Path | No
                 "feat_align_target": (encoder_init_note(cfg, s["frozen_encoder_weights"]) if feat else None),
                 "switches": {"use_unlabelled": use_u, "strong_perturb": strong, "feat_align": feat},
                 "pseudo_labels": str(pseudo_dir) if use_u else None, "train_config": cfg}
+    fingerprint = stage_fingerprint(cfg, "student")
+    if use_u:  # the pseudo-labels' teacher is part of what a resume must match
+        fingerprint["pseudo_labels_teacher_sha256"] = labels.index["fingerprint"]["teacher_sha256"]
     trainer = Trainer(model, param_groups(model, s["lr"], s["head_lr_mult"]), step_fn, batch_fn,
                       runtime_train_config(cfg, "student", bl + bu), out_dir,
-                      fingerprint=stage_fingerprint(cfg, "student"),
+                      fingerprint=fingerprint,
                       final=FinalWeights(arch=arch, head="relative", config=meta_cfg,
                                          register_as=run_name if register else None), dist_=dist)
     trainer.fit(resume=resume)

@@ -37,8 +37,8 @@ PRESETS: dict[tuple[str, str, str], str] = {
     ("paper", "ade20k", "upernet"): "upernet_da2-vits14_8xb2-160k_ade20k-896x896.py",
     ("paper", "cityscapes", "mask2former"): "mask2former_da1-vitl14_8xb2-80k_cityscapes-896x896.py",
     ("paper", "ade20k", "mask2former"): "mask2former_da1-vitl14_8xb2-160k_ade20k-896x896.py",
-    ("tiny", "synthetic", "upernet"): "upernet_da2-test_1xb8-300_synthetic-70x70.py",
-    ("tiny", "synthetic", "mask2former"): "mask2former_da2-test_1xb8-300_synthetic-70x70.py",
+    ("tiny", "synthetic", "upernet"): "upernet_da2-test_1xb8-600_synthetic-70x70.py",
+    ("tiny", "synthetic", "mask2former"): "mask2former_da2-test_1xb8-600_synthetic-70x70.py",
 }
 #: dataset name -> (dataset base config, sub-directory of the data root)
 DATASET_BASES: dict[str, tuple[str, str | None]] = {
@@ -268,10 +268,7 @@ def configure(cfg, *, work_dir: str | os.PathLike, arch: str | None = None, init
         old = int(cfg.train_cfg.max_iters)
         cfg.train_cfg.max_iters = int(max_iters)
         cfg.train_cfg.val_interval = min(int(cfg.train_cfg.get("val_interval", max_iters)), int(max_iters))
-        for s in cfg.get("param_scheduler", []) or []:  # keep the warm-up/poly shape, rescaled
-            for k in ("begin", "end"):
-                if k in s and s[k] is not None:
-                    s[k] = max(0, min(int(max_iters), round(s[k] * max_iters / old)))
+        cfg.param_scheduler = rescale_schedule(cfg.get("param_scheduler", []) or [], old, int(max_iters))
     if checkpoint_interval is not None:
         cfg.default_hooks.checkpoint.interval = int(checkpoint_interval)
     ckpt_hook = cfg.default_hooks.get("checkpoint")
@@ -286,6 +283,28 @@ def configure(cfg, *, work_dir: str | os.PathLike, arch: str | None = None, init
             cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None,
                                          find_unused_parameters=bool(cfg.get("find_unused_parameters", False)))
     return cfg
+
+
+def rescale_schedule(schedulers: list, old_iters: int, new_iters: int) -> list:
+    """Stretch iteration-based schedulers (warm-up then poly) from ``old_iters`` to ``new_iters``,
+    keeping every phase at least one iteration long and phases contiguous."""
+    bounds = sorted({int(v) for s in schedulers for k in ("begin", "end") if s.get(k) is not None
+                     for v in [s[k]]})
+    mapped: dict[int, int] = {}
+    last = -1
+    for b in bounds:
+        m = round(b * new_iters / old_iters)
+        m = max(m, last + 1) if b > 0 else 0
+        mapped[b] = last = m
+    out = []
+    for s in schedulers:
+        s = dict(s)
+        for k in ("begin", "end"):
+            if s.get(k) is not None:
+                s[k] = mapped[int(s[k])]
+        if s.get("begin", 0) < new_iters:
+            out.append(s)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,27 +584,28 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
                                "init": str(init) if init else None, "random_init": bool(random_init),
                                "head": head_name(cfg), "dataset": dataset, "preset": preset,
                                "iters": int(cfg.train_cfg.max_iters), "val": val_metrics}
-    if is_main_process():
-        from dabench.provenance import atomic_write_json, checkpoints_dir
+    from dabench.provenance import atomic_write_json, checkpoints_dir
 
-        model = _unwrap(runner.model)
-        model.dataset_meta = dict(runner.train_dataloader.dataset.metainfo)
+    model = _unwrap(runner.model)
+    model.dataset_meta = dict(runner.train_dataloader.dataset.metainfo)
+    registered = checkpoints_dir() / f"{name}.safetensors"
+    summary.update(final=str(work_dir / "final.safetensors"), registered=str(registered))
+    if is_main_process():
         final = save_seg_checkpoint(model, work_dir / "final.safetensors", cfg, dataset=dataset, preset=preset,
                                     extra={"init": summary["init"], "iters": summary["iters"], "seed": seed})
-        registered = checkpoints_dir() / f"{name}.safetensors"
         registered.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(final, registered)
-        summary.update(final=str(final), registered=str(registered))
         cfg.dump(str(work_dir / "config.py"))
-        if evaluate_test and cfg.get("test_dataloader"):
-            model.eval()
-            summary["test"] = _split(runner.test())
-            n = num_classes_of(cfg)
-            cls = majority_class(cfg.train_dataloader.dataset, n)
-            base = majority_model(cls, n, cfg.model.data_preprocessor)
-            base.dataset_meta = model.dataset_meta
-            summary["majority_class"] = model.dataset_meta["classes"][cls]
-            summary["test_majority_baseline"] = _split(evaluate(base, cfg.test_dataloader))
+    if evaluate_test and cfg.get("test_dataloader"):
+        # every rank takes part: mmengine's evaluator gathers the per-rank results
+        summary["test"] = _split(runner.test())
+        n = num_classes_of(cfg)
+        cls = majority_class(cfg.train_dataloader.dataset, n)
+        base = majority_model(cls, n, cfg.model.data_preprocessor)
+        base.dataset_meta = model.dataset_meta
+        summary["majority_class"] = model.dataset_meta["classes"][cls]
+        summary["test_majority_baseline"] = _split(evaluate(base, cfg.test_dataloader))
+    if is_main_process():
         atomic_write_json(work_dir / "summary.json", summary)
     return summary
 

@@ -1,0 +1,198 @@
+"""``dabench bench``: dabench's fast paths measured against the scripts researchers use today, in one
+process, as ratios against baselines timed in the same run (shared CPUs drift too much for absolute
+numbers). Each entry of the result holds ``ratio``, the two raw figures it is made of, the goal and
+whether it is met:
+
+- ``metric_engine``: ZoeDepth-style per-image numpy metrics seconds / dabench streaming torch seconds (>= 20)
+- ``inference``: official per-image ``infer_image`` seconds / dabench ``predict_batch`` seconds (>= 1.5)
+- ``student_step``: student step seconds / teacher step seconds at the tiny preset (<= 1.6)
+- ``synthetic_data``: synthetic images rendered per second / images trained per second (>= 4)
+- ``memory``: peak RSS of an evaluation over 10N samples / over N samples (<= 1.10)
+- ``gpu_vitl_bf16``: ViT-L 518² bf16 throughput as a fraction of the GPU's bf16 peak (CUDA only)
+
+    from dabench.bench import run_bench
+    result = run_bench(quick=True)
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+SECTIONS = ("metric_engine", "inference", "student_step", "synthetic_data", "memory", "gpu_vitl_bf16")
+
+
+@dataclass(frozen=True)
+class BenchSizes:
+    """Problem sizes of one bench run (``full()``: the issue's sizes; ``quick()``: seconds, for tests)."""
+
+    metric_maps: int = 654
+    metric_size: tuple[int, int] = (480, 640)
+    metric_batch: int = 6
+    metric_compile: bool = True
+    infer_images: int = 16
+    infer_size: tuple[int, int] = (480, 640)
+    infer_input_size: int = 518
+    infer_batch: int = 8
+    infer_repeats: int = 3
+    infer_model: str = "da2_test"
+    train_warmup: int = 8
+    train_steps: int = 20
+    train_samples: int = 16
+    data_images: int = 24
+    memory_n: int = 20
+    memory_factor: int = 10
+    memory_size: tuple[int, int] = (480, 640)
+    memory_input_size: int = 98
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def full(cls) -> "BenchSizes":
+        return cls()
+
+    @classmethod
+    def quick(cls) -> "BenchSizes":
+        return cls(metric_maps=12, metric_size=(48, 64), metric_batch=4, metric_compile=False, infer_images=2,
+                   infer_size=(48, 64), infer_input_size=42, infer_batch=2, infer_repeats=1, train_warmup=1,
+                   train_steps=2, train_samples=4, data_images=2, memory_n=1, memory_size=(48, 64),
+                   memory_input_size=28)
+
+
+def _environment(threads: int) -> dict[str, Any]:
+    import torch
+
+    return {"torch_threads": threads, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.is_available(),
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def _met(entry: dict) -> dict:
+    if "ratio" in entry and "goal" in entry:
+        r, g = entry["ratio"], entry["goal"]
+        entry["met"] = bool(r >= g) if entry["goal_op"] == ">=" else bool(r <= g)
+    return entry
+
+
+def run_bench(quick: bool = False, sections=None, threads: int = 1, device: str = "cpu", gpu_compile: bool = False,
+              sizes: BenchSizes | None = None, on_section: Callable[[str, dict], None] | None = None) -> dict:
+    """Run the benchmarks (all of ``SECTIONS`` by default) and return the result dict.
+
+    ``threads``: torch intra-op threads for every timed path (both sides of each ratio; the numpy
+    baselines are single-threaded). ``on_section(name, entry)`` is called as each section finishes.
+    """
+    import torch
+
+    from dabench.errors import ConfigError
+    from dabench.provenance import provenance
+
+    sections = list(sections or SECTIONS)
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"unknown bench section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
+    if threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    sizes = sizes or (BenchSizes.quick() if quick else BenchSizes.full())
+    torch.set_num_threads(threads)
+    result: dict[str, Any] = {"schema": "dabench.bench/1", "quick": quick, "environment": _environment(threads)}
+
+    def done(name: str, entry: dict) -> None:
+        result[name] = _met(entry)
+        if on_section is not None:
+            on_section(name, result[name])
+
+    if "metric_engine" in sections:
+        from dabench.bench import metric_engine
+
+        done("metric_engine", metric_engine.run(count=sizes.metric_maps, size=sizes.metric_size,
+                                                batch=sizes.metric_batch, compile=sizes.metric_compile,
+                                                device=device))
+    if "inference" in sections:
+        from dabench.bench import inference
+
+        done("inference", inference.run(model_name=sizes.infer_model, images=sizes.infer_images,
+                                        size=sizes.infer_size, input_size=sizes.infer_input_size,
+                                        batch_size=sizes.infer_batch, repeats=sizes.infer_repeats, device=device))
+    training = None
+    if "student_step" in sections or "synthetic_data" in sections:
+        from dabench.bench import training as training_mod
+
+        training = training_mod.run(warmup=sizes.train_warmup, steps=sizes.train_steps,
+                                    num_samples=sizes.train_samples, device=device)
+        if "student_step" in sections:
+            done("student_step", training)
+    if "synthetic_data" in sections:
+        from dabench.bench import data
+
+        done("synthetic_data", data.run(training, images=sizes.data_images))
+    if "memory" in sections:
+        from dabench.bench import memory
+
+        done("memory", memory.run(samples=sizes.memory_n, factor=sizes.memory_factor, size=sizes.memory_size,
+                                  input_size=sizes.memory_input_size, threads=threads))
+    if "gpu_vitl_bf16" in sections:
+        from dabench.bench import gpu
+
+        done("gpu_vitl_bf16", gpu.run(compile=gpu_compile) if not quick or not torch.cuda.is_available()
+             else gpu.run(batch_size=2, iters=2, compile=gpu_compile))
+    result.update(provenance(None, {"quick": quick, "sections": sections, "threads": threads, "device": device,
+                                    "sizes": sizes.__dict__}))
+    return result
+
+
+# what each section's table row shows: (label, goal text, (baseline key, label), (dabench key, label), unit)
+ROWS = {
+    "metric_engine": ("metric engine", "≥ 20×", ("baseline_seconds", "numpy per-image"),
+                      ("dabench_seconds", "dabench"), "s"),
+    "inference": ("inference", "≥ 1.5×", ("per_image_seconds", "per-image"), ("batched_seconds", "batched"), "s"),
+    "student_step": ("student/teacher step", "≤ 1.6×", ("student_step_seconds", "student"),
+                     ("teacher_step_seconds", "teacher"), "s"),
+    "synthetic_data": ("data gen/train rate", "≥ 4×", ("generated_images_per_second", "rendered"),
+                       ("trained_images_per_second", "trained"), "img/s"),
+    "memory": ("peak RSS 10N/N", "≤ 1.10×", ("peak_rss_10n_mib", "10N"), ("peak_rss_n_mib", "N"), "MiB"),
+}
+
+
+def _check(name: str, e: dict) -> str:
+    if name == "metric_engine":
+        return f"{e['maps']} maps; values agree: {e['values_agree']} ({e['max_relative_difference']:.0e})"
+    if name == "inference":
+        return f"{e['images']} images; outputs equal: {e['outputs_equal']} ({e['max_relative_difference']:.0e})"
+    if name == "synthetic_data":
+        return f"with preset cache: {e['amortised_with_preset_cache']['ratio']:.2f}×"
+    if name == "student_step":
+        return f"{e['student_images_per_step']} vs {e['teacher_images_per_step']} img/step"
+    if name == "memory":
+        return f"N={e['n']}, 10N={e['n'] * e['factor']}"
+    return ""
+
+
+def print_table(result: dict, console=None) -> None:
+    """The ratios as a rich table (one row per section present in ``result``)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    title = "dabench bench" + (" --quick (tiny sizes: ratios not meaningful)" if result.get("quick") else "")
+    table = Table(title=title)
+    for col in ("benchmark", "ratio", "goal", "met", "raw figures", "check"):
+        table.add_column(col, justify="right" if col == "ratio" else "left", overflow="fold")
+    for name, (label, goal, (a, la), (b, lb), unit) in ROWS.items():
+        e = result.get(name)
+        if not e:
+            continue
+        met = "[green]met[/green]" if e["met"] else "[red]NOT met[/red]"
+        table.add_row(label, f"{e['ratio']:.2f}×", goal, met, f"{la} {e[a]:.4g} / {lb} {e[b]:.4g} {unit}",
+                      _check(name, e))
+    console.print(table)
+    g = result.get("gpu_vitl_bf16")
+    if g:
+        if g.get("status") == "measured":
+            frac = g["fraction_of_bf16_peak"]
+            console.print(f"ViT-L 518² bf16 on {g['device']}: {g['images_per_second']:.1f} img/s, "
+                          f"{g['achieved_tflops']:.1f} TFLOP/s = "
+                          + (f"{100 * frac:.1f}% of bf16 peak ({g['bf16_peak_tflops']} TFLOP/s)" if frac else
+                             "unknown bf16 peak for this GPU"))
+        else:
+            console.print(f"ViT-L 518² bf16 throughput: {g['status']}")

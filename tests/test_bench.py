@@ -1,0 +1,112 @@
+"""`dabench bench`: runs end to end at tiny sizes and writes the documented JSON; the compared outputs
+agree. No timing is asserted (the numbers are machine- and load-dependent)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dabench.cli import app
+
+SECTIONS = {  # section -> the two raw figures its ratio is made of
+    "metric_engine": ("baseline_seconds", "dabench_seconds"),
+    "inference": ("per_image_seconds", "batched_seconds"),
+    "student_step": ("student_step_seconds", "teacher_step_seconds"),
+    "synthetic_data": ("generated_images_per_second", "trained_images_per_second"),
+    "memory": ("peak_rss_10n_mib", "peak_rss_n_mib"),
+}
+
+
+def test_bench_quick_cli_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(app, ["bench", "--quick", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    for name, (a, b) in SECTIONS.items():
+        e = data[name]
+        assert {"ratio", "goal", "goal_op", "met", a, b} <= set(e), name
+        assert e[a] > 0 and e[b] > 0, name
+        assert math.isclose(e["ratio"], e[a] / e[b], rel_tol=1e-9) or name in ("inference", "student_step"), name
+        assert isinstance(e["met"], bool)
+    assert data["metric_engine"]["values_agree"] is True
+    assert data["metric_engine"]["images_scored"] == data["metric_engine"]["maps"]
+    assert data["inference"]["outputs_equal"] is True
+    assert data["memory"]["samples_scored"] == [data["memory"]["n"], data["memory"]["n"] * data["memory"]["factor"]]
+    gpu = data["gpu_vitl_bf16"]
+    if not torch.cuda.is_available():
+        assert gpu["status"] == "not measured: no CUDA device"
+    assert "git_commit" in data and data["environment"]["torch_threads"] == 1
+    assert "metric engine" in res.output and "inference" in res.output
+
+
+def test_bench_rejects_unknown_section():
+    res = CliRunner().invoke(app, ["bench", "--quick", "--only", "metric_engine,warp_drive"])
+    assert res.exit_code == 2
+    assert "warp_drive" in res.output
+
+
+def _maps(b=3, h=24, w=32, seed=0):
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(0.5, 12.0, (b, h, w)).astype(np.float32)
+    gt[:, :2] = 0.0  # holes
+    pred = (gt.clip(0.5) * np.exp(rng.normal(0, 0.2, gt.shape))).astype(np.float32)
+    return gt, pred
+
+
+def test_zoedepth_baseline_matches_dabench_metrics():
+    from dabench.bench.metric_engine import ZOE_KEYS, zoedepth_compute_metrics
+    from dabench.data.crops import crop_mask, eigen_box
+    from dabench.metrics import depth_metrics
+
+    gt, pred = _maps(1, 48, 64)
+    theirs = zoedepth_compute_metrics(gt[0], pred[0], eigen_box=eigen_box(48, 64))
+    valid = (gt[0] > 1e-3) & (gt[0] < 10) & crop_mask((48, 64), "eigen")
+    ours = depth_metrics(np.clip(pred[0], 1e-3, 10), gt[0], valid)
+    for k, zk in ZOE_KEYS.items():
+        assert ours[k] == pytest.approx(float(theirs[zk]), rel=1e-5), k
+
+
+@pytest.mark.parametrize("shared_mask", [True, False])
+def test_update_batch_equals_per_image_updates(shared_mask):
+    from dabench.metrics import DepthMetricState
+
+    gt, pred = _maps()
+    rng = np.random.default_rng(1)
+    valid = rng.random(gt.shape[1:] if shared_mask else gt.shape) > 0.3
+    ref, fast = DepthMetricState(), DepthMetricState()
+    for i in range(gt.shape[0]):
+        v = (valid if shared_mask else valid[i]) & (gt[i] > 1e-3) & (gt[i] < 10)
+        ref.update(pred[i], gt[i], v)
+    per_image = fast.update_batch(torch.from_numpy(pred), torch.from_numpy(gt), torch.from_numpy(valid),
+                                  min_depth=1e-3, max_depth=10.0)
+    assert len(per_image) == gt.shape[0]
+    a, b = ref.compute(), fast.compute()
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-9), k
+    assert fast.n_images == ref.n_images
+
+
+def test_update_batch_counts_empty_maps_and_rejects_bad_predictions():
+    from dabench.errors import DataError
+    from dabench.metrics import DepthMetricState
+
+    gt, pred = _maps(2)
+    gt[1] = 0.0  # no valid pixel
+    st = DepthMetricState()
+    out = st.update_batch(pred, gt)
+    assert out[1] is None and st.skipped_no_valid == 1 and st.n_images == 1
+    pred[0, 5, 5] = -1.0
+    with pytest.raises(DataError, match="valid pixels"):
+        DepthMetricState().update_batch(pred, gt, names=["a", "b"])
+
+
+def test_bf16_peak_lookup():
+    from dabench.bench.gpu import bf16_peak_tflops
+
+    assert bf16_peak_tflops("NVIDIA H100 80GB HBM3") == pytest.approx(989.4)
+    assert bf16_peak_tflops("NVIDIA H100 PCIe") == pytest.approx(756.5)
+    assert bf16_peak_tflops("Some Future GPU") is None
