@@ -245,17 +245,32 @@ def test_tiny_run_end_to_end(tmp_path, relative_ckpt, head):
         recs = list((tmp_path / "r2" / "metric-nyu").rglob("*.json"))
         statuses = {p.stem: json.loads(p.read_text())["status"] for p in recs}
         assert statuses.get("nyu") == "skipped" and statuses.get("synthetic-indoor") == "ok"
+        # Table 5 suite: the five real sets are absent here -> skipped records + their synthetic fallbacks
+        r = runner.invoke(app, ["run", "--suite", "metric-zero-shot", "--checkpoint", str(final), "--limit", "1",
+                                "--results", str(tmp_path / "r3")], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        recs = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "r3" / "metric-zero-shot").rglob("*.json")}
+        for ds in ("sunrgbd", "ibims", "hypersim", "vkitti2", "diode-outdoor"):
+            assert recs[ds]["status"] == "skipped" and recs[ds]["protocol"]["alignment"] == "none", ds
+        assert recs["sunrgbd"]["protocol"]["max_depth"] == 8.0 and recs["vkitti2"]["protocol"]["crop"] == "kb+garg"
+        assert any(r["status"] == "ok" and r.get("fallback_for") for r in recs.values())
 
 
 @pytest.mark.slow
-def test_tiny_preset_really_learns(tmp_path, relative_ckpt):
-    """The issue's check: after the tiny preset on synthetic-indoor, held-out delta1 clearly beats the
-    training-median baseline. Uses $DABENCH_TEST_REL_CKPT (dabench train --preset tiny output) when set."""
+def test_tiny_preset_really_learns(tmp_path):
+    """The issue's check: the tiny relative model of `dabench train teacher --preset tiny`, fine-tuned with
+    the tiny preset on synthetic-indoor, clearly beats the training-median baseline on held-out images
+    ($DABENCH_TEST_REL_CKPT skips the teacher run)."""
     import os
 
-    init = Path(os.environ.get("DABENCH_TEST_REL_CKPT", relative_ckpt))
+    init = os.environ.get("DABENCH_TEST_REL_CKPT")
+    if not init:
+        res = runner.invoke(app, ["train", "teacher", "--preset", "tiny", "--out", str(tmp_path / "teacher")],
+                            catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        init = tmp_path / "teacher" / "final.safetensors"
     result = fm.finetune_metric("synthetic-indoor", "zoe", init, tmp_path / "run", preset="tiny",
                                 results_dir=tmp_path / "results", progress=False)
     base = fm.median_depth_baseline("synthetic-indoor", result.config, results_dir=tmp_path / "results")
     assert result.metrics["delta1"] > base["metrics"]["delta1"] + 0.1, (result.metrics, base["metrics"])
-    assert result.metrics["abs_rel"] < base["metrics"]["abs_rel"]
+    assert result.metrics["abs_rel"] < base["metrics"]["abs_rel"] - 0.1

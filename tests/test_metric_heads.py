@@ -211,3 +211,20 @@ def test_wrap_rejects_non_depth_anything():
 
     with pytest.raises(ConfigError, match="not a Depth Anything model"):
         wrap_relative_model(create_model("constant"), {"head": "simple", "min_depth": 0.1, "max_depth": 1})
+
+
+@pytest.mark.parametrize("head", ["zoe", "simple"])
+def test_metres_stay_float32_under_bf16_autocast(head):
+    from dabench.models import create_model
+
+    torch.manual_seed(0)
+    model = wrap_relative_model(create_model("da2_test"), {"head": head, "min_depth": 1e-3, "max_depth": 80.0,
+                                                           **(TINY_ZOE if head == "zoe" else {})}).eval()
+    x = torch.randn(1, 3, 42, 56)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    assert low.dtype == torch.float32
+    # bf16 rounding of a sigmoid x 80 m output alone would be ~0.3 m; the encoder's bf16 error is far smaller
+    assert float((low - ref).abs().max()) < 0.05

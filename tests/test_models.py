@@ -376,8 +376,8 @@ def test_ddp_without_find_unused_parameters():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = mp.Manager().dict()
-    # fork: the workers reuse the imported torch/timm instead of importing them again (CPU only)
-    mp.start_processes(_ddp_worker, args=(2, port, out), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: forking after the parent ran OpenMP-parallel ops can deadlock the workers
+    mp.spawn(_ddp_worker, args=(2, port, out), nprocs=2, join=True)
     assert torch.allclose(out[0], out[1])  # gradients were all-reduced
 
 

@@ -32,9 +32,18 @@ def test_ddp_two_ranks_match_one_process_with_double_batch(tmp_path):
                           *_args(tmp_path / "ddp", 1)], cwd=REPO, env=_env(), capture_output=True, text=True,
                          timeout=400)
     assert ddp.returncode == 0, (ddp.stdout + ddp.stderr)[-3000:]
-    single = subprocess.run([sys.executable, *_args(tmp_path / "single", 2)], cwd=REPO, env=_env(),
-                            capture_output=True, text=True, timeout=400)
-    assert single.returncode == 0, (single.stdout + single.stderr)[-3000:]
+    # the reference: one process, batch 2, run in-process through the same CLI
+    from typer.testing import CliRunner
+
+    from dabench.cli import app
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = CliRunner().invoke(app, _args(tmp_path / "single", 2)[2:])
+    finally:
+        torch.set_num_threads(n)
+    assert single.exit_code == 0, single.output
     a = load_file(str(tmp_path / "ddp" / "final.safetensors"))
     b = load_file(str(tmp_path / "single" / "final.safetensors"))
     # the first step sees the same images: the rank-averaged loss equals the single-process loss

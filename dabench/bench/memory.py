@@ -69,7 +69,19 @@ def child_main(argv: list[str]) -> None:
     ds = NYUSizedSamples(a.samples, (a.height, a.width))
     proto = Protocol(input_size=a.input_size, alignment="scale_shift_disparity", min_depth=1e-3, max_depth=10.0)
     metrics, counts = evaluate_dataset(model, ds, proto, batch_size=a.batch_size, device="cpu")
-    print(json.dumps({"counts": counts, "metrics": metrics}))
+    print(json.dumps({"counts": counts, "metrics": metrics, "rss_end_mib": _vm_rss_mib()}))
+
+
+def _vm_rss_mib() -> float | None:
+    """Resident set size now (``VmRSS`` of /proc/self/status), MiB; None where /proc is absent."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
 
 
 def _child(samples: int, size: tuple[int, int], input_size: int, threads: int) -> dict:
@@ -96,7 +108,8 @@ def run(samples: int = 20, factor: int = 10, size: tuple[int, int] = (480, 640),
             "direction": f"peak_rss({factor}N) / peak_rss(N)", "goal": 1.10, "goal_op": "<=",
             "peak_rss_n_mib": small["peak_rss_mib"], "peak_rss_10n_mib": large["peak_rss_mib"],
             "n": samples, "factor": factor, "samples_scored": list(used), "size": list(size),
-            "input_size": input_size, "stored_predictions_would_add_mib":
+            "input_size": input_size, "rss_at_end_mib": [small.get("rss_end_mib"), large.get("rss_end_mib")],
+            "stored_predictions_would_add_mib":
                 samples * (factor - 1) * size[0] * size[1] * 4 / 2 ** 20}
 
 

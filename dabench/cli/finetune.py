@@ -101,11 +101,10 @@ def metric(
         from dabench.metrics.registry import get_metric
 
         table = Table(title=f"held-out {dataset} ({result.config['data'].get('eval_split', 'test')} split, metric depth)")
-        cols = ["delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog"]
-        table.add_column("model", no_wrap=True)
-        for c in cols:
+        table.add_column("metric", no_wrap=True)
+        for label, _ in rows:
+            table.add_column(label, justify="right", no_wrap=True)
+        for c in ["delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog"]:
             spec = get_metric(c)
-            table.add_column(f"{spec.display}{spec.arrow}", justify="right", no_wrap=True)
-        for label, m in rows:
-            table.add_row(label, *[("-" if m.get(c) is None else f"{m[c]:.3f}") for c in cols])
+            table.add_row(f"{spec.display} {spec.arrow}", *[("-" if m.get(c) is None else f"{m[c]:.4f}") for _, m in rows])
         console.print(table)

@@ -298,13 +298,17 @@ class MetricDepthAnything(nn.Module):
         # DPT output path, re-run from output_conv1 so both the 32-ch features and the logit are at hand
         y = F.interpolate(feats["out_conv1"], (patch_h * 14, patch_w * 14), mode="bilinear", align_corners=True)
         last = tail[1](tail[0](y))
-        logit = tail[2](last)
-        if self.head_kind == "simple":
-            depth = torch.sigmoid(logit) * self.max_depth
-        else:
-            relative = F.relu(logit)
-            blocks = [feats["path_4"], feats["path_3"], feats["path_2"], feats["path_1"]]
-            depth, _ = self.metric_head(feats["layer4_rn"], blocks, last, relative)
+        # metres need float32: under bf16 autocast, sigmoid x 80 m or a temperature-0.02 softmax over bins
+        # would be quantised to tenths of a metre. The layers below are cheap next to the encoder.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            last = last.float()
+            logit = tail[2](last)
+            if self.head_kind == "simple":
+                depth = torch.sigmoid(logit) * self.max_depth
+            else:
+                relative = F.relu(logit)
+                blocks = [feats[k].float() for k in ("path_4", "path_3", "path_2", "path_1")]
+                depth, _ = self.metric_head(feats["layer4_rn"].float(), blocks, last, relative)
         if depth.shape[-2:] != (h, w):
             depth = F.interpolate(depth, (h, w), mode="bilinear", align_corners=True)
         return depth[:, 0]

@@ -151,16 +151,17 @@ class DepthMetricState:
         return m
 
     def update_batch(self, pred, gt, valid=None, *, min_depth: float = 0.0, max_depth: float = float("inf"),
-                     compile: bool = False, names=None) -> list[dict[str, float] | None]:
+                     clamp_pred: bool = False, compile: bool = False, names=None) -> list[dict[str, float] | None]:
         """Add B maps at once (torch, one fused pass on their device; see ``dabench.metrics.depth_torch``).
 
-        ``valid`` is B×H×W or one H×W mask for all maps; pixels also need ``min_depth < gt < max_depth``.
+        ``valid`` is B×H×W or one H×W mask for all maps; pixels also need ``min_depth < gt < max_depth``;
+        ``clamp_pred`` clips predictions to that range first; ``compile`` fuses the pass with torch.compile.
         Returns each map's metrics (None, counted as skipped, when it has no valid pixel).
         """
         from dabench.metrics.depth_torch import depth_sums_batch
 
-        sums = depth_sums_batch(pred, gt, valid, min_depth=min_depth, max_depth=max_depth, compile=compile,
-                                names=names)
+        sums = depth_sums_batch(pred, gt, valid, min_depth=min_depth, max_depth=max_depth, clamp_pred=clamp_pred,
+                                compile=compile, names=names)
         out: list[dict[str, float] | None] = []
         for s in sums:
             if s[_I["n"]] <= 0:

@@ -29,10 +29,13 @@ _LN10 = math.log(10.0)
 _COMPILED: dict[str, Any] = {}
 
 
-def _kernel(pred, gt, weight, lo: float, hi: float):
-    """B×N float32 ``pred``/``gt``, (B|1)×N float32 0/1 ``weight`` → B×11 sums (10 ``_SUM_KEYS`` + bad count)."""
+def _kernel(pred, gt, weight, lo: float, hi: float, clamp_pred: bool):
+    """B×H×W float32 ``pred``/``gt`` (any strides: a crop can be a view), (B|1)×(H|1)×(W|1) float32
+    0/1 ``weight`` → B×11 sums (10 ``_SUM_KEYS`` + bad count)."""
     import torch
 
+    if clamp_pred:
+        pred = pred.clamp(lo, hi)
     m = ((gt > lo) & (gt < hi)).to(pred.dtype) * weight  # NaN/inf ground truth fails the range test
     ok = m > 0
     good = (pred > 0) & (pred < math.inf)  # NaN fails both
@@ -45,9 +48,10 @@ def _kernel(pred, gt, weight, lo: float, hi: float):
     d = p - g
     q = r - 1.0
     ae = e.abs()
-    return torch.stack([m.sum(-1), q.abs().sum(-1), (d * q).sum(-1), (d * d).sum(-1), (e * e).sum(-1),
-                        ae.sum(-1) / _LN10, e.sum(-1), ((ae < _LOG_125) * m).sum(-1),
-                        ((ae < 2 * _LOG_125) * m).sum(-1), ((ae < 3 * _LOG_125) * m).sum(-1), bad.sum(-1)], 1)
+    dims = (1, 2)
+    return torch.stack([m.sum(dims), q.abs().sum(dims), (d * q).sum(dims), (d * d).sum(dims), (e * e).sum(dims),
+                        ae.sum(dims) / _LN10, e.sum(dims), ((ae < _LOG_125) * m).sum(dims),
+                        ((ae < 2 * _LOG_125) * m).sum(dims), ((ae < 3 * _LOG_125) * m).sum(dims), bad.sum(dims)], 1)
 
 
 def _compiled_kernel(device_type: str):
@@ -60,12 +64,14 @@ def _compiled_kernel(device_type: str):
 
 
 def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth: float = math.inf,
-                     compile: bool = False, names=None) -> np.ndarray:
+                     clamp_pred: bool = False, compile: bool = False, names=None) -> np.ndarray:
     """B×10 float64 ``_SUM_KEYS`` sums of B maps in one pass.
 
-    ``pred``/``gt``: B×H×W tensors or arrays (same unit: metres, or 1/metres for disparity);
+    ``pred``/``gt``: B×H×W tensors or arrays (same unit: metres, or 1/metres for disparity; views
+    such as a rectangular crop ``x[:, t:b, l:r]`` are read in place, without a copy);
     ``valid``: optional bool B×H×W, or H×W shared by every map (e.g. an evaluation crop). A pixel
-    counts when ``valid`` and ``min_depth < gt < max_depth`` (finite). Predictions on counted
+    counts when ``valid`` and ``min_depth < gt < max_depth`` (finite). ``clamp_pred`` clips the
+    predictions to [min_depth, max_depth] first (the ZoeDepth protocol), inside the same pass. Predictions on counted
     pixels must be finite and > 0, else ``DataError`` naming the map (``names[i]`` or its index).
     """
     import torch
@@ -76,19 +82,18 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
         raise DataError(f"prediction batch shape {tuple(pred.shape)} and ground truth {tuple(gt.shape)} must be "
                         "the same B×H×W")
     b, h, w = pred.shape
-    n = h * w
-    p = pred.reshape(b, n).float()
-    g = gt.reshape(b, n).float()
+    p = pred.float()
+    g = gt.float()
     if valid is None:
-        weight = torch.ones(1, n, dtype=torch.float32, device=p.device)
+        weight = torch.ones(1, 1, 1, dtype=torch.float32, device=p.device)
     else:
         valid = torch.as_tensor(valid, device=p.device)
         if tuple(valid.shape) not in ((b, h, w), (h, w)):
             raise DataError(f"valid mask shape {tuple(valid.shape)} fits neither the batch {(b, h, w)} nor one map {(h, w)}")
-        weight = valid.reshape(-1, n).to(torch.float32)
+        weight = valid.reshape(-1, h, w).to(torch.float32)
     fn = _compiled_kernel(p.device.type) if compile else _kernel
     with torch.inference_mode():
-        sums = fn(p, g, weight, float(min_depth), float(max_depth))
+        sums = fn(p, g, weight, float(min_depth), float(max_depth), bool(clamp_pred))
     sums = sums.double().cpu().numpy()
     bad = np.flatnonzero(sums[:, -1] > 0)
     if bad.size:

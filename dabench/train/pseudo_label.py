@@ -79,6 +79,7 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
              "shard_size": shard_size, "space": "disparity (relative, affine-ambiguous)", "complete": False,
              "shards": [{"file": _shard_name(k), "start": k * shard_size, "stop": min(n, (k + 1) * shard_size)}
                         for k in range(n_shards)]}
+    barrier()  # every rank has read the old index before rank 0 rewrites it
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.py")

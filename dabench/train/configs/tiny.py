@@ -19,7 +19,7 @@ data = dict(
 )
 teacher = dict(steps=500, batch_size=8, lr=3e-4, head_lr_mult=10.0, warmup_steps=10, grad_clip=1.0)
 pseudo_label = dict(batch_size=32, shard_size=256)
-student = dict(steps=500, batch_size=4, lr=3e-4, head_lr_mult=10.0, warmup_steps=10, grad_clip=1.0)
+student = dict(steps=500, batch_size=8, lr=3e-4, head_lr_mult=10.0, warmup_steps=10, grad_clip=1.0)
 runtime = dict(checkpoint_every=100, log_every=20)
 evaluation = dict(
     datasets=[
