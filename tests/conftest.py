@@ -1,5 +1,5 @@
 """Shared test set-up: every test gets its own DABENCH_HOME / results dir, and torch uses few threads
-(CI has 2 cores)."""
+(CI has 2 cores: one thread per process)."""
 from __future__ import annotations
 
 import os
@@ -16,10 +16,16 @@ def _isolated_dabench_home(tmp_path_factory, monkeypatch):
     yield home
 
 
+# One thread per process: tests spawn torchrun/DataLoader subprocesses, and oversubscribed OpenMP threads on
+# 2 cores are many times slower than one thread each.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
 def pytest_configure(config):
     try:
         import torch
 
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass

@@ -49,6 +49,12 @@ def test_bench_rejects_unknown_section():
     assert "warp_drive" in res.output
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+def test_bench_cuda_device_without_cuda_is_a_clear_error():
+    res = CliRunner().invoke(app, ["bench", "--quick", "--device", "cuda"])
+    assert res.exit_code == 2 and "no CUDA device" in res.output
+
+
 def _maps(b=3, h=24, w=32, seed=0):
     rng = np.random.default_rng(seed)
     gt = rng.uniform(0.5, 12.0, (b, h, w)).astype(np.float32)

@@ -2,7 +2,6 @@
 label checks, the synthetic mmseg dataset, DabenchIoUMetric and the majority-class segmentor."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

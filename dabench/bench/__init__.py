@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 SECTIONS = ("metric_engine", "inference", "student_step", "synthetic_data", "memory", "gpu_vitl_bf16")
@@ -34,8 +34,8 @@ class BenchSizes:
     infer_images: int = 16
     infer_size: tuple[int, int] = (480, 640)
     infer_input_size: int = 518
-    infer_batch: int = 8
-    infer_repeats: int = 3
+    infer_batch: int = 4  # run_suite's default evaluation batch
+    infer_repeats: int = 5
     infer_model: str = "da2_test"
     train_warmup: int = 8
     train_steps: int = 20
@@ -45,7 +45,6 @@ class BenchSizes:
     memory_factor: int = 10
     memory_size: tuple[int, int] = (480, 640)
     memory_input_size: int = 98
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def full(cls) -> "BenchSizes":
@@ -93,6 +92,8 @@ def run_bench(quick: bool = False, sections=None, threads: int = 1, device: str 
         raise ConfigError(f"unknown bench section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available here; use --device cpu")
     sizes = sizes or (BenchSizes.quick() if quick else BenchSizes.full())
     torch.set_num_threads(threads)
     result: dict[str, Any] = {"schema": "dabench.bench/1", "quick": quick, "environment": _environment(threads)}
@@ -137,7 +138,7 @@ def run_bench(quick: bool = False, sections=None, threads: int = 1, device: str 
         done("gpu_vitl_bf16", gpu.run(compile=gpu_compile) if not quick or not torch.cuda.is_available()
              else gpu.run(batch_size=2, iters=2, compile=gpu_compile))
     result.update(provenance(None, {"quick": quick, "sections": sections, "threads": threads, "device": device,
-                                    "sizes": sizes.__dict__}))
+                                    "sizes": asdict(sizes)}))
     return result
 
 
@@ -162,7 +163,9 @@ def _check(name: str, e: dict) -> str:
     if name == "synthetic_data":
         return f"with preset cache: {e['amortised_with_preset_cache']['ratio']:.2f}×"
     if name == "student_step":
-        return f"{e['student_images_per_step']} vs {e['teacher_images_per_step']} img/step"
+        pb = e["preset_batches"]
+        return (f"{e['images_per_step']} img/step each; vs preset teacher ({pb['teacher_images_per_step']} img): "
+                f"{pb['ratio']:.2f}×")
     if name == "memory":
         return f"N={e['n']}, 10N={e['n'] * e['factor']}"
     return ""

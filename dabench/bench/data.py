@@ -53,8 +53,9 @@ def run(training: dict, images: int = 24) -> dict:
     gen = generation_rate(images)
     consume = max(training["teacher_images_per_second"], training["student_images_per_second"])
     draws = preset_draws()
-    train_s = (draws["teacher_steps"] * training["teacher_step_seconds"]
-               + draws["student_steps"] * training["student_step_seconds"])
+    pb = training["preset_batches"]  # the preset's own batch sizes
+    train_s = (draws["teacher_steps"] * pb["teacher_step_seconds"]
+               + draws["student_steps"] * pb["student_step_seconds"])
     render_s = draws["unique_images"] / gen["images_per_second"]
     return {"ratio": gen["images_per_second"] / consume,
             "direction": "generated_images_per_second / trained_images_per_second", "goal": 4.0, "goal_op": ">=",

@@ -376,6 +376,16 @@ def local_checkpoints_hint() -> str:
     return str(checkpoints_dir())
 
 
+def _is_seg_checkpoint(path) -> bool:
+    """A `dabench finetune seg` checkpoint (metadata dabench.head = seg_*): not a depth model."""
+    from dabench.models import checkpoint as ckpt
+
+    try:
+        return str(ckpt.read_metadata(path).get(ckpt.META_HEAD, "")).startswith("seg_")
+    except Exception:  # unreadable files fail later with their own clear error
+        return False
+
+
 def build_model(run: ModelRun, seed: int = 0):
     import torch
 
@@ -583,6 +593,10 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
               "amp_dtype": amp_dtype, "flip_tta_override": flip_tta, "world_size": ws, "cache": use_cache}
     records: list[dict] = []
     for run in runs:
+        if run.checkpoint and _is_seg_checkpoint(run.checkpoint):  # seg heads are scored by seg-* suites (issue 7)
+            if rank == 0:
+                console.print(f"[yellow]skipping {run.label}:[/yellow] a segmentation checkpoint; use a seg-* suite")
+            continue
         model = build_model(run, seed)
         output_space = getattr(model, "output_space", "disparity")
         if suite.task == "metric" and output_space != "depth":

@@ -1,1 +1,8 @@
-"""Fine-tuning heads on a Depth Anything encoder: metric depth (metric/) and semantic segmentation (seg/)."""
+"""Fine-tuning heads on a Depth Anything encoder.
+
+- ``metric_heads``: the ZoeDepth-style metric-bins head and the V2 simple head (``build_metric_model``
+  is what ``dabench.models.HEADS`` calls for ``metric_zoe`` / ``metric_simple`` checkpoints).
+- ``metric``: ``dabench finetune metric`` (training through ``dabench.train.engine``, SILog, the
+  median-depth baseline, evaluation through ``dabench.eval.runner``).
+- ``seg/``: semantic segmentation through mmsegmentation (``dabench finetune seg``).
+"""

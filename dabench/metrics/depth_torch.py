@@ -89,7 +89,8 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
     else:
         valid = torch.as_tensor(valid, device=p.device)
         if tuple(valid.shape) not in ((b, h, w), (h, w)):
-            raise DataError(f"valid mask shape {tuple(valid.shape)} fits neither the batch {(b, h, w)} nor one map {(h, w)}")
+            raise DataError(f"valid mask shape {tuple(valid.shape)} fits neither the batch {(b, h, w)} "
+                            f"nor one map {(h, w)}")
         weight = valid.reshape(-1, h, w).to(torch.float32)
     fn = _compiled_kernel(p.device.type) if compile else _kernel
     with torch.inference_mode():

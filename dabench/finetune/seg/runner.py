@@ -357,6 +357,15 @@ def detect_launcher(launcher: str | None) -> str:
     return launcher
 
 
+def _broadcast_buffers(model) -> None:
+    """Copy rank 0's buffers (BN running statistics) to every rank."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for buf in model.buffers():
+            dist.broadcast(buf.data, src=0)
+
+
 def is_main_process() -> bool:
     import torch.distributed as dist
 
@@ -455,7 +464,7 @@ def _replace_syncbn(obj):
 # ---------------------------------------------------------------------------------------------
 # evaluation
 # ---------------------------------------------------------------------------------------------
-def _runner_for_test(model, test_dataloader: dict, work_dir: str, *, tta: bool = False, tta_cfg=None,
+def _runner_for_test(model, test_dataloader: dict, work_dir: str, *, tta: bool = False,
                      log_level: str = "WARNING"):
     from mmengine.runner import Runner
 
@@ -506,6 +515,18 @@ def majority_class(dataset_cfg: dict, num_classes: int, max_images: int = 2000) 
     if counts.sum() == 0:
         raise ConfigError("cannot find the majority class: the training labels are all ignore (255)")
     return int(counts.argmax())
+
+
+def train_split_for(test_dataset: dict, train_dataset: dict) -> dict:
+    """The training split that matches ``test_dataset`` (whose majority class is the baseline):
+    for a synthetic family its own ``train`` scenes, otherwise the config's training set."""
+    from dabench.finetune.seg.suite import SYNTHETIC_TRAIN_SCENES
+
+    if test_dataset.get("type") == "DabenchSyntheticSegDataset":
+        return dict(type="DabenchSyntheticSegDataset", family=test_dataset.get("family", "outdoor"), split="train",
+                    num_samples=SYNTHETIC_TRAIN_SCENES, size=tuple(test_dataset.get("size", (84, 84))),
+                    seed=int(test_dataset.get("seed", 0)))
+    return train_dataset
 
 
 def majority_model(class_id: int, num_classes: int, data_preprocessor: dict):
@@ -597,10 +618,12 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
         shutil.copyfile(final, registered)
         cfg.dump(str(work_dir / "config.py"))
     if evaluate_test and cfg.get("test_dataloader"):
-        # every rank takes part: mmengine's evaluator gathers the per-rank results
+        # every rank takes part (mmengine's evaluator gathers the per-rank results), and every rank
+        # must score the saved model: plain BN running stats drift apart between DDP ranks
+        _broadcast_buffers(model)
         summary["test"] = _split(runner.test())
         n = num_classes_of(cfg)
-        cls = majority_class(cfg.train_dataloader.dataset, n)
+        cls = majority_class(train_split_for(cfg.test_dataloader.dataset, cfg.train_dataloader.dataset), n)
         base = majority_model(cls, n, cfg.model.data_preprocessor)
         base.dataset_meta = model.dataset_meta
         summary["majority_class"] = model.dataset_meta["classes"][cls]

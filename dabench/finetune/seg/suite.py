@@ -30,6 +30,7 @@ from dabench.errors import ConfigError, DabenchError
 
 MAJORITY_MODEL = "majority_class"
 DEFAULT_SYNTHETIC_SAMPLES = 64
+SYNTHETIC_TRAIN_SCENES = 192  # per family, as heads/seg/_base_/datasets/synthetic.py
 #: suite dataset -> (dataset base file, synthetic family or None, default split)
 SEG_DATASETS: dict[str, tuple[str, str | None, str]] = {
     "synthetic-outdoor": ("synthetic.py", "outdoor", "test"),
@@ -69,7 +70,7 @@ def dataset_protocol(dataset: str, *, split: str | None = None, limit: int | Non
         n = int(limit) if limit else DEFAULT_SYNTHETIC_SAMPLES
         ds = dict(type="DabenchSyntheticSegDataset", family=family, split=split, num_samples=n,
                   size=tuple(base.scene_size), seed=int(seed), pipeline=pipeline)
-        train = dict(type="DabenchSyntheticSegDataset", family=family, split="train", num_samples=192,
+        train = dict(type="DabenchSyntheticSegDataset", family=family, split="train", num_samples=SYNTHETIC_TRAIN_SCENES,
                      size=tuple(base.scene_size), seed=int(seed))
         root = None
     else:

@@ -37,14 +37,12 @@ class DabenchLoadAnnotations(LoadAnnotations):
             raise MissingFileError(f"image {results.get('img_path')} has no annotation file")
         if "://" not in str(path) and not os.path.isfile(path):
             raise MissingFileError(f"annotation file {path} does not exist (image {results.get('img_path')})")
-        raw_ndim = None
         try:
             super()._load_seg_map(results)
         except (OSError, ValueError, TypeError, AttributeError) as e:
             raise DataError(f"annotation file {path} could not be read as a label image ({e})") from None
         seg = results["gt_seg_map"]
-        raw_ndim = seg.ndim
-        if raw_ndim != 2:
+        if seg.ndim != 2:
             raise DataError(f"annotation file {path}: expected a single-channel label map (class ids), "
                             f"got shape {seg.shape}")
         ori = results.get("ori_shape")

@@ -1,0 +1,92 @@
+"""heads/seg configs: mmseg naming, `_base_` composition, the paper's recipe values, presets."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytest.importorskip("mmengine")
+
+from dabench.finetune.seg import runner as R  # noqa: E402
+
+NAME = re.compile(r"^(?P<head>upernet|mask2former)_(?P<backbone>da[12]-[a-z0-9]+)_(?P<gpus>\d+)xb(?P<batch>\d+)-"
+                  r"(?P<iters>\d+k?)_(?P<dataset>cityscapes|ade20k|synthetic)-(?P<crop>\d+x\d+)\.py$")
+
+
+def _configs():
+    return sorted(p for p in R.heads_dir().glob("*.py"))
+
+
+def test_every_config_is_named_like_mmseg_and_loads():
+    files = _configs()
+    assert len(files) >= 6
+    for path in files:
+        m = NAME.match(path.name)
+        assert m, f"{path.name} does not follow {{head}}_{{backbone}}_{{gpus}}xb{{batch}}-{{iters}}_{{dataset}}-{{crop}}"
+        cfg = R.load_config(path)
+        model = cfg.model
+        assert model.backbone.type == "DepthAnythingEncoder"
+        assert model.backbone.arch == m["backbone"].replace("-", "_")
+        assert model.neck.type == "Feature2Pyramid" and list(model.neck.rescales) == [4, 2, 1, 0.5]
+        assert model.decode_head.type == ("UPerHead" if m["head"] == "upernet" else "Mask2FormerHead")
+        iters = int(m["iters"][:-1]) * 1000 if m["iters"].endswith("k") else int(m["iters"])
+        assert cfg.train_cfg.max_iters == iters
+        assert cfg.train_dataloader.batch_size == int(m["batch"])
+        crop = tuple(int(v) for v in m["crop"].split("x"))
+        assert tuple(model.test_cfg.crop_size) == crop and tuple(model.data_preprocessor.size) == crop
+        assert cfg.val_evaluator.type == "DabenchIoUMetric"
+        n = {"cityscapes": 19, "ade20k": 150, "synthetic": 13}[m["dataset"]]
+        assert model.decode_head.num_classes == n
+        if m["head"] == "mask2former":
+            assert len(model.decode_head.loss_cls.class_weight) == n + 1
+        if m["dataset"] != "synthetic":  # the paper's crop and sliding-window strides
+            assert crop == (896, 896)
+            assert tuple(model.test_cfg.stride) == {"cityscapes": (518, 518), "ade20k": (426, 426)}[m["dataset"]]
+            assert cfg.slide_test_cfg.stride == model.test_cfg.stride
+
+
+@pytest.mark.parametrize("name", ["mask2former_da1-vitl14_8xb2-80k_cityscapes-896x896.py",
+                                  "mask2former_da1-vitl14_8xb2-160k_ade20k-896x896.py"])
+def test_paper_recipe(name):
+    cfg = R.load_config(R.heads_dir() / name)
+    opt = cfg.optim_wrapper
+    assert opt.optimizer.type == "AdamW" and opt.optimizer.lr == 3e-5 and opt.optimizer.weight_decay == 0.05
+    assert opt.paramwise_cfg.custom_keys["backbone"]["lr_mult"] == 0.1
+    assert opt.clip_grad.max_norm == 0.01
+    warm, poly = cfg.param_scheduler
+    assert warm.type == "LinearLR" and (warm.begin, warm.end) == (0, 1500)
+    assert poly.type == "PolyLR" and poly.power == 1.0 and (poly.begin, poly.end) == (1500, cfg.train_cfg.max_iters)
+    assert cfg.model.decode_head.num_queries == 200
+    assert cfg.model.decode_head.pixel_decoder.encoder.num_layers == 6
+    assert cfg.model.backbone.arch == "da1_vitl14" and cfg.model.neck.embed_dim == 1024
+    assert cfg.train_dataloader.batch_size * 8 == 16  # 8 GPUs x 2 = the paper's batch 16
+    tta = [t for t in cfg.tta_pipeline if t["type"] == "TestTimeAug"][0]["transforms"]
+    ratios = [t["scale_factor"] for t in tta[1]]
+    assert ratios == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0] and len(tta[2]) == 2  # multi-scale + flip
+
+
+def test_presets_and_overrides(tmp_path):
+    for (preset, dataset, head), fname in R.PRESETS.items():
+        assert R.resolve_config(dataset, head, preset).name == fname
+    with pytest.raises(R.ConfigError, match="available"):
+        R.resolve_config("ade20k", "upernet", "tiny")
+    with pytest.raises(R.ConfigError, match="valid: cityscapes, ade20k, synthetic"):
+        R.resolve_config("kitti", "upernet", "paper")
+
+    cfg = R.load_config(R.resolve_config("cityscapes", "upernet", "paper"))
+    R.configure(cfg, work_dir=tmp_path, arch="da1_vitl14", init="x.pth", max_iters=8000)
+    assert cfg.model.backbone.arch == "da1_vitl14" and cfg.model.backbone.init == "x.pth"
+    assert cfg.model.neck.embed_dim == 1024 and cfg.model.decode_head.in_channels == [1024] * 4
+    assert cfg.model.auxiliary_head.in_channels == 1024
+    assert [(s["begin"], s["end"]) for s in cfg.param_scheduler] == [(0, 150), (150, 8000)]
+    assert cfg.default_hooks.checkpoint.interval == 5000
+    n_checks = [t["num_classes"] for p in R._pipelines(cfg) for t in p
+                if isinstance(t, dict) and t.get("type") == "DabenchLoadAnnotations"]
+    assert n_checks and set(n_checks) == {19}
+
+
+def test_schedule_rescaling_keeps_phases():
+    s = [dict(type="LinearLR", begin=0, end=1500), dict(type="PolyLR", begin=1500, end=80000)]
+    assert [(x["begin"], x["end"]) for x in R.rescale_schedule(s, 80000, 8)] == [(0, 1), (1, 8)]
+    assert [(x["begin"], x["end"]) for x in R.rescale_schedule(s, 80000, 1)] == [(0, 1)]
+    assert [(x["begin"], x["end"]) for x in R.rescale_schedule(s, 80000, 160000)] == [(0, 3000), (3000, 160000)]
