@@ -90,3 +90,21 @@ def test_schedule_rescaling_keeps_phases():
     assert [(x["begin"], x["end"]) for x in R.rescale_schedule(s, 80000, 8)] == [(0, 1), (1, 8)]
     assert [(x["begin"], x["end"]) for x in R.rescale_schedule(s, 80000, 1)] == [(0, 1)]
     assert [(x["begin"], x["end"]) for x in R.rescale_schedule(s, 80000, 160000)] == [(0, 3000), (3000, 160000)]
+
+
+def test_resume_unpickles_only_files_inside_the_run_folder(tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"meta": {"iter": 3}, "state_dict": {}}, run / "iter_3.pth")
+    torch.save({"meta": {}}, tmp_path / "elsewhere.pth")
+    (run / "last_checkpoint").write_text(str(run / "iter_3.pth"))
+    assert R.latest_checkpoint(run) == run / "iter_3.pth"
+    R.trust_work_dir(run)
+    from mmengine.runner import CheckpointLoader
+
+    ck = CheckpointLoader.load_checkpoint(R.TRUSTED_PREFIX + str(run / "iter_3.pth"), map_location="cpu")
+    assert ck["meta"]["iter"] == 3
+    with pytest.raises(R.CheckpointError, match="only checkpoints of this run"):
+        CheckpointLoader.load_checkpoint(R.TRUSTED_PREFIX + str(tmp_path / "elsewhere.pth"), map_location="cpu")

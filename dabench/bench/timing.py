@@ -51,7 +51,3 @@ def paired(baseline: Callable[[], object], candidate: Callable[[], object], repe
             "ratio_of_medians": ma / mb if mb > 0 else float("inf"),
             "median_pair_ratio": statistics.median(x / y for x, y in zip(a, b) if y > 0)}
 
-
-def verdict(ratio: float, goal: float, direction: str) -> bool:
-    """Whether ``ratio`` meets ``goal`` (``direction`` ">=" or "<=")."""
-    return ratio >= goal if direction == ">=" else ratio <= goal

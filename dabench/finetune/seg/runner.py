@@ -288,8 +288,7 @@ def configure(cfg, *, work_dir: str | os.PathLike, arch: str | None = None, init
 def rescale_schedule(schedulers: list, old_iters: int, new_iters: int) -> list:
     """Stretch iteration-based schedulers (warm-up then poly) from ``old_iters`` to ``new_iters``,
     keeping every phase at least one iteration long and phases contiguous."""
-    bounds = sorted({int(v) for s in schedulers for k in ("begin", "end") if s.get(k) is not None
-                     for v in [s[k]]})
+    bounds = sorted({int(s[k]) for s in schedulers for k in ("begin", "end") if s.get(k) is not None})
     mapped: dict[int, int] = {}
     last = -1
     for b in bounds:
