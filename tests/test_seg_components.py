@@ -274,3 +274,37 @@ def test_majority_class_segmentor_predicts_one_class(mm):
     out = model.test_step(dict(inputs=[torch.zeros(3, 70, 70, dtype=torch.uint8)], data_samples=[s]))
     assert out[0].pred_sem_seg.data.shape[-2:] == (30, 40)
     assert bool((out[0].pred_sem_seg.data == 2).all())
+
+
+def test_cityscapes_layout_through_the_suite_protocol(mm, tmp_path):
+    """mmseg's CityscapesDataset on the standard layout, as the seg-cityscapes suite builds it."""
+    import cv2
+    from mmseg.registry import DATASETS
+
+    from dabench.finetune.seg.suite import _available, dataset_protocol
+
+    city = "aachen"
+    img_dir = tmp_path / "cityscapes" / "leftImg8bit" / "val" / city
+    ann_dir = tmp_path / "cityscapes" / "gtFine" / "val" / city
+    img_dir.mkdir(parents=True)
+    ann_dir.mkdir(parents=True)
+    labels = np.full((28, 56), 255, np.uint8)
+    labels[:, :20] = 0
+    labels[:, 30:] = 18
+    for i, lab in enumerate([labels, np.where(labels == 18, 25, labels).astype(np.uint8)]):
+        stem = f"{city}_00000{i}_000019"
+        cv2.imwrite(str(img_dir / f"{stem}_leftImg8bit.png"), np.zeros((28, 56, 3), np.uint8))
+        cv2.imwrite(str(ann_dir / f"{stem}_gtFine_labelTrainIds.png"), lab)
+
+    proto = dataset_protocol("cityscapes", data_root=tmp_path)
+    assert _available(proto) is None and proto["num_classes"] == 19
+    assert proto["test_cfg"]["stride"] == (518, 518) and proto["split"] == "val"
+    with mm.mmseg_scope():
+        ds = DATASETS.build(proto["test_dataloader"]["dataset"])
+    assert len(ds) == 2
+    item = ds[0]
+    assert tuple(item["inputs"].shape[-2:]) == (896, 1792)  # resized to the 896 short side
+    assert tuple(item["data_samples"].gt_sem_seg.data.shape[-2:]) == (28, 56)  # labels stay at full resolution
+    with pytest.raises(DataError, match=r"aachen_000001_000019_gtFine_labelTrainIds\.png.*\[25\]"):
+        ds[1]
+    assert "not found" in _available(dataset_protocol("cityscapes", data_root=tmp_path / "nowhere"))

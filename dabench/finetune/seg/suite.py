@@ -227,7 +227,14 @@ def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None =
         if include_baseline:
             base_rec = _record(suite, MAJORITY_MODEL, ds, checkpoint=None, arch=None, params=0, protocol=block,
                                seed=seed, config={**cfg_note, "baseline": "majority class of the train split"})
-            cls = R.majority_class(proto["train_dataset"], proto["num_classes"], max_images=500)
+            train = proto["train_dataset"]
+            if train.get("data_root") and not (Path(train["data_root"]) / train["data_prefix"]["seg_map_path"]).is_dir():
+                why = f"no training labels under {Path(train['data_root']) / train['data_prefix']['seg_map_path']}"
+                base_rec.update(status="skipped", skip_reason=f"majority class needs the train split: {why}")
+                write_record(base_rec, results_dir)
+                records.append(base_rec)
+                continue
+            cls = R.majority_class(train, proto["num_classes"], max_images=500)
             base = R.majority_model(cls, proto["num_classes"], config["model"]["data_preprocessor"])
             base.dataset_meta = {"classes": tuple(classes)}
             base_rec["config"]["majority_class"] = classes[cls]
