@@ -30,8 +30,9 @@ from dabench.errors import DabenchError
 
 INSTALL_HINT = (
     "install full mmcv with compiled ops (and mmdet for Mask2Former): "
-    "MMCV_WITH_OPS=1 MAX_JOBS=2 pip install --no-build-isolation 'setuptools<80' 'mmcv==2.1.0' "
-    "&& pip install -e '.[mmcv-full]'"
+    "pip uninstall -y mmcv-lite && pip install 'setuptools<80' && MMCV_WITH_OPS=1 MAX_JOBS=2 pip install --no-build-isolation 'mmcv==2.1.0' "
+    "&& pip install 'mmdet>=3.0,<3.4'  (the contents of the mmcv-full extra; installing '.[mmcv-full]' "
+    "instead would bring mmcv-lite back over full mmcv)"
 )
 
 # names taken from mmcv's pure-PyTorch file mmcv/ops/point_sample.py
