@@ -34,7 +34,7 @@ def test_bench_quick_cli_writes_json(tmp_path):
         assert isinstance(e["met"], bool)
     assert data["metric_engine"]["values_agree"] is True
     assert data["metric_engine"]["images_scored"] == data["metric_engine"]["maps"]
-    assert data["inference"]["outputs_equal"] is True
+    assert data["inference"]["outputs_equal"] is True and data["inference"]["output_max"] > 0
     assert data["memory"]["samples_scored"] == [data["memory"]["n"], data["memory"]["n"] * data["memory"]["factor"]]
     gpu = data["gpu_vitl_bf16"]
     if not torch.cuda.is_available():
@@ -116,3 +116,54 @@ def test_bf16_peak_lookup():
     assert bf16_peak_tflops("NVIDIA H100 80GB HBM3") == pytest.approx(989.4)
     assert bf16_peak_tflops("NVIDIA H100 PCIe") == pytest.approx(756.5)
     assert bf16_peak_tflops("Some Future GPU") is None
+
+
+def test_render_cache_is_bit_identical_and_used_through_the_env(tmp_path, monkeypatch):
+    from dabench.data.synthetic import CACHE_ENV, RenderCache, SyntheticDataset, render_batch
+
+    seeds = [3, 11]
+    plain = render_batch("outdoor", seeds, (24, 32), cache_dir=False)
+    first = render_batch("outdoor", seeds, (24, 32), cache_dir=tmp_path)  # renders and stores
+    cache = RenderCache(tmp_path)
+    for s in seeds:
+        assert cache.path("outdoor", s, (24, 32), False).is_file()
+    again = render_batch("outdoor", seeds, (24, 32), cache_dir=tmp_path)  # read back
+    for k in plain:
+        assert np.array_equal(plain[k], first[k]) and np.array_equal(plain[k], again[k]), k
+        assert plain[k].dtype == again[k].dtype, k
+    # a damaged entry is rendered again, not trusted
+    cache.path("outdoor", 3, (24, 32), False).write_bytes(b"not a zip")
+    healed = render_batch("outdoor", seeds, (24, 32), cache_dir=tmp_path)
+    assert np.array_equal(healed["image"], plain["image"])
+    # the dataset path (what training reads) picks the cache up from the environment
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "env"))
+    ds = SyntheticDataset("indoor", 2, (24, 32), split="train")
+    a = ds[1]
+    assert RenderCache(tmp_path / "env").path("indoor", ds.scene_seed(1), (24, 32), False).is_file()
+    b = ds[1]
+    monkeypatch.delenv(CACHE_ENV)
+    c = SyntheticDataset("indoor", 2, (24, 32), split="train")[1]
+    for k in ("image", "depth", "valid", "labels", "sky", "intrinsics"):
+        assert np.array_equal(a[k], b[k]) and np.array_equal(a[k], c[k]), k
+
+
+def test_official_attention_switches_only_inside_the_block():
+    from dabench.bench.inference import make_images, nondegenerate_head, official_attention, official_infer_image
+    from dabench.models import create_model
+    from dabench.models.inference import predict_batch
+    from timm.models.vision_transformer import Attention
+
+    torch.manual_seed(0)
+    model = create_model("da2_test").eval()
+    nondegenerate_head(model)
+    attn = [m for m in model.modules() if isinstance(m, Attention)]
+    assert attn and all(m.fused_attn for m in attn)
+    ims = make_images(2, (40, 56))
+    with official_attention(model) as n:
+        assert n == len(attn) and not any(m.fused_attn for m in attn)
+        ref = [official_infer_image(model, np.ascontiguousarray(im[..., ::-1]), 42, "cpu") for im in ims]
+    assert all(m.fused_attn for m in attn)
+    fast = predict_batch(model, ims, 42, "cpu", batch_size=2)
+    scale = max(float(np.abs(r).max()) for r in ref)
+    assert scale > 0
+    assert max(float(np.abs(r - f).max()) for r, f in zip(ref, fast)) < 1e-4 * scale

@@ -19,11 +19,22 @@ outdoors, a mild light fall-off indoors and sensor noise.
 
 ``render_batch(family, seeds, size)`` is the fast path used by training;
 ``SyntheticDataset`` wraps it as a torch ``Dataset`` of dabench samples.
+
+Persistent render cache (opt-in): pass ``cache_dir=`` to ``render_batch`` / ``SyntheticWorld`` /
+``SyntheticDataset``, or set ``DABENCH_SYNTHETIC_CACHE=<dir>``. Each rendered sample is stored once
+as an uncompressed ``.npz`` under ``<dir>/<renderer version>/<family>-<H>x<W>[-sparse]/<seed>.npz``
+(the version is a hash of this file, so a changed renderer never reads stale images) and read back
+bit-identically afterwards. Only CPU rendering is cached.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+import os
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -760,26 +771,97 @@ class _Renderer:
         return out.clamp(0, 1.5)
 
 
+CACHE_ENV = "DABENCH_SYNTHETIC_CACHE"
+_CACHE_KEYS = ("image", "depth", "valid", "labels", "sky", "intrinsics")
+
+
+@functools.lru_cache(maxsize=1)
+def renderer_version() -> str:
+    """Hash of this module's source: the render cache's namespace (any change invalidates it)."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+class RenderCache:
+    """Rendered samples on disk, one uncompressed ``.npz`` per (family, size, sparse, seed)."""
+
+    def __init__(self, root):
+        self.root = Path(root).expanduser() / renderer_version()
+
+    def path(self, family: str, seed: int, size: tuple[int, int], sparse: bool) -> Path:
+        return self.root / f"{family}-{size[0]}x{size[1]}{'-sparse' if sparse else ''}" / f"{int(seed)}.npz"
+
+    def load(self, family: str, seed: int, size: tuple[int, int], sparse: bool) -> dict[str, np.ndarray] | None:
+        try:
+            with np.load(self.path(family, seed, size, sparse), allow_pickle=False) as z:
+                return {k: z[k] for k in _CACHE_KEYS}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            return None  # unreadable / partial entry: render again (and overwrite it)
+
+    def store(self, family: str, seed: int, size: tuple[int, int], sparse: bool, arrays: dict) -> None:
+        path = self.path(family, seed, size, sparse)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **{k: arrays[k] for k in _CACHE_KEYS})
+        os.replace(tmp, path)  # atomic: concurrent readers see the old entry or the whole new one
+
+
+def resolve_cache(cache_dir=None) -> RenderCache | None:
+    """``cache_dir`` (a path, or False to disable), else ``$DABENCH_SYNTHETIC_CACHE``, else no cache."""
+    if cache_dir is False:
+        return None
+    if cache_dir is None:
+        cache_dir = os.environ.get(CACHE_ENV) or None
+    return RenderCache(cache_dir) if cache_dir else None
+
+
+def _render_numpy(family: str, seed: int, size: tuple[int, int], sparse: bool, device,
+                  cache: RenderCache | None) -> dict[str, np.ndarray]:
+    """One rendered sample as numpy arrays, read from / written to ``cache`` (CPU rendering only)."""
+    use = cache is not None and torch.device(device).type == "cpu"
+    if use:
+        hit = cache.load(family, seed, size, sparse)
+        if hit is not None:
+            return hit
+    out = render_scene(make_scene(family, seed), size, sparse=sparse, device=device)
+    arrays = {k: v.cpu().numpy() for k, v in out.items()}
+    if use:
+        cache.store(family, seed, size, sparse, arrays)
+    return arrays
+
+
 def render_scene(scene: Scene, size: tuple[int, int], *, sparse: bool = False, device="cpu") -> dict[str, torch.Tensor]:
     """Render one scene at ``size = (H, W)``; returns torch tensors (see ``render_batch``)."""
     return _Renderer(scene, size, device).render(sparse=sparse)
 
 
 def render_batch(family: str, seeds, size: tuple[int, int] = (98, 126), *, sparse: bool = False,
-                 device=None, as_tensor: bool = False) -> dict:
+                 device=None, as_tensor: bool = False, cache_dir=None) -> dict:
     """Render the scenes of ``seeds`` and stack them.
 
     Returns ``image`` uint8 B×H×W×3, ``depth`` float32 B×H×W (planar metres, 0 where invalid),
     ``valid`` bool, ``labels`` int64 (ids into ``SEMANTIC_CLASSES``), ``sky`` bool,
     ``intrinsics`` float32 B×3×3 and ``seeds`` int64 B. numpy arrays by default; torch tensors on
     ``device`` with ``as_tensor=True`` (rendering itself runs on ``device``, default CPU).
-    ``sparse=True`` keeps only LiDAR-like pixels of the outdoor ground truth.
+    ``sparse=True`` keeps only LiDAR-like pixels of the outdoor ground truth. ``cache_dir``: the
+    persistent render cache (see the module doc; default ``$DABENCH_SYNTHETIC_CACHE``, False: none).
     """
     if family not in FAMILIES:
         raise ConfigError(f"unknown synthetic family {family!r}; expected one of {', '.join(FAMILIES)}")
     size = _check_size(size)
     dev = device or "cpu"
-    outs = [render_scene(make_scene(family, s), size, sparse=sparse, device=dev) for s in seeds]
+    cache = resolve_cache(cache_dir)
+    if cache is not None and torch.device(dev).type == "cpu":
+        for s in seeds:
+            if int(s) < 0:
+                raise ConfigError(f"synthetic scene seed must be >= 0, got {s}")
+        arrs = [_render_numpy(family, int(s), size, sparse, dev, cache) for s in seeds]
+        if not arrs:
+            raise ConfigError("render_batch needs at least one seed")
+        outs = [{k: torch.from_numpy(a[k]) for k in _CACHE_KEYS} for a in arrs]
+    else:
+        outs = [render_scene(make_scene(family, s), size, sparse=sparse, device=dev) for s in seeds]
     if not outs:
         raise ConfigError("render_batch needs at least one seed")
     batch = {k: torch.stack([o[k] for o in outs]) for k in outs[0]}
@@ -803,19 +885,21 @@ class SyntheticWorld:
     """A family of scenes at one image size: ``world.scene(seed)``, ``world.sample(seed)``."""
 
     def __init__(self, family: str = "indoor", size: tuple[int, int] = (98, 126), *, sparse: bool = False,
-                 device="cpu"):
+                 device="cpu", cache_dir=None):
         if family not in FAMILIES:
             raise ConfigError(f"unknown synthetic family {family!r}; expected one of {', '.join(FAMILIES)}")
         self.family, self.size, self.sparse, self.device = family, _check_size(size), bool(sparse), device
         self.spec = FAMILIES[family]
+        self.cache = resolve_cache(cache_dir)
 
     def scene(self, seed: int) -> Scene:
         return make_scene(self.family, seed)
 
     def sample(self, seed: int, name: str | None = None) -> dict:
         """One dabench sample dict (numpy arrays) for scene ``seed``."""
-        out = render_scene(self.scene(seed), self.size, sparse=self.sparse, device=self.device)
-        s = {k: v.cpu().numpy() for k, v in out.items()}
+        if int(seed) < 0:
+            raise ConfigError(f"synthetic scene seed must be >= 0, got {seed}")
+        s = _render_numpy(self.family, int(seed), self.size, self.sparse, self.device, self.cache)
         s["name"] = name or f"synthetic-{self.family}-{seed}"
         return s
 
@@ -824,10 +908,11 @@ class SyntheticDataset(torch.utils.data.Dataset):
     """``num_samples`` rendered scenes of a split; sample ``i`` is scene ``split_seed(split, seed, i)``."""
 
     def __init__(self, family: str = "indoor", num_samples: int = 32, size: tuple[int, int] = (98, 126),
-                 seed: int = 0, split: str = "test", *, sparse: bool = False, card: dict | None = None):
+                 seed: int = 0, split: str = "test", *, sparse: bool = False, card: dict | None = None,
+                 cache_dir=None):
         if int(num_samples) < 0:
             raise ConfigError(f"num_samples must be >= 0, got {num_samples}")
-        self.world = SyntheticWorld(family, size, sparse=sparse)
+        self.world = SyntheticWorld(family, size, sparse=sparse, cache_dir=cache_dir)
         self.family, self.num_samples, self.seed, self.split = family, int(num_samples), int(seed), split
         split_seed(split, self.seed, 0)  # validates split
         self.card = dict(card or {})

@@ -16,7 +16,6 @@ and writes ``OUT/ablation.json`` and ``OUT/ablation.md``.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 from typing import Mapping
@@ -210,7 +209,3 @@ def run_ablation(cfg: Mapping, out_dir: str | Path, resume: bool = False,
                 "scale+shift in disparity, scored in disparity; held-out test scenes.\n\n")
         atomic_write_text(out_dir / "ablation.md", note + results_table(results))
     return results
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
