@@ -23,7 +23,7 @@ SECTIONS = {  # section -> the two raw figures its ratio is made of
 
 def test_bench_quick_cli_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    res = CliRunner().invoke(app, ["bench", "--quick", "--out", str(out)])
+    res = CliRunner().invoke(app, ["bench", "--quick", "--threads", "1", "--out", str(out)])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     for name, (a, b) in SECTIONS.items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import click
 import pytest
 import typer.main
 from typer.testing import CliRunner
@@ -17,16 +16,18 @@ runner = CliRunner()
 JOBS = ["ls", "predict", "data", "run", "train", "finetune", "results", "table", "paper", "regress", "bench"]
 
 
-def _walk(cmd: click.Command, path: tuple[str, ...] = ()):
+def _walk(cmd, path: tuple[str, ...] = ()):
     yield path, cmd
-    if isinstance(cmd, click.Group):
+    if hasattr(cmd, "commands"):  # a group (typer may vendor its own click, so no isinstance check)
         for name, sub in cmd.commands.items():
             yield from _walk(sub, path + (name,))
 
 
 def _commands():
     root = typer.main.get_command(app)
-    return [(p, c) for p, c in _walk(root) if p]
+    found = [(p, c) for p, c in _walk(root) if p]
+    assert len(found) > 15, "the CLI walk found too few commands"
+    return found
 
 
 def test_help_lists_every_job():

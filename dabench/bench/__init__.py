@@ -60,10 +60,21 @@ class BenchSizes:
                    memory_input_size=28)
 
 
-def _environment(threads: int) -> dict[str, Any]:
+def default_threads() -> int:
+    """The cores this process may use (the default torch thread count of ``dabench bench``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _environment(threads: int, threads_source: str) -> dict[str, Any]:
     import torch
 
-    return {"torch_threads": threads, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+    return {"torch_threads": threads, "torch_threads_source": threads_source,
+            "threads_note": "torch_threads applies to every torch path timed (dabench's, and the torch baselines of "
+                            "inference and training); the numpy metric baseline is single-threaded by nature",
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "cpu_count": os.cpu_count(), "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
             "torch": torch.__version__, "cuda": torch.cuda.is_available(),
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
@@ -76,12 +87,12 @@ def _met(entry: dict) -> dict:
     return entry
 
 
-def run_bench(quick: bool = False, sections=None, threads: int = 1, device: str = "cpu", gpu_compile: bool = False,
+def run_bench(quick: bool = False, sections=None, threads: int | None = None, device: str = "cpu", gpu_compile: bool = False,
               sizes: BenchSizes | None = None, on_section: Callable[[str, dict], None] | None = None) -> dict:
     """Run the benchmarks (all of ``SECTIONS`` by default) and return the result dict.
 
-    ``threads``: torch intra-op threads for every timed path (both sides of each ratio; the numpy
-    baselines are single-threaded). ``on_section(name, entry)`` is called as each section finishes.
+    ``threads``: torch intra-op threads for every timed path (both sides of each torch ratio; the numpy
+    baselines are single-threaded); None: the machine's usable cores. ``on_section(name, entry)`` is called as each section finishes.
     """
     import torch
 
@@ -92,13 +103,16 @@ def run_bench(quick: bool = False, sections=None, threads: int = 1, device: str 
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
         raise ConfigError(f"unknown bench section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
+    threads_source = "--threads" if threads is not None else "default: usable cores (os.sched_getaffinity)"
+    if threads is None:
+        threads = default_threads()
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: no CUDA device is available here; use --device cpu")
     sizes = sizes or (BenchSizes.quick() if quick else BenchSizes.full())
     torch.set_num_threads(threads)
-    result: dict[str, Any] = {"schema": "dabench.bench/1", "quick": quick, "environment": _environment(threads)}
+    result: dict[str, Any] = {"schema": "dabench.bench/1", "quick": quick, "environment": _environment(threads, threads_source)}
 
     def done(name: str, entry: dict) -> None:
         result[name] = _met(entry)

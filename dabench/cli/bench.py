@@ -15,8 +15,9 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="tiny sizes (seconds; for tests — ratios are not meaningful)"),
     only: Optional[str] = typer.Option(None, "--only", help="comma-separated sections: metric_engine, inference, "
                                        "student_step, synthetic_data, memory, gpu_vitl_bf16"),
-    threads: int = typer.Option(1, "--threads", help="torch threads for every timed path (numpy baselines are "
-                                "single-threaded; 1 keeps ratios stable on shared CPUs)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads for every timed torch path "
+                                          "(default: the machine's usable cores; the numpy baselines are "
+                                          "single-threaded by nature)"),
     device: str = typer.Option("cpu", "--device", help="device of the metric, inference and training paths"),
     compile_gpu: bool = typer.Option(False, "--compile-gpu", help="torch.compile the ViT-L GPU throughput model"),
     json_stdout: bool = typer.Option(False, "--json", help="also print the result JSON to stdout"),
@@ -26,7 +27,14 @@ def bench(
     Example: dabench bench --out bench.json
     """
     import json
+    import os
+    import sys
 
+    # Before torch (and its OpenMP runtime) loads: idle OpenMP threads sleep instead of spinning. On
+    # shared CPUs a spinning worker waits for a descheduled sibling at every parallel region (a fused
+    # metric kernel went from 0.5 to 14 ms/map at 2 threads). Affects both sides of each torch ratio.
+    if "torch" not in sys.modules:  # too late otherwise (the runtime reads it once, at load)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from rich.console import Console
 
     from dabench.bench import print_table, run_bench
