@@ -145,17 +145,16 @@ def test_encoder_weights_files_and_positive_initial_output(tmp_path):
         assert (a(torch.randn(2, 3, 42, 42)) > 0).float().mean() > 0.5
 
 
-def test_student_single_pass_forward_matches_model():
+def test_single_pass_forward_with_features_matches_model():
     import torch
 
     from dabench.models import create_model
-    from dabench.train.student import forward_with_features
 
     for arch in ("da2_test", "da1_test"):
         torch.manual_seed(0)
         m = create_model(arch).eval()
         x = torch.randn(2, 3, 42, 56)
         with torch.no_grad():
-            pred, feat = forward_with_features(m, x)
+            pred, feat = m.forward_with_features(x)
             assert torch.equal(pred, m(x))
             assert torch.equal(feat, m.forward_encoder_features(x))

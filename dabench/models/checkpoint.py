@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from dabench.errors import CheckpointError, MissingFileError
+from dabench.provenance import atomic_path
 
 META_ARCH = "dabench.arch"
 META_HEAD = "dabench.head"
@@ -203,18 +203,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str, head: 
             t = t.clone()
         seen[ptr] = k
         tensors[k] = t
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 

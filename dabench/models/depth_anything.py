@@ -79,22 +79,34 @@ class DepthAnything(nn.Module):
 
     forward_features = get_intermediate_layers
 
+    def _tokens_to_map(self, tokens: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], patch_h, patch_w)
+
     def forward_encoder_features(self, x: torch.Tensor) -> torch.Tensor:
         """Final-block, final-normed patch features as ``B×C×(H/14)×(W/14)`` (feature-alignment target)."""
         depth = len(self.pretrained.blocks)
         tokens, _ = _dinov2.get_intermediate_layers(self.pretrained, x, [depth - 1])[0]
-        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
-        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], h, w)
+        return self._tokens_to_map(tokens, x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        patch_h, patch_w = h // self.patch_size, w // self.patch_size
-        features = self.get_intermediate_layers(x)
-        depth = self.depth_head(features, patch_h, patch_w)
+    def _decode(self, features, h: int, w: int) -> torch.Tensor:
+        depth = self.depth_head(features, h // self.patch_size, w // self.patch_size)
         if self.version == 1:
             depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
-        depth = F.relu(depth)
-        return depth.squeeze(1)
+        return F.relu(depth).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.get_intermediate_layers(x)
+        return self._decode(features, *x.shape[-2:])
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(self(x), self.forward_encoder_features(x))``, identical results, with a single encoder pass
+        when the last tapped block is the final block (every registered variant)."""
+        if self.intermediate_layer_idx[-1] != len(self.pretrained.blocks) - 1:
+            return self(x), self.forward_encoder_features(x)
+        features = self.get_intermediate_layers(x)
+        h, w = x.shape[-2:]
+        enc = self._tokens_to_map(features[-1][0], h // self.patch_size, w // self.patch_size)
+        return self._decode(features, h, w), enc
 
 
 def build(arch: str, **kwargs) -> DepthAnything:

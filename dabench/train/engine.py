@@ -63,7 +63,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dabench.errors import CheckpointError, ConfigError
-from dabench.provenance import atomic_write_json, atomic_write_text, checkpoints_dir
+from dabench.provenance import atomic_path, atomic_write_json, atomic_write_text, checkpoints_dir
 
 log = logging.getLogger("dabench.train")
 
@@ -304,10 +304,8 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
     from safetensors.torch import save_file
 
     sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(sd, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata=metadata)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -664,10 +662,8 @@ class Trainer:
         log.info("final weights %s", path)
         if self.final.register_as:
             dst = checkpoints_dir() / f"{self.final.register_as}.safetensors"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f".{dst.name}.tmp")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, dst)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(path, tmp)
             log.info("registered as %s", dst)
         atomic_write_text(self.out_dir / "DONE", f"{self.step}\n")
         barrier()

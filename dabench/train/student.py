@@ -37,25 +37,6 @@ from dabench.train.teacher import runtime_train_config
 log = logging.getLogger("dabench.train")
 
 
-def forward_with_features(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(model(x), model.forward_encoder_features(x))`` with one encoder pass when the last
-    tapped block is the final block (every registered Depth Anything variant); identical
-    results to the two separate calls."""
-    depth = len(model.pretrained.blocks)
-    if list(model.intermediate_layer_idx)[-1] != depth - 1:
-        return model(x), model.forward_encoder_features(x)
-    h, w = x.shape[-2:]
-    ph, pw = h // model.patch_size, w // model.patch_size
-    feats = model.get_intermediate_layers(x)
-    out = model.depth_head(feats, ph, pw)
-    if model.version == 1:
-        out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=True)
-    out = F.relu(out).squeeze(1)
-    tokens = feats[-1][0]
-    enc = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], ph, pw)
-    return out, enc
-
-
 class UnlabelledSet:
     """Unlabelled images with their pseudo-labels, resized so the shorter side is the crop size
     (cached in memory when ``data.cache``)."""
@@ -163,7 +144,7 @@ def train_student(cfg: Mapping, out_dir: str | Path, pseudo_dir: str | Path | No
             ll = affine_invariant_loss(pred.float(), batch["disparity"], batch["mask"])
             return {"loss": ll, "loss_l": ll.detach()}
         x = normalise(torch.cat([batch["image"], batch["u_image"]]))
-        pred, enc = forward_with_features(m, x)
+        pred, enc = m.forward_with_features(x)
         pred = pred.float()
         ll = affine_invariant_loss(pred[:nl], batch["disparity"], batch["mask"])
         pu, pseudo = pred[nl:], batch["u_pseudo"]
