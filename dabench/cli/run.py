@@ -29,6 +29,9 @@ def run_cmd(
     amp: str = typer.Option("none", "--amp", help="autocast dtype: none | bf16 | fp16"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the prediction cache"),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes"),
+    skip_missing: bool = typer.Option(False, "--skip-missing",
+                                      help="skip (and count in the records) split entries whose files are missing, "
+                                           "instead of stopping with an error naming the first one"),
     name: Optional[str] = typer.Option(None, "--name", help="label for the records of a single model "
                                                             "(default: the model name or checkpoint stem)"),
 ) -> None:
@@ -48,7 +51,8 @@ def run_cmd(
     run_suite(suite, models=models, checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init,
               data_root=data_root, datasets=datasets, limit=limit, batch_size=batch_size, device=device,
               flip_tta=flip_tta, results_dir=results, seed=seed, amp_dtype=None if amp == "none" else amp,
-              use_cache=not no_cache, num_workers=workers, print_table=True, name=name)
+              use_cache=not no_cache, num_workers=workers, print_table=True, name=name,
+              skip_missing=skip_missing)
 
 
 @ls_app.command("metrics")

@@ -491,14 +491,17 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
               limit: int | None = None, batch_size: int = 4, device: str = "cpu", flip_tta: bool | None = None,
               results_dir: str | os.PathLike | None = None, seed: int = 0, amp_dtype: str | None = None,
               use_cache: bool = True, num_workers: int = 0, show_progress: bool = True,
-              print_table: bool = False, console=None, name: str | None = None) -> list[dict]:
+              print_table: bool = False, console=None, name: str | None = None,
+              skip_missing: bool = False) -> list[dict]:
     """Run ``suite`` for each model; write one record (+ per-sample CSV) per (model, dataset).
 
     Returns the records (on every rank; only rank 0 writes files). Datasets not on disk get a
     ``status: "skipped"`` record and their card's synthetic ``fallback`` runs once per suite with
     ``fallback_for`` naming them. Segmentation suites are handed to
     ``dabench.finetune.seg.suite:run_seg_suite``. ``name`` relabels a single model in the records
-    (default: the registered name, or a local checkpoint's file stem).
+    (default: the registered name, or a local checkpoint's file stem). A split entry whose files are
+    missing stops the run with an error naming it, unless ``skip_missing`` (then it is counted in the
+    record's ``samples.skipped_missing``).
     """
     from rich.console import Console
 
@@ -541,7 +544,7 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
     try:
         return _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, flip_tta, results_dir, seed,
                                 amp_dtype, use_cache, num_workers, show_progress and rank == 0,
-                                print_table and rank == 0, console, rank, ws)
+                                print_table and rank == 0, console, rank, ws, skip_missing)
     finally:
         if own_pg:
             import torch.distributed as dist
@@ -578,7 +581,8 @@ def _plan_datasets(suite: Suite, selected: list[str], root) -> tuple[list[tuple[
 
 
 def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, flip_tta, results_dir, seed,
-                     amp_dtype, use_cache, num_workers, show_progress, print_table, console, rank, ws):
+                     amp_dtype, use_cache, num_workers, show_progress, print_table, console, rank, ws,
+                     skip_missing=False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from dabench.data import build_dataset, load_card
@@ -590,7 +594,8 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
     plan, skipped = _plan_datasets(suite, selected, root)
     config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(root) if root else None,
               "datasets": selected, "limit": limit, "batch_size": batch_size, "device": str(device),
-              "amp_dtype": amp_dtype, "flip_tta_override": flip_tta, "world_size": ws, "cache": use_cache}
+              "amp_dtype": amp_dtype, "flip_tta_override": flip_tta, "world_size": ws, "cache": use_cache,
+              "skip_missing": skip_missing}
     records: list[dict] = []
     for run in runs:
         if run.checkpoint and _is_seg_checkpoint(run.checkpoint):  # seg heads are scored by seg-* suites (issue 7)
@@ -627,7 +632,8 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
                                      in_suite=ds in suite.dataset_names)
             # real-set readers mask ground truth outside a depth range: give them the protocol's
             extra = {} if card.get("reader") == "synthetic" else {"depth_range": (proto.min_depth, proto.max_depth)}
-            dataset = build_dataset(ds, split=proto.split, data_root=root, limit=limit, skip_missing=True, **extra)
+            dataset = build_dataset(ds, split=proto.split, data_root=root, limit=limit, skip_missing=skip_missing,
+                                    **extra)
             cache = PredictionCache(enabled=use_cache)
             desc = f"{run.label} · {ds}"
             if show_progress:
