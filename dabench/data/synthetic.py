@@ -418,25 +418,37 @@ def _band(x: torch.Tensor, lo: float, hi: float, fp: torch.Tensor) -> torch.Tens
     return _overlap(x - half, x + half, lo, hi) / (2 * half)
 
 
-def _project_rect(points: np.ndarray, cam: Camera, K: np.ndarray, size) -> tuple[int, int, int, int] | None:
-    """Pixel rectangle (i0, i1, j0, j1) containing the projection of the convex hull of ``points``;
-    the full image when any point is behind the camera; None when it is off-screen."""
+def _project_rects(points: np.ndarray, cam: Camera, K: np.ndarray, size) -> list:
+    """Pixel rectangles (i0, i1, j0, j1) containing the projections of the convex hulls of N point
+    sets (``points``: N×M×3), in one numpy pass: the full image for a set with a point behind the
+    camera, None for one that is off-screen. Rectangles have a 1-2 pixel margin."""
     h, w = size
+    if len(points) == 0:
+        return []
     rel = points - cam.position
     z = rel @ cam.forward
-    if np.any(z < 1e-3):
-        return 0, h, 0, w
-    x = K[0, 0] * (rel @ cam.right) / z + K[0, 2]
-    y = K[1, 1] * (rel @ cam.down) / z + K[1, 2]
-    j0, j1 = max(0, int(math.floor(x.min())) - 1), min(w, int(math.ceil(x.max())) + 2)
-    i0, i1 = max(0, int(math.floor(y.min())) - 1), min(h, int(math.ceil(y.max())) + 2)
-    if j0 >= j1 or i0 >= i1:
-        return None
-    return i0, i1, j0, j1
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        x = K[0, 0] * (rel @ cam.right) / z + K[0, 2]
+        y = K[1, 1] * (rel @ cam.down) / z + K[1, 2]
+    behind = (z < 1e-3).any(1).tolist()
+    bounds = np.stack([x.min(1), x.max(1), y.min(1), y.max(1)], 1).tolist()
+    out: list = []
+    for back, (x0, x1, y0, y1) in zip(behind, bounds):
+        if back:
+            out.append((0, h, 0, w))
+            continue
+        j0, j1 = max(0, int(math.floor(x0)) - 1), min(w, int(math.ceil(x1)) + 2)
+        i0, i1 = max(0, int(math.floor(y0)) - 1), min(h, int(math.ceil(y1)) + 2)
+        out.append(None if j0 >= j1 or i0 >= i1 else (i0, i1, j0, j1))
+    return out
 
 
-def _corners(lo, hi) -> np.ndarray:
-    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+_CORNER_SEL = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=bool)
+
+
+def _corners_all(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The 8 corners of each of N boxes (``lo``, ``hi``: N×3) as N×8×3."""
+    return np.where(_CORNER_SEL[None], hi[:, None, :], lo[:, None, :])
 
 
 def _hit_box(origin, direction, lo, hi, inv=None):
@@ -499,8 +511,7 @@ class _Renderer:
 
         inv_d = 1.0 / d
 
-        def cast(kid, lo, hi, fn):
-            rect = _project_rect(_corners(lo, hi), cam, K, self.size)
+        def cast(kid, rect, fn):
             if rect is None:
                 return
             i0, i1, j0, j1 = rect
@@ -532,11 +543,18 @@ class _Renderer:
                 t_best = torch.where(better, tmin, t_best)
                 obj = torch.where(better, arg + first, obj)
         else:
-            for k, b in enumerate(sc.boxes):
-                cast(n_planes + k, b["min"], b["max"], lambda dd, ii, k=k: _hit_box(o, dd, box_lo[k], box_hi[k], ii))
-            for k, s in enumerate(sc.spheres):
-                c, r = np.asarray(s["centre"]), float(s["radius"])
-                cast(n_planes + n_boxes + k, c - r, c + r, lambda dd, ii, k=k: _hit_sphere(o, dd, sph_c[k], sph_r[k]))
+            # object-space bounds of boxes then spheres, their corners and screen rectangles in one pass
+            obj_lo = np.array([b["min"] for b in sc.boxes] + [np.asarray(s["centre"]) - float(s["radius"])
+                                                             for s in sc.spheres], dtype=np.float64).reshape(-1, 3)
+            obj_hi = np.array([b["max"] for b in sc.boxes] + [np.asarray(s["centre"]) + float(s["radius"])
+                                                             for s in sc.spheres], dtype=np.float64).reshape(-1, 3)
+            obj_corners = _corners_all(obj_lo, obj_hi)
+            rects = _project_rects(obj_corners, cam, K, self.size)
+            for k in range(n_boxes):
+                cast(n_planes + k, rects[k], lambda dd, ii, k=k: _hit_box(o, dd, box_lo[k], box_hi[k], ii))
+            for k in range(n_spheres):
+                cast(n_planes + n_boxes + k, rects[n_boxes + k],
+                     lambda dd, ii, k=k: _hit_sphere(o, dd, sph_c[k], sph_r[k]))
 
         hit = torch.isfinite(t_best)
         depth = torch.where(hit, t_best, torch.zeros_like(t_best))
@@ -607,12 +625,18 @@ class _Renderer:
                     blocked |= torch.isfinite(_hit_sphere(pl, light, sph_c, sph_r)).any(1)
                 vis[idx] = torch.where(blocked, torch.zeros_like(vis[idx]), vis[idx])
         else:
-            for k, b in enumerate(sc.boxes):
-                self._shadow(vis, lit, po, light, _corners(b["min"], b["max"]), lvec,
-                             lambda oo, k=k: _hit_box(oo, light, box_lo[k], box_hi[k]))
-            for k, s in enumerate(sc.spheres):
-                c, r = np.asarray(s["centre"]), float(s["radius"])
-                self._shadow(vis, lit, po, light, _corners(c - r, c + r), lvec,
+            # screen rectangles of every object's shadow volume (the object swept along -light down
+            # to the ground, y = 0), all objects in one pass; the whole image for a grazing light
+            if lvec[1] > 1e-3:
+                sweep = obj_corners[..., 1:2] / lvec[1]
+                shadow_rects = _project_rects(np.concatenate([obj_corners, obj_corners - sweep * lvec], 1),
+                                              cam, K, self.size)
+            else:
+                shadow_rects = [(0, h, 0, w)] * (n_boxes + n_spheres)
+            for k in range(n_boxes):
+                self._shadow(vis, lit, po, shadow_rects[k], lambda oo, k=k: _hit_box(oo, light, box_lo[k], box_hi[k]))
+            for k in range(n_spheres):
+                self._shadow(vis, lit, po, shadow_rects[n_boxes + k],
                              lambda oo, k=k: _hit_sphere(oo, light, sph_c[k], sph_r[k]))
         prm = sc.params
         shade = prm["ambient"] + prm["diffuse"] * ndl * vis
@@ -638,15 +662,9 @@ class _Renderer:
         return {"image": image, "depth": depth, "valid": valid, "labels": labels, "sky": sky,
                 "intrinsics": torch.as_tensor(K, dtype=torch.float32, device=dev)}
 
-    def _shadow(self, vis, lit, po, light, corners, lvec, fn):
-        """Occlusion of the light by one object, tested only where its shadow volume (the object
-        swept along -light down to the ground, y = 0) projects on screen."""
-        if lvec[1] > 1e-3:
-            s = corners[:, 1:2] / lvec[1]
-            swept = np.concatenate([corners, corners - s * lvec[None]])
-        else:
-            swept = None
-        rect = (0, self.size[0], 0, self.size[1]) if swept is None else _project_rect(swept, self.scene.camera, self.K, self.size)
+    def _shadow(self, vis, lit, po, rect, fn):
+        """Occlusion of the light by one object, tested only inside ``rect``, the screen rectangle
+        of its shadow volume (None: off-screen)."""
         if rect is None:
             return
         i0, i1, j0, j1 = rect
