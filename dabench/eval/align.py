@@ -11,7 +11,7 @@
 
 Least squares are solved in closed form in float64 (centred covariance for the affine fits).
 
-Degenerate-case policy (documented in docs/readme/evaluation.md):
+Degenerate-case policy (documented in README, "Alignment"):
 - fewer than 2 valid pixels in a fitting mode (median, scale, scale_shift_*): a fit would be
   trivially perfect, so ``DegenerateAlignmentError`` is raised; the runner skips the sample and
   counts it under ``samples.skipped_degenerate``. ``none`` needs no fit and never raises.

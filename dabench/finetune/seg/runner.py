@@ -211,7 +211,7 @@ def set_data_root(cfg, dataset: str, data_root: str | os.PathLike | None) -> Non
     root = _data_root(data_root)
     if root is None:
         raise ConfigError(f"{dataset} needs a data root: pass --data-root DIR or set DABENCH_DATA "
-                          f"(expects DIR/{sub}; see docs/readme/segmentation.md)")
+                          f"(expects DIR/{sub}; see README, 'Semantic segmentation')")
     full = Path(root) / sub
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
         if cfg.get(loader):
@@ -233,7 +233,7 @@ def check_layout(cfg, loaders=("train_dataloader", "val_dataloader")) -> None:
                     p = Path(ds["data_root"]) / prefix[key]
                     if not p.is_dir():
                         raise MissingFileError(f"{ds.get('type')}: folder {p} does not exist "
-                                               "(see docs/readme/segmentation.md for the expected layout)")
+                                               "(see README, 'Semantic segmentation', for the expected layout)")
 
 
 def num_classes_of(cfg) -> int:
