@@ -329,3 +329,27 @@ def test_zero_shot_falls_back_to_synthetic_never_silently(tmp_path, capsys):
     assert by["synthetic-indoor"]["status"] == "ok" and len(recs) == 8
     err = capsys.readouterr().err
     assert "kitti: skipped" in err and "stands in for kitti, ddad, eth3d" in err
+
+
+def test_input_size_defaults_to_the_models_native_size(tmp_path):
+    """A dabench checkpoint records the size it was trained at; suites without an explicit input_size run it
+    there (official weights: 518), `--input-size` overrides, and the record holds the size actually used."""
+    from dabench.models import create_model, save_checkpoint
+    from dabench.models.checkpoint import META_INPUT_SIZE, read_metadata
+
+    m = create_model("da2_test")
+    assert m.input_size == 518
+    m.input_size = 70
+    ck = save_checkpoint(m, tmp_path / "tiny70.safetensors", arch="da2_test")
+    assert read_metadata(ck)[META_INPUT_SIZE] == "70"
+    assert create_model("da2_test", checkpoint=ck).input_size == 70
+
+    kw = dict(models=["da2_test"], checkpoint=ck, datasets=["synthetic-indoor"], limit=1, show_progress=False,
+              use_cache=False)
+    (rec,) = run_suite("synthetic", results_dir=tmp_path / "a", **kw)
+    assert rec["protocol"]["input_size"] == 70
+    (rec,) = run_suite("synthetic", results_dir=tmp_path / "b", input_size=98, **kw)
+    assert rec["protocol"]["input_size"] == 98
+    (rec,) = run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=1,
+                       show_progress=False, use_cache=False, results_dir=tmp_path / "c")
+    assert rec["protocol"]["input_size"] == 518

@@ -29,6 +29,10 @@ def run_cmd(
     amp: str = typer.Option("none", "--amp", help="autocast dtype: none | bf16 | fp16"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the prediction cache"),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes"),
+    input_size: Optional[int] = typer.Option(None, "--input-size",
+                                             help="shorter side fed to the network (multiple of 14); default: the "
+                                                  "suite's, else each model's native size (518 for official weights, "
+                                                  "the training size for dabench checkpoints)"),
     skip_missing: bool = typer.Option(False, "--skip-missing",
                                       help="skip (and count in the records) split entries whose files are missing, "
                                            "instead of stopping with an error naming the first one"),
@@ -52,7 +56,7 @@ def run_cmd(
               data_root=data_root, datasets=datasets, limit=limit, batch_size=batch_size, device=device,
               flip_tta=flip_tta, results_dir=results, seed=seed, amp_dtype=None if amp == "none" else amp,
               use_cache=not no_cache, num_workers=workers, print_table=True, name=name,
-              skip_missing=skip_missing)
+              skip_missing=skip_missing, input_size=input_size)
 
 
 @ls_app.command("metrics")

@@ -203,6 +203,7 @@ def _evaluate(model, dataset, protocol: Protocol, *, output_space: str | None = 
     t0 = time.time()
     inner = getattr(model, "module", model)  # DistributedDataParallel / compiled wrappers
     output_space = output_space or getattr(inner, "output_space", "disparity")
+    protocol = protocol.for_model(inner)
     was_training = bool(getattr(model, "training", False))
     try:
         return _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, amp_dtype, cache,
@@ -492,7 +493,7 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
               results_dir: str | os.PathLike | None = None, seed: int = 0, amp_dtype: str | None = None,
               use_cache: bool = True, num_workers: int = 0, show_progress: bool = True,
               print_table: bool = False, console=None, name: str | None = None,
-              skip_missing: bool = False) -> list[dict]:
+              skip_missing: bool = False, input_size: int | None = None) -> list[dict]:
     """Run ``suite`` for each model; write one record (+ per-sample CSV) per (model, dataset).
 
     Returns the records (on every rank; only rank 0 writes files). Datasets not on disk get a
@@ -501,7 +502,8 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
     ``dabench.finetune.seg.suite:run_seg_suite``. ``name`` relabels a single model in the records
     (default: the registered name, or a local checkpoint's file stem). A split entry whose files are
     missing stops the run with an error naming it, unless ``skip_missing`` (then it is counted in the
-    record's ``samples.skipped_missing``).
+    record's ``samples.skipped_missing``). ``input_size`` overrides the suite's (default: each model's
+    native size, ``model.input_size``: 518 for the official weights, the training size for dabench's).
     """
     from rich.console import Console
 
@@ -544,7 +546,7 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
     try:
         return _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, flip_tta, results_dir, seed,
                                 amp_dtype, use_cache, num_workers, show_progress and rank == 0,
-                                print_table and rank == 0, console, rank, ws, skip_missing)
+                                print_table and rank == 0, console, rank, ws, skip_missing, input_size)
     finally:
         if own_pg:
             import torch.distributed as dist
@@ -582,7 +584,7 @@ def _plan_datasets(suite: Suite, selected: list[str], root) -> tuple[list[tuple[
 
 def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, flip_tta, results_dir, seed,
                      amp_dtype, use_cache, num_workers, show_progress, print_table, console, rank, ws,
-                     skip_missing=False):
+                     skip_missing=False, input_size=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from dabench.data import build_dataset, load_card
@@ -595,7 +597,7 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
     config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(root) if root else None,
               "datasets": selected, "limit": limit, "batch_size": batch_size, "device": str(device),
               "amp_dtype": amp_dtype, "flip_tta_override": flip_tta, "world_size": ws, "cache": use_cache,
-              "skip_missing": skip_missing}
+              "skip_missing": skip_missing, "input_size_override": input_size}
     records: list[dict] = []
     for run in runs:
         if run.checkpoint and _is_seg_checkpoint(run.checkpoint):  # seg heads are scored by seg-* suites (issue 7)
@@ -628,8 +630,8 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
             records.append(rec)
         for ds, fb in plan:
             card = load_card(ds)
-            proto = resolve_protocol(suite, ds, card, overrides={"flip_tta": flip_tta},
-                                     in_suite=ds in suite.dataset_names)
+            proto = resolve_protocol(suite, ds, card, overrides={"flip_tta": flip_tta, "input_size": input_size},
+                                     in_suite=ds in suite.dataset_names).for_model(model)
             # real-set readers mask ground truth outside a depth range: give them the protocol's
             extra = {} if card.get("reader") == "synthetic" else {"depth_range": (proto.min_depth, proto.max_depth)}
             dataset = build_dataset(ds, split=proto.split, data_root=root, limit=limit, skip_missing=skip_missing,

@@ -22,7 +22,7 @@ Protocol precedence (lowest first): task defaults < dataset card ``eval`` block 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,16 @@ PROTOCOL_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "crop": ((str,), "evaluation crop name (none, garg, eigen, eigen_nyu, ...; see dabench.data.crops)"),
     "min_depth": ((int, float), "metres; ground truth outside [min_depth, max_depth] is not scored, predictions are clamped to it"),
     "max_depth": ((int, float), "metres"),
-    "input_size": ((int,), "shorter-side resize before the network (multiple of 14)"),
+    "input_size": ((int, type(None)), "shorter-side resize before the network (multiple of 14); null = the "
+                                      "model's native size (518 for the official weights, the training size for "
+                                      "dabench checkpoints)"),
     "flip_tta": ((bool,), "average the prediction with the flipped image's"),
 }
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "relative": {"split": None, "alignment": "scale_shift_disparity", "score_space": "disparity", "depth_cap": None,
-                 "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": 518, "flip_tta": False},
+                 "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False},
     "metric": {"split": None, "alignment": "none", "score_space": "depth", "depth_cap": None,
-               "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": 518, "flip_tta": False},
+               "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False},
     "segmentation": {"split": None},
 }
 
@@ -76,11 +78,18 @@ class Protocol:
     crop: str = "none"
     min_depth: float = 1e-3
     max_depth: float = 80.0
-    input_size: int = 518
+    input_size: int | None = None  # None: the model's native size (``model.input_size``, 518 if unset)
     flip_tta: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def for_model(self, model) -> "Protocol":
+        """This protocol with ``input_size`` resolved for ``model`` (recorded as resolved)."""
+        if self.input_size is not None:
+            return self
+        inner = getattr(model, "module", model)
+        return replace(self, input_size=int(getattr(inner, "input_size", None) or 518))
 
 
 @dataclass
@@ -133,7 +142,7 @@ def _check_protocol_keys(d: dict, where: str, task: str) -> dict:
             raise ConfigError(f"{where}: score_space must be one of {', '.join(SCORE_SPACES)}, got {v!r}")
         if k in ("min_depth", "max_depth", "depth_cap") and v is not None and v < 0:
             raise ConfigError(f"{where}: {k} must be >= 0, got {v!r}")
-        if k == "input_size" and (v <= 0 or v % 14):
+        if k == "input_size" and v is not None and (v <= 0 or v % 14):
             raise ConfigError(f"{where}: input_size must be a positive multiple of 14, got {v!r}")
         out[k] = float(v) if k in ("min_depth", "max_depth", "depth_cap") and v is not None else v
     return out

@@ -397,6 +397,7 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
     model = wrap_relative_model(base, mcfg)
 
     input_size = tuple(dcfg["input_size"])
+    model.input_size = min(input_size)  # native inference size, saved in the checkpoint metadata
     bs = int(tcfg["batch_size"])
     steps = scfg.get("steps")
     if steps is None:

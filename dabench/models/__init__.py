@@ -92,6 +92,8 @@ def create_model(name: str, checkpoint: str | os.PathLike | None = None, **kwarg
     ckpt.load_state_dict_strict(model, sd, checkpoint, arch=name)
     model.arch = name
     model.checkpoint_path = str(checkpoint)
+    if meta.get(ckpt.META_INPUT_SIZE):
+        model.input_size = int(meta[ckpt.META_INPUT_SIZE])
     return model
 
 

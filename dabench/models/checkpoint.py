@@ -27,6 +27,7 @@ from dabench.provenance import atomic_path
 META_ARCH = "dabench.arch"
 META_HEAD = "dabench.head"
 META_CONFIG = "dabench.config"
+META_INPUT_SIZE = "dabench.input_size"  # shorter side the weights were trained at (default 518)
 RELATIVE_HEAD = "relative"
 
 _CHUNKED_BLOCK = re.compile(r"^(pretrained\.blocks\.)\d+\.(\d+\.)")
@@ -192,6 +193,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str, head: 
     if path.suffix != ".safetensors":
         raise CheckpointError(f"checkpoint path {path} must end in .safetensors")
     metadata = {META_ARCH: str(arch), META_HEAD: str(head), META_CONFIG: json.dumps(config or {}, sort_keys=True)}
+    if getattr(model, "input_size", None):  # the resolution it was trained at: its native inference size
+        metadata[META_INPUT_SIZE] = str(int(model.input_size))
     for k, v in (extra_metadata or {}).items():
         metadata[str(k)] = v if isinstance(v, str) else json.dumps(v)
     tensors = {}

@@ -52,6 +52,9 @@ class DepthAnything(nn.Module):
     """
 
     output_space = "disparity"
+    #: native inference size (shorter side): 518 for the official weights; dabench checkpoints record
+    #: the size they were trained at (``dabench.input_size`` metadata) and ``create_model`` sets it.
+    input_size = 518
 
     def __init__(self, config: DepthAnythingConfig, arch: str | None = None):
         super().__init__()

@@ -88,6 +88,7 @@ def build_model(cfg: Mapping, *, encoder_weights: str | None = None, seed_offset
     if weights:
         load_encoder_weights(model.pretrained, weights)
     _positive_output_bias(model)
+    model.input_size = int(cfg["data"]["crop_size"])  # native inference size, saved in the checkpoint metadata
     return model
 
 
