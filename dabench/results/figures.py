@@ -145,7 +145,8 @@ def qualitative_grid(samples: list[dict], predictions: list, output_space: str, 
         gt_rgba[~gt_valid] = (0, 0, 0, 1)
         axes[i][1].imshow(gt_rgba)
         axes[i][2].imshow(pred_view, cmap="Spectral_r", vmin=0, vmax=1)
-        for j, name in enumerate(("image", "ground truth (1/depth)", f"prediction ({output_space})")):
+        for j, name in enumerate(("image", "ground truth (1/depth)",
+                                 "prediction (1/depth)" if output_space == "depth" else "prediction (disparity)")):
             axes[i][j].set_axis_off()
             if i == 0:
                 axes[i][j].set_title(name, fontsize=9)
