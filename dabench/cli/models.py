@@ -98,7 +98,10 @@ def predict(
                                               help="Official .pth or dabench .safetensors weights."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (created)."),
     random_init: bool = typer.Option(False, "--random-init", help="Run without weights (outputs are meaningless)."),
-    input_size: int = typer.Option(518, "--input-size", help="Shorter side the network sees (pixels)."),
+    input_size: Optional[int] = typer.Option(None, "--input-size",
+                                             help="Shorter side the network sees (pixels); default: the model's "
+                                                  "native size (518 for official weights, the training size for "
+                                                  "dabench checkpoints)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (autocast)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (same-size images are batched)."),
@@ -173,7 +176,8 @@ def predict(
                     bar.advance(task)
             if not loaded:
                 continue
-            preds = predict_batch(net, [im for _, im in loaded], input_size=input_size, device=dev, amp_dtype=amp,
+            size = input_size or int(getattr(net, "input_size", None) or 518)
+            preds = predict_batch(net, [im for _, im in loaded], input_size=size, device=dev, amp_dtype=amp,
                                   batch_size=batch_size)
             for (i, _), pred in zip(loaded, preds):
                 buf = io.BytesIO()
