@@ -21,13 +21,6 @@ FAST = ["--cfg-option", "data.train_limit=8", "--cfg-option", "data.eval_limit=2
         "--cfg-option", "train.checkpoint_every=0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # two OpenMP threads on two shared, oversubscribed cores run ~20x slower than one
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,6 @@ from dabench.finetune.metric import silog_loss
 from dabench.finetune.metric_heads import (ZOE_DEFAULTS, MetricBinsHead, attract_centres, attractor_shift, log_binomial_probs,
                                            normed_bin_centres, resolve_head_config, wrap_relative_model)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # two OpenMP threads on two shared, oversubscribed cores run far slower than one
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 TINY_ZOE = dict(n_bins=8, bin_embedding_dim=16, seed_mlp_dim=16, mlp_dim=16)

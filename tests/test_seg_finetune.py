@@ -11,15 +11,6 @@ from typer.testing import CliRunner
 pytest.importorskip("mmseg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU spinning threads cost a lot."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 from dabench.cli import app  # noqa: E402
 

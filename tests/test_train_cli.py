@@ -10,12 +10,6 @@ from typer.testing import CliRunner
 from dabench.cli import app
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_help_lists_stages_with_examples():

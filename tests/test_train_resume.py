@@ -23,13 +23,6 @@ from dabench.train.engine import EpochSampler, TrainConfig, Trainer, latest_chec
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads per process thrash."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _same_weights(a: Path, b: Path) -> None:
