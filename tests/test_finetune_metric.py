@@ -21,8 +21,6 @@ FAST = ["--cfg-option", "data.train_limit=8", "--cfg-option", "data.eval_limit=2
         "--cfg-option", "train.checkpoint_every=0"]
 
 
-
-
 @pytest.fixture(scope="module")
 def relative_ckpt(tmp_path_factory) -> Path:
     from dabench.models import create_model, save_checkpoint

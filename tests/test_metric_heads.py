@@ -14,7 +14,6 @@ from dabench.finetune.metric_heads import (ZOE_DEFAULTS, MetricBinsHead, attract
                                            normed_bin_centres, resolve_head_config, wrap_relative_model)
 
 
-
 TINY_ZOE = dict(n_bins=8, bin_embedding_dim=16, seed_mlp_dim=16, mlp_dim=16)
 
 

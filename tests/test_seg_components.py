@@ -13,8 +13,6 @@ from dabench.errors import CheckpointError, DataError, MissingFileError
 pytest.importorskip("mmseg")
 
 
-
-
 @pytest.fixture(scope="module")
 def mm():
     from dabench.finetune.seg import runner

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 pytest.importorskip("mmseg")
 
 
-
 from dabench.cli import app  # noqa: E402
 
 runner = CliRunner()

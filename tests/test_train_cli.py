@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
 from dabench.cli import app
-
-
 
 
 def test_help_lists_stages_with_examples():

@@ -23,8 +23,6 @@ from dabench.train.engine import EpochSampler, TrainConfig, Trainer, latest_chec
 REPO = Path(__file__).resolve().parents[1]
 
 
-
-
 def _same_weights(a: Path, b: Path) -> None:
     wa, wb = load_file(str(a)), load_file(str(b))
     assert wa.keys() == wb.keys()
