@@ -6,7 +6,7 @@ that is imported on first lookup), so listing names never imports heavy modules.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 
 from dabench.errors import DabenchError

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from dabench.cli import app
-from dabench.errors import CheckpointError, ConfigError, MissingFileError
+from dabench.errors import CheckpointError, ConfigError
 from dabench.finetune import metric as fm
 
 runner = CliRunner()

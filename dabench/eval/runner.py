@@ -35,7 +35,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -197,8 +197,6 @@ def _iter_batches(dataset, indices: list[int], batch_size: int, num_workers: int
 def _evaluate(model, dataset, protocol: Protocol, *, output_space: str | None = None, batch_size: int = 4,
               device: str = "cpu", amp_dtype=None, cache=None, model_fp: str | None = None,
               num_workers: int = 0, progress=None, description: str = "") -> DatasetResult:
-    from dabench.eval import distributed as D
-    from dabench.metrics.depth import DepthMetricState
 
     t0 = time.time()
     inner = getattr(model, "module", model)  # DistributedDataParallel / compiled wrappers
@@ -591,7 +589,7 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
     from dabench.eval.cache import PredictionCache, model_fingerprint
     from dabench.models.checkpoint import read_metadata  # noqa: F401  (fails early if models is broken)
     from dabench.provenance import sha256_file
-    from dabench.results.store import record_path, write_record
+    from dabench.results.store import write_record
 
     plan, skipped = _plan_datasets(suite, selected, root)
     config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(root) if root else None,

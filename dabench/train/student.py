@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
-import torch.nn.functional as F
 
 from dabench.errors import ConfigError, DataError
 from dabench.train.common import (StageResult, Sources, build_model, collate, encoder_init_note, labelled_batch,
