@@ -46,22 +46,6 @@ def ls_models(
     Console().print(table)
 
 
-def _read_image(path: Path):
-    """RGB uint8 H×W×3 or DataError/MissingFileError naming the file."""
-    import cv2
-    import numpy as np
-
-    from dabench.errors import MissingFileError
-
-    if not path.is_file():
-        raise MissingFileError(f"image {path} does not exist")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise DataError(f"image {path} could not be decoded (corrupt or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def colorize(pred, cmap: str = "Spectral_r"):
     """Map a prediction to RGB uint8 with a matplotlib colormap after min–max normalisation."""
     import matplotlib
@@ -118,6 +102,7 @@ def predict(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from dabench.data.datasets import read_image
     from dabench.models import create_model, is_baseline, load_model_from_checkpoint
     from dabench.models.inference import predict_batch, resolve_amp_dtype, resolve_device
     from dabench.provenance import atomic_write_bytes
@@ -169,7 +154,7 @@ def predict(
             loaded = []
             for i in chunk:
                 try:
-                    loaded.append((i, _read_image(images[i])))
+                    loaded.append((i, read_image(images[i])))
                 except DabenchError as e:
                     errors.append(e.message)
                     console.print(f"[red]error:[/] {e.message}")

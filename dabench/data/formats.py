@@ -39,29 +39,29 @@ def _finish(depth: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndar
     return np.where(ok, depth, 0.0).astype(np.float32), ok
 
 
-def read_png_uint16(path) -> np.ndarray:
-    """A single-channel 16-bit PNG as uint16 H×W; ``DataError`` if corrupt or not 16-bit."""
+def _decode_png(path, what: str) -> np.ndarray:
+    """The PNG at ``path`` decoded as stored (bit depth and channels kept); ``DataError`` naming it if corrupt."""
     import cv2
 
     p = _exists(path)
     buf = np.fromfile(str(p), dtype=np.uint8)
     arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if arr is None:
-        raise DataError(f"depth PNG {p} is corrupt or not a PNG (cv2 could not decode it)")
+        raise DataError(f"{what} {p} is corrupt or not a PNG (cv2 could not decode it)")
+    return arr
+
+
+def read_png_uint16(path) -> np.ndarray:
+    """A single-channel 16-bit PNG as uint16 H×W; ``DataError`` if corrupt or not 16-bit."""
+    arr = _decode_png(path, "depth PNG")
     if arr.dtype != np.uint16 or arr.ndim != 2:
-        raise DataError(f"depth PNG {p} must be single-channel 16-bit, got {arr.dtype} with shape {arr.shape}")
+        raise DataError(f"depth PNG {path} must be single-channel 16-bit, got {arr.dtype} with shape {arr.shape}")
     return arr
 
 
 def read_png_mask(path) -> np.ndarray:
     """A mask PNG (any bit depth, first channel) as bool: non-zero is True."""
-    import cv2
-
-    p = _exists(path)
-    buf = np.fromfile(str(p), dtype=np.uint8)
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if arr is None:
-        raise DataError(f"mask PNG {p} is corrupt or not a PNG")
+    arr = _decode_png(path, "mask PNG")
     if arr.ndim == 3:
         arr = arr[..., 0]
     return arr > 0
