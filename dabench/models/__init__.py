@@ -120,8 +120,8 @@ def save_checkpoint(model, path: str | os.PathLike, arch: str, head: str = "rela
 
 
 def load_encoder_weights(model, path: str | os.PathLike) -> None:
-    """Load DINOv2 backbone weights (official ``dinov2_*_pretrain.pth`` or a DA file's ``pretrained.*``)
-    into ``model.pretrained`` strictly; the decoder is left as it is."""
+    """Load DINOv2 / timm / Depth Anything encoder weights into ``model.pretrained`` (see
+    ``dabench.models.checkpoint.load_encoder_weights``); the decoder is left as it is."""
     from dabench.models.checkpoint import load_encoder_weights as _load
 
     _load(model, path)

@@ -170,15 +170,26 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Load DINOv2 encoder weights into ``model.pretrained`` strictly, leaving the DPT untouched.
 
     Accepts the official DINOv2 backbone files (``dinov2_vits14_pretrain.pth``: keys ``cls_token``,
-    ``blocks.N...``) or a full Depth Anything file (only its ``pretrained.*`` part is used), e.g.
-    to initialise a student from DINOv2 as the paper does.
+    ``blocks.N...``), timm ViT files (no ``mask_token``, which inference never uses: the model's is
+    kept; a classifier ``head.*`` is ignored; a position embedding of another grid size is resampled
+    with DINOv2's interpolation) or a full Depth Anything file (only its ``pretrained.*`` part is used),
+    e.g. to initialise a student from DINOv2 as the paper does. Anything else that does not fit raises
+    ``CheckpointError`` naming the file.
     """
     sd = read_state_dict(path)
     if any(k.startswith("pretrained.") for k in sd):
         sd = {k: v for k, v in sd.items() if k.startswith("pretrained.")}
     else:
-        sd = {"pretrained." + k: v for k, v in sd.items()}
+        sd = {"pretrained." + k: v for k, v in sd.items() if not k.startswith("head.")}
     sd = to_dabench_keys(sd)
+    own = model.pretrained.state_dict()
+    sd.setdefault("pretrained.mask_token", own["mask_token"])
+    pos = sd.get("pretrained.pos_embed")
+    if pos is not None and pos.shape != own["pos_embed"].shape and pos.shape[-1] == own["pos_embed"].shape[-1]:
+        from dabench.models.dinov2 import interpolate_pos_encoding
+
+        g = int(round((own["pos_embed"].shape[1] - 1) ** 0.5))
+        sd["pretrained.pos_embed"] = interpolate_pos_encoding(pos, g, g)
     wrapper = nn.Module()
     wrapper.pretrained = model.pretrained
     load_state_dict_strict(wrapper, sd, path, arch=f"the {getattr(model, 'arch', None) or 'model'}'s DINOv2 encoder")

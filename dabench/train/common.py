@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dabench.errors import CheckpointError, ConfigError, DataError, MissingFileError
+from dabench.errors import ConfigError, DataError, MissingFileError
 
 log = logging.getLogger("dabench.train")
 
@@ -36,42 +36,6 @@ def encoder_init_note(cfg: Mapping, weights: str | None = None) -> str:
     return f"weights:{w}" if w else f"random(init_seed={cfg['model']['init_seed']})"
 
 
-def load_encoder_weights(vit: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Load DINOv2 / timm ViT weights into the encoder ``vit`` (``model.pretrained``).
-
-    Accepts an official DINOv2 file, a timm ViT file, or a full Depth Anything checkpoint (its
-    ``pretrained.*`` part is used). A missing ``mask_token`` (timm files lack it) is allowed;
-    any other missing key, unexpected key or shape mismatch raises ``CheckpointError``.
-    """
-    from dabench.models.checkpoint import read_state_dict, to_dabench_keys
-
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"encoder weights file {path} does not exist")
-    sd = read_state_dict(path)
-    if any(k.startswith("pretrained.") for k in sd):
-        sd = {k[len("pretrained."):]: v for k, v in sd.items() if k.startswith("pretrained.")}
-    sd = {k[len("pretrained."):]: v for k, v in to_dabench_keys({"pretrained." + k: v for k, v in sd.items()}).items()}
-    sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
-    own = vit.state_dict()
-    missing = sorted(set(own) - set(sd) - {"mask_token"})
-    unexpected = sorted(set(sd) - set(own))
-    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(sd) & set(own))
-           if sd[k].shape != own[k].shape and k != "pos_embed"]
-    if missing or unexpected or bad:
-        raise CheckpointError(f"encoder weights {path} do not fit this encoder: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}, shape mismatches {bad[:5]}")
-    if "pos_embed" in sd and sd["pos_embed"].shape != own["pos_embed"].shape:
-        from dabench.models.dinov2 import interpolate_pos_encoding
-
-        n = own["pos_embed"].shape[1] - 1
-        g = int(round(n ** 0.5))
-        sd["pos_embed"] = interpolate_pos_encoding(sd["pos_embed"], g, g)
-    missing_ok = vit.load_state_dict(sd, strict=False)
-    if missing_ok.unexpected_keys:
-        raise CheckpointError(f"encoder weights {path}: unexpected keys {missing_ok.unexpected_keys[:5]}")
-
-
 def build_model(cfg: Mapping, *, encoder_weights: str | None = None, seed_offset: int = 0) -> torch.nn.Module:
     """The registered ``model.arch`` with a deterministic init (``model.init_seed``): the encoder
     from ``encoder_weights`` (default ``model.encoder_weights``) when given, else the seeded
@@ -86,7 +50,9 @@ def build_model(cfg: Mapping, *, encoder_weights: str | None = None, seed_offset
         raise ConfigError(f"model.arch {arch!r} is not a Depth Anything network (no DINOv2 encoder to train)")
     weights = encoder_weights if encoder_weights is not None else cfg["model"]["encoder_weights"]
     if weights:
-        load_encoder_weights(model.pretrained, weights)
+        from dabench.models import load_encoder_weights
+
+        load_encoder_weights(model, weights)
     _positive_output_bias(model)
     model.input_size = int(cfg["data"]["crop_size"])  # native inference size, saved in the checkpoint metadata
     return model
