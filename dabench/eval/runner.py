@@ -43,6 +43,7 @@ from dabench.errors import ConfigError, DataError
 from dabench.eval.align import ALIGNMENT_INPUT_SPACE, DegenerateAlignmentError, align
 from dabench.eval.suites import Protocol, Suite, load_suite, resolve_protocol
 from dabench.metrics.registry import DEPTH_METRICS, higher_is_better
+from dabench.models.inference import resolve_amp_dtype
 
 _RECIPROCAL_FLOOR = 1e-8
 SAMPLE_STATUSES = ("ok", "skipped_no_valid", "skipped_degenerate")
@@ -147,17 +148,11 @@ def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_spac
 # ----------------------------------------------------------------------------------------------
 # one dataset
 # ----------------------------------------------------------------------------------------------
-def _amp(amp_dtype):
-    from dabench.models.inference import resolve_amp_dtype
-
-    return resolve_amp_dtype(amp_dtype)
-
-
 def predict_images(model, images: Sequence[np.ndarray], protocol: Protocol, device: str, amp_dtype=None) -> list[np.ndarray]:
     """Raw predictions (model output space, each image's own size); flip TTA averages the mirrored pass."""
     from dabench.models.inference import predict_batch
 
-    kw = dict(input_size=protocol.input_size, device=device, amp_dtype=_amp(amp_dtype), batch_size=max(1, len(images)))
+    kw = dict(input_size=protocol.input_size, device=device, amp_dtype=resolve_amp_dtype(amp_dtype), batch_size=max(1, len(images)))
     preds = predict_batch(model, list(images), **kw)
     preds = [np.asarray(p, dtype=np.float32) for p in preds]
     if protocol.flip_tta:
@@ -222,7 +217,7 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
     degenerate = 0
     rows: list[dict[str, Any]] = []
     pred_protocol = {"input_size": protocol.input_size, "flip_tta": protocol.flip_tta,
-                     "amp_dtype": str(_amp(amp_dtype))}
+                     "amp_dtype": str(resolve_amp_dtype(amp_dtype))}
     task = progress.add_task(description, total=len(dataset)) if progress is not None else None
     for chunk, samples in _iter_batches(dataset, indices, max(1, int(batch_size)), num_workers):
         samples = [prepare_sample(s, protocol) for s in samples]

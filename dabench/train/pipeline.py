@@ -109,6 +109,7 @@ def evaluate_checkpoints(cfg: Mapping, checkpoints: Mapping[str, str | Path | No
     ``synthetic`` suite's protocol (least-squares scale+shift in disparity, scored in disparity)
     and the dataset card's depth range. ``{label: {dataset: {"metrics": ..., "counts": ...}}}``."""
     from dabench.eval.runner import evaluate_dataset
+    from dabench.models.inference import resolve_device
     from dabench.eval.suites import load_suite, resolve_protocol
     from dabench.models import create_model
     from dabench.models.checkpoint import META_ARCH, read_metadata
@@ -117,7 +118,7 @@ def evaluate_checkpoints(cfg: Mapping, checkpoints: Mapping[str, str | Path | No
     ev = cfg["evaluation"]
     input_size = ev["input_size"] or cfg["data"]["crop_size"]
     suite = load_suite("synthetic")
-    device = "cuda" if _cuda() else "cpu"
+    device = str(resolve_device("auto"))
     models = {}
     for label, ck in checkpoints.items():
         if ck is None:
@@ -138,12 +139,6 @@ def evaluate_checkpoints(cfg: Mapping, checkpoints: Mapping[str, str | Path | No
             log.info("eval %s on %s: abs_rel %.4f delta1 %.4f", label, spec["name"], metrics["abs_rel"],
                      metrics["delta1"])
     return out
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def results_table(results: Mapping[str, Mapping[str, Mapping]], cfg: Mapping | None = None) -> str:
