@@ -104,7 +104,7 @@ def predict(
 
     from dabench.data.datasets import read_image
     from dabench.models import create_model, is_baseline, load_model_from_checkpoint
-    from dabench.models.inference import predict_batch, resolve_amp_dtype, resolve_device
+    from dabench.models.inference import native_input_size, predict_batch, resolve_amp_dtype, resolve_device
     from dabench.provenance import atomic_write_bytes
 
     console = Console(stderr=True)
@@ -161,7 +161,7 @@ def predict(
                     bar.advance(task)
             if not loaded:
                 continue
-            size = input_size or int(getattr(net, "input_size", None) or 518)
+            size = input_size or native_input_size(net)
             preds = predict_batch(net, [im for _, im in loaded], input_size=size, device=dev, amp_dtype=amp,
                                   batch_size=batch_size)
             for (i, _), pred in zip(loaded, preds):

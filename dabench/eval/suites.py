@@ -88,8 +88,9 @@ class Protocol:
         """This protocol with ``input_size`` resolved for ``model`` (recorded as resolved)."""
         if self.input_size is not None:
             return self
-        inner = getattr(model, "module", model)
-        return replace(self, input_size=int(getattr(inner, "input_size", None) or 518))
+        from dabench.models.inference import native_input_size
+
+        return replace(self, input_size=native_input_size(model))
 
 
 @dataclass

@@ -86,6 +86,13 @@ def preprocess(image: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE, ensure_m
     return torch.from_numpy(preprocess_numpy(image, input_size, ensure_multiple_of)).unsqueeze(0)
 
 
+def native_input_size(model) -> int:
+    """The shorter side ``model`` runs at by default (pixels): its ``input_size`` (the training size
+    recorded in a dabench checkpoint), else 518 as the official weights; DDP/compile wrappers unwrapped."""
+    inner = getattr(model, "module", model)
+    return int(getattr(inner, "input_size", None) or 518)
+
+
 def resolve_device(device=None):
     """``None``/``"auto"`` → CUDA when available, else CPU; strings become ``torch.device``."""
     import torch
