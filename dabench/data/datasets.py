@@ -220,6 +220,18 @@ def _rel_name(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
+def _listed_or_scanned(card: dict, split: str, root: Path, pattern: str) -> list[str]:
+    """Image names (relative to ``root``): the split file's first column when the card has one for
+    ``split``, else every ``root.glob(pattern)`` match; ``MissingFileError`` naming the folder if none."""
+    if card["split_file"].get(split):
+        names = [r[0] for r in split_rows(card, split)]
+    else:
+        names = [_rel_name(p, root) for p in _scan(root, pattern)]
+    if not names:
+        raise MissingFileError(f"dataset {card['name']!r}: no {pattern} under {root}")
+    return names
+
+
 def _kitti_calib_intrinsics(calib: Path) -> np.ndarray | None:
     """K of the rectified left colour camera (P_rect_02) from KITTI raw ``calib_cam_to_cam.txt``."""
     if not calib.is_file():
@@ -392,10 +404,7 @@ class DdadDataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        rel = card["split_file"].get(split)
-        names = [r[0] for r in split_rows(card, split)] if rel else [_rel_name(p, root) for p in _scan(root, "**/*_rgb.png")]
-        if not names:
-            raise MissingFileError(f"dataset {card['name']!r}: no *_rgb.png under {root}")
+        names = _listed_or_scanned(card, split, root, "**/*_rgb.png")
         return [Entry(n, root / n, (root / n.replace("_rgb.png", "_depth.npy"),)) for n in names]
 
     def read_depth(self, e):
@@ -410,10 +419,7 @@ class SunRgbdDataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        rel = card["split_file"].get(split)
-        names = [r[0] for r in split_rows(card, split)] if rel else [_rel_name(p, root) for p in _scan(root / "rgb", "img-*.jpg")]
-        if not names:
-            raise MissingFileError(f"dataset {card['name']!r}: no rgb/img-*.jpg under {root}")
+        names = _listed_or_scanned(card, split, root, "rgb/img-*.jpg")
         out = []
         for n in names:
             num = int(Path(n).stem.replace("img-", ""))
@@ -451,11 +457,7 @@ class HypersimDataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        rel = card["split_file"].get(split)
-        names = ([r[0] for r in split_rows(card, split)] if rel
-                 else [_rel_name(p, root) for p in _scan(root, "*/images/scene_cam_*_final_preview/frame.*.tonemap.jpg")])
-        if not names:
-            raise MissingFileError(f"dataset {card['name']!r}: no */images/scene_cam_*_final_preview/*.tonemap.jpg under {root}")
+        names = _listed_or_scanned(card, split, root, "*/images/scene_cam_*_final_preview/frame.*.tonemap.jpg")
         f = float(card.get("focal", 886.81))
         out = []
         for n in names:
@@ -475,11 +477,7 @@ class Vkitti2Dataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        rel = card["split_file"].get(split)
-        names = ([r[0] for r in split_rows(card, split)] if rel
-                 else [_rel_name(p, root) for p in _scan(root, "Scene*/*/frames/rgb/Camera_*/rgb_*.jpg")])
-        if not names:
-            raise MissingFileError(f"dataset {card['name']!r}: no Scene*/*/frames/rgb/Camera_*/rgb_*.jpg under {root}")
+        names = _listed_or_scanned(card, split, root, "Scene*/*/frames/rgb/Camera_*/rgb_*.jpg")
         K = intrinsics_matrix(725.0087, 725.0087, 620.5, 187.0)
         out = []
         for n in names:
