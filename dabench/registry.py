@@ -58,8 +58,15 @@ class Registry:
         return obj
 
     def meta(self, name: str) -> dict:
-        self.get(name)
+        """Metadata given at registration (does not import a lazy entry)."""
+        self.check(name)
         return self._meta[name]
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests and plug-ins that register something for a while)."""
+        self.check(name)
+        del self._entries[name]
+        del self._meta[name]
 
     def names(self) -> list[str]:
         return sorted(self._entries)

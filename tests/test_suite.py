@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -261,22 +259,6 @@ def test_default_models_are_local_checkpoints_plus_baselines(tmp_path):
     assert resolve_models(None, checkpoint=tmp_path / "nyu" / "final.safetensors")[0].label == "nyu-final"
     with pytest.raises(ConfigError, match="one model"):
         run_suite(write_suite(tmp_path), models=["constant", "horizon_prior"], name="x", results_dir=tmp_path)
-
-
-def test_segmentation_suite_dispatches_to_seg_runner(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_run_seg_suite(suite, model_name, checkpoint, data_root, limit, results_dir, device):
-        calls.append((suite.name, model_name, checkpoint, limit, device))
-        return [{"model": model_name}]
-
-    mod = types.ModuleType("dabench.finetune.seg.suite")
-    mod.run_seg_suite = fake_run_seg_suite
-    monkeypatch.setitem(sys.modules, "dabench.finetune.seg.suite", mod)
-    seg = tmp_path / "seg-x.yaml"
-    seg.write_text(yaml.safe_dump({"task": "segmentation", "datasets": ["cityscapes"], "metrics": ["miou"]}))
-    recs = run_suite(seg, models=["constant"], limit=2, device="cpu", results_dir=tmp_path)
-    assert recs == [{"model": "constant"}] and calls == [("seg-x", "constant", None, 2, "cpu")]
 
 
 def test_cli_run_and_ls(tmp_path):

@@ -28,7 +28,6 @@ Scoring one sample (``score_sample``), with ``gt`` in metres:
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import math
 import os
@@ -44,6 +43,8 @@ from dabench.eval.align import ALIGNMENT_INPUT_SPACE, DegenerateAlignmentError, 
 from dabench.eval.suites import Protocol, Suite, load_suite, resolve_protocol
 from dabench.metrics.registry import DEPTH_METRICS, higher_is_better
 from dabench.models.inference import resolve_amp_dtype
+from dabench.results.tables import print_suite_table
+from dabench.tasks import TASKS, TaskRequest
 
 _RECIPROCAL_FLOOR = 1e-8
 SAMPLE_STATUSES = ("ok", "skipped_no_valid", "skipped_degenerate")
@@ -432,50 +433,6 @@ def _base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol |
     return rec
 
 
-def print_suite_table(records: list[dict], suite: Suite, console=None) -> None:
-    """Rows = datasets (with a note for skipped sets and fallbacks), columns = models × primary metrics."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from dabench.metrics.registry import get_metric
-
-    console = console or Console()
-    datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    models = list(dict.fromkeys(r["model"] for r in records))
-    by = {(r["model"], r["dataset"]): r for r in records}
-    primary = suite.primary_metrics
-    table = Table(title=f"suite {suite.name} ({suite.task})")
-    table.add_column("dataset", no_wrap=True)
-    with_notes = any(r["status"] != "ok" or r.get("fallback_for") for r in records)
-    if with_notes:
-        table.add_column("note", overflow="fold")
-    for model in models:
-        flag = " (random init)" if any(r.get("random_init") for r in records if r["model"] == model) else ""
-        for m in primary:
-            spec = get_metric(m)
-            table.add_column(f"{model}{flag}\n{spec.display}{spec.arrow}", justify="right", overflow="fold")
-    for d in datasets:
-        rs = [by.get((m, d)) for m in models]
-        first = next(r for r in rs if r is not None)
-        if first.get("fallback_for"):
-            note = "stands in for " + ", ".join(first["fallback_for"])
-        elif first["status"] != "ok":
-            note = "skipped" + (f" → {first['fallback']}" if first.get("fallback") else "")
-        else:
-            note = ""
-        row = [d, note] if with_notes else [d]
-        for r in rs:
-            for m in primary:
-                ok = r is not None and r["status"] == "ok"
-                row.append(get_metric(m).format(r["metrics"].get(m)) if ok else "-")
-        table.add_row(*row)
-    console.print(table)
-    for d in datasets:
-        r = next(by[(m, d)] for m in models if (m, d) in by)
-        if r["status"] != "ok":
-            console.print(f"[yellow]{d}: skipped[/yellow] — {r['skip_reason']}")
-
-
 # ----------------------------------------------------------------------------------------------
 # the suite
 # ----------------------------------------------------------------------------------------------
@@ -491,8 +448,8 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
 
     Returns the records (on every rank; only rank 0 writes files). Datasets not on disk get a
     ``status: "skipped"`` record and their card's synthetic ``fallback`` runs once per suite with
-    ``fallback_for`` naming them. Segmentation suites are handed to
-    ``dabench.finetune.seg.suite:run_seg_suite``. ``name`` relabels a single model in the records
+    ``fallback_for`` naming them. The suite's task runs through ``dabench.tasks.TASKS`` (depth
+    tasks: :func:`run_depth_task`; ``segmentation``: mmseg, in the fine-tuning code). ``name`` relabels a single model in the records
     (default: the registered name, or a local checkpoint's file stem). A split entry whose files are
     missing stops the run with an error naming it, unless ``skip_missing`` (then it is counted in the
     record's ``samples.skipped_missing``). ``input_size`` overrides the suite's (default: each model's
@@ -500,7 +457,6 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
     """
     from rich.console import Console
 
-    from dabench.eval import distributed as D
     from dabench.provenance import data_root as _data_root, default_results_dir
 
     suite = load_suite(suite)
@@ -529,17 +485,26 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
         if len(runs) != 1:
             raise ConfigError(f"--name labels one model; {len(runs)} models were selected")
         runs[0].label = name
-    if suite.task == "segmentation":
-        return _run_segmentation(suite, runs, root=root, limit=limit, results_dir=results_dir, device=device,
-                                 batch_size=batch_size, seed=seed, datasets=selected, amp_dtype=amp_dtype,
-                                 flip_tta=flip_tta)
+    request = TaskRequest(datasets=selected, root=root, results_dir=results_dir, limit=limit, batch_size=batch_size,
+                          device=device, flip_tta=flip_tta, seed=seed, amp_dtype=amp_dtype, use_cache=use_cache,
+                          num_workers=num_workers, show_progress=show_progress, print_table=print_table,
+                          console=console, skip_missing=skip_missing, input_size=input_size)
+    return TASKS.get(suite.task)(suite, runs, request)
 
-    device, own_pg = D.init_from_env(device)
+
+def run_depth_task(suite: Suite, runs: list[ModelRun], request: TaskRequest) -> list[dict]:
+    """The ``relative`` and ``metric`` tasks (registered in ``dabench.tasks.TASKS``): every model on every
+    selected dataset, sharded over ranks under torch.distributed; records, per-sample CSVs, table."""
+    from dabench.eval import distributed as D
+
+    r = request
+    device, own_pg = D.init_from_env(r.device)
     rank, ws = D.world()
     try:
-        return _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, flip_tta, results_dir, seed,
-                                amp_dtype, use_cache, num_workers, show_progress and rank == 0,
-                                print_table and rank == 0, console, rank, ws, skip_missing, input_size)
+        return _run_depth_suite(suite, runs, r.datasets, r.root, r.limit, r.batch_size, device, r.flip_tta,
+                                r.results_dir, r.seed, r.amp_dtype, r.use_cache, r.num_workers,
+                                r.show_progress and rank == 0, r.print_table and rank == 0, r.console, rank, ws,
+                                r.skip_missing, r.input_size)
     finally:
         if own_pg:
             import torch.distributed as dist
@@ -665,22 +630,4 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
         del model
     if print_table and records:
         print_suite_table(records, suite, console=console)
-    return records
-
-
-def _run_segmentation(suite, runs, *, root, limit, results_dir, device, batch_size, seed, datasets, amp_dtype,
-                      flip_tta):
-    """Dispatch to the segmentation helper (lazy import: mmseg is heavy)."""
-    from dabench.finetune.seg.suite import run_seg_suite
-
-    params = inspect.signature(run_seg_suite).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    records = []
-    for run in runs:
-        kw = dict(suite=suite, model_name=run.label, checkpoint=run.checkpoint, data_root=root, limit=limit,
-                  results_dir=results_dir, device=device, batch_size=batch_size, seed=seed, datasets=datasets,
-                  random_init=run.random_init, amp_dtype=amp_dtype, flip_tta=flip_tta)
-        if not takes_any:
-            kw = {k: v for k, v in kw.items() if k in params}
-        records.extend(run_seg_suite(**kw) or [])
     return records

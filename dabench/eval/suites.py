@@ -30,8 +30,8 @@ from dabench.errors import ConfigError, MissingFileError
 from dabench.eval.align import ALIGNMENT_MODES
 from dabench.metrics.registry import METRICS, list_metrics
 from dabench.provenance import repo_root
+from dabench.tasks import TASKS, metric_task
 
-TASKS = ("relative", "metric", "segmentation")
 SCORE_SPACES = ("disparity", "depth")
 SUITE_KEYS = {"name": str, "task": str, "description": str, "source": str, "defaults": dict, "datasets": list,
               "metrics": list, "primary_metrics": list}
@@ -180,7 +180,7 @@ def parse_suite(data: Any, source: str = "<suite>", default_name: str | None = N
     names = [e.dataset for e in entries]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: a dataset is listed twice: {names}")
-    task_metrics = list_metrics("segmentation" if task == "segmentation" else "depth")
+    task_metrics = list_metrics(metric_task(task))
     metrics = data.get("metrics") or task_metrics
     for m in metrics:
         if m not in METRICS:

@@ -476,3 +476,50 @@ def table_for_suite(results, *, suite: str | None = None, models: list[str] | No
         table.notes.insert(0, f"No own results found for suite {suite!r}"
                               + (f" in {results}" if results is not None else "") + "; published numbers only.")
     return table
+
+
+def print_suite_table(records: list[dict], suite, console=None) -> None:
+    """The table ``dabench run`` prints after a suite (``suite``: a ``dabench.eval.suites.Suite``).
+
+    Rows = datasets (with a note for skipped sets and fallbacks), columns = models × primary metrics.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.metrics.registry import get_metric
+
+    console = console or Console()
+    datasets = list(dict.fromkeys(r["dataset"] for r in records))
+    models = list(dict.fromkeys(r["model"] for r in records))
+    by = {(r["model"], r["dataset"]): r for r in records}
+    primary = suite.primary_metrics
+    table = Table(title=f"suite {suite.name} ({suite.task})")
+    table.add_column("dataset", no_wrap=True)
+    with_notes = any(r["status"] != "ok" or r.get("fallback_for") for r in records)
+    if with_notes:
+        table.add_column("note", overflow="fold")
+    for model in models:
+        flag = " (random init)" if any(r.get("random_init") for r in records if r["model"] == model) else ""
+        for m in primary:
+            spec = get_metric(m)
+            table.add_column(f"{model}{flag}\n{spec.display}{spec.arrow}", justify="right", overflow="fold")
+    for d in datasets:
+        rs = [by.get((m, d)) for m in models]
+        first = next(r for r in rs if r is not None)
+        if first.get("fallback_for"):
+            note = "stands in for " + ", ".join(first["fallback_for"])
+        elif first["status"] != "ok":
+            note = "skipped" + (f" → {first['fallback']}" if first.get("fallback") else "")
+        else:
+            note = ""
+        row = [d, note] if with_notes else [d]
+        for r in rs:
+            for m in primary:
+                ok = r is not None and r["status"] == "ok"
+                row.append(get_metric(m).format(r["metrics"].get(m)) if ok else "-")
+        table.add_row(*row)
+    console.print(table)
+    for d in datasets:
+        r = next(by[(m, d)] for m in models if (m, d) in by)
+        if r["status"] != "ok":
+            console.print(f"[yellow]{d}: skipped[/yellow] — {r['skip_reason']}")

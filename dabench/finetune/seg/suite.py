@@ -2,7 +2,8 @@
 checkpoint, and the majority-class baseline, on held-out data; one results record per
 (model, dataset).
 
-``dabench.eval.runner.run_suite`` hands ``task: segmentation`` suites to :func:`run_seg_suite`.
+``dabench.eval.runner.run_suite`` dispatches ``task: segmentation`` suites through the task registry
+(``dabench.tasks.TASKS``) to :func:`run_seg_task`, which calls :func:`run_seg_suite` per model.
 Each suite dataset names its protocol source under ``heads/seg/_base_/datasets/``:
 
 =================== ========================= ===============================================
@@ -160,10 +161,28 @@ def _count(proto: dict) -> int:
         return len(DATASETS.build(ds))
 
 
+def run_seg_task(suite, runs, request) -> list[dict]:
+    """The ``segmentation`` task (``dabench.tasks.TASKS``): :func:`run_seg_suite` for each model run
+    (``dabench.eval.runner.ModelRun``) under the user's ``dabench.tasks.TaskRequest``."""
+    records: list[dict] = []
+    for run in runs:
+        records.extend(run_seg_suite(suite, run.label, checkpoint=run.checkpoint, data_root=request.root,
+                                     limit=request.limit, results_dir=request.results_dir, device=request.device,
+                                     batch_size=request.batch_size, seed=request.seed, datasets=request.datasets,
+                                     random_init=run.random_init, flip_tta=request.flip_tta, print_table=False))
+    if request.print_table and records:
+        from rich.console import Console
+
+        from dabench.results.tables import print_suite_table
+
+        print_suite_table(records, suite, console=request.console or Console(stderr=True))
+    return records
+
+
 def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None = None, data_root=None,
                   limit: int | None = None, results_dir=None, device: str = "cpu", batch_size: int = 4,
                   seed: int = 0, datasets=None, random_init: bool = False, flip_tta: bool | None = None,
-                  include_baseline: bool = True, print_table: bool = True, **_ignored) -> list[dict]:
+                  include_baseline: bool = True, print_table: bool = True) -> list[dict]:
     """Evaluate ``checkpoint`` (a ``dabench finetune seg`` final.safetensors) on the suite's datasets,
     plus the majority-class baseline; write and return the records.
 
@@ -243,7 +262,7 @@ def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None =
     if print_table and records:
         from rich.console import Console
 
-        from dabench.eval.runner import print_suite_table
+        from dabench.results.tables import print_suite_table
 
         print_suite_table(records, suite, console=Console(stderr=True))
     return records
