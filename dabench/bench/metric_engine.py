@@ -89,12 +89,17 @@ def run(count: int = NYU_COUNT, size: tuple[int, int] = NYU_SIZE, batch: int = 6
     first) and return the timing ratio and the agreement of the reported metrics."""
     import torch
 
-    from dabench.data.crops import eigen_box
+    from dabench.data.crops import EIGEN_BOX_480x640, NYU_SIZE as _NYU, eigen_box
     from dabench.metrics import DEPTH_METRICS, DepthMetricState
     from dabench.bench.timing import timed
 
     maps = _Maps(size, seed)
-    box = eigen_box(*size)
+    h, w = size
+    if h >= _NYU[0] and w >= _NYU[1]:
+        box = eigen_box(h, w)
+    else:  # --quick maps are smaller than NYU's: the same fractions (a timing check, not a protocol)
+        t0, b0, l0, r0 = EIGEN_BOX_480x640
+        box = (round(t0 / 480 * h), round(b0 / 480 * h), round(l0 / 640 * w), round(r0 / 640 * w))
 
     t, b_, l, r = box
 

@@ -9,9 +9,8 @@ Card schema (every field is checked by ``validate_card``):
   (``{}`` for synthetic sets and sets listed by directory scan); ``default_split``.
 - ``root``: the dataset folder relative to ``--data-root`` / ``$DABENCH_DATA`` (null: synthetic).
 - ``min_depth`` / ``max_depth``: metres; ground truth outside is invalid for evaluation.
-- ``eval_crop``: ``none`` | ``eigen`` | ``garg`` | ``kb`` | ``kb+garg`` (see ``dabench.data.crops``).
-- ``alignment``: default for the zero-shot suite: ``none`` | ``median`` | ``scale`` |
-  ``scale_shift_depth`` | ``scale_shift_disparity``.
+- ``eval_crop``: a crop name of ``dabench.data.crops.CROPS`` (the one list).
+- ``alignment``: default for the zero-shot suite: a mode of ``dabench.eval.align.ALIGNMENT_MODES``.
 - ``score_space``: ``disparity`` | ``depth``; ``depth_cap``: metres (MiDaS-style clamp of the
   aligned disparity at 1/cap when scoring in depth) or null.
 - ``fallback``: the synthetic set evaluated instead when the data is absent
@@ -28,12 +27,11 @@ from pathlib import Path
 
 import yaml
 
+from dabench.data.crops import CROPS as EVAL_CROPS
 from dabench.errors import ConfigError, MissingFileError
 from dabench.provenance import repo_root
 
 TASKS = ("depth", "segmentation")
-EVAL_CROPS = ("none", "eigen", "garg", "kb", "kb+garg")
-ALIGNMENTS = ("none", "median", "scale", "scale_shift_depth", "scale_shift_disparity")
 SCORE_SPACES = ("disparity", "depth")
 FALLBACKS = ("synthetic-indoor", "synthetic-outdoor")
 REQUIRED = ("name", "display_name", "task", "reader", "split_file", "root", "min_depth", "max_depth",
@@ -103,8 +101,11 @@ def validate_card(card, path: Path | str = "<card>") -> None:
     if card["task"] == "segmentation":  # depth protocol fields do not apply (may be null)
         _check_common(card, path)
         return
+    # the alignment modes live with the alignment code (imported lazily: align.py is numpy-only)
+    from dabench.eval.align import ALIGNMENT_MODES
+
     one_of("eval_crop", EVAL_CROPS)
-    one_of("alignment", ALIGNMENTS)
+    one_of("alignment", ALIGNMENT_MODES)
     one_of("score_space", SCORE_SPACES)
     for key in ("min_depth", "max_depth"):
         if not isinstance(card[key], (int, float)) or isinstance(card[key], bool):

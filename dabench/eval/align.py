@@ -11,6 +11,14 @@
 
 Least squares are solved in closed form in float64 (centred covariance for the affine fits).
 
+``max_res`` (the ``alignment_max_res`` protocol switch; None = fit at full resolution, the Depth
+Anything protocol): the fit runs on a nearest-neighbour subsample exactly as Marigold's
+``align_depth_least_square`` makes it (prs-eth/Marigold src/util/alignment.py:48-59): factor
+``s = min(max_res / H, max_res / W)``, applied only when ``s < 1``, through
+``torch.nn.Upsample(scale_factor=s, mode="nearest")`` on a ``1×H×W`` tensor. torch reads a 3-D
+tensor as (N, C, L), so only the *columns* are subsampled (a 4032×6048 ETH3D map is fitted on
+4032×1024 pixels); dabench reproduces that, rows included. The aligned map is full resolution.
+
 Degenerate-case policy (documented in README, "Alignment"):
 - fewer than 2 valid pixels in a fitting mode (median, scale, scale_shift_*): a fit would be
   trivially perfect, so ``DegenerateAlignmentError`` is raised; the runner skips the sample and
@@ -63,8 +71,30 @@ def _fit_scale_shift(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return s, float(ym - s * pm)
 
 
-def fit_alignment(pred, gt, valid, mode: str, *, name: str = "sample") -> tuple[float, float]:
-    """The (scale, shift) of ``mode`` fitted on the valid pixels of one image (float64)."""
+def subsample_for_fit(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, max_res: int | None):
+    """``(pred, gt, valid)`` subsampled as Marigold's alignment does for ``max_res`` (see module doc);
+    unchanged when ``max_res`` is None or the map already fits."""
+    if max_res is None:
+        return pred, gt, valid
+    if int(max_res) < 1:
+        from dabench.errors import ConfigError
+
+        raise ConfigError(f"alignment_max_res must be a positive number of pixels or null, got {max_res!r}")
+    factor = float(np.min(int(max_res) / np.array(pred.shape[-2:], dtype=np.float64)))
+    if factor >= 1:
+        return pred, gt, valid
+    import torch
+
+    def down(a: np.ndarray) -> np.ndarray:  # 1×H×W → torch treats it as (N, C, L): 1-D along W
+        t = torch.as_tensor(np.ascontiguousarray(a)).unsqueeze(0)
+        return torch.nn.functional.interpolate(t, scale_factor=factor, mode="nearest")[0].numpy()
+
+    return down(pred.astype(np.float64)), down(gt.astype(np.float64)), down(valid.astype(np.float32)).astype(bool)
+
+
+def fit_alignment(pred, gt, valid, mode: str, *, name: str = "sample", max_res: int | None = None) -> tuple[float, float]:
+    """The (scale, shift) of ``mode`` fitted on the valid pixels of one image (float64); with
+    ``max_res`` on Marigold's subsample (module doc)."""
     from dabench.metrics.depth import to_numpy
 
     check_mode(mode)
@@ -73,6 +103,7 @@ def fit_alignment(pred, gt, valid, mode: str, *, name: str = "sample") -> tuple[
     pred, gt, valid = to_numpy(pred), to_numpy(gt), to_numpy(valid).astype(bool, copy=False)
     if not (pred.shape == gt.shape == valid.shape):
         raise DataError(f"{name}: shapes differ: pred {pred.shape}, gt {gt.shape}, valid {valid.shape}")
+    pred, gt, valid = subsample_for_fit(pred, gt, valid, max_res)
     p = pred[valid].astype(np.float64)
     g = gt[valid].astype(np.float64)
     if p.size < 2:
@@ -94,10 +125,12 @@ def fit_alignment(pred, gt, valid, mode: str, *, name: str = "sample") -> tuple[
     return _fit_scale_shift(p, 1.0 / g)  # scale_shift_disparity
 
 
-def align(pred, gt, valid, mode: str, *, name: str = "sample", return_params: bool = False) -> Any:
+def align(pred, gt, valid, mode: str, *, name: str = "sample", return_params: bool = False,
+          max_res: int | None = None) -> Any:
     """Aligned prediction (same type as ``pred``: numpy float64, or a torch tensor of pred's dtype
-    and device). With ``return_params`` returns ``(aligned, {"scale": s, "shift": t})``."""
-    s, t = fit_alignment(pred, gt, valid, mode, name=name)
+    and device). With ``return_params`` returns ``(aligned, {"scale": s, "shift": t})``.
+    ``max_res``: fit on Marigold's subsample (``alignment_max_res``), align the full map."""
+    s, t = fit_alignment(pred, gt, valid, mode, name=name, max_res=max_res)
     if mode == "none":
         out = pred
     elif hasattr(pred, "detach"):
@@ -105,19 +138,3 @@ def align(pred, gt, valid, mode: str, *, name: str = "sample", return_params: bo
     else:
         out = np.asarray(pred, dtype=np.float64) * s + t
     return (out, {"scale": s, "shift": t}) if return_params else out
-
-
-def align_median(pred, gt, valid, **kw):
-    return align(pred, gt, valid, "median", **kw)
-
-
-def align_scale(pred, gt, valid, **kw):
-    return align(pred, gt, valid, "scale", **kw)
-
-
-def align_scale_shift_depth(pred, gt, valid, **kw):
-    return align(pred, gt, valid, "scale_shift_depth", **kw)
-
-
-def align_scale_shift_disparity(pred, gt, valid, **kw):
-    return align(pred, gt, valid, "scale_shift_disparity", **kw)

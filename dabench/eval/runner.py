@@ -22,7 +22,8 @@ Scoring one sample (``score_sample``), with ``gt`` in metres:
    disparity alignment scored in depth → disparity clamped at 1/depth_cap (default max_depth) and
    inverted (MiDaS), then floored at ``floor``;
    depth prediction → clamped to [floor, max_depth], inverted if scored in disparity.
-   ``floor`` is ``min_depth`` (1e-3 m when a card sets 0).
+   ``floor`` is the protocol's ``pred_floor`` (metric suites: ``min_depth``, as ZoeDepth; relative:
+   ``min_depth``, 1e-3 m when a card sets 0). ``alignment_max_res`` fits step 4 on Marigold's subsample.
 6. The nine depth metrics of the image go into a ``DepthMetricState``.
 """
 from __future__ import annotations
@@ -74,21 +75,22 @@ def eval_valid_mask(sample: dict, protocol: Protocol) -> np.ndarray:
 
 
 def prepare_sample(sample: dict, protocol: Protocol) -> dict:
-    """Crops that change what the network sees. ``kb``/``kb+garg`` (KITTI benchmark crop): the image,
+    """Crops that change what the network sees. ``kb*`` crops (KITTI benchmark window): the image,
     depth and mask are cut to the 352×1216 bottom-centre window *before* inference (ZoeDepth's
-    ``do_kb_crop``); the evaluation mask is the full-frame crop mask restricted to that window, i.e.
-    the same pixels as pasting the prediction back into the full frame. Other crops only mask pixels."""
-    if "kb" not in (protocol.crop or ""):
-        return sample
-    from dabench.data.crops import crop_mask, kb_box
+    ``do_kb_crop``) and the evaluation mask is the crop's mask inside that window
+    (``dabench.data.crops.window_crop_mask``: ZoeDepth's Garg box of the window for ``kb+garg``, the
+    full frame's for BTS's ``kb+garg_bts``). Other crops only mask pixels."""
+    from dabench.data.crops import is_window_crop, kb_box, window_crop_mask
 
+    if not protocol.crop or not is_window_crop(protocol.crop):
+        return sample
     depth = np.asarray(sample["depth"])
     t, b, l, r = kb_box(*depth.shape[:2])
     out = dict(sample)
     for key in ("image", "depth", "valid", "labels", "sky"):
         if sample.get(key) is not None:
             out[key] = np.ascontiguousarray(np.asarray(sample[key])[t:b, l:r])
-    out["_eval_crop_mask"] = crop_mask(depth.shape[:2], protocol.crop)[t:b, l:r]
+    out["_eval_crop_mask"] = window_crop_mask(depth.shape[:2], protocol.crop)
     return out
 
 
@@ -122,16 +124,17 @@ def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_spac
     space = ALIGNMENT_INPUT_SPACE[mode] or output_space
     x = pred.astype(np.float64) if space == output_space else _reciprocal(pred)
     try:
-        aligned, params = align(x, gt, valid, mode, name=name, return_params=True)
+        aligned, params = align(x, gt, valid, mode, name=name, return_params=True,
+                                max_res=protocol.alignment_max_res)
     except DegenerateAlignmentError as e:
         info["reason"] = str(e)
         return "skipped_degenerate", None, info
     info.update(params)
     aligned = np.asarray(aligned, dtype=np.float64)
-    floor = protocol.min_depth if protocol.min_depth > 0 else 1e-3
+    floor = protocol.floor()
     if space == "disparity":
         if protocol.score_space == "disparity":
-            p_s, g_s = np.clip(aligned, 1.0 / protocol.max_depth, 1.0 / floor), 1.0 / np.where(valid, gt, 1.0)
+            p_s, g_s = np.clip(aligned, 1.0 / protocol.max_depth, 1.0 / floor if floor > 0 else np.inf), 1.0 / np.where(valid, gt, 1.0)
         else:
             cap = protocol.depth_cap or protocol.max_depth
             p_s, g_s = np.maximum(1.0 / np.maximum(aligned, 1.0 / cap), floor), gt

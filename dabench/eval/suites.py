@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dabench.data.crops import CROPS
 from dabench.errors import ConfigError, MissingFileError
 from dabench.eval.align import ALIGNMENT_MODES
 from dabench.metrics.registry import METRICS, list_metrics
@@ -41,9 +42,14 @@ PROTOCOL_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "alignment": ((str,), f"one of {', '.join(ALIGNMENT_MODES)}"),
     "score_space": ((str,), "disparity (DA authors) or depth (MiDaS: invert with depth_cap)"),
     "depth_cap": ((int, float, type(None)), "metres; disparity is clamped at 1/depth_cap before inverting (default max_depth)"),
-    "crop": ((str,), "evaluation crop name (none, garg, eigen, eigen_nyu, ...; see dabench.data.crops)"),
-    "min_depth": ((int, float), "metres; ground truth outside [min_depth, max_depth] is not scored, predictions are clamped to it"),
-    "max_depth": ((int, float), "metres"),
+    "crop": ((str,), f"evaluation crop, one of {', '.join(CROPS)} (see dabench.data.crops)"),
+    "min_depth": ((int, float), "metres; ground truth outside (min_depth, max_depth) is not scored"),
+    "max_depth": ((int, float), "metres; predictions (in depth) are clamped to [pred_floor, max_depth]"),
+    "pred_floor": ((int, float, type(None)), "metres; the lower clamp of predicted depth. null: min_depth in metric "
+                                             "suites (ZoeDepth compute_metrics), min_depth or 1e-3 when that is 0 in "
+                                             "relative suites (recorded as resolved)"),
+    "alignment_max_res": ((int, type(None)), "pixels; fit the alignment on Marigold's subsample of at most this many "
+                                             "columns/rows (src/util/alignment.py); null = full resolution"),
     "input_size": ((int, type(None)), "shorter-side resize before the network (multiple of 14); null = the "
                                       "model's native size (518 for the official weights, the training size for "
                                       "dabench checkpoints)"),
@@ -51,9 +57,11 @@ PROTOCOL_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "relative": {"split": None, "alignment": "scale_shift_disparity", "score_space": "disparity", "depth_cap": None,
-                 "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False},
+                 "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False,
+                 "pred_floor": None, "alignment_max_res": None},
     "metric": {"split": None, "alignment": "none", "score_space": "depth", "depth_cap": None,
-               "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False},
+               "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False,
+               "pred_floor": None, "alignment_max_res": None},
     "segmentation": {"split": None},
 }
 
@@ -65,6 +73,16 @@ def suites_dir() -> Path:
 def list_suites() -> list[str]:
     d = suites_dir()
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def default_pred_floor(min_depth: float, task: str) -> float:
+    """The prediction floor a protocol gets when it names none: ``min_depth`` in metric suites
+    (ZoeDepth clamps at ``min_depth_eval``, 0 for iBims and SUN RGB-D: zoedepth/utils/misc.py:217 and
+    zoedepth/utils/config.py:126,137), and in relative suites ``min_depth``, or 1e-3 m when a card
+    sets 0 (dabench's floor, so an affine fit that reaches 0 stays scoreable)."""
+    if task == "metric" or min_depth > 0:
+        return float(min_depth)
+    return 1e-3
 
 
 @dataclass
@@ -80,6 +98,12 @@ class Protocol:
     max_depth: float = 80.0
     input_size: int | None = None  # None: the model's native size (``model.input_size``, 518 if unset)
     flip_tta: bool = False
+    pred_floor: float | None = None  # metres; None: ``default_pred_floor`` (resolve_protocol records the number)
+    alignment_max_res: int | None = None  # pixels; None: fit the alignment at full resolution
+
+    def floor(self) -> float:
+        """The lower clamp of predicted depth, metres (``pred_floor`` or its default)."""
+        return float(self.pred_floor) if self.pred_floor is not None else default_pred_floor(self.min_depth, "relative")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,13 +163,17 @@ def _check_protocol_keys(d: dict, where: str, task: str) -> dict:
             raise ConfigError(f"{where}: {k} must be {'/'.join(t.__name__ for t in types)}, got {v!r}")
         if k == "alignment" and v not in ALIGNMENT_MODES:
             raise ConfigError(f"{where}: unknown alignment {v!r}; valid modes: {', '.join(ALIGNMENT_MODES)}")
+        if k == "crop" and v not in CROPS:
+            raise ConfigError(f"{where}: unknown crop {v!r}; valid crops: {', '.join(CROPS)}")
+        if k == "alignment_max_res" and v is not None and v < 1:
+            raise ConfigError(f"{where}: alignment_max_res must be a positive number of pixels or null, got {v!r}")
         if k == "score_space" and v not in SCORE_SPACES:
             raise ConfigError(f"{where}: score_space must be one of {', '.join(SCORE_SPACES)}, got {v!r}")
-        if k in ("min_depth", "max_depth", "depth_cap") and v is not None and v < 0:
+        if k in ("min_depth", "max_depth", "depth_cap", "pred_floor") and v is not None and v < 0:
             raise ConfigError(f"{where}: {k} must be >= 0, got {v!r}")
         if k == "input_size" and v is not None and (v <= 0 or v % 14):
             raise ConfigError(f"{where}: input_size must be a positive multiple of 14, got {v!r}")
-        out[k] = float(v) if k in ("min_depth", "max_depth", "depth_cap") and v is not None else v
+        out[k] = float(v) if k in ("min_depth", "max_depth", "depth_cap", "pred_floor") and v is not None else v
     return out
 
 
@@ -247,5 +275,10 @@ def resolve_protocol(suite: Suite, dataset: str, card: dict | None = None, overr
     proto = Protocol(**merged)
     if not proto.min_depth < proto.max_depth:
         raise ConfigError(f"suite {suite.name!r}, dataset {dataset!r}: min_depth {proto.min_depth} must be < "
+                          f"max_depth {proto.max_depth}")
+    if proto.pred_floor is None:  # record the floor actually used
+        proto = replace(proto, pred_floor=default_pred_floor(proto.min_depth, suite.task))
+    if not proto.pred_floor < proto.max_depth:
+        raise ConfigError(f"suite {suite.name!r}, dataset {dataset!r}: pred_floor {proto.pred_floor} must be < "
                           f"max_depth {proto.max_depth}")
     return proto
