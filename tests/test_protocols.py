@@ -147,3 +147,25 @@ def test_alignment_max_res_subsamples_like_marigold():
     np.testing.assert_array_equal(up(torch.as_tensor(pred).unsqueeze(0)).numpy()[0], p)
     with pytest.raises(ConfigError, match="alignment_max_res"):
         parse_suite({"task": "relative", "datasets": [{"dataset": "eth3d", "alignment_max_res": 0}]})
+
+
+def test_seg_out_of_range_prediction_is_a_wrong_pixel_as_mmseg():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("mmseg")
+    from mmseg.evaluation.metrics import IoUMetric
+
+    from dabench.metrics.seg import SegMetricState, seg_areas
+
+    label = np.array([[0, 0, 1, 2], [1, 255, 2, 2]])
+    pred = np.array([[0, 7, 1, -1], [1, 9, 2, 3]])  # 7, -1, 3 out of range (9 sits on an ignored pixel)
+    ours = seg_areas(pred, label, 3)
+    # by hand: intersect = [1, 2, 1]; pred areas (in range) = [1, 2, 1]; label areas = [2, 2, 3]
+    np.testing.assert_array_equal(ours[0], [1, 2, 1])
+    np.testing.assert_array_equal(ours[2], [1, 2, 1])
+    np.testing.assert_array_equal(ours[3], [2, 2, 3])
+    theirs = IoUMetric.intersect_and_union(torch.as_tensor(pred), torch.as_tensor(label), 3, 255)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b.numpy())
+    st = SegMetricState(3)
+    st.update(pred, label)
+    assert st.compute()["aacc"] == pytest.approx(4 / 7 * 100)

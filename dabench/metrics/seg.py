@@ -9,7 +9,10 @@ label area — summed over images (and over DDP ranks). From them:
     aAcc  = sum intersect / sum label
 
 All three are reported in percent (the paper's and mmseg's convention). Pixels whose label is
-``ignore_index`` (255) are not counted.
+``ignore_index`` (255) are not counted. A *predicted* class id outside ``[0, num_classes)`` is a wrong
+pixel: it adds to its label's area and to no class's predicted area, as mmseg's
+``IoUMetric.intersect_and_union`` (``torch.histc`` over ``[0, num_classes - 1]`` drops it) and
+cityscapesScripts score it. Out-of-range *labels* are a ``DataError`` (the data is wrong).
 """
 from __future__ import annotations
 
@@ -34,11 +37,10 @@ def seg_areas(pred, label, num_classes: int, ignore_index: int = 255, *, name: s
     if g.size and (g.min() < 0 or g.max() >= num_classes):
         raise DataError(f"{name}: label values must be in [0, {num_classes}) or {ignore_index}; "
                         f"found {int(g.min())}..{int(g.max())}")
-    if p.size and (p.min() < 0 or p.max() >= num_classes):
-        raise DataError(f"{name}: predicted class ids must be in [0, {num_classes}); found {int(p.min())}..{int(p.max())}")
-    hit = p[p == g]
+    hit = p[p == g]  # an out-of-range prediction never equals an in-range label
     inter = np.bincount(hit, minlength=num_classes).astype(np.float64)
-    area_p = np.bincount(p, minlength=num_classes).astype(np.float64)
+    in_range = p[(p >= 0) & (p < num_classes)]  # out-of-range predictions: wrong, in no class's area
+    area_p = np.bincount(in_range, minlength=num_classes).astype(np.float64)
     area_g = np.bincount(g, minlength=num_classes).astype(np.float64)
     return inter, area_p + area_g - inter, area_p, area_g
 
