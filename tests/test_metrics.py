@@ -184,3 +184,100 @@ def test_seg_matches_mmseg_iou_metric():
     for r in results:
         other.update_areas(*r)
     assert other.compute() == pytest.approx(ours)
+
+
+# ---------------------------------------------------------------- a metric spec owns its math
+@pytest.fixture
+def registered():
+    """Register metrics for one test and remove them afterwards."""
+    from dabench.metrics import register_metric, unregister_metric
+
+    names = []
+
+    def add(spec):
+        register_metric(spec)
+        names.append(spec.name)
+        return spec
+
+    yield add
+    for n in names:
+        unregister_metric(n)
+
+
+def _mae_spec(**over):
+    from dabench.metrics import MetricSpec
+
+    kw = dict(name="mae", display="MAE", higher_is_better=False, fmt=".4f", unit="score-space unit",
+              averaging="image", task="depth", description="mean |p - g|",
+              sums={"abs_err": lambda x: abs(x.d)}, finalize=lambda s: s["abs_err"] / s["n"])
+    kw.update(over)
+    return MetricSpec(**kw)
+
+
+def test_registered_metric_runs_in_both_engines(registered):
+    registered(_mae_spec())
+    rng = np.random.default_rng(7)
+    pred, gt, valid = _case(rng)
+    got = depth_metrics(pred, gt, valid)
+    assert got["mae"] == pytest.approx(np.mean(np.abs(pred[valid] - gt[valid])), rel=1e-12)
+    assert got["abs_rel"] == pytest.approx(ref_depth(pred[valid], gt[valid])["abs_rel"], rel=1e-10)
+    fast = DepthMetricState()
+    fast.update_batch(torch.from_numpy(pred[None]).float(), torch.from_numpy(gt[None]).float(),
+                      torch.from_numpy(valid))
+    assert fast.compute()["mae"] == pytest.approx(got["mae"], rel=1e-5)
+
+
+def test_per_image_median_and_percentile_aggregation(registered):
+    from dabench.metrics import register_metric
+
+    registered(_mae_spec(name="abs_rel_median", sums={"abs_rel": get_metric("abs_rel").sums["abs_rel"]},
+                         finalize=get_metric("abs_rel").finalize, image_aggregation="median"))
+    registered(_mae_spec(name="abs_rel_p90", sums={"abs_rel": get_metric("abs_rel").sums["abs_rel"]},
+                         finalize=get_metric("abs_rel").finalize, image_aggregation="p90"))
+    rng = np.random.default_rng(8)
+    cases = [_case(rng, h=6 + i, w=5) for i in range(7)]
+    per_image = [ref_depth(p[v], g[v])["abs_rel"] for p, g, v in cases]
+    state, a, b = DepthMetricState(), DepthMetricState(), DepthMetricState()
+    for i, (p, g, v) in enumerate(cases):
+        state.update(p, g, v)
+        (a if i % 2 else b).update(p, g, v)
+    out = state.compute()
+    assert out["abs_rel_median"] == pytest.approx(np.median(per_image), rel=1e-10)
+    assert out["abs_rel_p90"] == pytest.approx(np.percentile(per_image, 90), rel=1e-10)
+    assert out["abs_rel"] == pytest.approx(np.mean(per_image), rel=1e-10)
+    assert a.merge(b).compute()["abs_rel_median"] == pytest.approx(np.median(per_image), rel=1e-10)
+    c = DepthMetricState()
+    c.load_state_dict(state.state_dict())
+    assert c.compute() == pytest.approx(out)
+    with pytest.raises(ValueError, match="image_aggregation"):
+        register_metric(_mae_spec(name="bad_agg", image_aggregation="mode"))
+    with pytest.raises(ValueError, match="already defined"):  # one definition per sum term name
+        register_metric(_mae_spec(name="bad_term", sums={"abs_rel": lambda x: x.d}))
+
+
+def test_registered_metric_reaches_a_suites_record_and_table(registered, tmp_path):
+    """Adding a depth metric is one entry: the runner's record, per-sample CSV and table show it."""
+    import csv
+    import json
+
+    import yaml
+    from rich.console import Console
+
+    from dabench.eval.runner import run_suite
+
+    registered(_mae_spec())
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "tiny", "task": "relative", "description": "runtime metric", "source": "tests",
+        "defaults": {"alignment": "scale_shift_disparity", "score_space": "disparity", "input_size": 56},
+        "datasets": ["synthetic-outdoor"], "metrics": ["abs_rel", "mae"], "primary_metrics": ["mae"]}))
+    console = Console(record=True, width=200)
+    recs = run_suite(suite, models=["horizon_prior"], limit=2, results_dir=tmp_path / "r", show_progress=False,
+                     print_table=True, console=console)
+    rec = json.loads((tmp_path / "r" / "tiny" / "horizon_prior" / "synthetic-outdoor.json").read_text())
+    assert recs[0]["metrics"]["mae"] == rec["metrics"]["mae"] and rec["metrics"]["mae"] > 0
+    assert rec["higher_is_better"]["mae"] is False
+    rows = list(csv.DictReader((tmp_path / "r" / "tiny" / "horizon_prior" / "synthetic-outdoor.samples.csv").open()))
+    assert np.mean([float(r["mae"]) for r in rows]) == pytest.approx(rec["metrics"]["mae"], rel=1e-12)
+    text = console.export_text()
+    assert "MAE↓" in text and format(rec["metrics"]["mae"], ".4f") in text

@@ -168,3 +168,32 @@ def test_vectorised_and_culled_paths_agree(monkeypatch):
     for k in ("image", "depth", "valid", "labels"):
         np.testing.assert_array_equal(a[k], b[k])
         np.testing.assert_array_equal(a_in[k], b_in[k])
+
+
+def test_render_cache_is_bit_identical_and_used_through_the_env(tmp_path, monkeypatch):
+    from dabench.data.synthetic import CACHE_ENV, RenderCache, SyntheticDataset, render_batch
+
+    seeds = [3, 11]
+    plain = render_batch("outdoor", seeds, (24, 32), cache_dir=False)
+    first = render_batch("outdoor", seeds, (24, 32), cache_dir=tmp_path)  # renders and stores
+    cache = RenderCache(tmp_path)
+    for s in seeds:
+        assert cache.path("outdoor", s, (24, 32), False).is_file()
+    again = render_batch("outdoor", seeds, (24, 32), cache_dir=tmp_path)  # read back
+    for k in plain:
+        assert np.array_equal(plain[k], first[k]) and np.array_equal(plain[k], again[k]), k
+        assert plain[k].dtype == again[k].dtype, k
+    # a damaged entry is rendered again, not trusted
+    cache.path("outdoor", 3, (24, 32), False).write_bytes(b"not a zip")
+    healed = render_batch("outdoor", seeds, (24, 32), cache_dir=tmp_path)
+    assert np.array_equal(healed["image"], plain["image"])
+    # the dataset path (what training reads) picks the cache up from the environment
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "env"))
+    ds = SyntheticDataset("indoor", 2, (24, 32), split="train")
+    a = ds[1]
+    assert RenderCache(tmp_path / "env").path("indoor", ds.scene_seed(1), (24, 32), False).is_file()
+    b = ds[1]
+    monkeypatch.delenv(CACHE_ENV)
+    c = SyntheticDataset("indoor", 2, (24, 32), split="train")[1]
+    for k in ("image", "depth", "valid", "labels", "sky", "intrinsics"):
+        assert np.array_equal(a[k], b[k]) and np.array_equal(a[k], c[k]), k

@@ -42,7 +42,7 @@ import numpy as np
 from dabench.errors import ConfigError, DataError
 from dabench.eval.align import ALIGNMENT_INPUT_SPACE, DegenerateAlignmentError, align
 from dabench.eval.suites import Protocol, Suite, load_suite, resolve_protocol
-from dabench.metrics.registry import DEPTH_METRICS, higher_is_better
+from dabench.metrics.registry import depth_engine_metrics, higher_is_better
 from dabench.models.inference import resolve_amp_dtype
 from dabench.results.tables import print_suite_table
 from dabench.tasks import TASKS, TaskRequest
@@ -106,7 +106,7 @@ def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_spac
     ``skipped_degenerate`` (see ``dabench.eval.align`` for the degenerate policy) and info holding
     the valid pixel count and the fitted scale/shift.
     """
-    from dabench.metrics.depth import _check_inputs, _metrics_from_sums, _sums
+    from dabench.metrics.depth import depth_sums, metrics_from_sums
 
     name = name or str(sample.get("name", "sample"))
     pred = np.asarray(pred)
@@ -144,9 +144,8 @@ def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_spac
             p_s, g_s = 1.0 / depth, 1.0 / np.where(valid, gt, 1.0)
         else:
             p_s, g_s = depth, gt
-    p, g = _check_inputs(p_s, g_s, valid, name)
-    info["sums"] = _sums(p, g)
-    return "ok", _metrics_from_sums(info["sums"]), info
+    info["sums"] = depth_sums(p_s, g_s, valid, name=name)
+    return "ok", metrics_from_sums(info["sums"]), info
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,15 +248,13 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
                 degenerate += 1
             rows.append({"index": idx, "name": name, "status": status, "valid_pixels": info["valid_pixels"],
                          "scale": info.get("scale"), "shift": info.get("shift"),
-                         **{k: (m[k] if m else None) for k in DEPTH_METRICS}})
+                         **{k: (m[k] if m else None) for k in state.metrics}})
         if progress is not None:
             progress.update(task, advance=len(samples) * ws)
-    vec = np.concatenate([state.to_vector(), [degenerate]])
-    from dabench.metrics._dist import all_reduce_sum
+    from dabench.metrics.depth import all_reduce_sum
 
-    vec = all_reduce_sum(vec)
-    state.from_vector(vec[:-1])
-    degenerate = int(vec[-1])
+    state.all_reduce()
+    degenerate = int(all_reduce_sum(np.array([degenerate], dtype=np.float64))[0])
     gathered = D.gather_to_rank0(rows)
     all_rows = sorted((r for part in gathered for r in part), key=lambda r: r["index"]) if gathered else None
     counts = {"used": int(state.n_images), "skipped_no_valid": int(state.skipped_no_valid),
@@ -410,7 +407,7 @@ def _clean(v):
 def _write_samples_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     from dabench.provenance import atomic_write_text
 
-    cols = ["index", "name", "status", "valid_pixels", "scale", "shift", *DEPTH_METRICS]
+    cols = ["index", "name", "status", "valid_pixels", "scale", "shift", *depth_engine_metrics()]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
@@ -426,9 +423,9 @@ def _base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol |
     rec = {"status": "ok", "skip_reason": None, "task": suite.task, "suite": suite.name, "model": run.label,
            "arch": run.arch, "model_params": model_params, "checkpoint": run.checkpoint,
            "checkpoint_sha256": checkpoint_sha, "random_init": run.random_init, "dataset": dataset,
-           "fallback_for": None, "metrics": {}, "higher_is_better": higher_is_better(DEPTH_METRICS),
+           "fallback_for": None, "metrics": {}, "higher_is_better": higher_is_better(depth_engine_metrics()),
            "metric_order": suite.metrics, "primary_metrics": suite.primary_metrics,
-           "averaging": {m: "image" for m in DEPTH_METRICS},
+           "averaging": {m: "image" for m in depth_engine_metrics()},
            "protocol": protocol.as_dict() if protocol else None,
            "samples": {"used": 0, "skipped_no_valid": 0, "skipped_degenerate": 0, "skipped_missing": 0}}
     rec.update(provenance(seed, {**config, "model": run.label, "arch": run.arch, "checkpoint": run.checkpoint,

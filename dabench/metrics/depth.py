@@ -1,4 +1,4 @@
-"""Depth metrics: functional form on one map and a streaming state of sums and counts.
+"""Depth metrics, numpy engine: functional form on one map and a streaming state of sums and counts.
 
 Definitions follow ZoeDepth's ``compute_errors`` (also used by Depth Anything's metric-depth
 code): with ``p`` the prediction and ``g`` the ground truth on valid pixels (both strictly
@@ -9,9 +9,11 @@ positive, in the score space: metres for depth, 1/metres for disparity)
     log10    = mean |log10 p - log10 g|    silog = 100 * sqrt(mean e^2 - (mean e)^2), e = ln p - ln g
     deltaK   = mean [max(p/g, g/p) < 1.25^K]
 
-Every metric is a function of per-image sums (``_SUM_KEYS``), so the per-image value, the
-per-image average over a dataset and the pixel-pooled value all come from the same sums; the
-state keeps both families as float64 vectors and reduces them exactly across DDP ranks.
+The math lives in the metric entries (``dabench.metrics.registry``): each metric names its
+per-pixel sum terms and a finaliser. This module sums those terms in float64 (``depth_sums``)
+and finalises them (``metrics_from_sums``); the per-image value, the per-image aggregate over a
+dataset and the pixel-pooled value all come from the same sums, and the state reduces them
+exactly across DDP ranks (``mmengine.dist``).
 """
 from __future__ import annotations
 
@@ -20,12 +22,8 @@ from typing import Any
 import numpy as np
 
 from dabench.errors import DataError
-from dabench.metrics._dist import all_reduce_sum
-from dabench.metrics.registry import DEPTH_METRICS, METRICS
-
-# Per-image sums over valid pixels; each metric is a function of these.
-_SUM_KEYS = ("n", "abs_rel", "sq_rel", "sq_err", "sq_log", "abs_log10", "log_err", "delta1", "delta2", "delta3")
-_I = {k: i for i, k in enumerate(_SUM_KEYS)}
+from dabench.metrics.registry import (METRICS, PixelErrors, depth_engine_metrics, depth_sum_terms,
+                                      term_function)
 
 
 def to_numpy(x: Any, dtype=None) -> np.ndarray:
@@ -64,75 +62,95 @@ def _check_inputs(pred, gt, valid, name: str = "sample") -> tuple[np.ndarray, np
     return p, g
 
 
-def _sums(p: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """The ``_SUM_KEYS`` vector for positive float64 vectors ``p`` and ``g``."""
-    diff = p - g
-    log_err = np.log(p) - np.log(g)
-    ratio = np.maximum(p / g, g / p)
-    out = np.empty(len(_SUM_KEYS), dtype=np.float64)
-    out[_I["n"]] = p.size
-    out[_I["abs_rel"]] = np.sum(np.abs(diff) / g)
-    out[_I["sq_rel"]] = np.sum(diff * diff / g)
-    out[_I["sq_err"]] = np.sum(diff * diff)
-    out[_I["sq_log"]] = np.sum(log_err * log_err)
-    out[_I["abs_log10"]] = np.sum(np.abs(np.log10(p) - np.log10(g)))
-    out[_I["log_err"]] = np.sum(log_err)
-    for k in (1, 2, 3):
-        out[_I[f"delta{k}"]] = np.count_nonzero(ratio < 1.25 ** k)
+def depth_sums(pred, gt, valid=None, *, name: str = "sample", metrics=None) -> np.ndarray:
+    """Per-image sums of one map: a float64 vector laid out as ``depth_sum_terms(metrics)``
+    (``"n"``, the valid pixel count, then every sum term of the metrics, default all engine metrics).
+
+    Inputs as :func:`depth_metrics`; no valid pixel gives an all-zero vector (``n == 0``).
+    """
+    p, g = _check_inputs(pred, gt, valid, name)
+    return _sums(p, g, depth_sum_terms(metrics))
+
+
+def _sums(p: np.ndarray, g: np.ndarray, terms: tuple[str, ...]) -> np.ndarray:
+    """The ``terms`` sums of positive float64 vectors ``p`` and ``g`` (the numpy engine)."""
+    x = PixelErrors(p, g, np)
+    out = np.empty(len(terms), dtype=np.float64)
+    out[0] = p.size
+    for i, t in enumerate(terms[1:], 1):
+        out[i] = np.sum(term_function(t)(x), dtype=np.float64)
     return out
 
 
-def _metrics_from_sums(s: np.ndarray) -> dict[str, float]:
-    n = s[_I["n"]]
-    if n <= 0:
-        return {m: float("nan") for m in DEPTH_METRICS}
-    mean_log = s[_I["log_err"]] / n
-    mean_sq_log = s[_I["sq_log"]] / n
-    return {
-        "abs_rel": float(s[_I["abs_rel"]] / n),
-        "sq_rel": float(s[_I["sq_rel"]] / n),
-        "rmse": float(np.sqrt(s[_I["sq_err"]] / n)),
-        "rmse_log": float(np.sqrt(mean_sq_log)),
-        "log10": float(s[_I["abs_log10"]] / n),
-        # max(., 0): rounding can make the variance a hair negative for a perfect prediction
-        "silog": float(100.0 * np.sqrt(max(mean_sq_log - mean_log * mean_log, 0.0))),
-        "delta1": float(s[_I["delta1"]] / n),
-        "delta2": float(s[_I["delta2"]] / n),
-        "delta3": float(s[_I["delta3"]] / n),
-    }
+def metrics_from_sums(sums: np.ndarray, metrics=None, terms=None) -> dict[str, Any]:
+    """Each metric's ``finalize`` on per-image sums laid out as ``terms`` (default
+    ``depth_sum_terms(metrics)``). ``sums`` is one vector (values are floats) or B vectors
+    (values are float64 arrays of B entries); NaN where ``n`` is 0."""
+    metrics = tuple(metrics or depth_engine_metrics())
+    terms = tuple(terms or depth_sum_terms(metrics))
+    s = np.asarray(sums, dtype=np.float64)
+    cols = {t: s[..., i] for i, t in enumerate(terms)}
+    empty = cols["n"] <= 0
+    cols["n"] = np.where(empty, np.nan, cols["n"])
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for m in metrics:
+            v = np.asarray(METRICS.get(m).finalize(cols), dtype=np.float64)
+            out[m] = float(v) if v.ndim == 0 else np.where(empty, np.nan, v)
+    if s.ndim == 1 and empty:
+        out = {m: float("nan") for m in metrics}
+    return out
 
 
 def depth_metrics(pred, gt, valid=None, *, name: str = "sample") -> dict[str, float]:
-    """The nine depth metrics of one map.
+    """The depth metrics of one map (the nine standard ones and any registered later).
 
     ``pred`` and ``gt`` are H×W (numpy or torch) in the same unit (metres, or 1/metres when
     scoring disparity), ``valid`` a bool mask (default: finite ``gt > 0``). Predictions must be
     finite and > 0 on valid pixels (NaN/inf or <= 0 is a ``DataError`` naming ``name``); no
     valid pixel is a ``DataError`` too (the streaming state counts such samples as skipped).
     """
+    metrics = depth_engine_metrics()
     p, g = _check_inputs(pred, gt, valid, name)
     if p.size == 0:
         raise DataError(f"{name}: no valid pixels to score")
-    return _metrics_from_sums(_sums(p, g))
+    return metrics_from_sums(_sums(p, g, depth_sum_terms(metrics)), metrics)
+
+
+def all_reduce_sum(vec: np.ndarray, group=None) -> np.ndarray:
+    """Sum a float64 vector over all ranks (unchanged without a process group)."""
+    import torch
+    from mmengine import dist
+
+    t = torch.from_numpy(np.array(vec, dtype=np.float64))
+    dist.all_reduce(t, op="sum", group=group)
+    return t.numpy()
 
 
 class DepthMetricState:
     """Streaming depth metrics, exact across batches and DDP ranks.
 
     State (float64): the sum over images of each per-image metric, the number of scored images,
-    the pixel-pooled ``_SUM_KEYS`` sums and the count of samples skipped for having no valid pixel.
-    ``compute()`` reports every metric with its registered averaging (per-image mean for all
-    depth metrics); ``compute("pixel")`` pools pixels over the whole dataset instead.
+    the pixel-pooled sums (``depth_sum_terms``) and the count of samples skipped for having no
+    valid pixel; for a metric aggregated by median/percentile over images, its per-image values.
+    The metric set is the registry's at construction (``depth_engine_metrics()``).
+    ``compute()`` reports every metric with its registered averaging (per-image for all depth
+    metrics); ``compute("pixel")`` pools pixels over the whole dataset instead.
     """
 
-    def __init__(self):
+    def __init__(self, metrics=None):
+        self.metrics: tuple[str, ...] = tuple(metrics or depth_engine_metrics())
+        self.terms: tuple[str, ...] = depth_sum_terms(self.metrics)
         self.reset()
 
     def reset(self) -> None:
-        self.image_sums = np.zeros(len(DEPTH_METRICS), dtype=np.float64)
-        self.pixel_sums = np.zeros(len(_SUM_KEYS), dtype=np.float64)
+        self.image_sums = np.zeros(len(self.metrics), dtype=np.float64)
+        self.pixel_sums = np.zeros(len(self.terms), dtype=np.float64)
         self.n_images = 0.0
         self.skipped_no_valid = 0.0
+        # per-image values of the metrics that are not a mean over images (median, percentiles)
+        self.image_values: dict[str, list[float]] = {m: [] for m in self.metrics
+                                                      if not METRICS.get(m).streams_as_sum}
 
     def update(self, pred, gt, valid=None, *, name: str = "sample") -> dict[str, float] | None:
         """Add one image; returns its metrics, or None (and counts a skip) when no pixel is valid."""
@@ -140,15 +158,27 @@ class DepthMetricState:
         if p.size == 0:
             self.skipped_no_valid += 1
             return None
-        return self.update_sums(_sums(p, g))
+        return self.update_sums(_sums(p, g, self.terms))
 
     def update_sums(self, sums: np.ndarray) -> dict[str, float]:
-        """Add one image given its pixel sums (``_sums`` of its valid pixels); returns its metrics."""
-        m = _metrics_from_sums(sums)
-        self.image_sums += np.array([m[k] for k in DEPTH_METRICS])
-        self.pixel_sums += sums
-        self.n_images += 1
-        return m
+        """Add one image given its pixel sums (``depth_sums`` of its valid pixels); returns its metrics."""
+        return self.update_sums_batch(np.asarray(sums, dtype=np.float64)[None])[0]
+
+    def update_sums_batch(self, sums: np.ndarray) -> list[dict[str, float] | None]:
+        """Add B images given their B×T sums; a row with ``n == 0`` counts as skipped (None)."""
+        sums = np.asarray(sums, dtype=np.float64)
+        ok = sums[:, 0] > 0
+        self.skipped_no_valid += float((~ok).sum())
+        good = sums[ok]
+        vals = metrics_from_sums(good, self.metrics, self.terms)
+        table = np.stack([vals[m] for m in self.metrics], 1) if len(good) else np.zeros((0, len(self.metrics)))
+        self.image_sums += table.sum(0)
+        self.pixel_sums += good.sum(0)
+        self.n_images += float(len(good))
+        for m, values in self.image_values.items():
+            values.extend(vals[m].tolist())
+        rows = iter(table.tolist())
+        return [dict(zip(self.metrics, next(rows))) if o else None for o in ok]
 
     def update_batch(self, pred, gt, valid=None, *, min_depth: float = 0.0, max_depth: float = float("inf"),
                      clamp_pred: bool = False, compile: bool = False, names=None) -> list[dict[str, float] | None]:
@@ -161,57 +191,64 @@ class DepthMetricState:
         from dabench.metrics.depth_torch import depth_sums_batch
 
         sums = depth_sums_batch(pred, gt, valid, min_depth=min_depth, max_depth=max_depth, clamp_pred=clamp_pred,
-                                compile=compile, names=names)
-        out: list[dict[str, float] | None] = []
-        for s in sums:
-            if s[_I["n"]] <= 0:
-                self.skipped_no_valid += 1
-                out.append(None)
-            else:
-                out.append(self.update_sums(s))
-        return out
+                                compile=compile, names=names, metrics=self.metrics)
+        return self.update_sums_batch(sums)
 
     def compute(self, averaging: str | None = None) -> dict[str, float]:
         """Metric values; NaN for every metric when no image was scored."""
-        pooled = _metrics_from_sums(self.pixel_sums)
+        pooled = metrics_from_sums(self.pixel_sums, self.metrics, self.terms)
         out = {}
-        for i, k in enumerate(DEPTH_METRICS):
-            how = averaging or METRICS.get(k).averaging
+        for i, k in enumerate(self.metrics):
+            spec = METRICS.get(k)
+            how = averaging or spec.averaging
             if how == "pixel":
-                out[k] = pooled[k]
-            elif how == "image":
-                out[k] = float(self.image_sums[i] / self.n_images) if self.n_images > 0 else float("nan")
-            else:
+                out[k] = float(pooled[k])
+            elif how != "image":
                 raise ValueError(f"averaging must be 'image' or 'pixel', got {how!r}")
+            elif k in self.image_values:
+                out[k] = spec.aggregate(self.image_values[k])
+            else:
+                out[k] = float(self.image_sums[i] / self.n_images) if self.n_images > 0 else float("nan")
         return out
 
     # --- sums and counts -------------------------------------------------------------------------
     def to_vector(self) -> np.ndarray:
+        """The summable state (per-image value lists are not in it: see ``merge``/``all_reduce``)."""
         return np.concatenate([self.image_sums, self.pixel_sums, [self.n_images, self.skipped_no_valid]])
 
     def from_vector(self, v: np.ndarray) -> None:
-        a, b = len(DEPTH_METRICS), len(_SUM_KEYS)
+        a, b = len(self.metrics), len(self.terms)
         v = np.asarray(v, dtype=np.float64)
         self.image_sums = v[:a].copy()
         self.pixel_sums = v[a:a + b].copy()
         self.n_images, self.skipped_no_valid = float(v[a + b]), float(v[a + b + 1])
 
     def state_dict(self) -> dict:
-        return {"image_sums": dict(zip(DEPTH_METRICS, self.image_sums.tolist())),
-                "pixel_sums": dict(zip(_SUM_KEYS, self.pixel_sums.tolist())),
-                "n_images": int(self.n_images), "skipped_no_valid": int(self.skipped_no_valid)}
+        return {"image_sums": dict(zip(self.metrics, self.image_sums.tolist())),
+                "pixel_sums": dict(zip(self.terms, self.pixel_sums.tolist())),
+                "n_images": int(self.n_images), "skipped_no_valid": int(self.skipped_no_valid),
+                "image_values": {m: list(v) for m, v in self.image_values.items()}}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.image_sums = np.array([sd["image_sums"][k] for k in DEPTH_METRICS], dtype=np.float64)
-        self.pixel_sums = np.array([sd["pixel_sums"][k] for k in _SUM_KEYS], dtype=np.float64)
+        self.image_sums = np.array([sd["image_sums"][k] for k in self.metrics], dtype=np.float64)
+        self.pixel_sums = np.array([sd["pixel_sums"][k] for k in self.terms], dtype=np.float64)
         self.n_images = float(sd["n_images"])
         self.skipped_no_valid = float(sd["skipped_no_valid"])
+        self.image_values = {m: list(sd.get("image_values", {}).get(m, [])) for m in self.image_values}
 
     def merge(self, other: "DepthMetricState") -> "DepthMetricState":
         self.from_vector(self.to_vector() + other.to_vector())
+        for m, values in self.image_values.items():
+            values.extend(other.image_values[m])
         return self
 
     def all_reduce(self, group=None) -> "DepthMetricState":
-        """Sum the state over all ranks of the default (or given) process group, in place."""
+        """Sum the state over all ranks of the default (or given) process group, in place
+        (per-image value lists are gathered; no-op without a process group)."""
+        from mmengine import dist
+
         self.from_vector(all_reduce_sum(self.to_vector(), group))
+        if self.image_values and dist.get_world_size(group) > 1:
+            parts = dist.all_gather_object(self.image_values, group)
+            self.image_values = {m: [v for part in parts for v in part[m]] for m in self.image_values}
         return self

@@ -21,8 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from dabench.errors import DataError
-from dabench.metrics._dist import all_reduce_sum
-from dabench.metrics.depth import to_numpy
+from dabench.metrics.depth import all_reduce_sum, to_numpy
 
 
 def seg_areas(pred, label, num_classes: int, ignore_index: int = 255, *, name: str = "sample"):
