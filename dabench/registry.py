@@ -45,12 +45,6 @@ class Registry:
             return _add(obj)
         return _add
 
-    def unregister(self, name: str) -> Any:
-        """Remove ``name`` (e.g. an entry a test or plug-in registered at run time); returns its object."""
-        self.check(name)
-        self._meta.pop(name)
-        return self._entries.pop(name)
-
     def get(self, name: str) -> Any:
         if name not in self._entries:
             raise RegistryError(

@@ -153,7 +153,8 @@ _add = register_metric
 
 def unregister_metric(name: str) -> MetricSpec:
     """Remove a metric registered at run time (its sum terms go too unless another metric uses them)."""
-    spec = METRICS.unregister(name)
+    spec = METRICS.get(name)
+    METRICS.unregister(name)
     still = {t for n in METRICS.names() for t in (METRICS.get(n).sums or {})}
     for t in spec.sums:
         if t not in still:
