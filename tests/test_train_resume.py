@@ -127,7 +127,7 @@ def _cli(out: Path, extra=(), home: Path | None = None) -> subprocess.Popen:
         env["DABENCH_HOME"] = str(home)
     cmd = [sys.executable, "-m", "dabench", "train", "teacher", "--preset", "smoke", "--out", str(out),
            "--set", "teacher.steps=150", "--set", "runtime.checkpoint_every=10", "--set", "runtime.log_every=50",
-           "--set", "runtime.tensorboard=false", *extra]
+           "--set", "runtime.tensorboard=false", "--set", "data.num_workers=2", *extra]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -220,17 +220,24 @@ def collate(samples: Sequence[dict]) -> dict[str, torch.Tensor]:
     return {k: torch.stack([s[k] for s in samples]) for k in sorted(keys)}
 
 
-def labelled_batch(src: Sources, indices: Sequence[int], crop: int, g: torch.Generator, flip: bool) -> dict:
+#: ``sample_generator`` streams: labelled and unlabelled samples draw independent augmentations
+LABELLED_STREAM, UNLABELLED_STREAM = 0, 1
+
+
+def labelled_batch(src: Sources, indices: Sequence[int], crop: int, flip: bool, *, seed: int,
+                   positions: Sequence[int]) -> dict:
     """A labelled training batch: ``image`` B×3×c×c in [0, 1], ``disparity`` target and ``mask``
-    (valid pixels plus sky at disparity 0)."""
+    (valid pixels plus sky at disparity 0). Sample ``indices[j]``'s crop and flip are drawn from
+    ``sample_generator(seed, LABELLED_STREAM, positions[j])``."""
+    from dabench.train.loader import sample_generator
     from dabench.train.losses import depth_to_disparity
 
     items = []
-    for i in indices:
+    for i, pos in zip(indices, positions):
         s = src[i]
         if "depth" not in s or "valid" not in s:
             raise DataError(f"labelled sample {s.get('name', i)!r} has no depth/valid map")
-        c = random_crop_flip(s, crop, g, flip)
+        c = random_crop_flip(s, crop, sample_generator(seed, LABELLED_STREAM, pos), flip)
         sky = c.get("sky")
         disp, mask = depth_to_disparity(c["depth"][None], c["valid"][None], None if sky is None else sky[None])
         items.append({"image": c["image"], "disparity": disp[0], "mask": mask[0]})

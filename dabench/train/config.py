@@ -19,6 +19,8 @@ from typing import Any, Mapping, Sequence
 from dabench.errors import ConfigError, MissingFileError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+#: data keys that set how batches are made, not what they are
+LOADER_KEYS = ("num_workers", "prefetch_factor")
 
 # ---------------------------------------------------------------- schema
 # A spec is: a type, a tuple of allowed types (None = may be null), a dict (nested section),
@@ -46,7 +48,8 @@ SCHEMA: dict[str, Any] = {
     "seed": int,
     "model": {"arch": str, "encoder_weights": (str, None), "init_seed": int},
     "data": {"labelled": [DATASET_SPEC], "unlabelled": [DATASET_SPEC], "data_root": (str, None),
-             "crop_size": int, "flip": bool, "flip_unlabelled": bool, "cache": bool},
+             "crop_size": int, "flip": bool, "flip_unlabelled": bool, "cache": bool,
+             "num_workers": (int, None), "prefetch_factor": int},
     "teacher": {**OPTIM, "batch_size": int},
     "pseudo_label": {"batch_size": int, "shard_size": int, "input_size": (int, None)},
     "student": {**OPTIM, "batch_size": int, "unlabelled_ratio": int, "use_unlabelled": bool,
@@ -146,6 +149,10 @@ def validate(cfg: Mapping) -> dict:
     if d["data"]["crop_size"] % 14:
         raise ConfigError(f"config key 'data.crop_size' must be a multiple of 14 (the patch size), got "
                           f"{d['data']['crop_size']}")
+    if d["data"]["num_workers"] is not None and d["data"]["num_workers"] < 0:
+        raise ConfigError(f"config key 'data.num_workers' must be >= 0 or null (automatic), got {d['data']['num_workers']}")
+    if d["data"]["prefetch_factor"] < 1:
+        raise ConfigError(f"config key 'data.prefetch_factor' must be >= 1, got {d['data']['prefetch_factor']}")
     if not 0 <= d["student"]["feat_alpha"] <= 1:
         raise ConfigError(f"config key 'student.feat_alpha' must be in [0, 1], got {d['student']['feat_alpha']}")
     return d
@@ -164,19 +171,27 @@ def preset_path(name: str) -> Path:
 
 
 def parse_value(text: str) -> Any:
-    """``--set`` values: JSON / Python literals (``1e-4``, ``[1, 2]``, ``'x'``, ``None``),
-    ``true``/``false``/``null``, else the text itself (so ``runtime.amp=none`` stays a string)."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "null":
+    """``--set`` values, parsed as mmengine's ``--cfg-options`` (``DictAction``): numbers,
+    ``true``/``false``, ``None``, lists ``[1, 2]`` / ``1,2`` and tuples; also ``null`` (-> None) and
+    JSON objects ``{...}`` (dataset specs); anything else stays text (``runtime.amp=none``)."""
+    from mmengine.config import DictAction
+
+    text = text.strip()
+    if text.lower() == "null":
         return None
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(text)
-        except (ValueError, SyntaxError):
-            pass
-    return text
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.startswith("{") or (text.startswith("[") and "{" in text):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                return parse(text)
+            except (ValueError, SyntaxError):
+                pass
+        raise ConfigError(f"--set value {text!r} is not valid JSON")
+    try:
+        return DictAction._parse_iterable(text)
+    except AssertionError as e:  # mmengine asserts balanced brackets
+        raise ConfigError(f"--set value {text!r}: {e}") from None
 
 
 def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
@@ -245,7 +260,9 @@ def dump_config(cfg: Mapping, path: str | os.PathLike) -> None:
 def stage_fingerprint(cfg: Mapping, stage: str) -> dict:
     """What a resume of ``stage`` must match: the model and the settings that shape its training
     (not checkpoint/log cadence or progress display)."""
-    fp = {"model": cfg["model"], "seed": cfg["seed"], "data": cfg["data"]}
+    # how batches are produced (worker count, prefetch) does not change them: not part of a resume's match
+    data = {k: v for k, v in cfg["data"].items() if k not in LOADER_KEYS}
+    fp = {"model": cfg["model"], "seed": cfg["seed"], "data": data}
     if stage == "teacher":
         fp["teacher"] = cfg["teacher"]
     elif stage == "student":

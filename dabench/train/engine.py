@@ -29,8 +29,11 @@ Contracts that make resume exact (a run killed with SIGKILL and resumed ends wit
 weights to an uninterrupted one):
 
 - ``batch_fn(step, generator)`` must be a pure function of ``step``, the rank and the
-  ``generator`` (a ``torch.Generator`` seeded from ``(seed, step, rank)`` for that step): use it
-  for every random augmentation. ``EpochSampler`` gives the per-step sample indices.
+  ``generator`` (a ``torch.Generator`` seeded from ``(seed, step, rank)`` for that step), or of
+  per-sample generators (``sample_generator(seed, stream, position)``, position from
+  ``EpochSampler.positions``): use them for every random augmentation. ``EpochSampler`` gives the
+  per-step sample indices. It runs in ``TrainConfig.loader.num_workers`` DataLoader workers
+  (``dabench.train.loader``), so the batch must not depend on which process makes it.
 - ``step_fn(model, batch, ctx)`` may draw randomness only from ``ctx.generator`` (seeded from
   ``(seed, step, rank)``, separate from the batch generator).
 - The model, optimiser, scheduler, global RNG states (torch/CUDA/numpy/python, per rank) and
@@ -50,7 +53,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -59,16 +61,21 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from dabench.errors import CheckpointError, ConfigError
 from dabench.provenance import atomic_path, atomic_write_json, atomic_write_text, checkpoints_dir
+from dabench.train.checkpoint import (LAST_CHECKPOINT, fingerprint_diff, flatten_dict, latest_checkpoint,  # noqa: F401
+                                      load_weights, rng_state, save_weights, set_rng_state)
+from dabench.train.distributed import (DistInfo, all_gather_object, all_reduce_mean, barrier,  # noqa: F401
+                                       dist_info, init_distributed, shutdown_distributed)
+from dabench.train.loader import LoaderConfig, build_step_loader, sample_generator, step_generator  # noqa: F401
 
 log = logging.getLogger("dabench.train")
 
 __all__ = [
-    "TrainConfig", "FinalWeights", "StepContext", "EpochSampler", "Trainer", "DistInfo",
+    "TrainConfig", "FinalWeights", "StepContext", "EpochSampler", "Trainer", "DistInfo", "LoaderConfig",
+    "sample_generator",
     "init_distributed", "shutdown_distributed", "dist_info", "step_generator", "flatten_dict",
     "build_scheduler", "latest_checkpoint", "load_weights", "save_weights", "barrier", "fingerprint_diff",
 ]
@@ -87,6 +94,7 @@ class TrainConfig:
     - ``checkpoint_every``: steps between checkpoints (0: only the last step); ``keep_checkpoints``
       most recent are kept.
     - ``samples_per_step``: images per step on one rank, for the throughput figure.
+    - ``loader``: the DataLoader settings of ``batch_fn`` (default: in the training process).
     """
 
     steps: int
@@ -110,6 +118,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     desc: str = "train"
+    loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(num_workers=0))
 
     def __post_init__(self):
         if int(self.steps) < 1:
@@ -143,69 +152,7 @@ class StepContext:
     amp_dtype: torch.dtype | None
 
 
-# ----------------------------------------------------------------------------- distributed
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str | None = None) -> DistInfo:
-    """Join the ``torchrun`` process group if the environment says so (``WORLD_SIZE`` > 1):
-    NCCL when CUDA is available, gloo otherwise. Safe to call repeatedly."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None or device == "auto":
-        use_cuda = torch.cuda.is_available()
-        dev = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
-    else:
-        dev = torch.device(device)
-        if dev.type == "cuda" and dev.index is None:
-            dev = torch.device(f"cuda:{local_rank}")
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
-    return dist_info(dev)
-
-
-def dist_info(device: torch.device | None = None) -> DistInfo:
-    if dist.is_available() and dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
-    else:
-        rank, world = 0, 1
-    dev = device or (torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available()
-                     else torch.device("cpu"))
-    return DistInfo(rank, world, int(os.environ.get("LOCAL_RANK", "0")), dev)
-
-
-def shutdown_distributed() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def barrier():
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 # ----------------------------------------------------------------------------- data position
-def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torch.Generator:
-    """A CPU generator that depends only on (seed, step, rank, stream): per-step randomness that
-    survives a resume without having to save generator state."""
-    g = torch.Generator()
-    g.manual_seed((int(seed) * 1_000_003 + int(step) * 8_191 + int(rank) * 131 + int(stream) * 7) % (2**63 - 1))
-    return g
-
-
 class EpochSampler:
     """Deterministic, resumable sample order: epoch ``e`` is a permutation of ``range(n)`` drawn
     from ``(seed, e)``; global step ``s`` takes the ``batch_size * world_size`` consecutive
@@ -229,12 +176,14 @@ class EpochSampler:
                               else np.arange(self.n))
         return self._cache[e]
 
-    def indices(self, step: int) -> list[int]:
+    def positions(self, step: int) -> range:
+        """This rank's places in the global sample order at ``step`` (what ``sample_generator``
+        keys a sample's augmentation on)."""
         start = (int(step) * self.world_size + self.rank) * self.batch_size
-        out = []
-        for pos in range(start, start + self.batch_size):
-            out.append(int(self._epoch(pos // self.n)[pos % self.n]))
-        return out
+        return range(start, start + self.batch_size)
+
+    def indices(self, step: int) -> list[int]:
+        return [int(self._epoch(pos // self.n)[pos % self.n]) for pos in self.positions(step)]
 
     def epoch_of(self, step: int) -> float:
         return step * self.batch_size * self.world_size / self.n
@@ -272,113 +221,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
             final_div_factor=cfg.onecycle_final_div_factor, cycle_momentum=False)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, _Lambda(cfg.schedule, cfg.steps, cfg.warmup_steps, cfg.poly_power))
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def flatten_dict(d: Mapping, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists/tuples become JSON text so they compare)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten_dict(v, key + "."))
-        elif isinstance(v, (list, tuple)):
-            out[key] = json.dumps(v, default=str)
-        else:
-            out[key] = v
-    return out
-
-
-def fingerprint_diff(old: Mapping, new: Mapping) -> list[str]:
-    fo, fn = flatten_dict(old), flatten_dict(new)
-    diffs = []
-    for k in sorted(set(fo) | set(fn)):
-        a, b = fo.get(k, "<absent>"), fn.get(k, "<absent>")
-        if a != b:
-            diffs.append(f"{k}: {a!r} in the checkpoint vs {b!r} now")
-    return diffs
-
-
-def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    """All of ``model.state_dict()`` as safetensors (atomic)."""
-    from safetensors.torch import save_file
-
-    sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(sd, str(tmp), metadata=metadata)
-
-
-def load_weights(model: nn.Module, path: Path) -> None:
-    """Load a ``save_weights`` file strictly; a key or shape mismatch raises ``CheckpointError``."""
-    from safetensors.torch import load_file
-
-    sd = load_file(str(path))
-    own = model.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    shapes = [f"{k}: {tuple(sd[k].shape)} in the file vs {tuple(own[k].shape)} in the model"
-              for k in sorted(set(sd) & set(own)) if sd[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if shapes:
-            parts.append("shape mismatches " + "; ".join(shapes[:5]))
-        raise CheckpointError(f"{path} does not fit this model (another architecture?): " + "; ".join(parts))
-    model.load_state_dict(sd, strict=True)
-
-
-def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint directory under ``out_dir/checkpoints``, or None."""
-    root = Path(out_dir) / "checkpoints"
-    pointer = root / "latest.json"
-    if pointer.is_file():
-        try:
-            p = root / json.loads(pointer.read_text())["dir"]
-            if (p / "state.pt").is_file() and (p / "model.safetensors").is_file():
-                return p
-        except (ValueError, KeyError):
-            pass
-    cands = sorted(p for p in root.glob("step_*") if (p / "state.pt").is_file() and (p / "model.safetensors").is_file())
-    return cands[-1] if cands else None
-
-
-def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "python": _py_state_to_tensor(random.getstate()),
-          "numpy": _np_state_to_tensor(np.random.get_state())}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state()
-    return st
-
-
-def _set_rng_state(st: Mapping) -> None:
-    torch.set_rng_state(st["torch"])
-    random.setstate(_py_state_from_tensor(st["python"]))
-    np.random.set_state(_np_state_from_tensor(st["numpy"]))
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state(st["cuda"])
-
-
-def _py_state_to_tensor(s) -> dict:
-    version, internal, gauss = s
-    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-            "gauss": None if gauss is None else float(gauss)}
-
-
-def _py_state_from_tensor(d) -> tuple:
-    return (d["version"], tuple(int(x) for x in d["internal"].tolist()), d["gauss"])
-
-
-def _np_state_to_tensor(s) -> dict:
-    name, keys, pos, has_gauss, cached = s
-    return {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
-
-
-def _np_state_from_tensor(d) -> tuple:
-    return (d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached"])
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -420,6 +262,10 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.dist = dist_ or init_distributed(cfg.device)
         self.device = self.dist.device
+        from mmengine.model import is_model_wrapper
+
+        if is_model_wrapper(model):  # the trainer wraps for DDP itself; it saves the bare model
+            model = model.module
         self.model = model.to(self.device)
         self.step_fn, self.batch_fn = step_fn, batch_fn
         self.fingerprint = dict(fingerprint or {})
@@ -442,13 +288,7 @@ class Trainer:
 
     # -- checkpointing
     def _state(self) -> dict:
-        rng = _rng_state()
-        if self.dist.world_size > 1:
-            gathered: list = [None] * self.dist.world_size
-            dist.all_gather_object(gathered, rng)
-            rng_all = gathered
-        else:
-            rng_all = [rng]
+        rng_all = all_gather_object(rng_state())  # one entry per rank
         return {"format": "dabench.train_state/1", "step": self.step, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": rng_all,
                 "data": {"next_step": self.step, "seed": self.cfg.seed, "world_size": self.dist.world_size},
@@ -467,6 +307,7 @@ class Trainer:
             shutil.rmtree(final_dir, ignore_errors=True)
             os.replace(tmp, final_dir)
             atomic_write_json(self._ckpt_root / "latest.json", {"dir": name, "step": self.step})
+            atomic_write_text(self._ckpt_root / LAST_CHECKPOINT, name)
             kept = sorted(p for p in self._ckpt_root.glob("step_*") if p.is_dir())
             for old in kept[:-max(1, self.cfg.keep_checkpoints)]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -494,11 +335,11 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         rng = state["rng"]
         if len(rng) == self.dist.world_size:
-            _set_rng_state(rng[self.dist.rank])
+            set_rng_state(rng[self.dist.rank])
         else:
             log.warning("resuming %s on %d ranks, it was saved on %d: data order and RNG differ from an "
                         "uninterrupted run", ckpt, self.dist.world_size, len(rng))
-            _set_rng_state(rng[0])
+            set_rng_state(rng[0])
         self.step = int(state["step"])
 
     # -- the loop
@@ -564,14 +405,17 @@ class Trainer:
         t_last, step_last = time.perf_counter(), self.step
         progress = self._progress()
         task = progress.add_task(cfg.desc, total=cfg.steps, completed=self.step, loss="-", speed="-") if progress else None
+        loader = batches = None
         try:
             if progress:
                 progress.start()
             self.model.train()
+            loader = build_step_loader(self.batch_fn, start=self.step, stop=cfg.steps, seed=cfg.seed,
+                                       rank=self.dist.rank, cfg=cfg.loader, cuda=self.device.type == "cuda")
+            batches = iter(loader)
             while self.step < cfg.steps:
                 step = self.step
-                batch = self.batch_fn(step, step_generator(cfg.seed, step, self.dist.rank, stream=0))
-                batch = _to_device(batch, self.device)
+                batch = _to_device(next(batches), self.device)
                 ctx = StepContext(step, cfg.steps, step_generator(cfg.seed, step, self.dist.rank, stream=1),
                                   self.device, self.dist.rank, self.dist.world_size, self.amp_dtype)
                 amp = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
@@ -624,6 +468,7 @@ class Trainer:
                 if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or done:
                     self.save_checkpoint()
         finally:
+            loader = batches = None  # drops the loader's workers
             if progress:
                 progress.stop()
             if writer is not None:
@@ -636,10 +481,8 @@ class Trainer:
     def _reduce_means(self, sums: dict, n: int) -> dict[str, float]:
         keys = sorted(sums)
         vals = torch.tensor([sums[k] / max(n, 1) for k in keys], dtype=torch.float64)
-        if self.dist.world_size > 1 and keys:
-            dev_vals = vals.to(self.device) if self.device.type == "cuda" else vals
-            dist.all_reduce(dev_vals)
-            vals = dev_vals.cpu() / self.dist.world_size
+        if keys:
+            vals = all_reduce_mean(vals)
         return dict(zip(keys, vals.tolist()))
 
     def _progress(self):

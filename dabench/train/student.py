@@ -24,12 +24,13 @@ from typing import Mapping
 import torch
 
 from dabench.errors import ConfigError, DataError
-from dabench.train.common import (StageResult, Sources, build_model, collate, encoder_init_note, labelled_batch,
-                                  normalise, param_groups, random_crop_flip, resize_short_side, warn_random_encoder)
+from dabench.train.common import (UNLABELLED_STREAM, StageResult, Sources, build_model, encoder_init_note,
+                                  labelled_batch, normalise, param_groups, random_crop_flip, resize_short_side,
+                                  warn_random_encoder)
 from dabench.train.config import dump_config, stage_fingerprint
-from dabench.train.engine import EpochSampler, FinalWeights, Trainer, init_distributed
+from dabench.train.engine import EpochSampler, FinalWeights, Trainer, init_distributed, sample_generator
 from dabench.train.losses import (affine_invariant_loss, cutmix_unlabelled_loss, feature_alignment_loss)
-from dabench.train.perturb import PerturbConfig, apply_cutmix, cutmix_boxes, strong_perturb
+from dabench.train.perturb import PerturbConfig, apply_cutmix, cutmix_box, strong_perturb
 from dabench.train.pseudo_label import PseudoLabels
 from dabench.train.teacher import runtime_train_config
 
@@ -122,18 +123,29 @@ def train_student(cfg: Mapping, out_dir: str | Path, pseudo_dir: str | Path | No
     flip, flip_u = d["flip"], d["flip_unlabelled"]
     alpha = float(s["feat_alpha"])
 
+    seed = cfg["seed"]
+
     def batch_fn(step, gen):
-        batch = labelled_batch(labelled, lab_sampler.indices(step), crop, gen, flip)
+        batch = labelled_batch(labelled, lab_sampler.indices(step), crop, flip, seed=seed,
+                               positions=lab_sampler.positions(step))
         if use_u:
-            items = [random_crop_flip(unl[i], crop, gen, flip_u) for i in unl_sampler.indices(step)]
-            u = collate(items)
-            images = u["image"]
+            images, pseudo, boxes = [], [], []
+            # each unlabelled sample's crop, perturbation and CutMix box come from its own generator
+            for i, pos in zip(unl_sampler.indices(step), unl_sampler.positions(step)):
+                g = sample_generator(seed, UNLABELLED_STREAM, pos)
+                c = random_crop_flip(unl[i], crop, g, flip_u)
+                img = c["image"]
+                if strong:
+                    img = strong_perturb(img[None], g, pcfg)[0]
+                    boxes.append(cutmix_box(crop, crop, g, pcfg.cutmix_p, pcfg.cutmix_area, pcfg.cutmix_ratio))
+                images.append(img)
+                pseudo.append(c["pseudo"])
+            images_t = torch.stack(images)
             if strong:
-                images = strong_perturb(images, gen, pcfg)
-                boxes = cutmix_boxes(images.shape[0], crop, crop, gen, pcfg)
-                images, partner = apply_cutmix(images, boxes)
-                batch["u_box"], batch["u_partner"] = boxes, partner
-            batch["u_image"], batch["u_pseudo"] = images, u["pseudo"]
+                box_t = torch.stack(boxes)
+                images_t, partner = apply_cutmix(images_t, box_t)
+                batch["u_box"], batch["u_partner"] = box_t, partner
+            batch["u_image"], batch["u_pseudo"] = images_t, torch.stack(pseudo)
         return batch
 
     def step_fn(m, batch, ctx):

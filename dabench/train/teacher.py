@@ -9,7 +9,7 @@ from typing import Mapping
 from dabench.train.common import (StageResult, Sources, build_model, encoder_init_note, labelled_batch, normalise,
                                   param_groups, warn_random_encoder)
 from dabench.train.config import dump_config, stage_fingerprint
-from dabench.train.engine import EpochSampler, FinalWeights, TrainConfig, Trainer, init_distributed
+from dabench.train.engine import EpochSampler, FinalWeights, LoaderConfig, TrainConfig, Trainer, init_distributed
 from dabench.train.losses import affine_invariant_loss
 
 log = logging.getLogger("dabench.train")
@@ -17,7 +17,8 @@ log = logging.getLogger("dabench.train")
 
 def runtime_train_config(cfg: Mapping, stage: str, samples_per_step: int) -> TrainConfig:
     rt, st = cfg["runtime"], cfg[stage]
-    return TrainConfig(steps=st["steps"], checkpoint_every=rt["checkpoint_every"], keep_checkpoints=rt["keep_checkpoints"],
+    loader = LoaderConfig(num_workers=cfg["data"]["num_workers"], prefetch_factor=cfg["data"]["prefetch_factor"])
+    return TrainConfig(loader=loader, steps=st["steps"], checkpoint_every=rt["checkpoint_every"], keep_checkpoints=rt["keep_checkpoints"],
                        log_every=rt["log_every"], schedule=st["schedule"], warmup_steps=st["warmup_steps"],
                        weight_decay=st["weight_decay"], grad_clip=st["grad_clip"], amp=rt["amp"], seed=cfg["seed"],
                        samples_per_step=samples_per_step, device=rt["device"], progress=rt["progress"],
@@ -38,7 +39,8 @@ def train_teacher(cfg: Mapping, out_dir: str | Path, resume: bool = False) -> St
     crop, flip = d["crop_size"], d["flip"]
 
     def batch_fn(step, gen):
-        return labelled_batch(labelled, sampler.indices(step), crop, gen, flip)
+        return labelled_batch(labelled, sampler.indices(step), crop, flip, seed=cfg["seed"],
+                              positions=sampler.positions(step))
 
     def step_fn(m, batch, ctx):
         pred = m(normalise(batch["image"]))

@@ -22,6 +22,8 @@ data = dict(
     flip=True,           # horizontal flip of labelled images (paper)
     flip_unlabelled=False,
     cache=False,         # keep decoded samples in memory (small sets only)
+    num_workers=None,    # DataLoader workers per rank; None: the usable cores / ranks on this machine - 1 (max 8)
+    prefetch_factor=2,   # batches in flight per worker
 )
 
 teacher = dict(
