@@ -99,12 +99,14 @@ def provenance(seed: int | None = None, config: dict | None = None) -> dict[str,
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` (atomic on POSIX),
-    on any error it is removed, so ``path`` is never half-written. For writers that take a file name
+    on any error it is removed, so ``path`` is never half-written. The file gets the permissions of a
+    new file under the user's umask (not mkstemp's 0600). For writers that take a file name
     (safetensors, savefig, ...)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; results are shared like any new file
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -114,6 +116,12 @@ def atomic_path(path: str | os.PathLike):
         except OSError:
             pass
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

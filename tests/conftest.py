@@ -16,6 +16,14 @@ def _isolated_dabench_home(tmp_path_factory, monkeypatch):
     yield home
 
 
+# CLI messages must not depend on the terminal: rich wraps error panels and tables at the console
+# width (80 columns when output is captured, or $COLUMNS), and a long tmp path then splits the phrase
+# a test looks for. A very wide console (set before typer/rich are imported: typer reads
+# TERMINAL_WIDTH once) never wraps a one-line message; tests also compare on flattened text
+# (tests/cli_output.py).
+os.environ["COLUMNS"] = "4000"
+os.environ["TERMINAL_WIDTH"] = "4000"
+
 # One thread per process: tests spawn torchrun/DataLoader subprocesses, and oversubscribed OpenMP threads on
 # 2 cores are many times slower than one thread each.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -13,7 +13,8 @@ import dabench.cli.models  # noqa: F401  (registers the commands)
 from dabench.cli._app import app
 from dabench.models import create_model, save_checkpoint
 from dabench.models.inference import predict_image
-from test_models import tiny_model  # tests/ is on sys.path under pytest
+from cli_output import flat  # tests/ is on sys.path under pytest
+from test_models import tiny_model
 
 runner = CliRunner()
 
@@ -103,4 +104,4 @@ def test_predict_pth_needs_model(tmp_path, images):
     p = tmp_path / "official.pth"
     torch.save({"x": torch.zeros(1)}, p)
     r = runner.invoke(app, ["predict", str(images[0]), "--checkpoint", str(p), "--out", str(tmp_path / "o")])
-    assert r.exit_code == 2 and "pass --model" in r.output
+    assert r.exit_code == 2 and "pass --model" in flat(r.output)

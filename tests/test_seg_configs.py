@@ -92,19 +92,101 @@ def test_schedule_rescaling_keeps_phases():
     assert [(x["begin"], x["end"]) for x in R.rescale_schedule(s, 80000, 160000)] == [(0, 3000), (3000, 160000)]
 
 
-def test_resume_unpickles_only_files_inside_the_run_folder(tmp_path):
+class _Planted:
+    """A pickle that writes a marker file when it is unpickled (what a hostile iter_N.pth does)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def _mmengine_like_checkpoint():
+    """What mmengine's CheckpointHook saves besides tensors: HistoryBuffers, numpy arrays and scalars."""
+    import numpy as np
+    import torch
+    from mmengine.logging import MessageHub
+
+    hub = MessageHub.get_instance("dabench-test-resume")
+    for i in range(3):
+        hub.update_scalar("train/loss", 1.0 / (i + 1))
+    hub.update_info("eta", np.float64(12.5))
+    return {"meta": {"iter": 3, "epoch": 0, "cfg": "x = 1", "dataset_meta": {"classes": ("a", "b")}},
+            "state_dict": {"w": torch.ones(2)}, "message_hub": hub.state_dict(),
+            "optimizer": {"state": {}, "param_groups": [{"lr": np.float32(0.1), "params": [0]}]}}
+
+
+def test_mmengine_checkpoints_load_with_an_allow_list(tmp_path):
+    import torch
+    from mmengine.logging.history_buffer import HistoryBuffer
+    from mmengine.runner import CheckpointLoader
+
+    run = tmp_path / "run"
+    run.mkdir()
+    ck = _mmengine_like_checkpoint()
+    ck["meta"]["config"] = f"open({str(tmp_path / 'config-ran')!r}, 'w')"  # mmengine's resume would execute it
+    torch.save(ck, run / "iter_3.pth")
+    (run / "last_checkpoint").write_text(str(run / "iter_3.pth"))
+    assert R.latest_checkpoint(run) == run / "iter_3.pth"
+    R.use_safe_checkpoint_loader()
+    got = CheckpointLoader.load_checkpoint(str(run / "iter_3.pth"), map_location="cpu")  # mmengine's own path
+    assert got["meta"]["iter"] == 3 and "config" not in got["meta"]
+    buf = got["message_hub"]["log_scalars"]["train/loss"]
+    assert isinstance(buf, HistoryBuffer) and buf.current() == pytest.approx(1 / 3)
+    assert got["message_hub"]["runtime_info"]["eta"] == 12.5
+    assert not (tmp_path / "config-ran").exists()
+
+    # last_checkpoint naming a file outside the run folder is refused
+    torch.save(ck, tmp_path / "elsewhere.pth")
+    (run / "last_checkpoint").write_text(str(tmp_path / "elsewhere.pth"))
+    with pytest.raises(R.CheckpointError, match="outside the run folder"):
+        R.latest_checkpoint(run)
+    (run / "last_checkpoint").write_text("../elsewhere.pth")
+    with pytest.raises(R.CheckpointError):
+        R.latest_checkpoint(run)
+
+
+def test_planted_checkpoint_never_runs_code(tmp_path):
+    """A hostile iter_N.pth + last_checkpoint in --out: refused with exit 2, the payload never runs."""
+    import torch
+    from typer.testing import CliRunner
+
+    from dabench.cli import app
+
+    out, marker = tmp_path / "run", tmp_path / "marker"
+    out.mkdir()
+    ck = _mmengine_like_checkpoint()
+    ck["meta"]["planted"] = _Planted(marker)
+    torch.save(ck, out / "iter_20.pth")
+    (out / "last_checkpoint").write_text(str(out / "iter_20.pth"))
+    res = CliRunner().invoke(app, ["finetune", "seg", "--dataset", "synthetic", "--preset", "tiny", "--random-init",
+                                   "--arch", "da2_test", "--iters", "40", "--out", str(out), "--resume", "--no-eval"],
+                             env={"COLUMNS": "500"})
+    assert not marker.exists()
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.replace("│", " ").split())
+    assert "refusing to load checkpoint" in text and "iter_20.pth" in text
+    assert "weights_only=False" not in text and "Traceback" not in text
+    # mmengine's own loader (load_from / resume) refuses it too
+    from mmengine.runner import CheckpointLoader
+
+    R.use_safe_checkpoint_loader()
+    with pytest.raises(R.CheckpointError, match="refusing"):
+        CheckpointLoader.load_checkpoint(str(out / "iter_20.pth"), map_location="cpu")
+    assert not marker.exists()
+
+
+def test_resume_falls_back_from_a_corrupt_newest_checkpoint(tmp_path):
     import torch
 
     run = tmp_path / "run"
     run.mkdir()
-    torch.save({"meta": {"iter": 3}, "state_dict": {}}, run / "iter_3.pth")
-    torch.save({"meta": {}}, tmp_path / "elsewhere.pth")
-    (run / "last_checkpoint").write_text(str(run / "iter_3.pth"))
-    assert R.latest_checkpoint(run) == run / "iter_3.pth"
-    R.trust_work_dir(run)
-    from mmengine.runner import CheckpointLoader
+    torch.save(_mmengine_like_checkpoint(), run / "iter_2.pth")
+    (run / "iter_4.pth").write_bytes(b"PK\x03\x04 truncated")
+    (run / "last_checkpoint").write_text(str(run / "iter_4.pth"))
+    warnings = []
+    path, ck = R.resume_checkpoint(run, warn=warnings.append)
+    assert path == run / "iter_2.pth" and ck["meta"]["iter"] == 3
+    assert len(warnings) == 1 and "iter_4.pth" in warnings[0] and "corrupt" in warnings[0]
 
-    ck = CheckpointLoader.load_checkpoint(R.TRUSTED_PREFIX + str(run / "iter_3.pth"), map_location="cpu")
-    assert ck["meta"]["iter"] == 3
-    with pytest.raises(R.CheckpointError, match="only checkpoints of this run"):
-        CheckpointLoader.load_checkpoint(R.TRUSTED_PREFIX + str(tmp_path / "elsewhere.pth"), map_location="cpu")

@@ -55,7 +55,9 @@ def load_card(name: str) -> dict:
     """The validated card of dataset ``name`` (a fresh copy each call)."""
     import copy
 
-    path = cards_dir() / f"{name}.yaml"
+    from dabench.safety import safe_join
+
+    path = safe_join(cards_dir(), f"{name}.yaml", what="dataset name")
     try:
         stamp = path.stat().st_mtime_ns
     except OSError:

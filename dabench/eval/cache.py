@@ -63,7 +63,9 @@ class PredictionCache:
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.npy"
+        from dabench.safety import safe_join
+
+        return safe_join(self.root, key[:2], f"{key}.npy", what="cache key")
 
     def get(self, key: str) -> np.ndarray | None:
         if not self.enabled:

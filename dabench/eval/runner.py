@@ -485,6 +485,11 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
         if len(runs) != 1:
             raise ConfigError(f"--name labels one model; {len(runs)} models were selected")
         runs[0].label = name
+    from dabench.results.store import record_path
+
+    for run in runs:  # a name that would write outside --results is refused before any work
+        for ds in selected:
+            record_path(results_dir, suite.name, run.label, ds)
     request = TaskRequest(datasets=selected, root=root, results_dir=results_dir, limit=limit, batch_size=batch_size,
                           device=device, flip_tta=flip_tta, seed=seed, amp_dtype=amp_dtype, use_cache=use_cache,
                           num_workers=num_workers, show_progress=show_progress, print_table=print_table,

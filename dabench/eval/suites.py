@@ -240,9 +240,11 @@ def load_suite(name_or_path: str | os.PathLike | Suite) -> Suite:
     if not path.is_file():
         raise MissingFileError(f"suite file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"suite file {path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
     return parse_suite(data, str(path), default_name=path.stem)
 
 

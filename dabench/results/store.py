@@ -22,7 +22,13 @@ def _safe(name: str) -> str:
 
 
 def record_path(results_dir: str | os.PathLike, suite: str, model: str, dataset: str) -> Path:
-    return Path(results_dir) / _safe(suite) / _safe(model) / f"{_safe(dataset)}.json"
+    """``results_dir/suite/model/dataset.json``; names that would leave ``results_dir`` (``..``) are refused."""
+    from dabench.safety import safe_join
+
+    for what, name in (("suite", suite), ("model", model), ("dataset", dataset)):
+        safe_join(results_dir, _safe(name), what=f"record {what}", error=DataError)
+    return safe_join(results_dir, _safe(suite), _safe(model), f"{_safe(dataset)}.json", what="record path",
+                     error=DataError)
 
 
 def validate_record(record: dict, source: str = "<record>") -> dict:

@@ -47,8 +47,6 @@ DATASET_BASES: dict[str, tuple[str, str | None]] = {
     "synthetic": ("synthetic.py", None),
 }
 SEG_HEAD_PREFIX = "seg_"  # dabench.head metadata of seg checkpoints: seg_upernet, seg_mask2former
-TRUSTED_PREFIX = "dabench-trusted://"
-_TRUSTED_DIRS: set[Path] = set()
 
 
 def heads_dir() -> Path:
@@ -307,36 +305,155 @@ def rescale_schedule(schedulers: list, old_iters: int, new_iters: int) -> list:
 
 
 # ---------------------------------------------------------------------------------------------
-# resume: mmengine's checkpoints pickle training state (HistoryBuffer, numpy scalars), which
-# torch>=2.6's weights_only load rejects. Only files that this process's own runs wrote (inside a
-# work dir registered here) are loaded with weights_only=False.
+# resume: mmengine's checkpoints pickle a little training state besides tensors (the message hub's
+# HistoryBuffer objects, numpy arrays, scalars and dtypes). They are read with
+# torch.load(weights_only=True) and an allow-list of exactly those classes: nothing else in a
+# checkpoint can be built or called, so a planted iter_N.pth cannot run code. mmengine's own local
+# loader is replaced by this one, so every checkpoint it reads goes through the same check.
 # ---------------------------------------------------------------------------------------------
-def _load_trusted(filename: str, map_location=None):
+_STATISTICS = ("min", "max", "current", "mean")  # HistoryBuffer's statistics methods (pickled by reference)
+
+
+def _history_buffer_method(owner, name):
+    """Stands in for ``builtins.getattr`` while unpickling: HistoryBuffer pickles its statistics
+    methods as ``getattr(HistoryBuffer, "mean")``; any other attribute lookup is refused."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if owner is not HistoryBuffer or name not in _STATISTICS:
+        raise CheckpointError(f"attribute {name!r} of {owner!r} is not part of an mmengine checkpoint")
+    return getattr(HistoryBuffer, name)
+
+
+def mmengine_safe_globals() -> list:
+    """The classes an mmengine (0.10) training checkpoint holds besides tensors: the allow-list."""
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+    dtypes = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+              np.float16, np.float32, np.float64)
+    return [HistoryBuffer, core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype,
+            *{type(np.dtype(t)) for t in dtypes}, (_history_buffer_method, "builtins.getattr")]
+
+
+def load_mmengine_checkpoint(filename: str | os.PathLike, map_location=None) -> dict:
+    """An mmengine checkpoint read with ``torch.load(weights_only=True)`` + :func:`mmengine_safe_globals`.
+
+    ``CheckpointError`` naming the file when it holds anything else (it was not written by mmengine,
+    or was tampered with) or is corrupt. The ``meta.config`` string, which mmengine's resume would
+    parse as a Python config (i.e. execute), is dropped.
+    """
+    import pickle
+
     import torch
 
-    path = Path(filename[len(TRUSTED_PREFIX):]).resolve()
-    if not any(path.is_relative_to(d) for d in _TRUSTED_DIRS):
-        raise CheckpointError(f"refusing to unpickle {path}: only checkpoints of this run's --out are trusted")
+    path = Path(str(filename))
     if not path.is_file():
         raise MissingFileError(f"checkpoint {path} does not exist")
-    return torch.load(str(path), map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(mmengine_safe_globals()):
+            ckpt = torch.load(str(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"refusing to load checkpoint {path}: it holds objects an mmengine checkpoint does "
+                              f"not contain ({_unpickling_reason(e)}); dabench only builds tensors, numpy values "
+                              "and mmengine's HistoryBuffer from a checkpoint, so this file was not written by "
+                              "`dabench finetune seg` or was altered") from None
+    except CheckpointError as e:
+        raise CheckpointError(f"refusing to load checkpoint {path}: {e}") from None
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} is not an mmengine checkpoint (a {type(ckpt).__name__}, not a dict)")
+    meta = ckpt.get("meta")
+    if isinstance(meta, dict):
+        meta.pop("config", None)  # mmengine's resume runs Config.fromstring on it: Python code from the file
+    return ckpt
 
 
-def trust_work_dir(work_dir: str | os.PathLike) -> None:
+def _unpickling_reason(e: Exception) -> str:
+    """The refused global/operation of a weights_only error, without torch's advice to unpickle anyway."""
+    import re
+
+    text = str(e)
+    m = re.search(r"(GLOBAL [\w.]+|unsupported GLOBAL [\w.]+|unrecognized function [^\n]+?)(?: was| which|\n|$)", text)
+    if m:
+        return m.group(1).strip()
+    for line in text.splitlines():
+        if line.strip() and "weights_only" not in line and "Weights only" not in line and "torch.load" not in line:
+            return line.strip()[:200]
+    return type(e).__name__
+
+
+_PRELOADED: dict[str, dict] = {}  # resolved path -> checkpoint already read (and checked) by resume_checkpoint
+
+
+def _mmengine_local_loader(filename, map_location=None):
+    path = Path(os.path.expanduser(filename))
+    cached = _PRELOADED.pop(str(path.resolve()), None)
+    return cached if cached is not None else load_mmengine_checkpoint(path, map_location=map_location)
+
+
+def use_safe_checkpoint_loader() -> None:
+    """Make mmengine read local checkpoints (``load_from``, ``resume``) with :func:`load_mmengine_checkpoint`."""
     from mmengine.runner import CheckpointLoader
 
-    _TRUSTED_DIRS.add(Path(work_dir).resolve())
-    CheckpointLoader.register_scheme(prefixes=TRUSTED_PREFIX, loader=_load_trusted, force=True)
+    CheckpointLoader.register_scheme(prefixes="", loader=_mmengine_local_loader, force=True)
+
+
+def _mmengine_checkpoints(work_dir: Path) -> list[Path]:
+    """``iter_N.pth`` / ``epoch_N.pth`` in ``work_dir``, newest (highest N) first."""
+    import re
+
+    found = []
+    for p in work_dir.glob("*.pth"):
+        m = re.fullmatch(r"(iter|epoch)_(\d+)\.pth", p.name)
+        if m and p.is_file():
+            found.append((int(m.group(2)), p))
+    return [p for _, p in sorted(found, reverse=True)]
 
 
 def latest_checkpoint(work_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint mmengine's CheckpointHook last wrote in ``work_dir`` (``last_checkpoint`` file)."""
-    marker = Path(work_dir) / "last_checkpoint"
+    """The checkpoint mmengine's CheckpointHook last wrote in ``work_dir`` (``last_checkpoint`` file);
+    a name pointing outside ``work_dir`` is refused."""
+    from dabench.safety import safe_join
+
+    work_dir = Path(work_dir)
+    marker = work_dir / "last_checkpoint"
     if not marker.is_file():
         return None
-    p = Path(marker.read_text().strip())
-    p = p if p.is_absolute() else Path(work_dir) / p
+    try:
+        text = marker.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{marker} is not a text file naming a checkpoint ({e})") from None
+    p = Path(text)
+    if p.is_absolute():  # mmengine writes the absolute path; it must still lie in work_dir
+        try:
+            p = p.resolve().relative_to(work_dir.resolve())
+        except ValueError:
+            raise CheckpointError(f"{marker} names {text}, outside the run folder {work_dir}") from None
+    p = safe_join(work_dir, p.as_posix(), what=f"checkpoint named in {marker}", subdirs=True, error=CheckpointError)
     return p if p.is_file() else None
+
+
+def resume_checkpoint(work_dir: str | os.PathLike, warn=None) -> tuple[Path, dict]:
+    """The newest readable checkpoint of ``work_dir`` and its contents: ``last_checkpoint``'s file,
+    else the ``iter_N.pth`` files newest first. A corrupt one is reported through ``warn`` and the
+    previous one is tried; a file holding disallowed objects is an error (never skipped silently)."""
+    work_dir = Path(work_dir)
+    last = latest_checkpoint(work_dir)
+    candidates = ([last] if last is not None else []) + [p for p in _mmengine_checkpoints(work_dir) if p != last]
+    if not candidates:
+        raise MissingFileError(f"--resume: no checkpoint in {work_dir} (no last_checkpoint file or iter_N.pth)")
+    warn = warn or (lambda msg: print(f"WARNING: {msg}", file=sys.stderr))
+    for p in candidates:
+        try:
+            return p, load_mmengine_checkpoint(p, map_location="cpu")
+        except CheckpointError as e:
+            if str(e).startswith("refusing"):
+                raise
+            warn(f"{e}; falling back to the previous checkpoint")
+    raise CheckpointError(f"--resume: no readable checkpoint in {work_dir} (tried {', '.join(p.name for p in candidates)})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,12 +700,11 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
     configure(cfg, work_dir=work_dir, arch=arch, init=init, dataset=dataset, data_root=data_root,
               max_iters=iters, batch_size=batch_size, seed=seed, launcher=launcher)
     check_layout(cfg)
+    use_safe_checkpoint_loader()
     if resume:
-        last = latest_checkpoint(work_dir)
-        if last is None:
-            raise MissingFileError(f"--resume: no checkpoint in {work_dir} (no last_checkpoint file)")
-        trust_work_dir(work_dir)
-        cfg.load_from = TRUSTED_PREFIX + str(last.resolve())
+        last, ckpt = resume_checkpoint(work_dir)  # checked here, so a bad file stops before anything is built
+        cfg.load_from = str(last.resolve())
+        _PRELOADED[cfg.load_from] = ckpt
         cfg.resume = True
 
     from mmengine.runner import Runner
