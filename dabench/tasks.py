@@ -25,6 +25,8 @@ TASKS.register("relative", "dabench.eval.runner:run_depth_task", metric_task="de
                description="affine-invariant depth: each prediction aligned to the ground truth before scoring")
 TASKS.register("metric", "dabench.eval.runner:run_depth_task", metric_task="depth",
                description="metric depth in metres, scored without alignment")
+TASKS.register("ordinal", "dabench.eval.ordinal:run_ordinal_task", metric_task="ordinal",
+               description="pairwise relative depth on annotated point pairs (DA-2K), no alignment")
 TASKS.register("segmentation", "dabench.finetune.seg.suite:run_seg_task", metric_task="segmentation",
                description="semantic segmentation with a fine-tuned head (mmseg)")
 

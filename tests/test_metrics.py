@@ -36,11 +36,14 @@ def _case(rng, h=12, w=9):
 
 
 def test_registry_entries_complete():
+    from dabench.metrics.registry import AVERAGING
+
+    assert list_metrics("ordinal") == ["pair_accuracy"] and get_metric("pair_accuracy").averaging == "pair"
     assert list_metrics("depth") == list(DEPTH_METRICS)
     assert list_metrics("segmentation") == list(SEG_METRICS)
     for name in METRICS.names():
         spec = get_metric(name)
-        assert spec.name == name and spec.averaging in ("image", "pixel")
+        assert spec.name == name and spec.averaging in AVERAGING
         assert isinstance(spec.higher_is_better, bool) and spec.display and spec.fmt
     assert get_metric("delta1").higher_is_better and not get_metric("abs_rel").higher_is_better
     with pytest.raises(RegistryError, match="abs_rel"):

@@ -3,7 +3,8 @@
 Card schema (every field is checked by ``validate_card``):
 
 - ``name``: the card's file stem; ``display_name``: for tables.
-- ``task``: ``depth`` | ``segmentation``.
+- ``task``: ``depth`` | ``segmentation`` | ``ordinal`` (annotated point pairs, e.g. DA-2K; the depth
+  protocol fields may be null).
 - ``reader``: the dataset reader (a ``READERS`` name in ``dabench.data.datasets``).
 - ``split_file``: ``{split: path}`` of split lists, relative to ``<repo>/datasets/``
   (``{}`` for synthetic sets and sets listed by directory scan); ``default_split``.
@@ -31,7 +32,7 @@ from dabench.data.crops import CROPS as EVAL_CROPS
 from dabench.errors import ConfigError, MissingFileError
 from dabench.provenance import repo_root
 
-TASKS = ("depth", "segmentation")
+TASKS = ("depth", "segmentation", "ordinal")
 SCORE_SPACES = ("disparity", "depth")
 FALLBACKS = ("synthetic-indoor", "synthetic-outdoor")
 REQUIRED = ("name", "display_name", "task", "reader", "split_file", "root", "min_depth", "max_depth",
@@ -100,7 +101,7 @@ def validate_card(card, path: Path | str = "<card>") -> None:
     if not isinstance(card["split_file"], dict) or not all(v is None or isinstance(v, str) for v in card["split_file"].values()):
         raise ConfigError(f"dataset card {path}: split_file must map split -> file (or null to scan the dataset "
                           f"folder), got {card['split_file']!r}")
-    if card["task"] == "segmentation":  # depth protocol fields do not apply (may be null)
+    if card["task"] in ("segmentation", "ordinal"):  # depth protocol fields do not apply (may be null)
         _check_common(card, path)
         return
     # the alignment modes live with the alignment code (imported lazily: align.py is numpy-only)

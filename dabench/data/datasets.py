@@ -56,6 +56,8 @@ def dataset_available(name: str, data_root=None) -> bool:
     root = _data_root(data_root)
     if root is None or card["root"] is None or not (root / card["root"]).is_dir():
         return False
+    if card.get("annotations") and not (root / card["root"] / card["annotations"]).is_file():
+        return False
     return all(split_file_path(card, s).is_file() for s, f in card["split_file"].items() if f)
 
 
@@ -495,3 +497,4 @@ for _name, _cls in (("kitti", KittiDataset), ("nyu", NyuDataset), ("sintel", Sin
                     ("diode", DiodeDataset), ("ddad", DdadDataset), ("sunrgbd", SunRgbdDataset),
                     ("ibims", IbimsDataset), ("hypersim", HypersimDataset), ("vkitti2", Vkitti2Dataset)):
     READERS.register(_name, _cls)
+READERS.register("da2k", "dabench.data.da2k:Da2kDataset")

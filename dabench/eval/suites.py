@@ -63,6 +63,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False,
                "pred_floor": None, "alignment_max_res": None},
     "segmentation": {"split": None},
+    # ordinal pairs are read at exact pixels of the full-resolution prediction: no alignment, no crop
+    "ordinal": {"split": None, "alignment": "none", "crop": "none", "input_size": None, "flip_tta": False},
 }
 
 
@@ -254,8 +256,10 @@ def card_eval_defaults(card: dict | None) -> dict[str, Any]:
     ``input_size`` / ``flip_tta``)."""
     if not card:
         return {}
-    out = {k: card[k] for k in PROTOCOL_KEYS if k in card and k not in ("split", "crop")}
-    if "eval_crop" in card:
+    # a null the key does not accept (the depth fields of a segmentation or ordinal card) sets nothing
+    out = {k: card[k] for k in PROTOCOL_KEYS if k in card and k not in ("split", "crop")
+           and (card[k] is not None or type(None) in PROTOCOL_KEYS[k][0])}
+    if card.get("eval_crop") is not None:
         out["crop"] = card["eval_crop"]
     if card.get("default_split"):
         out["split"] = card["default_split"]

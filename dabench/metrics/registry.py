@@ -23,6 +23,7 @@ Averaging:
   the same, streamed as a sum; ``"median"`` or ``"p<q>"`` percentiles keep the per-image values).
 - ``"pixel"``: sums are pooled over all valid pixels of the dataset before the metric is formed
   (segmentation confusion areas; available for depth metrics as an alternative).
+- ``"pair"``: counts pooled over every annotated point pair of the dataset (DA-2K's ordinal accuracy).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import numpy as np
 
 from dabench.registry import Registry
 
-AVERAGING = ("image", "pixel")
+AVERAGING = ("image", "pixel", "pair")
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
 
@@ -251,6 +252,11 @@ _add(MetricSpec("macc", "mAcc", True, ".2f", "%", "pixel", "segmentation",
                 "mean over classes present of per-class pixel accuracy, percent"))
 _add(MetricSpec("aacc", "aAcc", True, ".2f", "%", "pixel", "segmentation",
                 "overall pixel accuracy over labelled pixels, percent"))
+
+# Ordinal accuracy on annotated point pairs (Depth Anything V2's DA-2K): a fraction in [0, 1]; the
+# ".1%" format makes tables show percent (dabench.metrics.ordinal).
+_add(MetricSpec("pair_accuracy", "Pair acc", True, ".1%", "", "pair", "ordinal",
+                "fraction of point pairs whose closer point the model ranks closer (ties wrong)"))
 
 # the nine standard depth metrics (the published tables' columns); the engines compute
 # ``depth_engine_metrics()``, which also holds any metric registered later

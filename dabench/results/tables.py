@@ -72,8 +72,8 @@ class ComparisonTable:
             printed = {}
             for i, row in enumerate(self.rows):
                 s = format_value(self.cell(row, col), col.fmt)
-                if s is not None:
-                    printed[i] = float(s)
+                if s is not None:  # a percent format (".1%") ranks on its printed number
+                    printed[i] = float(s.rstrip("%"))
             if len(printed) < 2:
                 continue
             distinct = sorted(set(printed.values()), reverse=bool(col.higher_is_better))
@@ -258,6 +258,8 @@ def _cells(table: ComparisonTable, style: str) -> list[list[str]]:
                 line.append(MISSING[style])
                 continue
             m = marks.get((i, j))
+            if style == "latex":
+                s = latex_escape(s)  # a percent format prints "%"
             line.append(wrap[m].format(s) if m else s)
         out.append(line)
     return out

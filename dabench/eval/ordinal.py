@@ -1,0 +1,143 @@
+"""The ``ordinal`` task: pairwise relative-depth accuracy on annotated point pairs (DA-2K).
+
+Each image is predicted at the model's input size and resized back to the image's full resolution
+(``predict_images``, with the protocol's flip TTA); the prediction is read at the exact annotated
+pixels and every pair is scored by ``dabench.metrics.ordinal.pairs_correct`` (ties wrong, no
+alignment). One record per (model, dataset) holds ``metrics.pair_accuracy`` (a fraction), the
+per-scene-type accuracies under ``per_scene`` and the pair counts under ``pairs``; a per-pair CSV
+sits next to it. When DA-2K is absent, the card's synthetic fallback runs with pairs sampled from
+the synthetic world's exact depth (``dabench.data.da2k.SyntheticPairs``).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+from dabench.errors import ConfigError
+
+SYNTHETIC_PAIRS_PER_IMAGE = 8
+# the protocol keys that bear on ordinal scoring (the rest are depth-alignment settings)
+ORDINAL_PROTOCOL_KEYS = ("split", "input_size", "flip_tta")
+
+
+def evaluate_pairs(model, dataset, protocol, *, output_space: str, device: str = "cpu", amp_dtype=None,
+                   batch_size: int = 4) -> tuple[dict, list[dict]]:
+    """Score every pair of ``dataset`` (samples with ``image``, ``pairs``, ``closer``, ``scene``).
+
+    Returns ``(result, rows)``: ``result`` = ``{"metrics", "per_scene", "pairs", "images"}``,
+    ``rows`` = one dict per pair (image, index, scene, correct)."""
+    from dabench.eval.runner import predict_images
+    from dabench.metrics.ordinal import PairAccuracyState, pairs_correct
+
+    state = PairAccuracyState()
+    rows: list[dict] = []
+    n = len(dataset)
+    for start in range(0, n, max(1, int(batch_size))):
+        samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        preds = predict_images(model, [s["image"] for s in samples], protocol, device, amp_dtype)
+        for s, p in zip(samples, preds):
+            ok = pairs_correct(p, s["pairs"], s["closer"], output_space, name=str(s["name"]))
+            state.update(s["scene"], ok)
+            rows += [{"name": s["name"], "pair": k, "scene": s["scene"], "correct": bool(c)} for k, c in enumerate(ok)]
+    result = {"metrics": state.compute(), "per_scene": state.per_group(),
+              "pairs": {"total": state.n_pairs, "correct": int(sum(state.correct.values()))}, "images": n}
+    return result, rows
+
+
+def _write_pairs_csv(path: Path, rows: list[dict]) -> None:
+    from dabench.provenance import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["name", "pair", "scene", "correct"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _dataset(ds: str, card: dict, proto, request, seed: int):
+    from dabench.data import build_dataset
+    from dabench.data.da2k import SyntheticPairs
+
+    if card.get("reader") == "synthetic":
+        base = build_dataset(ds, split=proto.split, limit=request.limit)
+        return SyntheticPairs(base, pairs_per_image=SYNTHETIC_PAIRS_PER_IMAGE, seed=seed, scene=ds)
+    return build_dataset(ds, split=proto.split, data_root=request.root, limit=request.limit,
+                         skip_missing=request.skip_missing)
+
+
+def run_ordinal_task(suite, runs, request) -> list[dict]:
+    """The ``ordinal`` task (registered in ``dabench.tasks.TASKS``): every model on every selected
+    dataset; one record (+ per-pair CSV) each, the table printed on request. Single process."""
+    from dabench.data import load_card
+    from dabench.eval.runner import _base_record, _clean, _plan_datasets, build_model
+    from dabench.eval.suites import resolve_protocol
+    from dabench.metrics.registry import higher_is_better
+    from dabench.provenance import sha256_file
+    from dabench.results.store import write_record
+    from dabench.results.tables import print_suite_table
+
+    r = request
+    device = r.device
+    plan, skipped = _plan_datasets(suite, r.datasets, r.root)
+    config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(r.root) if r.root else None,
+              "datasets": r.datasets, "limit": r.limit, "batch_size": r.batch_size, "device": str(device),
+              "amp_dtype": r.amp_dtype, "flip_tta_override": r.flip_tta, "skip_missing": r.skip_missing,
+              "input_size_override": r.input_size, "synthetic_pairs_per_image": SYNTHETIC_PAIRS_PER_IMAGE}
+    records: list[dict] = []
+
+    def finish(rec: dict) -> dict:
+        rec["higher_is_better"] = higher_is_better(suite.metrics)
+        rec["averaging"] = {m: "pair" for m in suite.metrics}
+        rec["protocol"] = {k: (rec.get("protocol") or {}).get(k) for k in ORDINAL_PROTOCOL_KEYS}
+        rec["samples"] = {"used": 0, "skipped_missing": 0, **rec.get("samples_ordinal", {})}
+        rec.pop("samples_ordinal", None)
+        return rec
+
+    for run in runs:
+        model = build_model(run, r.seed)
+        output_space = getattr(model, "output_space", "disparity")
+        if run.random_init and r.console is not None:
+            r.console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers "
+                            "are meaningless and only test the pipeline.[/bold red]")
+        n_params = int(sum(p.numel() for p in model.parameters()))
+        ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
+        for sk in skipped:
+            rec = _base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
+                               config, r.seed, n_params, ck_sha)
+            rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
+            records.append(finish(rec))
+            write_record(rec, r.results_dir)
+        for ds, fb in plan:
+            card = load_card(ds)
+            proto = resolve_protocol(suite, ds, card, overrides={"flip_tta": r.flip_tta, "input_size": r.input_size},
+                                     in_suite=ds in suite.dataset_names).for_model(model)
+            dataset = _dataset(ds, card, proto, r, r.seed)
+            t0 = time.time()
+            res, rows = evaluate_pairs(model, dataset, proto, output_space=output_space, device=device,
+                                       amp_dtype=r.amp_dtype, batch_size=r.batch_size)
+            rec = _base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha)
+            rec["fallback_for"] = (fb or {}).get("fallback_for")
+            rec["samples_ordinal"] = {"used": res["images"],
+                                      "skipped_missing": int(getattr(dataset, "skipped_missing", 0) or 0)}
+            rec["split"] = proto.split
+            rec["output_space"] = output_space
+            if res["pairs"]["total"] == 0:
+                rec.update(status="skipped", skip_reason=f"no annotated pair in {ds}")
+            else:
+                rec["metrics"] = {k: _clean(v) for k, v in res["metrics"].items()}
+            rec["per_scene"] = res["per_scene"]
+            rec["pairs"] = res["pairs"]
+            rec["seconds"] = round(time.time() - t0, 3)
+            finish(rec)
+            path = write_record(rec, r.results_dir)
+            _write_pairs_csv(path.with_name(path.stem + ".pairs.csv"), rows)
+            rec["_path"] = str(path)
+            records.append(rec)
+        del model
+    if not records:
+        raise ConfigError(f"suite {suite.name!r}: nothing to evaluate")
+    if r.print_table:
+        print_suite_table(records, suite, console=r.console)
+    return records
