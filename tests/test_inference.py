@@ -9,8 +9,12 @@ import torch.nn.functional as F
 from dabench.errors import ConfigError, DataError
 from dabench.models import create_model
 from test_models import tiny_model  # tests/ is on sys.path under pytest
-from dabench.models.inference import (IMAGENET_MEAN, IMAGENET_STD, network_size, predict_batch, predict_image,
+from dabench.models.inference import (network_size, predict_batch, predict_image,
                                       preprocess, resolve_amp_dtype)
+
+# Independent reference: the ImageNet statistics the official Depth Anything transform uses.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @pytest.mark.parametrize("hw, expect", [

@@ -48,7 +48,7 @@ def test_every_shipped_suite_loads():
     ({"metrics": ["miou"]}, "does not belong to a relative suite"),
     ({"datasets": [{"dataset": "nyu", "alignment": "affine"}]}, "unknown alignment 'affine'"),
     ({"datasets": [{"dataset": "nyu", "crop_size": 3}]}, "unknown key 'crop_size'"),
-    ({"datasets": [{"dataset": "nyu", "input_size": 500}]}, "multiple of 14"),
+    ({"datasets": [{"dataset": "nyu", "input_size": 0}]}, "positive number of pixels"),
     ({"datasets": [{"dataset": "nyu", "flip_tta": "yes"}]}, "flip_tta must be bool"),
     ({"datasets": ["nyu", "nyu"]}, "listed twice"),
     ({"primary_metrics": ["silog"]}, "not in metrics"),
@@ -183,8 +183,11 @@ def test_evaluate_dataset_counts_skips_and_rejects_nan(synth_samples):
     assert counts["used"] == 2 and counts["skipped_no_valid"] == 1
     assert metrics == pytest.approx(ref, rel=1e-12)  # the blank sample changes nothing, no NaN
 
+    from dabench.models.depth_anything import default_data_config
+
     class NaNModel(torch.nn.Module):
         output_space = "disparity"
+        data_config = default_data_config()  # the model contract: every model says how it wants its input
 
         def forward(self, x):
             out = torch.ones(x.shape[0], x.shape[2], x.shape[3])

@@ -20,7 +20,9 @@ def ls_models(
     all_: bool = typer.Option(False, "--all", help="Also list the tiny test variants and the baselines."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List registered models with their parameter counts.
+    """List registered models: family, source (dabench or plugin), output space, parameter count.
+
+    Installed plug-ins (entry-point group dabench.models) appear here too.
 
     Example: dabench ls models --all
     """
@@ -35,14 +37,16 @@ def ls_models(
     if as_json:
         typer.echo(json.dumps(infos, indent=2))
         return
-    table = Table(title="dabench models")
-    for col in ("name", "version", "encoder", "params", "taps", "output"):
+    table = Table(title="dabench models", caption="also: hf:<folder or hub id>, diffusers:<folder or hub id>; "
+                  "--json adds encoder, taps and data_config")
+    for col in ("name", "family", "source", "output", "params"):
         table.add_column(col, justify="right" if col == "params" else "left", no_wrap=True)
     table.add_column("description", overflow="fold")
     for i in infos:
-        params = f"{i['params'] / 1e6:.1f}M" if i["params"] >= 1e5 else f"{i['params']:,}"
-        table.add_row(i["name"], str(i["version"] or "-"), str(i["encoder"] or "-"), params,
-                      ",".join(map(str, i.get("taps", []))) or "-", i["output_space"], i["description"])
+        p = i["params"]
+        params = "?" if p is None else (f"{p / 1e6:.1f}M" if p >= 1e5 else f"{p:,}")
+        output = i["output_space"] + (" (metric)" if i.get("is_metric") else "")
+        table.add_row(i["name"], i["family"], i["source"], output, params, i["description"])
     Console().print(table)
 
 
@@ -76,8 +80,11 @@ def _unique_stems(paths: list[Path]) -> list[str]:
 @app.command("predict")
 def predict(
     images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...).", show_default=False),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `dabench ls models`). "
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `dabench ls models`), "
+                                        "hf:<folder or hub id> or diffusers:<folder or hub id>. "
                                         "May be omitted with a dabench .safetensors checkpoint."),
+    model_option: Optional[List[str]] = typer.Option(None, "--model-option",
+                                                     help="KEY=VALUE for an hf:/diffusers:/plug-in model, repeatable."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c",
                                               help="Official .pth or dabench .safetensors weights."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (created)."),
@@ -97,14 +104,16 @@ def predict(
     Writes DIR/<name>.npy (float32, the model's output at the image's size: disparity for relative models, metres for metric ones) and DIR/<name>.png (colour-mapped). Images that are missing or corrupt are reported by name, the others are still written, and the exit code is then non-zero.
 
     Example: dabench predict photo.jpg --model da2_vits14 --checkpoint depth_anything_v2_vits.pth --out preds/
+
+    Example: dabench predict photo.jpg --model hf:depth-anything/Depth-Anything-V2-Small-hf --out preds/
     """
     import numpy as np
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dabench.data.datasets import read_image
-    from dabench.models import create_model, is_baseline, load_model_from_checkpoint
     from dabench.models.inference import native_input_size, predict_batch, resolve_amp_dtype, resolve_device
+    from dabench.models.resolve import build_model, parse_model_options, resolve_models
     from dabench.provenance import atomic_write_bytes
 
     console = Console(stderr=True)
@@ -114,25 +123,17 @@ def predict(
     dev = resolve_device(device)
     if model is None and checkpoint is None:
         raise ConfigError("give --model NAME (and --checkpoint PATH), or a dabench .safetensors --checkpoint")
-    if checkpoint is not None:
-        if model is None and checkpoint.suffix != ".safetensors":
-            raise ConfigError(f"checkpoint {checkpoint} does not say which model it belongs to (only dabench "
-                              ".safetensors files do): pass --model, e.g. --model da2_vits14")
-        net = create_model(model, checkpoint=checkpoint) if model else load_model_from_checkpoint(checkpoint)
-        name = model or net.arch
-    elif is_baseline(model):
-        net, name = create_model(model), model
-    elif random_init:
-        net, name = create_model(model), model
+    if checkpoint is not None and model is None and checkpoint.suffix != ".safetensors":
+        raise ConfigError(f"checkpoint {checkpoint} does not say which model it belongs to (only dabench "
+                          ".safetensors files do): pass --model, e.g. --model da2_vits14")
+    runs = resolve_models([model] if model else None, checkpoint, random_init, parse_model_options(model_option))
+    if len(runs) != 1:
+        raise ConfigError(f"dabench predict takes one model; got {', '.join(r.label for r in runs)}")
+    run = runs[0]
+    if run.random_init:
         console.print(f"[bold yellow]warning:[/] {model} has random weights (--random-init): "
                       "the outputs are meaningless.")
-    else:
-        from dabench.models import MODELS
-
-        MODELS.check(model)
-        raise ConfigError(f"no --checkpoint given for {model}: a randomly initialised network predicts nothing "
-                          "meaningful. Pass --checkpoint PATH (official .pth or dabench .safetensors), or "
-                          "--random-init to run anyway (e.g. to test the pipeline).")
+    net, name = build_model(run), run.label
 
     colorize(np.zeros((1, 1)), cmap)  # validate the colormap before any work
     net = net.to(dev).eval()

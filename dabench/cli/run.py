@@ -14,9 +14,16 @@ from dabench.cli.ls import ls_app
 def run_cmd(
     suite: str = typer.Option("zero-shot", "--suite", "-s", help="suite name (dabench ls suites) or path to a suite YAML"),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m",
-                                              help="model name(s), repeatable or comma-separated; default: every local "
-                                                   "checkpoint plus the baselines"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="weights (.pth or .safetensors)"),
+                                              help="model(s), repeatable or comma-separated, all scored in one table: "
+                                                   "a registered name (dabench ls models), a local checkpoint stem, "
+                                                   "hf:<folder or hub id> (transformers), diffusers:<folder or hub "
+                                                   "id> (Marigold); default: every local checkpoint plus the baselines"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c",
+                                              help="weights of the one dabench network among --model (.pth, "
+                                                   ".safetensors, or a transformers Depth Anything folder)"),
+    model_option: Optional[List[str]] = typer.Option(None, "--model-option",
+                                                     help="KEY=VALUE for the hf:/diffusers:/plug-in models, "
+                                                          "repeatable (e.g. ensemble_size=10)"),
     random_init: bool = typer.Option(False, "--random-init", help="random weights: tests the pipeline, numbers are meaningless"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="datasets root (default $DABENCH_DATA)"),
     datasets: Optional[str] = typer.Option(None, "--datasets", "-d", help="comma-separated subset of the suite's datasets"),
@@ -30,7 +37,8 @@ def run_cmd(
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the prediction cache"),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes"),
     input_size: Optional[int] = typer.Option(None, "--input-size",
-                                             help="shorter side fed to the network (multiple of 14); default: the "
+                                             help="target side fed to the network (pixels; the model's data config "
+                                                  "rounds it to its multiple); default: the "
                                                   "suite's, else each model's native size (518 for official weights, "
                                                   "the training size for dabench checkpoints)"),
     skip_missing: bool = typer.Option(False, "--skip-missing",
@@ -48,15 +56,18 @@ def run_cmd(
     Example: dabench run --suite zero-shot --model da2_vits14 --checkpoint depth_anything_v2_vits.pth --data-root /data
 
     Example: dabench run --suite synthetic --model da2_test --random-init --limit 4
+
+    Example: dabench run --suite zero-shot --model da2_vits14 --checkpoint X.pth --model hf:./dpt-large --model hf:./zoedepth-nyu-kitti
     """
     from dabench.eval.runner import run_suite
+    from dabench.models.resolve import parse_model_options
 
     models = [m for item in (model or []) for m in item.split(",") if m] or None
     run_suite(suite, models=models, checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init,
               data_root=data_root, datasets=datasets, limit=limit, batch_size=batch_size, device=device,
               flip_tta=flip_tta, results_dir=results, seed=seed, amp_dtype=None if amp == "none" else amp,
               use_cache=not no_cache, num_workers=workers, print_table=True, name=name,
-              skip_missing=skip_missing, input_size=input_size)
+              skip_missing=skip_missing, input_size=input_size, model_options=parse_model_options(model_option))
 
 
 @ls_app.command("metrics")

@@ -285,90 +285,9 @@ def evaluate_dataset(model, dataset, protocol: Protocol | dict | None = None, *,
 # ----------------------------------------------------------------------------------------------
 # models
 # ----------------------------------------------------------------------------------------------
-@dataclass
-class ModelRun:
-    """One model to evaluate: the record's label, its registered arch, weights and how they were got."""
-
-    label: str
-    arch: str | None
-    checkpoint: str | None = None
-    random_init: bool = False
-    baseline: bool = False
-
-
-def local_checkpoints() -> dict[str, Path]:
-    """``{stem: path}`` of the weights under ``checkpoints_dir()`` (written by train/finetune or by hand)."""
-    from dabench.provenance import checkpoints_dir
-
-    d = checkpoints_dir()
-    if not d.is_dir():
-        return {}
-    out: dict[str, Path] = {}
-    for p in sorted(d.iterdir()):
-        if p.suffix in (".safetensors", ".pth") and not p.name.startswith("."):
-            out.setdefault(p.stem, p)
-    return out
-
-
-def resolve_models(models: Sequence[str] | str | None, checkpoint: str | os.PathLike | None = None,
-                   random_init: bool = False) -> list[ModelRun]:
-    """Turn ``--model``/``--checkpoint``/``--random-init`` into ``ModelRun``s.
-
-    - no models, no checkpoint: every local checkpoint plus the weight-free baselines;
-    - no models, a checkpoint: the dabench checkpoint alone (its metadata names the arch);
-    - names: registered models (Depth Anything needs ``checkpoint`` or ``random_init``; baselines
-      need neither) or the stem of a local checkpoint.
-    """
-    from dabench.models import MODELS, is_baseline
-
-    baselines = [n for n in MODELS.names() if is_baseline(n)]
-    local = local_checkpoints()
-    if isinstance(models, str):
-        models = [m for m in models.split(",") if m]
-    if not models:
-        if checkpoint is not None:
-            return [ModelRun(checkpoint_label(checkpoint), None, str(checkpoint))]
-        if random_init:
-            raise ConfigError("--random-init needs --model NAME (which architecture to initialise randomly)")
-        return [ModelRun(stem, None, str(p)) for stem, p in local.items()] + \
-               [ModelRun(b, b, baseline=True) for b in baselines]
-    runs = []
-    for name in models:
-        if name in MODELS:
-            if is_baseline(name):
-                runs.append(ModelRun(name, name, baseline=True))
-            elif checkpoint is not None:
-                runs.append(ModelRun(name, name, str(checkpoint)))
-            elif random_init:
-                runs.append(ModelRun(name, name, random_init=True))
-            else:
-                raise ConfigError(
-                    f"model {name!r} needs weights: pass --checkpoint PATH (an official .pth or a dabench "
-                    f".safetensors), put them in {local_checkpoints_hint()}, or pass --random-init to run with random "
-                    "weights (numbers are then meaningless; useful only to test the pipeline)")
-        elif name in local:
-            runs.append(ModelRun(name, None, str(local[name])))
-        else:
-            raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODELS.names())}"
-                              + (f"; local checkpoints: {', '.join(local)}" if local else ""))
-    if checkpoint is not None and sum(not r.baseline for r in runs) > 1:
-        raise ConfigError("--checkpoint applies to one model; pass a single --model with it")
-    return runs
-
-
-def checkpoint_label(path: str | os.PathLike) -> str:
-    """Record label of a checkpoint given alone: its stem, or ``<folder>-<stem>`` for the generic
-    names training writes (``runs/nyu/final.safetensors`` → ``nyu-final``)."""
-    p = Path(path)
-    if p.stem in ("final", "best", "last", "latest", "model") and p.parent.name:
-        return f"{p.parent.name}-{p.stem}"
-    return p.stem
-
-
-def local_checkpoints_hint() -> str:
-    from dabench.provenance import checkpoints_dir
-
-    return str(checkpoints_dir())
+# One resolver for every command (``dabench.models.resolve``); re-exported here for existing callers.
+from dabench.models.resolve import (ModelRun, build_model, checkpoint_label, local_checkpoints,  # noqa: E402,F401
+                                    local_checkpoints_hint, model_provenance, resolve_models)
 
 
 def _is_seg_checkpoint(path) -> bool:
@@ -379,20 +298,6 @@ def _is_seg_checkpoint(path) -> bool:
         return str(ckpt.read_metadata(path).get(ckpt.META_HEAD, "")).startswith("seg_")
     except Exception:  # unreadable files fail later with their own clear error
         return False
-
-
-def build_model(run: ModelRun, seed: int = 0):
-    import torch
-
-    from dabench.models import create_model, load_model_from_checkpoint
-
-    torch.manual_seed(seed)  # random-init weights are a function of the seed (same on every rank)
-    if run.arch is None:
-        model = load_model_from_checkpoint(run.checkpoint)
-        run.arch = getattr(model, "arch", None)
-    else:
-        model = create_model(run.arch, checkpoint=run.checkpoint)
-    return model.eval()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -417,7 +322,8 @@ def _write_samples_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol | None, config: dict, seed: int,
-                 model_params: int | None, checkpoint_sha: str | None) -> dict[str, Any]:
+                 model_params: int | None, checkpoint_sha: str | None,
+                 model_fields: dict[str, Any] | None = None) -> dict[str, Any]:
     from dabench.provenance import provenance
 
     rec = {"status": "ok", "skip_reason": None, "task": suite.task, "suite": suite.name, "model": run.label,
@@ -426,10 +332,12 @@ def _base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol |
            "fallback_for": None, "metrics": {}, "higher_is_better": higher_is_better(depth_engine_metrics()),
            "metric_order": suite.metrics, "primary_metrics": suite.primary_metrics,
            "averaging": {m: "image" for m in depth_engine_metrics()},
-           "protocol": protocol.as_dict() if protocol else None,
+           "protocol": protocol.as_dict() if protocol else None, **(model_fields or {}),
            "samples": {"used": 0, "skipped_no_valid": 0, "skipped_degenerate": 0, "skipped_missing": 0}}
     rec.update(provenance(seed, {**config, "model": run.label, "arch": run.arch, "checkpoint": run.checkpoint,
-                                 "random_init": run.random_init, "dataset": dataset}))
+                                 "random_init": run.random_init, "model_source": run.source,
+                                 "model_location": run.location, "model_options": dict(run.options) or None,
+                                 "dataset": dataset}))
     return rec
 
 
@@ -443,7 +351,8 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
               results_dir: str | os.PathLike | None = None, seed: int = 0, amp_dtype: str | None = None,
               use_cache: bool = True, num_workers: int = 0, show_progress: bool = True,
               print_table: bool = False, console=None, name: str | None = None,
-              skip_missing: bool = False, input_size: int | None = None) -> list[dict]:
+              skip_missing: bool = False, input_size: int | None = None,
+              model_options: dict | None = None) -> list[dict]:
     """Run ``suite`` for each model; write one record (+ per-sample CSV) per (model, dataset).
 
     Returns the records (on every rank; only rank 0 writes files). Datasets not on disk get a
@@ -480,7 +389,7 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
             raise ConfigError(f"suite {suite.name!r} has no dataset {', '.join(map(repr, unknown))}; "
                               f"its datasets: {', '.join(suite.dataset_names)}")
         selected = [d for d in suite.dataset_names if d in datasets]
-    runs = resolve_models(models, checkpoint, random_init)
+    runs = resolve_models(models, checkpoint, random_init, model_options)
     if name:  # the label records and tables use (e.g. two checkpoints of one architecture)
         if len(runs) != 1:
             raise ConfigError(f"--name labels one model; {len(runs)} models were selected")
@@ -568,9 +477,11 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
                 console.print(f"[yellow]skipping {run.label}:[/yellow] a segmentation checkpoint; use a seg-* suite")
             continue
         model = build_model(run, seed)
-        output_space = getattr(model, "output_space", "disparity")
-        if suite.task == "metric" and output_space != "depth":
-            msg = (f"model {run.label!r} outputs relative disparity; the {suite.name} suite (task metric) scores "
+        model_fields = model_provenance(run, model)
+        output_space = model_fields["output_space"]
+        if suite.task == "metric" and not (output_space == "depth" and model_fields["is_metric"]):
+            kind = "relative disparity" if output_space == "disparity" else "affine-invariant (not metric) depth"
+            msg = (f"model {run.label!r} outputs {kind}; the {suite.name} suite (task metric) scores "
                    "metric depth in metres. Fine-tune a metric head first (dabench finetune metric)")
             if len(runs) == 1:
                 raise ConfigError(msg)
@@ -586,7 +497,7 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
         for sk in skipped:
             card = load_card(sk["dataset"])
             rec = _base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], card),
-                               config, seed, n_params, ck_sha)
+                               config, seed, n_params, ck_sha, model_fields)
             rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
             if rank == 0:
                 write_record(rec, results_dir)
@@ -611,7 +522,7 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
                 res = _evaluate(model, dataset, proto, output_space=output_space, batch_size=batch_size,
                                 device=device, amp_dtype=amp_dtype, cache=cache, model_fp=fp,
                                 num_workers=num_workers)
-            rec = _base_record(suite, run, ds, proto, config, seed, n_params, ck_sha)
+            rec = _base_record(suite, run, ds, proto, config, seed, n_params, ck_sha, model_fields)
             rec["fallback_for"] = (fb or {}).get("fallback_for")
             rec["samples"] = {k: res.counts[k] for k in ("used", "skipped_no_valid", "skipped_degenerate",
                                                          "skipped_missing")}

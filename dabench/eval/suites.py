@@ -50,7 +50,8 @@ PROTOCOL_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
                                              "relative suites (recorded as resolved)"),
     "alignment_max_res": ((int, type(None)), "pixels; fit the alignment on Marigold's subsample of at most this many "
                                              "columns/rows (src/util/alignment.py); null = full resolution"),
-    "input_size": ((int, type(None)), "shorter-side resize before the network (multiple of 14); null = the "
+    "input_size": ((int, type(None)), "target side before the network, in pixels (the model's data_config applies its "
+                                      "resize rule and rounds to its multiple); null = the "
                                       "model's native size (518 for the official weights, the training size for "
                                       "dabench checkpoints)"),
     "flip_tta": ((bool,), "average the prediction with the flipped image's"),
@@ -111,10 +112,16 @@ class Protocol:
         return asdict(self)
 
     def for_model(self, model) -> "Protocol":
-        """This protocol with ``input_size`` resolved for ``model`` (recorded as resolved)."""
+        """This protocol with ``input_size`` resolved for ``model`` (recorded as resolved). A model with its
+        own ``predict(images)`` (a transformers processor, a diffusion pipeline) sizes its input itself:
+        recorded as null."""
+        from dabench.models.contract import unwrap
+        from dabench.models.inference import native_input_size
+
+        if callable(getattr(unwrap(model), "predict", None)):
+            return replace(self, input_size=None)
         if self.input_size is not None:
             return self
-        from dabench.models.inference import native_input_size
 
         return replace(self, input_size=native_input_size(model))
 
@@ -173,8 +180,8 @@ def _check_protocol_keys(d: dict, where: str, task: str) -> dict:
             raise ConfigError(f"{where}: score_space must be one of {', '.join(SCORE_SPACES)}, got {v!r}")
         if k in ("min_depth", "max_depth", "depth_cap", "pred_floor") and v is not None and v < 0:
             raise ConfigError(f"{where}: {k} must be >= 0, got {v!r}")
-        if k == "input_size" and v is not None and (v <= 0 or v % 14):
-            raise ConfigError(f"{where}: input_size must be a positive multiple of 14, got {v!r}")
+        if k == "input_size" and v is not None and v <= 0:
+            raise ConfigError(f"{where}: input_size must be a positive number of pixels, got {v!r}")
         out[k] = float(v) if k in ("min_depth", "max_depth", "depth_cap", "pred_floor") and v is not None else v
     return out
 

@@ -34,8 +34,6 @@ from dabench.provenance import repo_root
 PRESETS = ("paper", "tiny")
 HEADS = tuple(HEAD_NAMES)  # ("zoe", "simple")
 INIT_PARTS = ("pretrained", "depth_head")
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +255,10 @@ def preprocess_sample(sample: dict, input_size: tuple[int, int], train_crop: str
         image, depth, valid = _kb_crop(image), _kb_crop(depth), _kb_crop(valid)
     h, w = input_size
     img = cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
-    img = (img - IMAGENET_MEAN) / IMAGENET_STD
+    from dabench.models.depth_anything import default_data_config  # the relative model's mean/std
+
+    cfg = default_data_config()
+    img = (img - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
     return {"image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
             "depth": torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)),
             "valid": torch.from_numpy(np.ascontiguousarray(valid, dtype=bool))}

@@ -261,6 +261,7 @@ class MetricDepthAnything(nn.Module):
     """
 
     output_space = "depth"
+    is_metric = True  # metres (dabench.models contract)
     input_size = 518  # native inference size; set from the checkpoint's dabench.input_size when present
 
     def __init__(self, base: nn.Module, config: dict):

@@ -17,6 +17,15 @@ import torch
 from torch import nn
 
 from dabench.errors import ConfigError
+from dabench.models import register_model
+from dabench.models.depth_anything import _cfg
+
+FAMILY = "baseline"
+OUTPUT_SPACE = "disparity"
+IS_METRIC = False
+#: The baselines look only at the input's shape; they take Depth Anything's input so that their
+#: predictions go through the same resizing as the networks they are compared with.
+default_cfgs = {"constant": _cfg(), "horizon_prior": _cfg()}
 
 
 class ConstantDisparity(nn.Module):
@@ -57,11 +66,13 @@ class HorizonPrior(nn.Module):
         return disp.to(x.dtype).view(1, h, 1).expand(b, h, w).contiguous()
 
 
+@register_model(test=True)
 def constant(**kwargs) -> ConstantDisparity:
-    """Constant disparity baseline (no weights)."""
+    """constant disparity (no weights)."""
     return ConstantDisparity(**kwargs)
 
 
+@register_model(test=True)
 def horizon_prior(**kwargs) -> HorizonPrior:
-    """Flat-ground horizon prior baseline (no weights)."""
+    """flat-ground prior: disparity linear below a mid-image horizon (no weights)."""
     return HorizonPrior(**kwargs)

@@ -38,6 +38,18 @@ def _is_safetensors(path: Path) -> bool:
     return path.suffix == ".safetensors"
 
 
+def weights_file(path: str | os.PathLike) -> Path:
+    """``path`` itself, or for a folder (a transformers snapshot) the ``model.safetensors`` inside it."""
+    path = Path(path)
+    if path.is_dir():
+        inside = path / "model.safetensors"
+        if not inside.is_file():
+            raise MissingFileError(f"checkpoint folder {path} holds no model.safetensors (expected a transformers "
+                                   "snapshot: config.json + model.safetensors), or pass the weights file itself")
+        return inside
+    return path
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The safetensors header metadata (``{}`` for ``.pth`` files or files without metadata)."""
     path = Path(path)

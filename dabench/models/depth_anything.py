@@ -3,7 +3,9 @@
 One class covers both versions; they differ only in which blocks feed the decoder (V1: the last
 four, ``get_intermediate_layers(x, 4)``; V2: fixed indices per size) and in V1's final bilinear
 resize to the input size + ReLU (a no-op for inputs that are multiples of 14, kept for exactness).
-Each registered variant is a small builder that only sets hyper-parameters.
+Each registered variant is a small ``@register_model`` builder that only sets hyper-parameters; the
+preprocessing every variant shares (the official ``image2tensor``) is declared once, in :func:`_cfg`,
+and the suites and ``dabench.models.inference`` read it from ``model.data_config``.
 """
 from __future__ import annotations
 
@@ -15,7 +17,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from dabench.models import dinov2 as _dinov2
+from dabench.models import register_model
+from dabench.models.contract import DataConfig
 from dabench.models.dpt import DPTHead
+
+#: Read by ``register_model`` for every builder below (family, output space, metric-ness).
+FAMILY = "depth_anything"
+OUTPUT_SPACE = "disparity"
+IS_METRIC = False
+
+
+def _cfg(**overrides) -> DataConfig:
+    """Depth Anything's data config: the official ``image2tensor`` (ImageNet mean/std, bicubic resize keeping
+    the aspect ratio so both sides are >= 518 and multiples of the patch size) and ``infer_image``'s
+    bilinear ``align_corners=True`` resize of the prediction back to the image."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    base = dict(mean=tuple(IMAGENET_DEFAULT_MEAN), std=tuple(IMAGENET_DEFAULT_STD), input_size=518,
+                resize="lower_bound", multiple_of=_dinov2.PATCH_SIZE, interpolation="bicubic",
+                output_interpolation="bilinear", output_align_corners=True)
+    return DataConfig(**{**base, **overrides})
+
+
+def default_data_config() -> DataConfig:
+    """The data config every Depth Anything variant registers (see :func:`_cfg`)."""
+    return _cfg()
 
 
 @dataclass(frozen=True)
@@ -52,9 +78,11 @@ class DepthAnything(nn.Module):
     """
 
     output_space = "disparity"
+    is_metric = False
+    data_config = _cfg()
     #: native inference size (shorter side): 518 for the official weights; dabench checkpoints record
     #: the size they were trained at (``dabench.input_size`` metadata) and ``create_model`` sets it.
-    input_size = 518
+    input_size = data_config.input_size
 
     def __init__(self, config: DepthAnythingConfig, arch: str | None = None):
         super().__init__()
@@ -121,25 +149,63 @@ def build(arch: str, **kwargs) -> DepthAnything:
     return DepthAnything(CONFIGS[arch], arch=arch)
 
 
-def _builder(arch: str):
-    def fn(**kwargs) -> DepthAnything:
-        return build(arch, **kwargs)
-
-    fn.__name__ = arch
-    fn.__doc__ = f"Depth Anything {arch} (random init; load official weights with create_model(..., checkpoint=))."
-    return fn
+#: One data config per registered variant (timm's ``default_cfgs``); ``register_model`` reads it.
+default_cfgs: dict[str, DataConfig] = {name: _cfg() for name in CONFIGS}
 
 
-# One builder per registered name (dabench.models registers "dabench.models.depth_anything:<name>").
-da1_vits14 = _builder("da1_vits14")
-da1_vitb14 = _builder("da1_vitb14")
-da1_vitl14 = _builder("da1_vitl14")
-da2_vits14 = _builder("da2_vits14")
-da2_vitb14 = _builder("da2_vitb14")
-da2_vitl14 = _builder("da2_vitl14")
-da2_vitg14 = _builder("da2_vitg14")
-da1_test = _builder("da1_test")
-da2_test = _builder("da2_test")
+# One builder per variant: random initialisation; load weights with create_model(..., checkpoint=).
+@register_model
+def da1_vits14(**kwargs) -> DepthAnything:
+    """Depth Anything V1, ViT-S/14."""
+    return build("da1_vits14", **kwargs)
+
+
+@register_model
+def da1_vitb14(**kwargs) -> DepthAnything:
+    """Depth Anything V1, ViT-B/14."""
+    return build("da1_vitb14", **kwargs)
+
+
+@register_model
+def da1_vitl14(**kwargs) -> DepthAnything:
+    """Depth Anything V1, ViT-L/14."""
+    return build("da1_vitl14", **kwargs)
+
+
+@register_model
+def da2_vits14(**kwargs) -> DepthAnything:
+    """Depth Anything V2, ViT-S/14."""
+    return build("da2_vits14", **kwargs)
+
+
+@register_model
+def da2_vitb14(**kwargs) -> DepthAnything:
+    """Depth Anything V2, ViT-B/14."""
+    return build("da2_vitb14", **kwargs)
+
+
+@register_model
+def da2_vitl14(**kwargs) -> DepthAnything:
+    """Depth Anything V2, ViT-L/14."""
+    return build("da2_vitl14", **kwargs)
+
+
+@register_model
+def da2_vitg14(**kwargs) -> DepthAnything:
+    """Depth Anything V2, ViT-G/14."""
+    return build("da2_vitg14", **kwargs)
+
+
+@register_model(test=True)
+def da1_test(**kwargs) -> DepthAnything:
+    """tiny V1-style test model (width 32, 4 blocks)."""
+    return build("da1_test", **kwargs)
+
+
+@register_model(test=True)
+def da2_test(**kwargs) -> DepthAnything:
+    """tiny V2-style test model (width 32, 6 blocks)."""
+    return build("da2_test", **kwargs)
 
 
 def official_tap_indices(arch: str) -> Sequence[int]:

@@ -1,16 +1,17 @@
-"""Image → disparity inference with the official Depth Anything pre- and post-processing.
+"""Image → prediction inference driven by the model's ``data_config`` (see ``dabench.models.contract``).
 
-``preprocess`` reproduces the official ``image2tensor``: the RGB uint8 image is scaled to
-[0, 1] (float64, as the official ``/ 255.0``), resized with ``cv2.INTER_CUBIC`` keeping the aspect
-ratio so that both sides are at least ``input_size`` ("lower_bound") and multiples of 14
-(rounded to the nearest multiple, rounded up if that falls below ``input_size``), normalised with
-the ImageNet mean/std and converted to a ``1×3×h×w`` float32 tensor. (The official code receives
-BGR from ``cv2.imread`` and converts it; dabench images are already RGB.)
+``preprocess`` scales the RGB uint8 image to [0, 1] (float64), resizes it with the model's resize
+rule and interpolation (for Depth Anything: the official ``image2tensor`` — keep the aspect ratio so
+both sides are at least ``input_size`` and multiples of 14, ``cv2.INTER_CUBIC``), normalises with the
+model's mean/std and returns a ``1×3×h×w`` float32 tensor. (The official code receives BGR from
+``cv2.imread`` and converts it; dabench images are already RGB.)
 
 ``predict_image`` is the official ``infer_image`` (one image, prediction resized back to the
-original size with bilinear ``align_corners=True``). ``predict_batch`` does the same for many
-images: inputs whose network size is equal are batched together (bucketing, no padding, so every
-result equals the one-image path), optionally under bf16/fp16 autocast and ``torch.compile``.
+original size as the data config says: bilinear ``align_corners=True`` for Depth Anything).
+``predict_batch`` does the same for many images: inputs whose network size is equal are batched
+together (bucketing, no padding, so every result equals the one-image path), optionally under
+bf16/fp16 autocast and ``torch.compile``. A model with its own ``predict(images)`` (transformers
+processors, diffusion pipelines) is handed the images as they are.
 """
 from __future__ import annotations
 
@@ -18,79 +19,57 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dabench.errors import ConfigError, DataError
+from dabench.errors import ConfigError
+from dabench.models.contract import DataConfig, check_image, data_config_of, unwrap
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_INPUT_SIZE = 518
-
-
-def _constrain_to_multiple_of(x: float, multiple: int, min_val: int = 0) -> int:
-    # Official Resize.constrain_to_multiple_of (no max_val): nearest multiple (numpy's round
-    # half to even), bumped up to the next multiple when that falls below min_val.
-    y = int(np.round(x / multiple) * multiple)
-    if y < min_val:
-        y = int(np.ceil(x / multiple) * multiple)
-    return y
+__all__ = ["network_size", "preprocess", "preprocess_numpy", "predict_image", "predict_batch", "check_image",
+           "native_input_size", "resolve_device", "resolve_amp_dtype", "default_data_config"]
 
 
-def network_size(height: int, width: int, input_size: int = DEFAULT_INPUT_SIZE,
-                 ensure_multiple_of: int = 14) -> tuple[int, int]:
-    """The ``(h, w)`` the network sees for an image of ``height × width`` pixels (official lower_bound rule)."""
-    if height <= 0 or width <= 0:
-        raise DataError(f"image size {height}x{width} is empty")
-    if input_size <= 0 or ensure_multiple_of <= 0:
-        raise ConfigError(f"input_size ({input_size}) and ensure_multiple_of ({ensure_multiple_of}) must be > 0")
-    scale_h = input_size / height
-    scale_w = input_size / width
-    # lower_bound with keep_aspect_ratio: use the larger scale so both sides reach input_size
-    if scale_w > scale_h:
-        scale_h = scale_w
-    else:
-        scale_w = scale_h
-    new_h = _constrain_to_multiple_of(scale_h * height, ensure_multiple_of, min_val=input_size)
-    new_w = _constrain_to_multiple_of(scale_w * width, ensure_multiple_of, min_val=input_size)
-    return new_h, new_w
+def default_data_config() -> DataConfig:
+    """Depth Anything's data config (the default of the module-level helpers below)."""
+    from dabench.models.depth_anything import default_data_config as _da
+
+    return _da()
 
 
-def check_image(image, name: str = "image") -> np.ndarray:
-    """Return ``image`` as an H×W×3 uint8 array, or raise DataError naming it."""
-    if not isinstance(image, np.ndarray):
-        raise DataError(f"{name}: expected an H×W×3 uint8 numpy array, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise DataError(f"{name}: expected an H×W×3 RGB image, got shape {tuple(image.shape)}")
-    if image.dtype != np.uint8:
-        raise DataError(f"{name}: expected dtype uint8 (0-255), got {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise DataError(f"{name}: image is empty ({image.shape[0]}x{image.shape[1]})")
-    return image
+def _config(data_config: DataConfig | None, ensure_multiple_of: int | None = None) -> DataConfig:
+    cfg = data_config or default_data_config()
+    if ensure_multiple_of is not None:
+        if ensure_multiple_of <= 0:
+            raise ConfigError(f"ensure_multiple_of must be > 0, got {ensure_multiple_of}")
+        cfg = cfg.replace(multiple_of=int(ensure_multiple_of))
+    return cfg
 
 
-def preprocess_numpy(image: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE,
-                     ensure_multiple_of: int = 14) -> np.ndarray:
-    """The official transform as a ``3×h×w`` float32 array (see :func:`preprocess`)."""
-    import cv2
-
-    image = check_image(image)
-    h, w = network_size(image.shape[0], image.shape[1], input_size, ensure_multiple_of)
-    x = image / 255.0  # float64, as the official code
-    x = cv2.resize(x, (w, h), interpolation=cv2.INTER_CUBIC)
-    x = (x - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
-    return np.ascontiguousarray(np.transpose(x, (2, 0, 1))).astype(np.float32)
+def network_size(height: int, width: int, input_size: int | None = None, ensure_multiple_of: int | None = None,
+                 data_config: DataConfig | None = None) -> tuple[int, int]:
+    """The ``(h, w)`` the network sees for a ``height × width`` image (pixels); default: Depth Anything's rule."""
+    return _config(data_config, ensure_multiple_of).network_size(height, width, input_size)
 
 
-def preprocess(image: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE, ensure_multiple_of: int = 14):
-    """RGB uint8 ``H×W×3`` → normalised ``1×3×h×w`` float32 tensor, exactly as the official ``image2tensor``."""
+def preprocess_numpy(image: np.ndarray, input_size: int | None = None, ensure_multiple_of: int | None = None,
+                     data_config: DataConfig | None = None) -> np.ndarray:
+    """The model's transform as a ``3×h×w`` float32 array (see :func:`preprocess`)."""
+    return _config(data_config, ensure_multiple_of).preprocess_numpy(image, input_size)
+
+
+def preprocess(image: np.ndarray, input_size: int | None = None, ensure_multiple_of: int | None = None,
+               data_config: DataConfig | None = None):
+    """RGB uint8 ``H×W×3`` → normalised ``1×3×h×w`` float32 tensor (Depth Anything: the official ``image2tensor``)."""
     import torch
 
-    return torch.from_numpy(preprocess_numpy(image, input_size, ensure_multiple_of)).unsqueeze(0)
+    return torch.from_numpy(preprocess_numpy(image, input_size, ensure_multiple_of, data_config)).unsqueeze(0)
 
 
 def native_input_size(model) -> int:
-    """The shorter side ``model`` runs at by default (pixels): its ``input_size`` (the training size
-    recorded in a dabench checkpoint), else 518 as the official weights; DDP/compile wrappers unwrapped."""
-    inner = getattr(model, "module", model)
-    return int(getattr(inner, "input_size", None) or 518)
+    """The size ``model`` runs at by default (pixels): its ``input_size`` (the training size recorded in a
+    dabench checkpoint), else its data config's; DDP/compile wrappers unwrapped."""
+    inner = unwrap(model)
+    size = getattr(inner, "input_size", None)
+    if size:
+        return int(size)
+    return int(data_config_of(inner).input_size)
 
 
 def resolve_device(device=None):
@@ -131,18 +110,22 @@ def _autocast(device, amp_dtype):
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
-def predict_image(model, image: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE, device=None) -> np.ndarray:
-    """One RGB uint8 image → ``H×W`` float32 prediction at the original size (official ``infer_image``)."""
+def predict_image(model, image: np.ndarray, input_size: int | None = None, device=None) -> np.ndarray:
+    """One RGB uint8 image → ``H×W`` float32 prediction at the original size (official ``infer_image``).
+
+    ``input_size`` (pixels): default the model's native size (:func:`native_input_size`)."""
     import torch
-    import torch.nn.functional as F
 
     image = check_image(image)
     dev = resolve_device(device if device is not None else _model_device(model))
     model = model.to(dev).eval()
-    x = preprocess(image, input_size).to(dev)
+    if callable(getattr(unwrap(model), "predict", None)):
+        with torch.no_grad():
+            return _own_predict(model, [image])[0]
+    cfg = data_config_of(model)
+    x = preprocess(image, input_size or native_input_size(model), data_config=cfg).to(dev)
     with torch.no_grad():
-        pred = model(x)
-        pred = F.interpolate(pred[:, None].float(), image.shape[:2], mode="bilinear", align_corners=True)[0, 0]
+        pred = cfg.to_image_size(model(x)[0].float(), image.shape[:2])
     return pred.cpu().numpy()
 
 
@@ -154,19 +137,38 @@ def _model_device(model):
     return torch.device("cpu")
 
 
-def predict_batch(model, images: Sequence[np.ndarray], input_size: int = DEFAULT_INPUT_SIZE, device="cpu",
+def _own_predict(model, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Call ``model.predict(images)`` and check it kept its side of the contract (one H×W map per image)."""
+    inner = unwrap(model)
+    preds = inner.predict(images)
+    name = getattr(inner, "arch", None) or type(inner).__name__
+    if len(preds) != len(images):
+        raise ConfigError(f"model {name}: predict() returned {len(preds)} maps for {len(images)} images")
+    out = []
+    for im, p in zip(images, preds):
+        p = p.detach().float().cpu().numpy() if hasattr(p, "detach") else np.asarray(p)
+        p = np.squeeze(p).astype(np.float32)
+        if p.shape != im.shape[:2]:
+            raise ConfigError(f"model {name}: predict() returned a {p.shape} map for a {im.shape[:2]} image "
+                              "(the contract: one H×W map per image, at the image size)")
+        out.append(p)
+    return out
+
+
+def predict_batch(model, images: Sequence[np.ndarray], input_size: int | None = None, device="cpu",
                   amp_dtype=None, batch_size: int = 8, compile: bool = False,
                   progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """Predict many RGB uint8 images; returns one float32 ``H×W`` map per image at its original size.
 
-    Images are bucketed by their network input size (same-size inputs share a batch of up to
-    ``batch_size``; no padding, so results equal :func:`predict_image`). ``amp_dtype``: None,
+    Preprocessing follows the model's ``data_config``; ``input_size`` (pixels) defaults to the model's
+    native size. Images are bucketed by their network input size (same-size inputs share a batch of up
+    to ``batch_size``; no padding, so results equal :func:`predict_image`). ``amp_dtype``: None,
     "bf16"/"fp16" or a torch dtype (autocast; outputs are returned as float32). ``compile``:
     wrap the model in ``torch.compile`` first. ``progress(n)`` is called after each batch with the
-    number of images it held.
+    number of images it held. A model with its own ``predict(images)`` gets the images in chunks of
+    ``batch_size`` (``input_size`` and ``compile`` do not apply: its processor decides).
     """
     import torch
-    import torch.nn.functional as F
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -174,25 +176,34 @@ def predict_batch(model, images: Sequence[np.ndarray], input_size: int = DEFAULT
     amp = resolve_amp_dtype(amp_dtype)
     images = [check_image(im, f"image {i}") for i, im in enumerate(images)]
     model = model.to(dev).eval()
-    run = torch.compile(model) if compile else model
+    results: list[np.ndarray | None] = [None] * len(images)
+    if callable(getattr(unwrap(model), "predict", None)):
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                chunk = images[start:start + batch_size]
+                with _autocast(dev, amp):
+                    results[start:start + len(chunk)] = _own_predict(model, chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        return results  # type: ignore[return-value]
 
+    cfg = data_config_of(model)
+    size = input_size or native_input_size(model)
+    run = torch.compile(model) if compile else model
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, im in enumerate(images):
-        buckets.setdefault(network_size(im.shape[0], im.shape[1], input_size), []).append(i)
+        buckets.setdefault(cfg.network_size(im.shape[0], im.shape[1], size), []).append(i)
 
-    results: list[np.ndarray | None] = [None] * len(images)
     with torch.inference_mode():
         for _size, idxs in buckets.items():
             for start in range(0, len(idxs), batch_size):
                 chunk = idxs[start:start + batch_size]
-                x = torch.from_numpy(np.stack([preprocess_numpy(images[i], input_size) for i in chunk])).to(dev)
+                x = torch.from_numpy(np.stack([cfg.preprocess_numpy(images[i], size) for i in chunk])).to(dev)
                 with _autocast(dev, amp):
                     pred = run(x)
                 pred = pred.float()
                 for j, i in enumerate(chunk):
-                    out = F.interpolate(pred[j][None, None], images[i].shape[:2], mode="bilinear",
-                                        align_corners=True)[0, 0]
-                    results[i] = out.cpu().numpy()
+                    results[i] = cfg.to_image_size(pred[j], images[i].shape[:2]).cpu().numpy()
                 if progress is not None:
                     progress(len(chunk))
     return results  # type: ignore[return-value]

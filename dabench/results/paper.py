@@ -145,34 +145,38 @@ def _figures(result: PaperOutput, records: list[dict], *, grid: bool, grid_sampl
 
 
 def load_record_model(record: dict):
-    """Rebuild the model a record was produced with: its checkpoint when the file exists, a weight-free
-    baseline, or a random-init model rebuilt from the record's seed. Returns (model, description);
-    raises ``DabenchError`` when the model cannot be rebuilt."""
+    """Rebuild the model a record was produced with (through the one model resolver,
+    ``dabench.models.resolve``): its checkpoint when the file exists, a weight-free baseline, an
+    ``hf:``/``diffusers:`` model, or a random-init network rebuilt from the record's seed.
+    Returns (model, description); raises ``DabenchError`` when the model cannot be rebuilt."""
     from dabench.errors import CheckpointError
-    from dabench.models import MODELS, create_model, is_baseline, load_model_from_checkpoint
+    from dabench.models import MODELS, is_baseline
+    from dabench.models.resolve import build_model, run_from_record
 
-    name = str(record.get("arch") or record.get("model"))
-    ckpt = record.get("checkpoint")
+    run = run_from_record(record)
+    name = run.arch or run.label
     config = record.get("config") or {}
-    if ckpt:
-        if not Path(ckpt).is_file():
-            raise CheckpointError(f"{name}: checkpoint {ckpt} named by the record is not on this machine")
+    seed = int(record.get("seed", config.get("seed")) or 0)
+    if run.source in ("hf", "diffusers"):
+        return build_model(run, seed), f"{run.label} ({run.source})"
+    if run.checkpoint:
+        if not Path(run.checkpoint).is_file():
+            raise CheckpointError(f"{name}: checkpoint {run.checkpoint} named by the record is not on this machine")
+        if run.arch is not None and run.arch not in MODELS:
+            run.arch = None  # rebuild from the checkpoint's own metadata
         try:
-            return load_model_from_checkpoint(ckpt), f"{name}, checkpoint {Path(ckpt).name}"
+            return build_model(run, seed), f"{name}, checkpoint {Path(run.checkpoint).name}"
         except CheckpointError:
-            if name not in MODELS:
-                raise
-            return create_model(name, checkpoint=ckpt), f"{name}, checkpoint {Path(ckpt).name}"
+            if run.arch is None and name in MODELS:
+                run.arch = name
+                return build_model(run, seed), f"{name}, checkpoint {Path(run.checkpoint).name}"
+            raise
     if name not in MODELS:
         raise CheckpointError(f"{name}: not a registered model and the record names no checkpoint")
     if is_baseline(name):
-        return create_model(name), f"{name} (weight-free baseline)"
-    if record.get("random_init") or config.get("random_init"):
-        import torch
-
-        seed = record.get("seed", config.get("seed"))
-        torch.manual_seed(int(seed or 0))  # as dabench.eval.runner.build_model: the weights are a function of the seed
-        return create_model(name), f"{name} (random init, seed {seed}: an untrained network)"
+        return build_model(run, seed), f"{name} (weight-free baseline)"
+    if run.random_init:  # as dabench run: the weights are a function of the seed
+        return build_model(run, seed), f"{name} (random init, seed {seed}: an untrained network)"
     raise CheckpointError(f"{name}: the record names no checkpoint and is not a random-init run")
 
 
@@ -225,7 +229,7 @@ def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: 
         from dabench.results import figures as figs
 
         ds, samples = _grid_samples(rec, n)
-        input_size = int((rec.get("protocol") or {}).get("input_size") or 518)
+        input_size = (rec.get("protocol") or {}).get("input_size")  # None: the model's own size
         preds = predict_batch(model, [s["image"] for s in samples], input_size=input_size, device=device)
         space = getattr(model, "output_space", "disparity")
         title = f"{desc} on {ds}"

@@ -481,47 +481,39 @@ def table_for_suite(results, *, suite: str | None = None, models: list[str] | No
 
 
 def print_suite_table(records: list[dict], suite, console=None) -> None:
-    """The table ``dabench run`` prints after a suite (``suite``: a ``dabench.eval.suites.Suite``).
-
-    Rows = datasets (with a note for skipped sets and fallbacks), columns = models × primary metrics.
-    """
+    """One table for the whole run: a row per model (every ``--model``, plus the published rows of the paper
+    tables that match the suite), columns = evaluated dataset × the suite's primary metrics (``suite``: a
+    ``dabench.eval.suites.Suite``). Built by :func:`build_table`, as ``dabench table`` builds it from the
+    stored records; skipped datasets and synthetic stand-ins are listed under it, never silent."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from dabench.metrics.registry import get_metric
-
     console = console or Console()
-    datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    models = list(dict.fromkeys(r["model"] for r in records))
-    by = {(r["model"], r["dataset"]): r for r in records}
-    primary = suite.primary_metrics
-    table = Table(title=f"suite {suite.name} ({suite.task})")
-    table.add_column("dataset", no_wrap=True)
-    with_notes = any(r["status"] != "ok" or r.get("fallback_for") for r in records)
-    if with_notes:
-        table.add_column("note", overflow="fold")
-    for model in models:
-        flag = " (random init)" if any(r.get("random_init") for r in records if r["model"] == model) else ""
-        for m in primary:
-            spec = get_metric(m)
-            table.add_column(f"{model}{flag}\n{spec.display}{spec.arrow}", justify="right", overflow="fold")
-    for d in datasets:
-        rs = [by.get((m, d)) for m in models]
-        first = next(r for r in rs if r is not None)
-        if first.get("fallback_for"):
-            note = "stands in for " + ", ".join(first["fallback_for"])
-        elif first["status"] != "ok":
-            note = "skipped" + (f" → {first['fallback']}" if first.get("fallback") else "")
-        else:
-            note = ""
-        row = [d, note] if with_notes else [d]
-        for r in rs:
-            for m in primary:
-                ok = r is not None and r["status"] == "ok"
-                row.append(get_metric(m).format(r["metrics"].get(m)) if ok else "-")
-        table.add_row(*row)
-    console.print(table)
-    for d in datasets:
-        r = next(by[(m, d)] for m in models if (m, d) in by)
-        if r["status"] != "ok":
-            console.print(f"[yellow]{d}: skipped[/yellow] — {r['skip_reason']}")
+    datasets = list(dict.fromkeys(r["dataset"] for r in records if r.get("status") == "ok"))
+    published = published_for_suite(suite.name, suite.task, datasets) if datasets else []
+    table = build_table(records, published=published, datasets=datasets, metrics=list(suite.primary_metrics),
+                        dataset_order=list(suite.dataset_names), title=f"suite {suite.name} ({suite.task})")
+    rows = [r for r in table.rows if r.kind == "own" or any(table.cell(r, c) is not None for c in table.columns)]
+    out = Table(title=table.title)
+    out.add_column("model", overflow="fold")
+    out.add_column("params", justify="right", no_wrap=True)
+    for col in table.columns:
+        out.add_column(f"{col.dataset_label}\n{col.metric_label}{arrow(col.higher_is_better)}", justify="right")
+    for row in rows:
+        label = row.label + (f" [{','.join(map(str, row.footnotes))}]" if row.footnotes else "")
+        out.add_row(escape(label), format_params(row.params) or "-",
+                    *[format_value(table.cell(row, c), c.fmt) or "-" for c in table.columns])
+    console.print(out)
+    for i, source in enumerate(table.footnotes, 1):
+        console.print(escape(f"[{i}] {source}"))
+    for note in dict.fromkeys(n for t in published for n in t.notes):
+        console.print(f"note: {escape(note)}")
+    first = {}
+    for r in records:
+        first.setdefault(r["dataset"], r)
+    for d, r in first.items():  # never silent: what was skipped, and what stood in for it
+        if r.get("fallback_for"):
+            console.print(f"{d} stands in for {', '.join(r['fallback_for'])} (their data is not on disk)")
+        elif r["status"] != "ok":
+            console.print(f"[yellow]{d}: skipped[/yellow] — {escape(str(r.get('skip_reason')))}")

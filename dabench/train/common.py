@@ -20,14 +20,17 @@ from dabench.errors import ConfigError, DataError, MissingFileError
 
 log = logging.getLogger("dabench.train")
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] RGB B×3×H×W -> ImageNet-normalised network input."""
-    return (images - IMAGENET_MEAN.to(images)) / IMAGENET_STD.to(images)
+    """[0, 1] RGB B×3×H×W -> network input normalised with Depth Anything's data config (ImageNet mean/std)."""
+    from dabench.models.depth_anything import default_data_config
+
+    cfg = default_data_config()
+    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1).to(images)
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1).to(images)
+    return (images - mean) / std
 
 
 # ---------------------------------------------------------------- model
