@@ -13,6 +13,7 @@ train_app = typer.Typer(
     help="Teacher–student training (Depth Anything §3): teacher on labelled images, pseudo-labels on "
     "unlabelled ones, student with strong perturbations and feature alignment.\n\n"
     "Presets: tiny (CPU minutes on the synthetic world), tiny-ll / tiny-lu / tiny-strong (Table 9 rows), "
+    "tiny-shift (teacher labelled indoors, unlabelled images outdoors), "
     "paper / paper-vitb / paper-vits (518 px, the paper's schedule; supply your data lists).\n\n"
     "Example: dabench train pipeline --preset tiny --out runs/tiny",
     no_args_is_help=True,
@@ -21,7 +22,7 @@ app.add_typer(train_app, name="train")
 
 _CONFIG = typer.Option(None, "--config", "-c", help="mmengine config file (.py); may `_base_` on a preset file.")
 _PRESET = typer.Option(None, "--preset", "-p", help="Preset name (default tiny): tiny, tiny-ll, tiny-lu, "
-                       "tiny-strong, paper, paper-vitb, paper-vits.")
+                       "tiny-strong, tiny-shift, paper, paper-v2, paper-vitb, paper-vits, smoke.")
 _SET = typer.Option(None, "--set", "-s", help="Override one config key, e.g. --set student.feat_alpha=0.7 "
                     "(repeatable).")
 _RESUME = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out.")
@@ -128,22 +129,41 @@ def pipeline_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRES
 @train_app.command("ablation")
 def ablation_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET,
                  out: Path = typer.Option(Path("runs/ablation"), "--out", "-o", help="Output directory."),
-                 overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET):
+                 overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
+                 seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2: "
+                                                     "the whole ablation once per seed (seed and model.init_seed) "
+                                                     "into OUT/seed_<s>/, then OUT/summary.json with per-seed "
+                                                     "figures and mean ± std per arm and scene family.")):
     """The paper's Table 9: one teacher, four students (L_l; +L_u; +strong perturbation; +L_feat),
-    each evaluated on evaluation.datasets (AbsRel, δ1); writes OUT/ablation.md and OUT/ablation.json.
+    each evaluated on evaluation.datasets (AbsRel, δ1); writes OUT/ablation.md and OUT/ablation.json
+    (with --seeds: per seed, plus OUT/summary.json and OUT/summary.md).
 
-    Example: dabench train ablation --preset tiny --out runs/ablation
+    Example: dabench train ablation --preset tiny-shift --seeds 0,1,2 --out runs/shift
     """
     from dabench.train.engine import init_distributed, shutdown_distributed
     from dabench.train.pipeline import results_table, run_ablation
 
     cfg = _load(config, preset, overrides, quiet)
+    seed_list = None
+    if seeds is not None:
+        from dabench.train.ablation import parse_seeds
+
+        seed_list = parse_seeds(seeds)
     _console_logging()
     info = init_distributed(cfg["runtime"]["device"])
     try:
-        results = run_ablation(cfg, out, resume=resume)
+        if seed_list is None:
+            results = run_ablation(cfg, out, resume=resume)
+        else:
+            from dabench.train.ablation import run_seed_ablation, summary_table
+
+            summary = run_seed_ablation(cfg, out, seed_list, resume=resume)
     finally:
         shutdown_distributed()
     if info.is_main:
-        typer.echo(results_table(results))
-        typer.echo(f"written {out / 'ablation.md'} and {out / 'ablation.json'}")
+        if seed_list is None:
+            typer.echo(results_table(results))
+            typer.echo(f"written {out / 'ablation.md'} and {out / 'ablation.json'}")
+        else:
+            typer.echo(summary_table(summary["arms"]))
+            typer.echo(f"written {out / 'summary.json'} and {out / 'summary.md'}")
