@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dabench.data.crops import CROPS, crop_mask, eigen_box, garg_box, kb_box, kitti_eigen_box, window_crop_mask
+from dabench.data.crops import (CROPS, crop_mask, eigen_box, eigen_zoedepth_box, garg_box, kb_box, kitti_eigen_box,
+                                window_crop_mask)
 from dabench.errors import ConfigError, DataError
 from dabench.eval.suites import Protocol, parse_suite, resolve_protocol
 
@@ -19,7 +20,10 @@ def test_crop_boxes_hand_computed():
     # int(0.3324324*375)=124, int(0.91351351*375)=342, int(0.0359477*1242)=44, int(0.96405229*1242)=1197
     assert kitti_eigen_box(*KITTI) == (124, 342, 44, 1197)
     assert kb_box(*KITTI) == (23, 375, 13, 1229)
-    assert eigen_box(480, 640) == (45, 471, 41, 601) and eigen_box(768, 1024) == (45, 471, 41, 601)
+    assert eigen_box(480, 640) == (45, 471, 41, 601)
+    # ZoeDepth slices [45:471, 41:601] on any frame: HyperSim keeps the window, a 427x561 SUN RGB-D
+    # (Kinect v1) frame is clipped at its border
+    assert eigen_zoedepth_box(768, 1024) == (45, 471, 41, 601) and eigen_zoedepth_box(427, 561) == (45, 427, 41, 561)
 
 
 def test_zoedepth_kb_then_garg_differs_from_bts_as_in_the_issue():
@@ -39,7 +43,8 @@ def test_zoedepth_kb_then_garg_differs_from_bts_as_in_the_issue():
 
 
 @pytest.mark.parametrize("crop,shape,phrase", [
-    ("eigen", KITTI, "kitti_eigen"), ("eigen", (479, 640), "480x640"), ("garg", (640, 480), "landscape"),
+    ("eigen", KITTI, "kitti_eigen"), ("eigen", (479, 640), "480x640"), ("eigen", (768, 1024), "eigen_zoedepth"),
+    ("eigen_zoedepth", (45, 640), "empty"), ("garg", (640, 480), "landscape"),
     ("kitti_eigen", (500, 500), "landscape"), ("kb", (351, 1242), "352x1216"), ("kb+garg", (375, 1215), "352x1216"),
 ])
 def test_every_crop_refuses_frames_it_was_not_defined_for(crop, shape, phrase):

@@ -4,9 +4,12 @@ Each crop is defined for some frame sizes only; any other size is a ``DataError`
 the size and what it expects (a crop never silently rescales to a frame it was not made for).
 
 - ``none``: every pixel.
-- ``eigen`` (NYUv2, Eigen et al. 2014): rows 45:471, cols 41:601. Defined for 480×640 frames; larger
-  frames keep the same absolute window, as ZoeDepth's ``compute_metrics`` applies it to SUN RGB-D,
-  iBims and HyperSim (isl-org/ZoeDepth zoedepth/utils/misc.py:241). Smaller frames are refused.
+- ``eigen`` (NYUv2, Eigen et al. 2014): rows 45:471, cols 41:601 of a 480×640 frame; any other size
+  is refused.
+- ``eigen_zoedepth``: the same absolute window on a frame of any size, clipped at its border, as
+  ZoeDepth's ``compute_metrics`` applies it to SUN RGB-D (427×561 up to 531×730 frames), iBims and
+  HyperSim (768×1024) (isl-org/ZoeDepth zoedepth/utils/misc.py:239-241, the size assert commented
+  out). Refused only when the window would be empty.
 - ``garg`` (KITTI, Garg et al. 2016): rows ``int(0.40810811·H):int(0.99189189·H)``, cols
   ``int(0.03594771·W):int(0.96405229·W)`` (ZoeDepth misc.py:231-232). Fractions of a landscape
   frame (W > H): KITTI, and the wide frames ZoeDepth also crops with it (DDAD, DIODE outdoor).
@@ -56,8 +59,10 @@ class CropSpec:
 
 CROP_SPECS: dict[str, CropSpec] = {s.name: s for s in (
     CropSpec("none", "every pixel", "any", "-"),
-    CropSpec("eigen", "NYUv2 Eigen crop, rows 45:471, cols 41:601", ">= 480x640 (absolute window)",
-             "isl-org/ZoeDepth zoedepth/utils/misc.py:241"),
+    CropSpec("eigen", "NYUv2 Eigen crop, rows 45:471, cols 41:601", "480x640",
+             "isl-org/ZoeDepth zoedepth/utils/misc.py:241; prs-eth/Marigold src/dataset/nyu_dataset.py:64-68"),
+    CropSpec("eigen_zoedepth", "rows 45:471, cols 41:601 clipped to the frame (ZoeDepth on non-NYU frames)",
+             "> 45x41", "isl-org/ZoeDepth zoedepth/utils/misc.py:239-241"),
     CropSpec("garg", "Garg crop, fractions of H and W", "landscape (W > H)",
              "isl-org/ZoeDepth zoedepth/utils/misc.py:231-232"),
     CropSpec("kitti_eigen", "KITTI Eigen crop, fractions of H and W", "landscape (W > H)",
@@ -99,12 +104,21 @@ def kitti_eigen_box(h: int, w: int) -> tuple[int, int, int, int]:
 
 
 def eigen_box(h: int, w: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the NYU Eigen crop; frames smaller than 480×640 are refused."""
-    if h < NYU_SIZE[0] or w < NYU_SIZE[1]:
-        hint = " (KITTI frames: use kitti_eigen or kb+kitti_eigen)" if w > 2 * h else ""
-        raise DataError(f"eval crop 'eigen' (NYUv2, rows 45:471, cols 41:601) is defined for frames of at least "
-                        f"480x640; got {h}x{w} (HxW){hint}")
+    """(top, bottom, left, right) of the NYU Eigen crop; frames other than 480×640 are refused."""
+    if (h, w) != NYU_SIZE:
+        hint = ("KITTI frames: use kitti_eigen or kb+kitti_eigen" if w > 2 * h else
+                "ZoeDepth's absolute window on other frames: eigen_zoedepth")
+        raise DataError(f"eval crop 'eigen' (NYUv2, rows 45:471, cols 41:601) is defined for 480x640 frames; "
+                        f"got {h}x{w} (HxW) ({hint})")
     return EIGEN_BOX_480x640
+
+
+def eigen_zoedepth_box(h: int, w: int) -> tuple[int, int, int, int]:
+    """The NYU Eigen window at absolute indices, clipped to an H×W frame (ZoeDepth's slicing)."""
+    t, b, l, r = EIGEN_BOX_480x640
+    if h <= t or w <= l:
+        raise DataError(f"eval crop 'eigen_zoedepth' (rows 45:471, cols 41:601) is empty on a {h}x{w} frame")
+    return t, min(b, h), l, min(r, w)
 
 
 def kb_box(h: int, w: int) -> tuple[int, int, int, int]:
@@ -115,7 +129,8 @@ def kb_box(h: int, w: int) -> tuple[int, int, int, int]:
     return top, top + KB_HEIGHT, left, left + KB_WIDTH
 
 
-_SCORE_BOX = {"garg": garg_box, "kitti_eigen": kitti_eigen_box, "eigen": eigen_box}
+_SCORE_BOX = {"garg": garg_box, "kitti_eigen": kitti_eigen_box, "eigen": eigen_box,
+              "eigen_zoedepth": eigen_zoedepth_box}
 
 
 def is_window_crop(crop: str) -> bool:

@@ -498,3 +498,4 @@ for _name, _cls in (("kitti", KittiDataset), ("nyu", NyuDataset), ("sintel", Sin
                     ("ibims", IbimsDataset), ("hypersim", HypersimDataset), ("vkitti2", Vkitti2Dataset)):
     READERS.register(_name, _cls)
 READERS.register("da2k", "dabench.data.da2k:Da2kDataset")
+READERS.register("scannet", "dabench.data.scannet:ScannetDataset")

@@ -1,0 +1,128 @@
+"""The named protocol presets run end to end on one-frame fixtures in the real on-disk formats, and
+their numbers match the reference pipelines written out with numpy (issue 15)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dabench.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(0)
+KITTI_IMG = "2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png"
+KITTI_GT = "2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000069.png"
+
+
+def _img(path, h, w):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), img)  # PNG: lossless
+
+
+def _png16(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.asarray(arr, np.uint16))
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    """A private repo copy (cards, splits, suites) and a data root with one frame per Marigold set."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "datasets", root / "datasets")
+    shutil.copytree(REPO / "leaderboards", root / "leaderboards")
+    monkeypatch.setenv("DABENCH_REPO", str(root))
+    data = tmp_path / "data"
+
+    def card(name, **changes):
+        p = root / "datasets" / f"{name}.yaml"
+        c = yaml.safe_load(p.read_text())
+        c.update(changes)
+        p.write_text(yaml.safe_dump(c))
+
+    def split(name, row):
+        (root / "datasets" / "splits" / f"{name}.txt").write_text(" ".join(row) + "\n")
+        return f"splits/{name}.txt"
+
+    # NYU extracted test frame (480x640, uint16 mm)
+    _img(data / "nyu/official_splits/test/bathroom/rgb_00045.jpg".replace(".jpg", ".png"), 480, 640)
+    shutil.copy(data / "nyu/official_splits/test/bathroom/rgb_00045.png", data / "nyu/official_splits/test/bathroom/rgb_00045.jpg")
+    _png16(data / "nyu/official_splits/test/bathroom/sync_depth_00045.png", RNG.integers(0, 10500, (480, 640)))
+    card("nyu", split_file={"test": split("n", ["bathroom/rgb_00045.jpg", "bathroom/sync_depth_00045.png", "518.8579"])})
+    # KITTI raw frame + annotated depth (uint16 / 256), 375x1242, 30 % LiDAR coverage
+    _img(data / "kitti/raw" / KITTI_IMG, 375, 1242)
+    gt = RNG.integers(256, 85 * 256, (375, 1242)) * (RNG.random((375, 1242)) < 0.3)
+    _png16(data / "kitti/gts" / KITTI_GT, gt)
+    card("kitti", split_file={"test": split("k", [KITTI_IMG, KITTI_GT, "721.5377"])})
+    # ETH3D: raw float32 depth (inf = none), image as a .JPG name
+    rel_img, rel_d = "rgb/office/images/dslr_images/DSC_0219.JPG", \
+        "depth/office_dslr_depth/office/ground_truth_depth/dslr_images/DSC_0219.JPG"
+    _img(data / "eth3d" / "tmp.png", 42, 56)
+    (data / "eth3d" / rel_img).parent.mkdir(parents=True)
+    shutil.move(data / "eth3d" / "tmp.png", data / "eth3d" / rel_img)
+    d = RNG.uniform(1, 70, (42, 56)).astype("<f4")
+    d[:3] = np.inf
+    (data / "eth3d" / rel_d).parent.mkdir(parents=True)
+    d.tofile(data / "eth3d" / rel_d)
+    card("eth3d", split_file={"test": split("e", [rel_img, rel_d])}, depth_size=[42, 56])
+    # ScanNet (Marigold's sample): color jpg + uint16 mm depth
+    sroot = data / "scannet/scannet_val_sampled_800_1"
+    _img(sroot / "scene0406_02/color/tmp.png", 48, 64)
+    shutil.move(sroot / "scene0406_02/color/tmp.png", sroot / "scene0406_02/color/000300.jpg")
+    _png16(sroot / "scene0406_02/depth/000300.png", RNG.integers(0, 9000, (48, 64)))
+    card("scannet", split_file={"test": split("s", ["scene0406_02/color/000300.jpg", "scene0406_02/depth/000300.png"])})
+    # DIODE: png + HxWx1 depth npy + mask npy
+    rel = "outdoor/scene_00022/scan_00193/00022_00193_outdoor_000_010"
+    _img(data / "diode/val" / f"{rel}.png", 42, 56)
+    np.save(data / "diode/val" / f"{rel}_depth.npy", RNG.uniform(0.7, 300, (42, 56, 1)).astype(np.float32))
+    np.save(data / "diode/val" / f"{rel}_depth_mask.npy", (RNG.random((42, 56)) > 0.1).astype(np.float32))
+    card("diode", split_file={"test": split("d", [f"{rel}.png", f"{rel}_depth.npy", f"{rel}_depth_mask.npy"])})
+    return data
+
+
+def _metrics(p, g):
+    """ZoeDepth compute_errors / Marigold src/util/metric.py on valid vectors."""
+    thresh = np.maximum(g / p, p / g)
+    err = np.log(p) - np.log(g)
+    return {"abs_rel": np.mean(np.abs(g - p) / g), "rmse": np.sqrt(np.mean((g - p) ** 2)),
+            "delta1": np.mean(thresh < 1.25), "log10": np.mean(np.abs(np.log10(g) - np.log10(p))),
+            "silog": 100 * np.sqrt(np.mean(err ** 2) - np.mean(err) ** 2)}
+
+
+def test_marigold_preset_runs_and_matches_its_pipeline(tree, tmp_path):
+    from dabench.eval.runner import predict_images
+    from dabench.eval.suites import Protocol
+    from dabench.models import create_model
+
+    out = tmp_path / "res"
+    res = CliRunner().invoke(app, ["run", "--suite", "marigold", "--model", "horizon_prior", "--data-root",
+                                   str(tree), "--input-size", "28", "--results", str(out)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    recs = {p.stem: json.loads(p.read_text()) for p in (out / "marigold" / "horizon_prior").glob("*.json")}
+    assert sorted(recs) == ["diode", "eth3d", "kitti", "nyu", "scannet"]
+    assert all(r["status"] == "ok" and r["samples"]["used"] == 1 for r in recs.values())
+    assert recs["eth3d"]["protocol"]["alignment_max_res"] == 1024 and recs["kitti"]["protocol"]["crop"] == "kb+kitti_eigen"
+
+    # KITTI, independently: KB window (kitti_dataset.py:95-108), depth = 1/disparity, valid 1e-5 < gt < 80
+    # and the KITTI Eigen box of the window (:111-131), lstsq on [pred, 1] (alignment.py:65-72), clip.
+    image = cv2.imread(str(tree / "kitti/raw" / KITTI_IMG))[..., ::-1]
+    gt = cv2.imread(str(tree / "kitti/gts" / KITTI_GT), cv2.IMREAD_UNCHANGED).astype(np.float64) / 256.0
+    t, l = 375 - 352, int((1242 - 1216) / 2)
+    image, gt = np.ascontiguousarray(image[t:t + 352, l:l + 1216]), gt[t:t + 352, l:l + 1216]
+    disp = predict_images(create_model("horizon_prior").eval(), [image], Protocol(input_size=28), "cpu")[0]
+    pred = 1.0 / np.maximum(disp.astype(np.float64), 1e-8)
+    valid = (gt > 1e-5) & (gt < 80)
+    box = np.zeros_like(valid)
+    box[int(0.3324324 * 352):int(0.91351351 * 352), int(0.0359477 * 1216):int(0.96405229 * 1216)] = True
+    valid &= box
+    s, sh = np.linalg.lstsq(np.stack([pred[valid], np.ones(valid.sum())], 1), gt[valid], rcond=None)[0]
+    aligned = np.clip(pred * s + sh, 1e-5, 80)
+    ref = _metrics(aligned[valid], gt[valid])
+    for k, v in ref.items():
+        assert recs["kitti"]["metrics"][k] == pytest.approx(v, rel=1e-6), k
