@@ -174,3 +174,33 @@ def test_seg_out_of_range_prediction_is_a_wrong_pixel_as_mmseg():
     st = SegMetricState(3)
     st.update(pred, label)
     assert st.compute()["aacc"] == pytest.approx(4 / 7 * 100)
+
+
+def test_ls_protocols_and_readme_table_agree():
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from dabench.cli import app
+    from dabench.eval.protocol_table import protocol_markdown, protocol_rows
+
+    rows = protocol_rows()
+    by = {(r["suite"], r["dataset"]): r for r in rows}
+    assert by[("marigold", "eth3d")]["fit res"] == "≤1024 px" and by[("marigold", "eth3d")]["range (m)"] == "1e-05–∞"
+    assert by[("marigold", "kitti")]["crop"] == "kb+kitti_eigen" and by[("marigold", "kitti")]["split"] == "test (652)"
+    assert by[("metric-kitti", "kitti")]["crop"] == "kb+garg" and "Marigold" in by[("marigold", "nyu")]["source"]
+    assert by[("da2k", "da2k")]["alignment"].startswith("-") and not any(r["suite"].startswith("seg-") for r in rows)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("<!-- protocols:begin -->\n")[1].split("<!-- protocols:end -->")[0]
+    assert table == protocol_markdown(rows), "README's protocol table is stale: paste `dabench ls protocols --markdown`"
+    res = CliRunner().invoke(app, ["ls", "protocols", "--markdown"])
+    assert res.exit_code == 0 and res.output == protocol_markdown(rows)
+    res = CliRunner().invoke(app, ["ls", "protocols", "--suite", "marigold"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0 and "kb+kitti_eigen" in res.output
+
+
+def test_suite_entry_source_is_kept_and_checked():
+    s = parse_suite({"task": "relative", "datasets": [{"dataset": "nyu", "source": "a/b c.py:1"}]})
+    assert s.datasets[0].source == "a/b c.py:1" and "source" not in s.datasets[0].overrides
+    with pytest.raises(ConfigError, match="source must be a string"):
+        parse_suite({"task": "relative", "datasets": [{"dataset": "nyu", "source": 3}]})

@@ -94,6 +94,32 @@ def ls_metrics(task: Optional[str] = typer.Option(None, "--task", help="depth | 
     Console().print(table)
 
 
+@ls_app.command("protocols")
+def ls_protocols(suite: Optional[str] = typer.Option(None, "--suite", help="one suite (default: every depth and "
+                                                     "ordinal suite)"),
+                 markdown: bool = typer.Option(False, "--markdown", help="print the README's Markdown table")) -> None:
+    """Per suite and dataset: alignment, score space, depth range, crop, the resolution the alignment
+    is fitted at, split size and the source of the protocol.
+
+    Example: dabench ls protocols --suite marigold
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.eval.protocol_table import COLUMNS, protocol_markdown, protocol_rows
+
+    rows = protocol_rows([suite] if suite else None)
+    if markdown:
+        typer.echo(protocol_markdown(rows), nl=False)
+        return
+    table = Table(title="protocols")
+    for col in COLUMNS:
+        table.add_column(col, overflow="fold", no_wrap=col != "source", min_width=24 if col == "source" else None)
+    for r in rows:
+        table.add_row(*(r[c] for c in COLUMNS))
+    Console().print(table)
+
+
 @ls_app.command("suites")
 def ls_suites() -> None:
     """List the suites in leaderboards/suites/: task, datasets, reported metrics.

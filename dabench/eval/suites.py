@@ -12,7 +12,8 @@ wrong type or unknown name is a ``ConfigError`` naming the file)::
     datasets:
       - nyu                            # a bare name uses the card's defaults
       - {dataset: kitti, alignment: scale_shift_disparity, score_space: disparity, depth_cap: 80,
-         crop: garg, min_depth: 0.001, max_depth: 80, input_size: 518, flip_tta: false, split: test}
+         crop: garg, min_depth: 0.001, max_depth: 80, input_size: 518, flip_tta: false, split: test,
+         pred_floor: null, alignment_max_res: null, source: "repo file:line of this protocol"}
     metrics: [abs_rel, delta1, ...]    # reported/table order; every metric of the task is recorded
     primary_metrics: [abs_rel, delta1] # the headline columns (a subset of metrics)
 
@@ -130,6 +131,7 @@ class Protocol:
 class DatasetEntry:
     dataset: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # where this dataset's protocol comes from (repo, file and line); "" = the suite's
 
 
 @dataclass
@@ -156,7 +158,8 @@ class Suite:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "description": self.description, "source": self.source,
-                "defaults": self.defaults, "datasets": [{"dataset": e.dataset, **e.overrides} for e in self.datasets],
+                "defaults": self.defaults, "datasets": [{"dataset": e.dataset, **e.overrides, **({"source": e.source} if e.source else {})}
+                             for e in self.datasets],
                 "metrics": self.metrics, "primary_metrics": self.primary_metrics, "path": self.path}
 
 
@@ -164,7 +167,7 @@ def _check_protocol_keys(d: dict, where: str, task: str) -> dict:
     out = {}
     for k, v in d.items():
         if k not in PROTOCOL_KEYS:
-            raise ConfigError(f"{where}: unknown key {k!r}; valid keys: dataset, {', '.join(PROTOCOL_KEYS)}")
+            raise ConfigError(f"{where}: unknown key {k!r}; valid keys: dataset, source, {', '.join(PROTOCOL_KEYS)}")
         types, _ = PROTOCOL_KEYS[k]
         if isinstance(v, bool) and bool not in types:
             raise ConfigError(f"{where}: {k} must be {'/'.join(t.__name__ for t in types)}, got {v!r}")
@@ -210,8 +213,11 @@ def parse_suite(data: Any, source: str = "<suite>", default_name: str | None = N
             continue
         if not isinstance(item, dict) or not isinstance(item.get("dataset"), str):
             raise ConfigError(f"{where}: expected a dataset name or a mapping with a 'dataset' key, got {item!r}")
-        rest = {k: v for k, v in item.items() if k != "dataset"}
-        entries.append(DatasetEntry(item["dataset"], _check_protocol_keys(rest, where, task)))
+        rest = {k: v for k, v in item.items() if k not in ("dataset", "source")}
+        src = item.get("source", "")
+        if not isinstance(src, str):
+            raise ConfigError(f"{where}: source must be a string (repo, file and line), got {src!r}")
+        entries.append(DatasetEntry(item["dataset"], _check_protocol_keys(rest, where, task), src))
     if not entries:
         raise ConfigError(f"{source}: datasets is empty")
     names = [e.dataset for e in entries]
