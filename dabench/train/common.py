@@ -7,7 +7,6 @@ before the network, so photometric perturbations act on real colours.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,11 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dabench.errors import ConfigError, DataError, MissingFileError
+from dabench.errors import ConfigError, DataError
 
 log = logging.getLogger("dabench.train")
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
@@ -93,33 +91,15 @@ def param_groups(model: torch.nn.Module, lr: float, head_lr_mult: float) -> list
 
 
 # ---------------------------------------------------------------- data sources
-class ImageFolder(torch.utils.data.Dataset):
-    """Unlabelled images in a folder (recursively, sorted): samples with ``image`` and ``name`` only."""
-
-    def __init__(self, root: str | os.PathLike, limit: int | None = None):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise MissingFileError(f"unlabelled image folder {self.root} does not exist")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-        if limit is not None:
-            self.files = self.files[:limit]
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> dict:
-        from PIL import Image
-
-        with Image.open(self.files[i]) as im:
-            return {"image": np.asarray(im.convert("RGB")), "name": str(self.files[i].relative_to(self.root))}
-
-
 def build_source(spec: Mapping, data_root: str | None = None):
-    """One dataset from a config spec ``dict(name, split, limit, kwargs)``; ``folder:<dir>`` is an
-    image folder."""
+    """One dataset from a config spec ``dict(name, split, limit, kwargs)``: a registered dataset, or
+    an image source ``wds:<brace pattern>`` / ``list:<file>`` / ``folder:<dir>``
+    (``dabench.data.sources``)."""
+    from dabench.data.sources import build_image_source, is_image_source
+
     name = spec["name"]
-    if name.startswith("folder:"):
-        return ImageFolder(name[len("folder:"):], limit=spec.get("limit"))
+    if is_image_source(name):
+        return build_image_source(name, limit=spec.get("limit"))
     from dabench.data import build_dataset
 
     return build_dataset(name, split=spec.get("split"), data_root=data_root, limit=spec.get("limit"),

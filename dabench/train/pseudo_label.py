@@ -1,12 +1,13 @@
 """Stage 2: the teacher labels the unlabelled images once, on clean inputs (paper §3.2).
 
-Labels are relative disparity maps at each image's original size, predicted with the official
-inference rules (shorter side resized to ``pseudo_label.input_size``, multiples of 14, output
+Labels are relative disparity maps at each image's original size, stored as float16, predicted
+with the official inference rules (shorter side resized to ``pseudo_label.input_size``, multiples of 14, output
 resized back). They are written as safetensors shards (``shard_00000.safetensors``: key = the
 image's global index in the concatenated unlabelled set) plus ``index.json`` naming the teacher
 (sha256), the unlabelled sources and the shards. Each shard is written atomically, so a killed run
 resumed with ``resume=True`` redoes only the missing shards. Under torchrun, shard ``k`` is made
-by rank ``k mod world_size``.
+by rank ``k mod world_size``. Images stream through a DataLoader (``data.num_workers`` workers
+decode ahead of the teacher), never all in memory; any source works (``wds:``, ``list:``, ...).
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from dabench.train.engine import barrier, fingerprint_diff, init_distributed
 log = logging.getLogger("dabench.train")
 
 INDEX = "index.json"
-FORMAT = "dabench.pseudo_labels/1"
+FORMAT = "dabench.pseudo_labels/2"  # /2: float16 labels; /1 (float32) is still read
+FORMATS = ("dabench.pseudo_labels/1", FORMAT)
+FP16_MAX = 65504.0
 
 
 def _shard_name(k: int) -> str:
@@ -75,7 +78,7 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
         if old.get("complete"):
             log.info("pseudo-labels in %s are complete (%d images)", out_dir, old["num_images"])
             return StageResult("pseudo-label", out_dir, None, {"index": index_path, "num_images": old["num_images"]})
-    index = {"format": FORMAT, "fingerprint": fp, "teacher": str(teacher_ckpt), "num_images": n,
+    index = {"format": FORMAT, "dtype": "float16", "fingerprint": fp, "teacher": str(teacher_ckpt), "num_images": n,
              "shard_size": shard_size, "space": "disparity (relative, affine-ambiguous)", "complete": False,
              "shards": [{"file": _shard_name(k), "start": k * shard_size, "stop": min(n, (k + 1) * shard_size)}
                         for k in range(n_shards)]}
@@ -92,25 +95,34 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
     todo = [k for k in range(n_shards) if k % dist.world_size == dist.rank and not (out_dir / _shard_name(k)).is_file()]
     log.info("pseudo-labelling %d images in %d shards (%d to do on rank %d)", n, n_shards, len(todo), dist.rank)
     progress = _progress(cfg, dist, n_shards, n_shards - len(todo)) if dist.is_main else None
+    # this rank's images, in its shards' order, decoded by DataLoader workers while the teacher runs
+    order = [i for k in todo for i in range(k * shard_size, min(n, (k + 1) * shard_size))]
+    loader = _image_loader(unl, order, bs, cfg)
+    batches = iter(loader)
+    pending: list[tuple[int, np.ndarray]] = []
     try:
         for k in todo:
             start, stop = k * shard_size, min(n, (k + 1) * shard_size)
             tensors = {}
-            for b0 in range(start, stop, bs):
-                idx = list(range(b0, min(stop, b0 + bs)))
-                images = [np.asarray(unl.raw(i)["image"]) for i in idx]
-                preds = predict_batch(model, images, input_size=input_size, device=dist.device, amp_dtype=amp,
-                                      batch_size=bs)
+            while len(tensors) < stop - start:
+                if not pending:
+                    pending = next(batches)
+                take = [x for x in pending if start <= x[0] < stop]
+                if not take:  # the loader follows `order`, so this would be a bookkeeping error
+                    raise DataError(f"pseudo-label shard {k}: images arrived out of order")
+                pending = [x for x in pending if not (start <= x[0] < stop)]
+                idx = [i for i, _ in take]
+                preds = predict_batch(model, [im for _, im in take], input_size=input_size, device=dist.device,
+                                      amp_dtype=amp, batch_size=bs)
                 for i, p in zip(idx, preds):
-                    if not np.isfinite(p).all():
-                        raise DataError(f"teacher prediction for unlabelled image {i} is not finite")
-                    tensors[str(i)] = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))
+                    tensors[str(i)] = to_fp16_label(p, i)
             tmp = out_dir / f".{_shard_name(k)}.tmp"
             save_file(tensors, str(tmp), metadata={"teacher_sha256": fp["teacher_sha256"]})
             tmp.replace(out_dir / _shard_name(k))
             if progress is not None:
                 progress[0].update(progress[1], advance=1)
     finally:
+        batches = loader = None  # drops the loader's workers
         if progress is not None:
             progress[0].stop()
     barrier()
@@ -119,6 +131,41 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
         atomic_write_json(index_path, index)
     barrier()
     return StageResult("pseudo-label", out_dir, None, {"index": index_path, "num_images": n})
+
+
+def to_fp16_label(pred: np.ndarray, index: int) -> torch.Tensor:
+    """A teacher prediction as a float16 tensor. The label is relative disparity, used only through
+    the affine-invariant loss (scale and shift normalised away), so a map whose maximum would
+    overflow float16 is divided by a power of two first (exact, and irrelevant to the loss)."""
+    p = np.asarray(pred, dtype=np.float32)
+    if not np.isfinite(p).all():
+        raise DataError(f"teacher prediction for unlabelled image {index} is not finite")
+    peak = float(np.abs(p).max()) if p.size else 0.0
+    if peak > FP16_MAX / 2:
+        p = p * np.float32(2.0 ** -int(np.ceil(np.log2(peak / (FP16_MAX / 2)))))
+    return torch.from_numpy(np.ascontiguousarray(p)).to(torch.float16)
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, src, order):
+        self.src, self.order = src, order
+
+    def __len__(self):
+        return len(self.order)
+
+    def __getitem__(self, j):
+        i = self.order[j]
+        return i, np.asarray(self.src.raw(i)["image"])
+
+
+def _image_loader(unl, order, bs, cfg):
+    """(index, image) batches of ``order``, read in order by ``data.num_workers`` workers."""
+    from dabench.train.loader import LoaderConfig
+
+    workers = LoaderConfig(num_workers=cfg["data"]["num_workers"]).workers()
+    kw = dict(prefetch_factor=cfg["data"]["prefetch_factor"], multiprocessing_context="fork") if workers else {}
+    return torch.utils.data.DataLoader(_Indexed(unl, order), batch_size=bs, shuffle=False, num_workers=workers,
+                                       collate_fn=list, generator=torch.Generator().manual_seed(0), **kw)
 
 
 def _progress(cfg, dist, total, done):
@@ -134,7 +181,7 @@ def _progress(cfg, dist, total, done):
 
 class PseudoLabels:
     """Read access to a finished pseudo-label directory: ``labels[i]`` is image ``i``'s H×W
-    disparity (float32 tensor)."""
+    relative disparity (a float32 tensor; stored as float16)."""
 
     def __init__(self, out_dir: str | Path):
         from safetensors import safe_open
@@ -144,7 +191,7 @@ class PseudoLabels:
         if not path.is_file():
             raise MissingFileError(f"no pseudo-labels in {self.dir} ({INDEX} missing; run `dabench train pseudo-label`)")
         self.index = json.loads(path.read_text())
-        if self.index.get("format") != FORMAT:
+        if self.index.get("format") not in FORMATS:
             raise CheckpointError(f"{path} is not a dabench pseudo-label index")
         if not self.index.get("complete"):
             raise CheckpointError(f"pseudo-labels in {self.dir} are incomplete; resume `dabench train pseudo-label`")
@@ -163,4 +210,4 @@ class PseudoLabels:
             if not f.is_file():
                 raise MissingFileError(f"pseudo-label shard {f} is missing")
             self._handles[k] = self._open(str(f), framework="pt")
-        return self._handles[k].get_tensor(str(int(i)))
+        return self._handles[k].get_tensor(str(int(i))).float()

@@ -1,0 +1,315 @@
+"""Image sources for training at scale: ``wds:<brace pattern>``, ``list:<file>``, ``folder:<dir>``.
+
+All three are map-style datasets (``len``, ``ds[i]`` -> ``{"image": uint8 H×W×3, "name": str}``,
+plus ``depth``/``valid`` for labelled WebDataset samples), so the training sampler can shuffle
+them per epoch and shard the order across ranks, and none walks a tree at every start:
+
+- ``folder:<dir>``: the images under ``dir`` (recursively, sorted), listed once in
+  ``<dir>/.dabench-index`` (or, when ``dir`` is read-only, in dabench's cache); later starts read
+  that file. Delete it after changing the folder.
+- ``list:<file>``: a text file of image paths, one a line, relative to the list's folder (``#``
+  comments and blank lines skipped); a path that leaves that folder is refused.
+- ``wds:<pattern>``: WebDataset tar shards, e.g. ``wds:/data/sa1b/shard-{000000..000999}.tar``
+  (``braceexpand``, webdataset's own pattern syntax). Members are grouped into samples by
+  webdataset's key rule (``base_plus_ext``); the first image member (jpg, jpeg, png, webp) is the
+  image, an optional ``depth.npy`` (float32 metres, 0 invalid) makes the sample labelled. Each shard's
+  member offsets are indexed once (cached under ``cache_dir()/wds-index``, keyed by path, size and
+  modification time) and samples are read with ``os.pread``, so random access needs no extraction.
+
+Decoded images are capped at ``MAX_IMAGE_PIXELS`` (read from the header before decoding).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dabench.errors import ConfigError, DataError, MissingFileError
+
+log = logging.getLogger("dabench.data")
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+WDS_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
+INDEX_NAME = ".dabench-index"
+INDEX_HEADER = "# dabench-index/1"
+MAX_IMAGE_PIXELS = 64 * 2 ** 20  # 64 MP: far above any training image, refuses decompression bombs
+SOURCE_KINDS = ("wds:", "list:", "folder:")
+
+__all__ = ["build_image_source", "is_image_source", "decode_image", "FolderImages", "ListImages", "WdsImages",
+           "write_shards", "MAX_IMAGE_PIXELS", "INDEX_NAME"]
+
+
+def is_image_source(name: str) -> bool:
+    return isinstance(name, str) and name.startswith(SOURCE_KINDS)
+
+
+def build_image_source(name: str, limit: int | None = None):
+    """The source a ``wds:`` / ``list:`` / ``folder:`` name stands for (first ``limit`` samples)."""
+    kind, _, arg = name.partition(":")
+    if not arg:
+        raise ConfigError(f"source {name!r} names no path (e.g. folder:/data/images)")
+    if kind == "folder":
+        return FolderImages(arg, limit=limit)
+    if kind == "list":
+        return ListImages(arg, limit=limit)
+    if kind == "wds":
+        return WdsImages(arg, limit=limit)
+    raise ConfigError(f"unknown source kind {kind!r}; valid: {', '.join(k[:-1] for k in SOURCE_KINDS)}")
+
+
+def decode_image(data: bytes, what: str) -> np.ndarray:
+    """RGB uint8 H×W×3 from encoded bytes; ``DataError`` naming ``what`` if it is not an image or is
+    larger than ``MAX_IMAGE_PIXELS`` (checked from the header, before decoding)."""
+    import cv2
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"{what} is not a readable image ({e})") from None
+    if w * h > MAX_IMAGE_PIXELS:
+        raise DataError(f"{what} is {w}x{h}; images over {MAX_IMAGE_PIXELS} pixels are refused")
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if arr is None:
+        raise DataError(f"{what} is corrupt (cv2 could not decode it)")
+    return np.ascontiguousarray(arr[..., ::-1])
+
+
+def _inside(root: Path, rel: str, what: str) -> Path:
+    """``root / rel`` when ``rel`` is a relative path that stays inside ``root``; else ``DataError``."""
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts or not rel:
+        raise DataError(f"{what}: entry {rel!r} must be a relative path inside {root} (no '..', not absolute)")
+    return root / p
+
+
+class _Files(torch.utils.data.Dataset):
+    """Images at ``root / rel`` for each relative name."""
+
+    def __init__(self, root: Path, names: list[str], limit: int | None):
+        self.root = root
+        self.names = names[: int(limit)] if limit is not None else names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> dict:
+        rel = self.names[int(i)]
+        path = self.root / rel
+        if not path.is_file():
+            raise MissingFileError(f"image {path} (listed in {self.listing}) does not exist")
+        return {"image": decode_image(path.read_bytes(), f"image file {path}"), "name": rel}
+
+
+class FolderImages(_Files):
+    """``folder:<dir>``: every image under ``dir``, listed once in ``.dabench-index``."""
+
+    def __init__(self, root: str | os.PathLike, limit: int | None = None):
+        root = Path(root)
+        if not root.is_dir():
+            raise MissingFileError(f"image folder {root} does not exist")
+        self.listing = folder_index_path(root)
+        if self.listing.is_file():
+            names = _read_index(self.listing, root)
+        else:
+            names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                           if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+            _write_index(self.listing, names)
+            log.info("indexed %d images under %s in %s", len(names), root, self.listing)
+        super().__init__(root, names, limit)
+
+
+def folder_index_path(root: Path) -> Path:
+    """``root/.dabench-index``, or a cache file when ``root`` is not writable (never touch the data)."""
+    own = root / INDEX_NAME
+    if own.is_file() or os.access(root, os.W_OK):
+        return own
+    from dabench.provenance import cache_dir
+
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "folder-index" / f"{key}{INDEX_NAME}"
+
+
+def _write_index(path: Path, names: list[str]) -> None:
+    from dabench.provenance import atomic_write_text
+
+    atomic_write_text(path, f"{INDEX_HEADER} {len(names)}\n" + "".join(n + "\n" for n in names))
+
+
+def _read_index(path: Path, root: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or not lines[0].startswith(INDEX_HEADER):
+        raise DataError(f"{path} is not a dabench folder index (first line should be {INDEX_HEADER!r}); delete it "
+                        "to rebuild")
+    try:
+        count = int(lines[0].split()[-1])
+    except ValueError:
+        raise DataError(f"{path}: bad header {lines[0]!r}") from None
+    names = [ln for ln in lines[1:] if ln]
+    if len(names) != count:
+        raise DataError(f"{path} lists {len(names)} images but its header says {count} (truncated?); delete it "
+                        "to rebuild")
+    for n in names:
+        _inside(root, n, str(path))
+    return names
+
+
+class ListImages(_Files):
+    """``list:<file>``: image paths relative to the list's folder, one a line."""
+
+    def __init__(self, listing: str | os.PathLike, limit: int | None = None):
+        self.listing = Path(listing)
+        if not self.listing.is_file():
+            raise MissingFileError(f"image list {self.listing} does not exist")
+        root = self.listing.resolve().parent
+        names = []
+        for ln in self.listing.read_text(encoding="utf-8").splitlines():
+            ln = ln.strip()
+            if ln and not ln.startswith("#"):
+                _inside(root, ln, f"image list {self.listing}")
+                names.append(ln)
+        super().__init__(root, names, limit)
+
+
+# ---------------------------------------------------------------- WebDataset shards
+def expand_pattern(pattern: str) -> list[Path]:
+    from braceexpand import braceexpand
+
+    try:
+        shards = [Path(s) for s in braceexpand(pattern)]
+    except Exception as e:  # noqa: BLE001 - braceexpand raises plain errors on bad patterns
+        raise ConfigError(f"bad shard pattern {pattern!r}: {e}") from None
+    missing = [s for s in shards if not s.is_file()]
+    if missing:
+        raise MissingFileError(f"shard {missing[0]} of wds:{pattern} does not exist ({len(missing)} of "
+                               f"{len(shards)} missing)")
+    return shards
+
+
+def shard_index(shard: Path) -> list[dict]:
+    """``[{"key", "members": {ext: [offset, size]}}]`` of one tar shard, in file order (cached)."""
+    from dabench.provenance import atomic_write_json, cache_dir
+    from webdataset.tariterators import base_plus_ext
+
+    st = shard.stat()
+    key = hashlib.sha1(f"{shard.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    cached = cache_dir() / "wds-index" / f"{key}.json"
+    if cached.is_file():
+        try:
+            return json.loads(cached.read_text())["samples"]
+        except (ValueError, KeyError):
+            pass  # a damaged cache entry is rebuilt
+    samples: list[dict] = []
+    try:
+        with tarfile.open(shard, "r:") as tf:
+            for m in tf:
+                if not m.isfile():
+                    continue
+                base, ext = base_plus_ext(m.name)
+                if base is None:
+                    continue
+                if not samples or samples[-1]["key"] != base:
+                    samples.append({"key": base, "members": {}})
+                samples[-1]["members"][ext.lower()] = [m.offset_data, m.size]
+    except (tarfile.TarError, OSError) as e:
+        raise DataError(f"WebDataset shard {shard} is not a readable (uncompressed) tar file: {e}") from None
+    atomic_write_json(cached, {"shard": str(shard), "samples": samples})
+    return samples
+
+
+class WdsImages(torch.utils.data.Dataset):
+    """``wds:<pattern>``: samples of WebDataset tar shards, by global index (shard order, then file order)."""
+
+    def __init__(self, pattern: str, limit: int | None = None):
+        self.pattern = pattern
+        self.shards = expand_pattern(pattern)
+        self.samples: list[tuple[int, dict]] = []
+        for k, shard in enumerate(self.shards):
+            for s in shard_index(shard):
+                img = next((e for e in WDS_IMAGE_KEYS if e in s["members"]), None)
+                if img is None:
+                    continue  # a sample without an image (e.g. metadata only) is not a training sample
+                self.samples.append((k, {"key": s["key"], "image": s["members"][img],
+                                         "depth": s["members"].get("depth.npy")}))
+                if limit is not None and len(self.samples) >= int(limit):
+                    break
+            if limit is not None and len(self.samples) >= int(limit):
+                break
+        self._fds: dict[int, tuple[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _read(self, k: int, offset: int, size: int) -> bytes:
+        pid = os.getpid()
+        if k not in self._fds or self._fds[k][0] != pid:  # descriptors are per process (DataLoader workers)
+            self._fds[k] = (pid, os.open(self.shards[k], os.O_RDONLY))
+        data = os.pread(self._fds[k][1], size, offset)
+        if len(data) != size:
+            raise DataError(f"WebDataset shard {self.shards[k]} is truncated at byte {offset}")
+        return data
+
+    def __getitem__(self, i: int) -> dict:
+        k, s = self.samples[int(i)]
+        where = f"sample {s['key']!r} of shard {self.shards[k]}"
+        out = {"image": decode_image(self._read(k, *s["image"]), where), "name": f"{self.shards[k].name}/{s['key']}"}
+        if s["depth"] is not None:
+            try:
+                depth = np.load(io.BytesIO(self._read(k, *s["depth"])), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise DataError(f"depth.npy of {where} is not a readable .npy: {e}") from None
+            if depth.shape != out["image"].shape[:2]:
+                raise DataError(f"depth.npy of {where} is {depth.shape}, its image {out['image'].shape[:2]}")
+            depth = np.asarray(depth, dtype=np.float32)
+            valid = np.isfinite(depth) & (depth > 0)
+            out["depth"], out["valid"] = np.where(valid, depth, 0).astype(np.float32), valid
+        return out
+
+    def __del__(self):
+        for pid, fd in getattr(self, "_fds", {}).values():
+            if pid == os.getpid():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def write_shards(source, out_dir: str | os.PathLike, *, maxcount: int = 1000, prefix: str = "shard",
+                 quality: int = 95) -> list[Path]:
+    """Write ``source``'s images (a ``folder:`` / ``list:`` source or any dataset of ``{"image",
+    "name"}``) as WebDataset shards ``out_dir/<prefix>-NNNNNN.tar`` of ``maxcount`` samples each;
+    JPEG inputs are copied byte for byte, others encoded as JPEG (``quality``). Returns the shards."""
+    import webdataset as wds
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.glob(f"{prefix}-*.tar")):
+        raise ConfigError(f"{out_dir} already holds {prefix}-*.tar shards; choose an empty --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pattern = str(out_dir / f"{prefix}-%06d.tar")
+    with wds.ShardWriter(pattern, maxcount=int(maxcount), verbose=0) as sink:
+        for i in range(len(source)):
+            name = getattr(source, "names", None)
+            if name is not None and Path(name[i]).suffix.lower() in (".jpg", ".jpeg"):
+                data = (source.root / name[i]).read_bytes()
+                decode_image(data, f"image {source.root / name[i]}")  # refuse corrupt or oversized inputs
+            else:
+                data = _encode_jpeg(source[i]["image"], quality)
+            sink.write({"__key__": f"{i:09d}", "jpg": data})
+    return sorted(out_dir.glob(f"{prefix}-*.tar"))
+
+
+def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise DataError("could not encode an image as JPEG")
+    return buf.tobytes()
