@@ -40,12 +40,20 @@ def test_show_synthetic(tmp_path):
     out = tmp_path / "s.png"
     r = _run("data", "show", "synthetic-outdoor", "--index", 1, "--out", out, "--size", "28x42")
     assert r.exit_code == 0, r.output
-    img = cv2.imread(str(out))[..., ::-1]
-    assert img.shape == (28, 42 * 4, 3)  # image | depth | valid | labels
+    assert "image | depth (near = warm, invalid black) | valid mask" in r.output and "semantic labels" in r.output
+    img = cv2.imread(str(out))
+    # four titled panels, each at least its real size (28x42 is enlarged by a whole factor, never shrunk)
+    assert img.shape[0] > 28 * 5 and img.shape[1] > 4 * 42 * 5
     s = build_dataset("synthetic-outdoor", size=(28, 42))[1]
-    np.testing.assert_array_equal(img[:, :42], s["image"])
-    np.testing.assert_array_equal(img[:, 84:126, 0] > 0, s["valid"])
-    assert (img[:, 42:84][~s["valid"]] == 0).all()  # invalid depth is black
+    from dabench.cli.data import depth_panel, label_panel_with_legend
+
+    depth = depth_panel(s["depth"], s["valid"])
+    assert (depth[~s["valid"]] == 0).all()  # invalid depth is black
+    legend = label_panel_with_legend(s["labels"], "synthetic-outdoor")["legend"]
+    from dabench.data.synthetic import SEMANTIC_CLASSES
+
+    present = {SEMANTIC_CLASSES[k] for k in np.unique(s["labels"]) if k != 255}
+    assert {name for name, _ in legend} - {"ignore"} == present
 
 
 def test_show_bad_index_and_seg_set(tmp_path):

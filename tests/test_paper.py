@@ -53,15 +53,17 @@ def test_paper_with_own_results_and_figures(tmp_path):
     res = generate_paper(out, results, grid_samples=2)
     t2 = (out / "tables" / "table_2.md").read_text()
     # the own row sits next to the published ones; diode-indoor lands in the paper's DIODE column
-    assert "| horizon_prior (dabench) | 0 | 0.310 | 0.550 | – | – |" in t2
-    assert t2.count("**0.050**") == 1 and "Depth Anything ViT-L [1]" in t2
+    # a weight-free baseline is shown, labelled, and never ranked: DIODE's best stays the paper's 0.066
+    assert "| horizon_prior (dabench, baseline) | 0 | 0.310 | 0.550 | – | – |" in t2
+    assert "**0.050**" not in t2 and "| 0.050 |" in t2 and "**0.066**" in t2 and "Depth Anything ViT-L [1]" in t2
+    assert "Weight-free baselines (horizon_prior) are shown for reference and not ranked." in t2
     assert "| tiny_net (dabench) | 25.0M | <u>0.500</u>" not in t2
     t3 = (out / "tables" / "table_3.md").read_text()
     assert "| tiny_net (dabench) | 25.0M | 0.500 | – | – | 0.400 | 1.000 | – |" in t3
     assert "horizon_prior" not in t3
     # the synthetic suite matches no paper table: it gets its own table
     syn = (out / "tables" / "suite_synthetic.md").read_text()
-    assert "horizon_prior (dabench)" in syn and "0.260" in syn
+    assert "horizon_prior (dabench, baseline)" in syn and "0.260" in syn
     names = {p.name for p in (out / "figures").iterdir()}
     for stem in ("bars_table_2", "bars_table_3", "params_vs_abs_rel", "qualitative_grid", "bars_suite_synthetic"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
@@ -96,3 +98,76 @@ def test_records_for_table_matching():
     assert records_for_table(recs, t2) == [zs]          # suite zero-shot, fallback datasets included
     assert records_for_table(recs, t3) == [metric_nyu]
     assert records_for_table(recs, t5) == [metric_sun]   # task metric + a Table 5 dataset
+
+
+def _capture(monkeypatch):
+    from dabench.results import figures as figs
+
+    captured = []
+
+    def fake_save(fig, stem, formats=("png", "pdf"), dpi=150):
+        fig.canvas.draw()
+        captured.append(fig)
+        return [Path(f"{stem}.png")]
+
+    monkeypatch.setattr(figs, "save_figure", fake_save)
+    return figs, captured
+
+
+def test_dot_plots_keep_full_names_and_a_legend(monkeypatch):
+    from dabench.results.tables import build_table
+
+    figs, captured = _capture(monkeypatch)
+    long = "a_model_with_a_very_long_descriptive_name_" * 2
+    recs = [_rec(long, "kitti", {"abs_rel": 0.31}), _rec("horizon_prior", "kitti", {"abs_rel": 0.4},
+                                                         arch="horizon_prior")]
+    table = build_table(recs, published=[get_published("da1-table2")], metrics=["abs_rel"])
+    assert figs.bar_charts(table, "abs_rel", "x")
+    ax = captured[0].axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert f"{long} (dabench)" in labels and all(t.get_rotation() == 0 for t in ax.get_yticklabels())
+    texts = [t.get_text() for t in ax.texts]
+    assert "0.310" in texts and "0.076" in texts  # values printed beside the dots
+    lo, hi = ax.get_xlim()
+    assert lo > 0.0  # fitted to the data, not started at zero
+    legend = [t.get_text() for t in captured[0].legends[0].get_texts()]
+    assert legend == ["published (paper)", "measured (dabench)", "weight-free baseline (dabench, not ranked)"]
+
+
+def test_params_scatter_never_mixes_protocols_and_ticks_every_panel(monkeypatch):
+    from dabench.results.tables import build_table
+
+    figs, captured = _capture(monkeypatch)
+    rel = build_table([_rec("n", "nyu", {"abs_rel": 0.3}, model_params=2.5e7)], metrics=["abs_rel"])
+    met = build_table([_rec("m", "nyu", {"abs_rel": 0.1}, model_params=9.7e7, suite="metric-nyu", task="metric")],
+                      metrics=["abs_rel"])
+    assert figs.params_scatter([("relative, aligned", rel), ("metric, no alignment", met)], "x")
+    axes = [ax for ax in captured[0].axes if ax.get_title()]
+    assert len(axes) == 2 and {ax.get_title().split("\n")[1] for ax in axes} == {"relative, aligned",
+                                                                                 "metric, no alignment"}
+    for ax in axes:
+        assert [t.get_text() for t in ax.get_xticklabels() if t.get_text()]  # every panel has tick labels
+        assert not ax.texts  # no point labels to overlap: one legend names the models
+    assert sorted(t.get_text() for t in captured[0].legends[0].get_texts()) == ["m (dabench) (97.0M)",
+                                                                               "n (dabench) (25.0M)"]
+
+
+def test_grid_models_side_by_side_at_real_resolution(tmp_path):
+    results = tmp_path / "results"
+    for m in ("horizon_prior", "constant"):
+        write_record(_rec(m, "synthetic-indoor", {"abs_rel": 0.3}, suite="synthetic", arch=m), results)
+    out = tmp_path / "paper"
+    pub = tmp_path / "published"
+    pub.mkdir()
+    res = CliRunner().invoke(app, ["paper", "--out", str(out), "--results", str(results), "--grid-samples", "1",
+                                   "--grid-models", "constant,horizon_prior"])
+    assert res.exit_code == 0, res.output
+    index = (out / "index.md").read_text()
+    assert "constant (weight-free baseline), horizon_prior (weight-free baseline) on synthetic-indoor" in index
+    import cv2
+
+    img = cv2.imread(str(out / "figures" / "qualitative_grid.png"))
+    assert img.shape[1] >= 4 * 126  # four columns, each at least the sample's 126 px width
+    res = CliRunner().invoke(app, ["paper", "--out", str(out), "--results", str(results), "--no-figures",
+                                   "--grid-models", "nope"])
+    assert res.exit_code == 0

@@ -105,3 +105,22 @@ def test_predict_pth_needs_model(tmp_path, images):
     torch.save({"x": torch.zeros(1)}, p)
     r = runner.invoke(app, ["predict", str(images[0]), "--checkpoint", str(p), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "pass --model" in flat(r.output)
+
+
+def test_predict_png_near_is_warm_and_colorbar_file(tmp_path, images):
+    r = runner.invoke(app, ["predict", str(images[0]), "--model", "horizon_prior", "--out", str(tmp_path / "o"),
+                            "--colorbar"])
+    assert r.exit_code == 0, r.output
+    png = cv2.imread(str(tmp_path / "o" / "a.png"))[..., ::-1].astype(int)
+    # horizon_prior: disparity grows towards the bottom row (near) -> red there, blue at the top (far)
+    assert png[-1, 0, 0] > png[-1, 0, 2] and png[0, 0, 2] > png[0, 0, 0]
+    bar = cv2.imread(str(tmp_path / "o" / "a.colorbar.png"))
+    assert bar is not None and bar.shape[1] > 2 * 44  # image + prediction + colorbar
+
+
+def test_colorize_inverts_metric_depth():
+    from dabench.cli.models import colorize
+
+    depth = np.array([[1.0, 10.0]])
+    np.testing.assert_array_equal(colorize(depth, space="depth"), colorize(1.0 / depth))
+    assert colorize(depth, space="depth")[0, 0, 0] > colorize(depth, space="depth")[0, 0, 2]  # 1 m is warm

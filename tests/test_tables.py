@@ -56,7 +56,7 @@ mA (dabench) & 24.8M & \underline{0.100} & \underline{0.900} & \textbf{0.200} & 
 mB (dabench) & -- & \underline{0.100} & \textbf{0.950} & -- & -- \\
 mC (dabench) & 1.5B & 0.120 & \underline{0.900} & \underline{0.250} & \textbf{0.850} \\
 \bottomrule
-\multicolumn{6}{l}{\footnotesize $^{1}$ Paper X, Table 1} \\
+\multicolumn{6}{p{32em}}{\footnotesize $^{1}$ Paper X, Table 1} \\
 \end{tabular}
 """
 
@@ -177,4 +177,47 @@ def test_multi_scale_miou_goes_to_its_own_column():
     assert t.best_rows("cityscapes", "miou") == ["a (dabench)"]
     assert t.best_rows("cityscapes", "miou_ms") == ["P"]
     assert t.rows[2].values == {("cityscapes", "miou_ms"): 80.0}
-    assert "Cityscapes mIoU (MS)↑" in to_markdown(t)
+    assert "Cityscapes mIoU (MS) (%)↑" in to_markdown(t)
+
+
+def test_units_in_headers_follow_the_score_space():
+    metric = [_rec("a", "nyu", {"rmse": 0.31, "abs_rel": 0.1}, protocol={"score_space": "depth"}),
+              _rec("b", "nyu", {"rmse": 0.42, "abs_rel": 0.2}, protocol={"score_space": "depth"})]
+    md = to_markdown(build_table(metric, metrics=["abs_rel", "rmse"]))
+    assert "NYUv2 RMSE (m)↓" in md and "NYUv2 AbsRel↓" in md  # a ratio has no unit
+    disp = [dict(r, protocol={"score_space": "disparity"}) for r in metric]
+    assert "NYUv2 RMSE (1/m)↓" in to_markdown(build_table(disp, metrics=["rmse"]))
+    mixed = [metric[0], disp[1]]
+    assert "NYUv2 RMSE↓" in to_markdown(build_table(mixed, metrics=["rmse"]))  # mixed spaces: no unit claimed
+    assert r"RMSE (m)$\downarrow$" in to_latex(build_table(metric, metrics=["rmse"]))
+
+
+def test_miou_prints_the_papers_one_decimal():
+    recs = [{"schema": "dabench.result/1", "status": "ok", "suite": "seg", "model": m, "dataset": "ade20k",
+             "metrics": {"miou": v}} for m, v in (("a", 47.254), ("b", 47.21))]
+    t = build_table(recs)
+    md = to_markdown(t)
+    assert "ADE20K mIoU (%)↑" in md and "**47.3**" in md and "<u>47.2</u>" in md
+
+
+def test_baselines_are_shown_but_never_ranked():
+    recs = [_rec("horizon_prior", "nyu", {"abs_rel": 0.05}, arch="horizon_prior"),
+            _rec("constant", "nyu", {"abs_rel": 0.06}, arch="constant"),
+            _rec("net", "nyu", {"abs_rel": 0.2}), _rec("net2", "nyu", {"abs_rel": 0.3})]
+    t = build_table(recs)
+    assert t.best_rows("nyu", "abs_rel") == ["net (dabench)"]  # the baselines' better numbers are not ranked
+    assert {r.label for r in t.rows if r.baseline} == {"horizon_prior (dabench, baseline)",
+                                                       "constant (dabench, baseline)"}
+    md = to_markdown(t)
+    assert "| horizon_prior (dabench, baseline) | – | 0.050 |" in md and "<u>0.300</u>" in md
+    assert "not ranked" in md
+
+
+def test_latex_footnotes_wrap_in_a_paragraph_column():
+    long = "A very long source note " * 12
+    pub = parse_published({"schema": "dabench.published/1", "id": "t", "table": "T", "source": long,
+                           "datasets": ["nyu"], "metrics": ["abs_rel"],
+                           "rows": [{"model": "P", "results": {"nyu": {"abs_rel": 0.1}}}]})
+    tex = to_latex(build_table([], published=[pub]))
+    assert r"\multicolumn{3}{p{18.5em}}{\footnotesize $^{1}$ A very long" in tex
+    assert r"{l}{\footnotesize" not in tex

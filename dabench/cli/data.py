@@ -166,57 +166,80 @@ def show(
     split: Optional[str] = typer.Option(None, "--split", help="Split (default: the card's default split)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help=_DATA_ROOT_HELP),
     size: Optional[str] = typer.Option(None, "--size", help="Synthetic sets: image size HxW, e.g. 98x126."),
+    colorbar: bool = typer.Option(True, "--colorbar/--no-colorbar", help="Colorbar in metres beside the depth."),
 ) -> None:
-    """Write one sample as a PNG: image | depth (turbo colour map, near = red, invalid black) | valid mask, plus semantic labels when the set has them.
+    """Write one sample as a PNG figure: image | depth (Spectral_r on 1/depth, near = warm, invalid black, colorbar in metres) | valid mask, plus semantic labels with a class legend when the set has them. Panels keep their real resolution (tiny images are enlarged by a whole factor, never shrunk).
 
     Example: dabench data show synthetic-outdoor --index 3 --out sample.png
     """
-    import cv2
     import numpy as np
 
     from dabench.data import build_dataset
-    from dabench.errors import DataError
     from dabench.provenance import atomic_write_bytes
+    from dabench.viz import disparity_view
 
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out} must be a .png file")
     ds = build_dataset(name, split, data_root=data_root, **_size_kw(size))
     if not 0 <= index < len(ds):
         raise ConfigError(f"--index {index} out of range: {name} has {len(ds)} samples in this split")
     s = ds[index]
-    panels = [s["image"], depth_panel(s["depth"], s["valid"]),
-              np.repeat((s["valid"].astype(np.uint8) * 255)[..., None], 3, -1)]
+    valid = np.asarray(s["valid"], dtype=bool)
+    _, _, (lo, hi) = disparity_view(s["depth"], valid, "depth")
+    panels = [{"title": "image", "rgb": np.asarray(s["image"])},
+              {"title": "depth (near = warm, invalid black)", "rgb": depth_panel(s["depth"], valid),
+               "colorbar": (lo, hi, "depth") if colorbar else None},
+              {"title": f"valid mask (white, {100 * valid.mean():.0f}%)",
+               "rgb": np.repeat((valid.astype(np.uint8) * 255)[..., None], 3, -1)}]
     if "labels" in s:
-        panels.append(label_panel(s["labels"]))
-    strip = np.concatenate(panels, axis=1)
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {out} must be a .png file")
-    ok, buf = cv2.imencode(".png", strip[..., ::-1])
-    if not ok:
-        raise DataError(f"could not encode {out}")
-    atomic_write_bytes(out, buf.tobytes())
-    typer.echo(f"wrote {out} ({strip.shape[1]}x{strip.shape[0]}): {s['name']}")
+        panels.append(label_panel_with_legend(s["labels"], name))
+    data = _figure_png(panels, f"{name} [{getattr(ds, 'split', split) or 'default split'}] #{index}: {s['name']}")
+    atomic_write_bytes(out, data)
+    typer.echo(f"wrote {out}: {s['name']} ({' | '.join(p['title'] for p in panels)})")
+
+
+def _figure_png(panels, title) -> bytes:
+    import io
+
+    from dabench.viz import panel_figure, plt
+
+    fig = panel_figure(panels, title=title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt().close(fig)
+    return buf.getvalue()
 
 
 def depth_panel(depth, valid):
-    """Depth as RGB uint8: inverse depth through matplotlib's turbo (near warm), invalid black."""
-    import matplotlib
-    import numpy as np
+    """Depth as RGB uint8 in dabench's convention (``dabench.viz``): Spectral_r on 1/depth, near warm,
+    invalid black."""
+    from dabench.viz import colorize_depth
 
-    out = np.zeros((*depth.shape, 3), np.uint8)
-    if valid.any():
-        inv = np.zeros_like(depth, dtype=np.float64)
-        inv[valid] = 1.0 / depth[valid]
-        lo, hi = np.percentile(inv[valid], [1, 99])
-        norm = np.clip((inv - lo) / max(hi - lo, 1e-12), 0, 1)
-        rgb = (matplotlib.colormaps["turbo"](norm)[..., :3] * 255 + 0.5).astype(np.uint8)
-        out[valid] = rgb[valid]
-    return out
+    return colorize_depth(depth, valid, "depth")
 
 
 def label_panel(labels):
     """Semantic ids as RGB uint8 with a fixed palette (255 = ignore is black)."""
+    from dabench.viz import colorize_labels
+
+    return colorize_labels(labels)
+
+
+def label_panel_with_legend(labels, dataset: str) -> dict:
+    """The labels panel plus a legend of the classes present (names from the synthetic world's
+    ``SEMANTIC_CLASSES`` for the synthetic sets, else ``class <id>``)."""
     import numpy as np
 
-    rng = np.random.default_rng(3)
-    palette = rng.integers(40, 256, (256, 3)).astype(np.uint8)
-    palette[255] = 0
-    return palette[np.clip(labels, 0, 255).astype(np.int64)]
+    from dabench.viz import colorize_labels, label_palette
+
+    names: tuple[str, ...] = ()
+    if dataset.startswith("synthetic"):
+        from dabench.data.synthetic import SEMANTIC_CLASSES
+
+        names = SEMANTIC_CLASSES
+    palette = label_palette(20)
+    present = [int(k) for k in np.unique(labels) if int(k) != 255]
+    legend = [(names[k] if k < len(names) else f"class {k}", palette[k]) for k in present]
+    if (np.asarray(labels) == 255).any():
+        legend.append(("ignore", palette[255]))
+    return {"title": "semantic labels", "rgb": colorize_labels(labels), "legend": legend}

@@ -50,20 +50,12 @@ def ls_models(
     Console().print(table)
 
 
-def colorize(pred, cmap: str = "Spectral_r"):
-    """Map a prediction to RGB uint8 with a matplotlib colormap after min–max normalisation."""
-    import matplotlib
-    import numpy as np
+def colorize(pred, cmap: str = "Spectral_r", space: str = "disparity"):
+    """Map a prediction to RGB uint8 as the official demo does: the colormap over min–max normalised
+    disparity (metric depth in metres is inverted first), so near is warm (``dabench.viz``)."""
+    from dabench.viz import colorize_depth
 
-    try:
-        cm = matplotlib.colormaps[cmap]
-    except KeyError:
-        raise ConfigError(f"unknown matplotlib colormap {cmap!r}") from None
-    pred = np.asarray(pred, dtype=np.float64)
-    finite = np.isfinite(pred)
-    lo, hi = (pred[finite].min(), pred[finite].max()) if finite.any() else (0.0, 0.0)
-    norm = np.zeros_like(pred) if hi <= lo else (np.where(finite, pred, lo) - lo) / (hi - lo)
-    return (cm(norm)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    return colorize_depth(pred, None, space, cmap=cmap, robust=False)
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:
@@ -96,12 +88,16 @@ def predict(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (autocast)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images per forward pass (same-size images are batched)."),
-    cmap: str = typer.Option("Spectral_r", "--cmap", help="matplotlib colormap for the PNGs."),
+    cmap: str = typer.Option("Spectral_r", "--cmap", help="matplotlib colormap for the PNGs (applied to "
+                             "disparity: near = warm with the default, as the official demo)."),
+    colorbar: bool = typer.Option(False, "--colorbar", help="Also write DIR/<name>.colorbar.png: the image and "
+                                  "the prediction with a colorbar (metres for metric models, else relative "
+                                  "disparity)."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model first."),
 ) -> None:
     """Predict relative depth (or metric depth for metric checkpoints) for images.
 
-    Writes DIR/<name>.npy (float32, the model's output at the image's size: disparity for relative models, metres for metric ones) and DIR/<name>.png (colour-mapped). Images that are missing or corrupt are reported by name, the others are still written, and the exit code is then non-zero.
+    Writes DIR/<name>.npy (float32, the model's output at the image's size: disparity for relative models, metres for metric ones) and DIR/<name>.png (colour-mapped: Spectral_r on disparity, near = warm; with --colorbar also DIR/<name>.colorbar.png with units). Images that are missing or corrupt are reported by name, the others are still written, and the exit code is then non-zero.
 
     Example: dabench predict photo.jpg --model da2_vits14 --checkpoint depth_anything_v2_vits.pth --out preds/
 
@@ -109,7 +105,7 @@ def predict(
     """
     import numpy as np
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from dabench.progress import progress_bar
 
     from dabench.data.datasets import read_image
     from dabench.models.inference import native_input_size, predict_batch, resolve_amp_dtype, resolve_device
@@ -136,6 +132,7 @@ def predict(
     net, name = build_model(run), run.label
 
     colorize(np.zeros((1, 1)), cmap)  # validate the colormap before any work
+    space = getattr(net, "output_space", "disparity")
     net = net.to(dev).eval()
     if compile_model:
         import torch
@@ -147,8 +144,7 @@ def predict(
     written = 0
     import cv2
 
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
+    with progress_bar(console) as bar:
         task = bar.add_task(f"predict {name}", total=len(images))
         for start in range(0, len(images), batch_size):
             chunk = list(range(start, min(start + batch_size, len(images))))
@@ -165,16 +161,34 @@ def predict(
             size = input_size or native_input_size(net)
             preds = predict_batch(net, [im for _, im in loaded], input_size=size, device=dev, amp_dtype=amp,
                                   batch_size=batch_size)
-            for (i, _), pred in zip(loaded, preds):
+            for (i, image), pred in zip(loaded, preds):
                 buf = io.BytesIO()
                 np.save(buf, pred.astype(np.float32))
                 atomic_write_bytes(out / f"{stems[i]}.npy", buf.getvalue())
-                ok, png = cv2.imencode(".png", cv2.cvtColor(colorize(pred, cmap), cv2.COLOR_RGB2BGR))
+                ok, png = cv2.imencode(".png", cv2.cvtColor(colorize(pred, cmap, space), cv2.COLOR_RGB2BGR))
                 if not ok:  # pragma: no cover - encoding an RGB uint8 array does not fail
                     raise DataError(f"could not encode the PNG for {images[i]}")
                 atomic_write_bytes(out / f"{stems[i]}.png", png.tobytes())
+                if colorbar:
+                    atomic_write_bytes(out / f"{stems[i]}.colorbar.png",
+                                       _colorbar_png(image, pred, space, cmap, images[i].name))
                 written += 1
                 bar.advance(task)
     console.print(f"wrote {written} prediction(s) to {out}")
     if errors:
         raise DataError(f"{len(errors)} of {len(images)} image(s) failed: " + "; ".join(errors))
+
+
+def _colorbar_png(image, pred, space: str, cmap: str, title: str) -> bytes:
+    """image | prediction with a colorbar (metres or relative disparity) as PNG bytes."""
+    from dabench.viz import colorize_depth, disparity_view, panel_figure, plt
+
+    _, _, (lo, hi) = disparity_view(pred, None, space, robust=False)
+    fig = panel_figure([{"title": "image", "rgb": image},
+                        {"title": "prediction (" + ("metric depth" if space == "depth" else "relative disparity")
+                                  + ")", "rgb": colorize_depth(pred, None, space, cmap=cmap, robust=False),
+                         "colorbar": (lo, hi, space), "cmap": cmap}], title=title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt().close(fig)
+    return buf.getvalue()

@@ -203,17 +203,21 @@ def paper_cmd(
     grid: bool = typer.Option(True, "--grid/--no-grid", help="the qualitative grid (runs a model on a few samples)"),
     grid_samples: int = typer.Option(3, help="samples in the qualitative grid"),
     device: str = typer.Option("cpu", help="device for the qualitative grid's predictions"),
+    grid_models: Optional[List[str]] = typer.Option(None, "--grid-models", help="own models whose predictions "
+                                                    "the grid shows side by side (comma-separated or repeated; "
+                                                    "glob patterns; default: the first model that can be rebuilt)"),
 ):
     """Regenerate every table of the paper's layouts (Tables 2, 3-4, 5, 7-8, 9, 10, 12) with the stored
     results next to the published numbers, figures as PNG and PDF, and an index.md linking them.
 
-    Example: dabench paper --out paper/
+    Example: dabench paper --out paper/ --grid-models horizon_prior,constant
     """
     from dabench.provenance import default_results_dir
     from dabench.results.paper import generate_paper
 
     path = Path(results) if results is not None else default_results_dir()
-    res = generate_paper(out, path, figures=figures, grid=grid, grid_samples=grid_samples, device=device)
+    res = generate_paper(out, path, figures=figures, grid=grid, grid_samples=grid_samples, device=device,
+                         grid_models=_split(grid_models))
     for note in res.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"wrote {len(res.tables)} tables and {len(res.figures)} figures; index: {res.index}")

@@ -99,12 +99,13 @@ def _reciprocal(x: np.ndarray) -> np.ndarray:
 
 
 def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_space: str,
-                 *, name: str | None = None) -> tuple[str, dict[str, float] | None, dict[str, Any]]:
+                 *, name: str | None = None, keep_maps: bool = False) -> tuple[str, dict[str, float] | None, dict[str, Any]]:
     """Score one raw prediction (H×W, the model's ``output_space``) against ``sample``.
 
     Returns ``(status, metrics or None, info)`` with status ``ok``, ``skipped_no_valid`` or
     ``skipped_degenerate`` (see ``dabench.eval.align`` for the degenerate policy) and info holding
-    the valid pixel count and the fitted scale/shift.
+    the valid pixel count and the fitted scale/shift; with ``keep_maps`` also ``score_maps``:
+    ``(pred, gt, valid)`` in the score space as scored (error maps of ``dabench report``).
     """
     from dabench.metrics.depth import depth_sums, metrics_from_sums
 
@@ -145,6 +146,8 @@ def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_spac
         else:
             p_s, g_s = depth, gt
     info["sums"] = depth_sums(p_s, g_s, valid, name=name)
+    if keep_maps:
+        info["score_maps"] = (np.asarray(p_s, dtype=np.float64), np.asarray(g_s, dtype=np.float64), valid)
     return "ok", metrics_from_sums(info["sums"]), info
 
 
@@ -457,8 +460,6 @@ def _plan_datasets(suite: Suite, selected: list[str], root) -> tuple[list[tuple[
 def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, flip_tta, results_dir, seed,
                      amp_dtype, use_cache, num_workers, show_progress, print_table, console, rank, ws,
                      skip_missing=False, input_size=None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from dabench.data import build_dataset, load_card
     from dabench.eval.cache import PredictionCache, model_fingerprint
     from dabench.models.checkpoint import read_metadata  # noqa: F401  (fails early if models is broken)
@@ -513,8 +514,9 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
             cache = PredictionCache(enabled=use_cache)
             desc = f"{run.label} · {ds}"
             if show_progress:
-                with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeRemainingColumn(), console=console, transient=False) as prog:
+                from dabench.progress import progress_bar
+
+                with progress_bar(console) as prog:
                     res = _evaluate(model, dataset, proto, output_space=output_space, batch_size=batch_size,
                                     device=device, amp_dtype=amp_dtype, cache=cache, model_fp=fp,
                                     num_workers=num_workers, progress=prog, description=desc)

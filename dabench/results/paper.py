@@ -30,6 +30,12 @@ class PaperOutput:
     figures: list[tuple[str, list[Path]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     own_records: int = 0
+    protocol_groups: dict[str, str] = field(default_factory=dict)  # table title -> protocol group (figures)
+
+
+# What AbsRel means in a table of each task: params-vs-AbsRel panels never mix two of them.
+PROTOCOL_GROUPS = {"relative": "relative depth, scale & shift aligned", "metric": "metric depth, no alignment",
+                   "segmentation": "segmentation"}
 
 
 def _slug(s: str) -> str:
@@ -69,8 +75,11 @@ def _primary_metric(table: ComparisonTable) -> str | None:
 
 def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None = None, *,
                    figures: bool = True, grid: bool = True, grid_samples: int = 3, device: str = "cpu",
-                   published_dir: str | os.PathLike | None = None) -> PaperOutput:
-    """Write tables, figures and ``index.md`` under ``out_dir``; returns what was written."""
+                   published_dir: str | os.PathLike | None = None,
+                   grid_models: list[str] | None = None) -> PaperOutput:
+    """Write tables, figures and ``index.md`` under ``out_dir``; returns what was written.
+    ``grid_models``: own model names (fnmatch patterns) whose predictions the qualitative grid
+    shows side by side (default: the first model that can be rebuilt)."""
     from dabench.results.store import load_records
 
     out_dir = Path(out_dir)
@@ -94,6 +103,8 @@ def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None
                             title=f"{t.table}: {t.title}")
         slug = _slug(t.table)
         result.tables.append((f"{t.table}: {t.title}", table, _write_table(table, out_dir / "tables" / slug)))
+        task = next((k for k in t.match_tasks if k in PROTOCOL_GROUPS), None)
+        result.protocol_groups[f"{t.table}: {t.title}"] = PROTOCOL_GROUPS.get(task, t.table)
 
     leftover: dict[str, list[dict]] = {}
     for r in ok_records:
@@ -109,14 +120,17 @@ def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None
             result.notes.append(f"Suite {suite}: its records hold no numbers to tabulate.")
             continue
         result.tables.append((title, table, _write_table(table, out_dir / "tables" / f"suite_{_slug(suite)}")))
+        task = spec.task if spec is not None else next((r.get("task") for r in recs if r.get("task")), None)
+        result.protocol_groups[title] = PROTOCOL_GROUPS.get(task, f"suite {suite}")
 
     if figures:
-        _figures(result, ok_records, grid=grid, grid_samples=grid_samples, device=device)
+        _figures(result, ok_records, grid=grid, grid_samples=grid_samples, device=device, grid_models=grid_models)
     _write_index(result, results)
     return result
 
 
-def _figures(result: PaperOutput, records: list[dict], *, grid: bool, grid_samples: int, device: str) -> None:
+def _figures(result: PaperOutput, records: list[dict], *, grid: bool, grid_samples: int, device: str,
+             grid_models: list[str] | None = None) -> None:
     from dabench.results import figures as figs
 
     fig_dir = result.out_dir / "figures"
@@ -128,8 +142,9 @@ def _figures(result: PaperOutput, records: list[dict], *, grid: bool, grid_sampl
         stem = fig_dir / f"bars_{paths['md'].stem}"
         written = figs.bar_charts(table, metric, stem, title=title)
         if written:
-            result.figures.append((f"Per-dataset bar chart — {title} ({metric})", written))
-    scatter = figs.params_scatter([t for _, t, _ in result.tables], fig_dir / "params_vs_abs_rel")
+            result.figures.append((f"Per-dataset values — {title} ({metric})", written))
+    scatter = figs.params_scatter([(result.protocol_groups.get(title, title), t) for title, t, _ in result.tables],
+                                  fig_dir / "params_vs_abs_rel")
     if scatter:
         result.figures.append(("Parameters vs AbsRel (per dataset)", scatter))
     else:
@@ -137,7 +152,8 @@ def _figures(result: PaperOutput, records: list[dict], *, grid: bool, grid_sampl
     if not grid:
         result.notes.append("Qualitative grid: not requested (--no-grid).")
         return
-    written, note = qualitative_grid_for_records(records, fig_dir / "qualitative_grid", grid_samples, device)
+    written, note = qualitative_grid_for_records(records, fig_dir / "qualitative_grid", grid_samples, device,
+                                                 models=grid_models)
     if written:
         result.figures.append((f"Qualitative grid — {note}", written))
     else:
@@ -196,9 +212,14 @@ def _grid_samples(record: dict, n: int):
     return "synthetic-indoor", [dataset[i] for i in range(min(n, len(dataset)))]
 
 
-def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: str = "cpu"):
-    """Try the records' models in order (checkpoints first, then random-init networks, then baselines);
-    returns (written paths, description) or (None, why it was skipped)."""
+def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: str = "cpu",
+                                 models: list[str] | None = None):
+    """Without ``models``: try the records' models in order (checkpoints first, then baselines, then
+    random-init networks) and draw the first that loads. With ``models`` (fnmatch patterns on the
+    records' model names): one prediction column per matching model, on the samples of the first
+    one's dataset. Returns (written paths, description) or (None, why it was skipped)."""
+    import fnmatch
+
     from dabench.errors import DabenchError
 
     if not records:
@@ -213,28 +234,42 @@ def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: 
         except Exception:  # noqa: BLE001 - unknown model: try it last
             return 3
 
-    order = sorted(records, key=_rank)
-    reasons, tried = [], set()
+    if models:
+        order = [r for pat in models for r in records if fnmatch.fnmatchcase(str(r.get("model")), pat)]
+        if not order:
+            names = ", ".join(sorted({str(r.get("model")) for r in records}))
+            return None, f"--grid-models {', '.join(models)} matched no record (models: {names})."
+    else:
+        order = sorted(records, key=_rank)
+    reasons, tried, loaded = [], set(), []
     for rec in order:
-        key = (rec.get("model"), rec.get("checkpoint"))
-        if key in tried:
+        if rec.get("model") in tried:
             continue
-        tried.add(key)
+        tried.add(rec.get("model"))
         try:
             model, desc = load_record_model(rec)
         except (DabenchError, ImportError) as e:
             reasons.append(str(e))
             continue
-        from dabench.models.inference import predict_batch
-        from dabench.results import figures as figs
+        loaded.append((rec, model, desc))
+        if not models:
+            break
+    if not loaded:
+        return None, "no record's model could be loaded (" + "; ".join(reasons[:3]) + ")."
+    from dabench.models.inference import predict_batch
+    from dabench.results import figures as figs
 
-        ds, samples = _grid_samples(rec, n)
+    ds, samples = _grid_samples(loaded[0][0], n)
+    preds, spaces = {}, {}
+    for rec, model, desc in loaded:
         input_size = (rec.get("protocol") or {}).get("input_size")  # None: the model's own size
-        preds = predict_batch(model, [s["image"] for s in samples], input_size=input_size, device=device)
-        space = getattr(model, "output_space", "disparity")
-        title = f"{desc} on {ds}"
-        return figs.qualitative_grid(samples, preds, space, stem, title), title
-    return None, "no record's model could be loaded (" + "; ".join(reasons[:3]) + ")."
+        label = str(rec.get("model"))
+        preds[label] = predict_batch(model, [s["image"] for s in samples], input_size=input_size, device=device)
+        spaces[label] = getattr(model, "output_space", "disparity")
+    title = ", ".join(desc for _, _, desc in loaded) + f" on {ds}"
+    if reasons:
+        title += f" ({len(reasons)} model(s) could not be rebuilt)"
+    return figs.qualitative_grid(samples, preds, spaces, stem, title), title
 
 
 def _rel(path: Path, base: Path) -> str:

@@ -7,6 +7,9 @@ Rules (shared by every output format):
   every row holding the best printed value is bold, every row holding the second-best distinct
   value is underlined; a column with fewer than two values, or unknown direction, is not ranked;
 - missing cells print "–" (LaTeX "--") and are never ranked;
+- weight-free baselines (``constant``, ``horizon_prior``) are shown, labelled ``(dabench, baseline)``,
+  and never ranked: they are a floor, not a competitor;
+- headers carry units (``RMSE (m)``, ``mIoU (%)``); percentages print with the paper's one decimal;
 - published rows carry a footnote naming their source (paper and table number); own rows are
   labelled ``<model> (dabench)``.
 """
@@ -36,6 +39,13 @@ class Column:
     dataset_label: str
     metric_label: str
     fmt: str
+    unit: str = ""  # "m", "1/m", "%", "×100" or "" (a ratio)
+
+    @property
+    def header(self) -> str:
+        """``"<dataset> <metric> (<unit>)↑"`` as every renderer prints it."""
+        unit = f" ({self.unit})" if self.unit else ""
+        return f"{self.dataset_label} {self.metric_label}{unit}{arrow(self.higher_is_better)}"
 
 
 @dataclass
@@ -46,6 +56,7 @@ class TableRow:
     params: float | None = None
     values: dict[tuple[str, str], float | None] = field(default_factory=dict)
     footnotes: list[int] = field(default_factory=list)  # 1-based indexes into ComparisonTable.footnotes
+    baseline: bool = False  # weight-free baseline: shown, never ranked
 
 
 @dataclass
@@ -71,6 +82,8 @@ class ComparisonTable:
                 continue
             printed = {}
             for i, row in enumerate(self.rows):
+                if row.baseline:
+                    continue
                 s = format_value(self.cell(row, col), col.fmt)
                 if s is not None:  # a percent format (".1%") ranks on its printed number
                     printed[i] = float(s.rstrip("%"))
@@ -93,6 +106,36 @@ class ComparisonTable:
             if col.dataset == dataset and col.metric == metric:
                 return [self.rows[i].label for (i, jj), m in marks.items() if jj == j and m == "best"]
         raise KeyError(f"no column {dataset}/{metric}")
+
+
+# Percentages print as the paper prints them (Tables 7, 8 and 10: one decimal), whatever the registry's
+# finer default; everything else follows the metric registry.
+TABLE_FMT = {"miou": ".1f", "miou_ms": ".1f", "macc": ".1f", "aacc": ".1f"}
+_UNIT_TEXT = {"x100": "×100", "score-space unit": ""}
+
+
+def record_is_baseline(record: dict) -> bool:
+    """True for records of a weight-free baseline model (``constant``, ``horizon_prior``)."""
+    name = str(record.get("arch") or record.get("model"))
+    try:
+        from dabench.models import MODELS, is_baseline  # noqa: PLC0415
+
+        return name in MODELS and is_baseline(name)
+    except ImportError:
+        return name in ("constant", "horizon_prior")
+
+
+def metric_unit(metric: str, score_spaces: Iterable[str] = (), published_units: dict | None = None) -> str:
+    """The unit shown in a column header. RMSE is in the score space's unit: metres when scored in
+    depth, 1/m when scored in disparity (unknown or mixed: no unit)."""
+    if published_units and published_units.get(metric):
+        return str(published_units[metric])
+    info = metric_info(metric)
+    unit = _UNIT_TEXT.get(info["unit"], info["unit"])
+    if metric in ("rmse",):
+        spaces = set(score_spaces)
+        unit = {"depth": "m", "disparity": "1/m"}.get(spaces.pop(), "") if len(spaces) == 1 else ""
+    return unit
 
 
 def _match_any(name: str, patterns: Iterable[str] | None) -> bool:
@@ -136,11 +179,14 @@ def build_table(records: list[dict] | None = None, *, published: list[PublishedT
     hib_from_records: dict[str, bool] = {}
     record_datasets: list[str] = []
     record_metrics: list[str] = []
+    score_spaces: dict[str, set[str]] = {}
     skipped: dict[str, list[dict]] = {}
     for rec in records:
         model = str(rec.get("model"))
-        label = model + (" (dabench, random init)" if rec.get("random_init") else OWN_SUFFIX)
-        row = own.setdefault(model, TableRow(label=label, model=model, kind="own"))
+        baseline = record_is_baseline(rec)
+        label = model + (" (dabench, random init)" if rec.get("random_init") else
+                         " (dabench, baseline)" if baseline else OWN_SUFFIX)
+        row = own.setdefault(model, TableRow(label=label, model=model, kind="own", baseline=baseline))
         if rec.get("model_params") is not None:
             row.params = rec["model_params"]
         ds, multi_scale = own_column_key(rec, published)
@@ -160,6 +206,9 @@ def build_table(records: list[dict] | None = None, *, published: list[PublishedT
             if isinstance(v, dict) or (v is not None and not isinstance(v, (int, float))):
                 continue
             col_metric = "miou_ms" if (m == "miou" and multi_scale) else m
+            space = (rec.get("protocol") or {}).get("score_space")
+            if space:
+                score_spaces.setdefault(col_metric, set()).add(str(space))
             hib = record_higher_is_better(rec, m)
             if hib is not None:
                 hib_from_records.setdefault(col_metric, hib)
@@ -225,6 +274,7 @@ def build_table(records: list[dict] | None = None, *, published: list[PublishedT
                                                                        if m in METRIC_ORDER else 99, m))
     rows = list(pub_rows.values()) + sorted(own.values(), key=lambda r: r.model)
     ds_names = {k: v for t in published for k, v in t.dataset_names.items()}
+    pub_units = {k: v for t in published for k, v in t.units.items()}
     columns = []
     for ds in datasets:
         for m in metrics:
@@ -234,7 +284,11 @@ def build_table(records: list[dict] | None = None, *, published: list[PublishedT
             info = metric_info(m)
             hib = hib_from_records.get(m, info["higher_is_better"])
             label = ds_names.get(ds) or dataset_display(ds)
-            columns.append(Column(ds, m, hib, label, info["display"], info["fmt"]))
+            unit = metric_unit(m, score_spaces.get(m, ()), pub_units)
+            columns.append(Column(ds, m, hib, label, info["display"], TABLE_FMT.get(m, info["fmt"]), unit))
+    if any(r.baseline for r in rows):
+        names = ", ".join(r.model for r in rows if r.baseline)
+        notes.append(f"Weight-free baselines ({names}) are shown for reference and not ranked.")
     return ComparisonTable(title=title or "", columns=columns, rows=rows, footnotes=footnotes, notes=notes)
 
 
@@ -271,8 +325,7 @@ def _md_escape(s: str) -> str:
 
 def to_markdown(table: ComparisonTable) -> str:
     """GitHub-flavoured Markdown: best **bold**, second <u>underlined</u>, footnotes below."""
-    header = ["Model", "Params"] + [f"{c.dataset_label} {c.metric_label}{arrow(c.higher_is_better)}"
-                                    for c in table.columns]
+    header = ["Model", "Params"] + [c.header for c in table.columns]
     lines = []
     if table.title:
         lines += [f"**{table.title}**", ""]
@@ -290,7 +343,7 @@ def to_markdown(table: ComparisonTable) -> str:
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "δ": r"$\delta$", "α": r"$\alpha$", "–": "--"}
+                  "δ": r"$\delta$", "α": r"$\alpha$", "–": "--", "×": r"$\times$"}
 
 
 def latex_escape(s: str) -> str:
@@ -320,8 +373,8 @@ def to_latex(table: ComparisonTable) -> str:
         start += k
     out.append(" ".join(rules))
     arrows = {True: "$\\uparrow$", False: "$\\downarrow$", None: ""}
-    sub = ["", ""] + [LATEX_METRIC_NAMES.get(c.metric, latex_escape(c.metric_label)) + arrows[c.higher_is_better]
-                      for c in cols]
+    sub = ["", ""] + [LATEX_METRIC_NAMES.get(c.metric, latex_escape(c.metric_label))
+                      + (f" ({latex_escape(c.unit)})" if c.unit else "") + arrows[c.higher_is_better] for c in cols]
     out.append(" & ".join(sub) + " \\\\")
     out.append("\\midrule")
     prev_kind = None
@@ -333,10 +386,13 @@ def to_latex(table: ComparisonTable) -> str:
                                            if row.footnotes else "")
         out.append(" & ".join([label, format_params(row.params) or "--"] + cells) + " \\\\")
     out.append("\\bottomrule")
+    # Footnotes wrap inside a paragraph column about as wide as the table (an `l` column would run
+    # off the page): ~14em for the model and parameter columns plus ~4.5em per value column.
+    note_col = f"p{{{14 + 4.5 * len(cols):g}em}}"
     for i, src in enumerate(table.footnotes, 1):
-        out.append(f"\\multicolumn{{{n}}}{{l}}{{\\footnotesize $^{{{i}}}$ {latex_escape(src)}}} \\\\")
+        out.append(f"\\multicolumn{{{n}}}{{{note_col}}}{{\\footnotesize $^{{{i}}}$ {latex_escape(src)}}} \\\\")
     for note in table.notes:
-        out.append(f"\\multicolumn{{{n}}}{{l}}{{\\footnotesize {latex_escape(note)}}} \\\\")
+        out.append(f"\\multicolumn{{{n}}}{{{note_col}}}{{\\footnotesize {latex_escape(note)}}} \\\\")
     out.append("\\end{tabular}")
     return "\n".join(out) + "\n"
 
@@ -366,8 +422,7 @@ def to_html(table: ComparisonTable) -> str:
     import pandas as pd
 
     cells = _cells(table, "html")
-    header = ["Model", "Params"] + [f"{c.dataset_label} {c.metric_label}{arrow(c.higher_is_better)}"
-                                    for c in table.columns]
+    header = ["Model", "Params"] + [c.header for c in table.columns]
     body = []
     for row, line in zip(table.rows, cells):
         label = html.escape(row.label) + "".join(f"<sup>{n}</sup>" for n in row.footnotes)
