@@ -47,14 +47,19 @@ def safe_join(root: str | os.PathLike, *names: str, what: str = "name", subdirs:
     return path
 
 
-def _is_dabench_run(out: Path) -> bool:
-    marker = out / OUT_MARKER
+def _has_marker(folder: Path) -> bool:
+    marker = folder / OUT_MARKER
     if not marker.is_file():
         return False
     try:
         return json.loads(marker.read_text(encoding="utf-8")).get("created_by") == "dabench"
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _is_dabench_run(out: Path) -> bool:
+    """``out`` carries the marker, or is a stage folder (``teacher/``, ...) of a marked pipeline run."""
+    return _has_marker(out) or _has_marker(out.resolve().parent)
 
 
 def claim_out_dir(out: str | os.PathLike, *, command: str, resume: bool = False, force: bool = False) -> Path:
@@ -69,6 +74,9 @@ def claim_out_dir(out: str | os.PathLike, *, command: str, resume: bool = False,
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 checks and marks; the others only follow
+        out.mkdir(parents=True, exist_ok=True)
+        return out
     if out.is_dir() and any(out.iterdir()) and not _is_dabench_run(out) and not (resume or force):
         raise ConfigError(f"--out {out} already holds files that dabench did not create (no {OUT_MARKER} "
                           "marker); choose an empty or new folder, or pass --force to write into it anyway "

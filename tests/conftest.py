@@ -18,11 +18,16 @@ def _isolated_dabench_home(tmp_path_factory, monkeypatch):
 
 # CLI messages must not depend on the terminal: rich wraps error panels and tables at the console
 # width (80 columns when output is captured, or $COLUMNS), and a long tmp path then splits the phrase
-# a test looks for. A very wide console (set before typer/rich are imported: typer reads
-# TERMINAL_WIDTH once) never wraps a one-line message; tests also compare on flattened text
-# (tests/cli_output.py).
-os.environ["COLUMNS"] = "4000"
+# a test looks for. A very wide console never wraps a one-line message: typer's consoles read
+# TERMINAL_WIDTH once at import (set here, before any test module imports typer), dabench's own
+# rich consoles read COLUMNS (set per test below, so pytest's own output keeps the real width).
+# Tests also compare on flattened text (tests/cli_output.py).
 os.environ["TERMINAL_WIDTH"] = "4000"
+
+
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "4000")
 
 # One thread per process: tests spawn torchrun/DataLoader subprocesses, and oversubscribed OpenMP threads on
 # 2 cores are many times slower than one thread each.

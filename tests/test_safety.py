@@ -146,3 +146,32 @@ def test_suite_yaml_that_is_not_utf8_is_a_clear_error(tmp_path):
     res, text = _invoke(["run", "--suite", str(bad), "--model", "constant", "--results", str(tmp_path / "r")])
     assert res.exit_code == 2, res.output
     assert "not UTF-8" in text and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "teacher", "--preset", "tiny"],
+    ["train", "pipeline", "--preset", "tiny"],
+    ["train", "ablation", "--preset", "tiny"],
+    ["finetune", "seg", "--dataset", "synthetic", "--random-init", "--arch", "da2_test"],
+])
+def test_training_out_that_is_a_users_folder_is_refused(tmp_path, command):
+    user = tmp_path / "project"
+    user.mkdir()
+    (user / "config.py").write_text("my own config")
+    res, text = _invoke([*command, "--out", str(user)])
+    assert res.exit_code == 2, res.output
+    assert "--force" in text and OUT_MARKER in text
+    assert (user / "config.py").read_text() == "my own config" and _files(user) == ["config.py"]
+
+
+def test_finetune_metric_out_that_is_a_users_folder_is_refused(tmp_path):
+    from dabench.models import create_model, save_checkpoint
+
+    init = save_checkpoint(create_model("da2_test"), tmp_path / "init.safetensors", arch="da2_test")
+    user = tmp_path / "project"
+    user.mkdir()
+    (user / "config.py").write_text("my own config")
+    res, text = _invoke(["finetune", "metric", "--dataset", "synthetic-indoor", "--head", "simple", "--init", str(init),
+                         "--preset", "tiny", "--out", str(user)])
+    assert res.exit_code == 2, res.output
+    assert "--force" in text and (user / "config.py").read_text() == "my own config"

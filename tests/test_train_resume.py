@@ -78,6 +78,24 @@ def test_engine_resume_is_bit_exact_and_state_is_weights_only(tmp_path):
     assert log[-1]["lr"] == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("damaged", ["state.pt", "model.safetensors"])
+def test_resume_falls_back_from_a_corrupt_newest_checkpoint(tmp_path, caplog, damaged):
+    m1, t1 = _toy(tmp_path / "a")
+    t1.fit()
+    ref = {k: v.clone() for k, v in m1.state_dict().items()}
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    _rewind(tmp_path / "b", 8)
+    newest = tmp_path / "b" / "checkpoints" / "step_0000008" / damaged
+    newest.write_bytes(newest.read_bytes()[:50])  # truncated, as by a full disk
+    m2, t2 = _toy(tmp_path / "b")
+    with caplog.at_level("WARNING", logger="dabench.train"):
+        t2.fit(resume=True)
+    assert t2.step == 12
+    assert any(damaged in r.getMessage() and "falling back" in r.getMessage() for r in caplog.records)
+    for k, v in m2.state_dict().items():
+        assert torch.equal(v, ref[k]), k  # resumed from step 4: still the uninterrupted result
+
+
 def test_engine_refuses_existing_run_without_resume(tmp_path):
     _, t = _toy(tmp_path / "a", steps=4)
     t.fit()

@@ -38,6 +38,7 @@ def metric(
     batch_size: int = typer.Option(None, "--batch-size", help="Override the per-GPU batch size."),
     data_root: Path = typer.Option(None, "--data-root", help="Datasets folder (default $DABENCH_DATA)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing --out that dabench did not create."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: CUDA when available)."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Score the held-out split after training."),
     baseline: bool = typer.Option(False, "--baseline", help="Also score the training set's median depth predicted "
@@ -73,6 +74,9 @@ def metric(
                    data_root=data_root)
     if out is None:
         out = Path("runs") / "finetune-metric" / (f"{prep['arch']}_{head}_{dataset}" + ("_tiny" if preset == "tiny" else ""))
+    from dabench.safety import claim_out_dir
+
+    claim_out_dir(out, command="finetune metric", resume=resume, force=force)
     result = finetune_metric(dataset, head, init, out, preset=preset, arch=prep["arch"], config_file=config,
                              overrides=overrides, data_root=data_root, resume=resume, device=device,
                              evaluate=evaluate, results_dir=results_dir, run_name=name)

@@ -39,6 +39,7 @@ def seg(
     data_root: Path = typer.Option(None, "--data-root", help="Datasets folder holding cityscapes/ and "
                                                              "ade/ADEChallengeData2016/ (default $DABENCH_DATA)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing --out that dabench did not create."),
     seed: int = typer.Option(0, "--seed"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="After training, score the held-out test split "
                                                                  "and the majority-class baseline."),
@@ -65,7 +66,7 @@ def seg(
     summary = finetune_seg(dataset=dataset, head=head, preset=preset, init=str(init) if init else None,
                            random_init=random_init, arch=arch, config=config, out=out, name=name,
                            data_root=str(data_root) if data_root else None, iters=iters, batch_size=batch_size,
-                           seed=seed, resume=resume, evaluate_test=evaluate,
+                           seed=seed, resume=resume, force=force, evaluate_test=evaluate,
                            cfg_options=parse_cfg_options(cfg_option))
     if int(os.environ.get("RANK", "0")) != 0:
         return

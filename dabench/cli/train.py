@@ -26,6 +26,8 @@ _PRESET = typer.Option(None, "--preset", "-p", help="Preset name (default tiny):
 _SET = typer.Option(None, "--set", "-s", help="Override one config key, e.g. --set student.feat_alpha=0.7 "
                     "(repeatable).")
 _RESUME = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --out.")
+_FORCE = typer.Option(False, "--force", help="Write into an existing --out that dabench did not create (its files "
+                      "with the same names, e.g. config.py, are replaced).")
 _QUIET = typer.Option(False, "--no-progress", help="No progress bar (logs still go to OUT/train.log).")
 
 
@@ -52,11 +54,13 @@ def _console_logging() -> None:
     lg.setLevel(logging.INFO)
 
 
-def _run(stage: str, config, preset, overrides, out: Path, resume: bool, quiet: bool, **kw):
+def _run(stage: str, config, preset, overrides, out: Path, resume: bool, quiet: bool, force: bool = False, **kw):
+    from dabench.safety import claim_out_dir
     from dabench.train.engine import init_distributed, shutdown_distributed
     from dabench.train.pipeline import run_stage
 
     cfg = _load(config, preset, overrides, quiet)
+    claim_out_dir(out, command=f"train {stage}", resume=resume, force=force)
     _console_logging()
     info = init_distributed(cfg["runtime"]["device"])
     try:
@@ -78,12 +82,13 @@ def _run(stage: str, config, preset, overrides, out: Path, resume: bool, quiet: 
 @train_app.command("teacher")
 def teacher_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET,
                 out: Path = typer.Option(Path("runs/teacher"), "--out", "-o", help="Output directory."),
-                overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET):
+                overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
+                force: bool = _FORCE):
     """Train the teacher on the labelled sets (affine-invariant disparity loss).
 
     Example: dabench train teacher --preset tiny --out runs/tiny/teacher
     """
-    _run("teacher", config, preset, overrides, out, resume, quiet)
+    _run("teacher", config, preset, overrides, out, resume, quiet, force)
 
 
 @train_app.command("pseudo-label")
@@ -91,12 +96,13 @@ def pseudo_label_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _
                      out: Path = typer.Option(Path("runs/pseudo_labels"), "--out", "-o", help="Output directory."),
                      teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher weights "
                                                             "(default OUT/../teacher/final.safetensors)."),
-                     overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET):
+                     overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
+                     force: bool = _FORCE):
     """Label the unlabelled sets with the teacher (clean inputs), as resumable shards.
 
     Example: dabench train pseudo-label --preset tiny --teacher runs/tiny/teacher/final.safetensors --out runs/tiny/pseudo_labels
     """
-    _run("pseudo-label", config, preset, overrides, out, resume, quiet, teacher=teacher)
+    _run("pseudo-label", config, preset, overrides, out, resume, quiet, force, teacher=teacher)
 
 
 @train_app.command("student")
@@ -104,12 +110,13 @@ def student_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESE
                 out: Path = typer.Option(Path("runs/student"), "--out", "-o", help="Output directory."),
                 pseudo_labels: Optional[Path] = typer.Option(None, "--pseudo-labels", help="Pseudo-label directory "
                                                              "(default OUT/../pseudo_labels)."),
-                overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET):
+                overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
+                force: bool = _FORCE):
     """Train the student: labelled + pseudo-labelled images (1:2), strong perturbations, feature alignment.
 
     Example: dabench train student --preset tiny --pseudo-labels runs/tiny/pseudo_labels --out runs/tiny/student
     """
-    _run("student", config, preset, overrides, out, resume, quiet, pseudo_labels=pseudo_labels)
+    _run("student", config, preset, overrides, out, resume, quiet, force, pseudo_labels=pseudo_labels)
 
 
 @train_app.command("pipeline")
@@ -117,13 +124,14 @@ def pipeline_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRES
                  out: Path = typer.Option(Path("runs/pipeline"), "--out", "-o",
                                           help="Output directory (teacher/, pseudo_labels/, student/)."),
                  overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
+                 force: bool = _FORCE,
                  evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate teacher, student and "
                                                "horizon_prior on evaluation.datasets at the end.")):
     """Teacher → pseudo-labels → student in one go (then held-out evaluation).
 
     Example: dabench train pipeline --preset tiny --out runs/tiny
     """
-    _run("pipeline", config, preset, overrides, out, resume, quiet, evaluate=evaluate)
+    _run("pipeline", config, preset, overrides, out, resume, quiet, force, evaluate=evaluate)
 
 
 @train_app.command("ablation")
@@ -133,13 +141,15 @@ def ablation_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRES
                  seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2: "
                                                      "the whole ablation once per seed (seed and model.init_seed) "
                                                      "into OUT/seed_<s>/, then OUT/summary.json with per-seed "
-                                                     "figures and mean ± std per arm and scene family.")):
+                                                     "figures and mean ± std per arm and scene family."),
+                 force: bool = _FORCE):
     """The paper's Table 9: one teacher, four students (L_l; +L_u; +strong perturbation; +L_feat),
     each evaluated on evaluation.datasets (AbsRel, δ1); writes OUT/ablation.md and OUT/ablation.json
     (with --seeds: per seed, plus OUT/summary.json and OUT/summary.md).
 
     Example: dabench train ablation --preset tiny-shift --seeds 0,1,2 --out runs/shift
     """
+    from dabench.safety import claim_out_dir
     from dabench.train.engine import init_distributed, shutdown_distributed
     from dabench.train.pipeline import results_table, run_ablation
 
@@ -149,6 +159,7 @@ def ablation_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRES
         from dabench.train.ablation import parse_seeds
 
         seed_list = parse_seeds(seeds)
+    claim_out_dir(out, command="train ablation", resume=resume, force=force)
     _console_logging()
     info = init_distributed(cfg["runtime"]["device"])
     try:

@@ -19,7 +19,8 @@ from dabench.errors import CheckpointError
 from dabench.provenance import atomic_path
 
 __all__ = ["flatten_dict", "fingerprint_diff", "save_weights", "load_weights", "latest_checkpoint", "rng_state",
-           "set_rng_state", "LAST_CHECKPOINT"]
+           "set_rng_state", "LAST_CHECKPOINT", "checkpoint_candidates", "read_checkpoint_files",
+           "CorruptCheckpointError"]
 
 #: mmengine's pointer file to the newest checkpoint, inside ``<out>/checkpoints``.
 LAST_CHECKPOINT = "last_checkpoint"
@@ -58,11 +59,12 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
         save_file(sd, str(tmp), metadata=metadata)
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
-    """Load a ``save_weights`` file strictly; a key or shape mismatch raises ``CheckpointError``."""
+def load_weights(model: nn.Module, path: Path, sd: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Load a ``save_weights`` file (or its already read tensors ``sd``) strictly; a key or shape
+    mismatch raises ``CheckpointError``."""
     from safetensors.torch import load_file
 
-    sd = load_file(str(path))
+    sd = dict(sd) if sd is not None else load_file(str(path))
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -107,6 +109,41 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
             pass
     cands = sorted(p for p in root.glob("step_*") if _complete(p))
     return cands[-1] if cands else None
+
+
+def checkpoint_candidates(out_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint directories of ``out_dir`` to resume from, best first: the one
+    :func:`latest_checkpoint` names, then the other ``step_*`` from the highest step down (the
+    fall-backs when the newest turns out to be corrupt)."""
+    root = Path(out_dir) / "checkpoints"
+    first = latest_checkpoint(out_dir)
+    rest = sorted((p for p in root.glob("step_*") if _complete(p) and p != first), reverse=True)
+    return ([first] if first is not None else []) + rest
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file that cannot be read at all (truncated, overwritten): resume may fall back."""
+
+
+def read_checkpoint_files(ckpt: Path) -> tuple[dict, dict]:
+    """``(state, weights)`` of checkpoint directory ``ckpt`` (``state.pt`` with weights_only=True,
+    ``model.safetensors``); ``CorruptCheckpointError`` naming the file that cannot be read."""
+    from safetensors.torch import load_file
+
+    try:
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated zip, foreign pickle, ...: never unpickled further
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "weights_only" in first or "Weights only" in first:
+            first = "it holds objects other than tensors and plain values"
+        raise CorruptCheckpointError(f"training state {ckpt / 'state.pt'} cannot be read ({first})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CorruptCheckpointError(f"training state {ckpt / 'state.pt'} is not a dabench training state")
+    try:
+        weights = load_file(str(ckpt / "model.safetensors"))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for a damaged file
+        raise CorruptCheckpointError(f"weights {ckpt / 'model.safetensors'} cannot be read ({e})") from None
+    return state, weights
 
 
 def rng_state() -> dict:

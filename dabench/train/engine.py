@@ -318,16 +318,15 @@ class Trainer:
         return final_dir
 
     def load_checkpoint(self, ckpt: Path) -> None:
-        try:
-            state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - a corrupt or foreign file
-            raise CheckpointError(f"cannot read training state {ckpt / 'state.pt'}: {e}") from e
+        from dabench.train.checkpoint import read_checkpoint_files
+
+        state, weights = read_checkpoint_files(ckpt)  # both read before anything is changed
         old_fp = json.loads(state.get("fingerprint", "{}"))
         diffs = fingerprint_diff(old_fp, json.loads(json.dumps(self.fingerprint, sort_keys=True, default=str)))
         if diffs:
             raise CheckpointError(f"cannot resume from {ckpt}: it was made with a different architecture/config: "
                                   + "; ".join(diffs))
-        load_weights(self.model, ckpt / "model.safetensors")
+        load_weights(self.model, ckpt / "model.safetensors", weights)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as e:
@@ -369,10 +368,21 @@ class Trainer:
         cfg = self.cfg
         ckpt = latest_checkpoint(self.out_dir)
         if resume:
-            if ckpt is not None:
-                self.load_checkpoint(ckpt)
-                log.info("resumed from %s at step %d", ckpt, self.step)
+            from dabench.train.checkpoint import CorruptCheckpointError, checkpoint_candidates
+
+            candidates = checkpoint_candidates(self.out_dir)
+            for cand in candidates:
+                try:
+                    self.load_checkpoint(cand)
+                except CorruptCheckpointError as e:  # e.g. killed while the disk was full: try the previous one
+                    log.warning("--resume: %s; falling back to the previous checkpoint", e)
+                    continue
+                log.info("resumed from %s at step %d", cand, self.step)
+                break
             else:
+                if candidates:
+                    raise CheckpointError(f"--resume: no readable checkpoint in {self._ckpt_root} (tried "
+                                          f"{', '.join(p.name for p in candidates)})")
                 log.warning("--resume: no checkpoint in %s, starting from step 0", self._ckpt_root)
         elif ckpt is not None:
             raise ConfigError(f"{self.out_dir} already holds a run's checkpoints ({ckpt.name}); pass --resume to "

@@ -661,7 +661,7 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
                  init: str | None = None, random_init: bool = False, arch: str | None = None,
                  config: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                  name: str | None = None, data_root: str | None = None, iters: int | None = None,
-                 batch_size: int | None = None, seed: int = 0, resume: bool = False,
+                 batch_size: int | None = None, seed: int = 0, resume: bool = False, force: bool = False,
                  launcher: str | None = None, evaluate_test: bool = True,
                  cfg_options: dict | None = None) -> dict[str, Any]:
     """Fine-tune a segmentation head on a Depth Anything encoder; see ``dabench finetune seg --help``.
@@ -709,7 +709,9 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
 
     from mmengine.runner import Runner
 
-    work_dir.mkdir(parents=True, exist_ok=True)
+    from dabench.safety import claim_out_dir
+
+    claim_out_dir(work_dir, command="finetune seg", resume=resume, force=force)
     runner = Runner.from_cfg(cfg)
     capture = _LastValMetrics()
     runner.register_hook(capture, priority="LOWEST")
