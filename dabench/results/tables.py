@@ -551,7 +551,7 @@ def print_suite_table(records: list[dict], suite, console=None) -> None:
                         dataset_order=list(suite.dataset_names), title=f"suite {suite.name} ({suite.task})")
     rows = [r for r in table.rows if r.kind == "own" or any(table.cell(r, c) is not None for c in table.columns)]
     out = Table(title=table.title)
-    out.add_column("model", overflow="fold")
+    out.add_column("model", overflow="fold", min_width=min(40, max((len(r.label) for r in rows), default=5)))
     out.add_column("params", justify="right", no_wrap=True)
     for col in table.columns:
         out.add_column(f"{col.dataset_label}\n{col.metric_label}{arrow(col.higher_is_better)}", justify="right")

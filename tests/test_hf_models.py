@@ -1,0 +1,100 @@
+"""hf: models equal transformers' depth-estimation pipeline (tiny random snapshots, offline)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+
+import hf_tiny  # noqa: E402  (tests/ is on sys.path under pytest)
+
+from dabench.errors import ConfigError, MissingFileError  # noqa: E402
+from dabench.models.inference import predict_batch  # noqa: E402
+from dabench.models.resolve import build_model, resolve_models  # noqa: E402
+
+EXPECTED = {"dpt": ("disparity", False), "depth_anything": ("disparity", False),
+            "depth_anything_metric": ("depth", True), "zoedepth": ("depth", True),
+            "depth_pro": ("depth", True), "glpn": ("depth", True)}
+
+
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return {k: hf_tiny.save(k, root / k) for k in hf_tiny.KINDS}
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("kind", hf_tiny.KINDS)
+def test_hf_prediction_equals_the_transformers_pipeline(kind, snapshots, image, monkeypatch):
+    import PIL.Image
+    from transformers import pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run = resolve_models([f"hf:{snapshots[kind]}"])[0]
+    model = build_model(run)
+    assert (model.output_space, model.is_metric) == EXPECTED[kind]
+    assert model.revision.startswith("sha256:") and model.processor_config["image_processor_type"]
+    ours = predict_batch(model, [image])[0]
+    ref = pipeline("depth-estimation", model=str(snapshots[kind]))(PIL.Image.fromarray(image))["predicted_depth"]
+    ref = ref.float().numpy()
+    assert ours.shape == ref.shape == image.shape[:2]
+    scale = np.abs(ref).max()
+    assert np.ptp(ref) > 1e-2 * scale > 0  # not a constant map: the check below can fail
+    assert np.abs(ours - ref).max() <= 1e-4 * scale
+
+
+def test_hf_errors_name_the_layout(tmp_path, snapshots, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingFileError, match="config.json"):
+        build_model(resolve_models([f"hf:{tmp_path}"])[0])
+    with pytest.raises(MissingFileError, match="folder not found"):
+        build_model(resolve_models([f"hf:{tmp_path / 'absent'}"])[0])
+    with pytest.raises(MissingFileError, match="HF_HUB_OFFLINE"):
+        build_model(resolve_models(["hf:nobody/no-such-depth-model"])[0])
+    with pytest.raises(ConfigError, match="unknown --model-option"):
+        build_model(resolve_models([f"hf:{snapshots['dpt']}"], options={"ensemble_size": 3})[0])
+
+
+def test_one_run_one_table_dabench_dpt_and_zoedepth(snapshots, tmp_path, monkeypatch):
+    """Done-when of issue 14: one `dabench run` on the synthetic fallback with a dabench network, an hf: DPT
+    folder and an hf: ZoeDepth folder writes records for all three and prints one table with three rows."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from dabench.cli import app
+    from dabench.eval.suites import load_suite
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COLUMNS", "250")  # rich: no wrapping of the table in the captured output
+    data = yaml.safe_load(open(load_suite("zero-shot").path).read())
+    data["defaults"]["input_size"] = 56  # the same suite, CPU-sized
+    suite = tmp_path / "zero-shot.yaml"
+    suite.write_text(yaml.safe_dump(data))
+    out = tmp_path / "results"
+    res = CliRunner().invoke(app, ["run", "--suite", str(suite), "--model", "da2_test", "--random-init",
+                                   "--model", f"hf:{snapshots['dpt']},hf:{snapshots['zoedepth']}",
+                                   "--datasets", "nyu,kitti", "--limit", "1", "--device", "cpu", "--no-cache",
+                                   "--results", str(out)])
+    assert res.exit_code == 0, res.output
+    labels = {"da2_test": "dabench", "hf:dpt": "hf", "hf:zoedepth": "hf"}
+    for label, source in labels.items():
+        folder = out / "zero-shot" / label.replace(":", "_")
+        recs = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+        assert recs["nyu"]["status"] == "skipped" and recs["kitti"]["status"] == "skipped"
+        for ds in ("synthetic-indoor", "synthetic-outdoor"):
+            r = recs[ds]
+            assert r["status"] == "ok" and r["model_source"] == source and r["metrics"]["abs_rel"] is not None
+            if source == "hf":
+                assert r["model_revision"].startswith("sha256:") and r["data_config"]["image_processor_type"]
+            else:
+                assert r["data_config"]["multiple_of"] == 14 and r["protocol"]["input_size"] == 56
+    assert recs["synthetic-indoor"]["output_space"] == "depth" and recs["synthetic-indoor"]["is_metric"] is True
+    assert res.output.count("suite zero-shot") == 1  # one table...
+    rows = [line for line in res.output.splitlines() if line.startswith("│")]
+    assert [sum(label in line for line in rows) for label in labels] == [1, 1, 1]  # ...with one row per model
