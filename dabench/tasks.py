@@ -25,6 +25,9 @@ TASKS.register("relative", "dabench.eval.runner:run_depth_task", metric_task="de
                description="affine-invariant depth: each prediction aligned to the ground truth before scoring")
 TASKS.register("metric", "dabench.eval.runner:run_depth_task", metric_task="depth",
                description="metric depth in metres, scored without alignment")
+TASKS.register("metric_da2", "dabench.eval.runner:run_depth_task", metric_task="depth_da2",
+               description="metric depth scored as Depth-Anything-V2 metric_depth does (inclusive range, no clamp, "
+                           "no crop), reported as da2_* metrics")
 TASKS.register("ordinal", "dabench.eval.ordinal:run_ordinal_task", metric_task="ordinal",
                description="pairwise relative depth on annotated point pairs (DA-2K), no alignment")
 TASKS.register("segmentation", "dabench.finetune.seg.suite:run_seg_task", metric_task="segmentation",
@@ -56,6 +59,9 @@ class TaskRequest:
     console: Any = None
     skip_missing: bool = False
     input_size: int | None = None
+
+
+METRIC_DEPTH_TASKS = ("metric", "metric_da2")  # tasks that score metres: they need a metric-depth model
 
 
 def metric_task(task: str) -> str:

@@ -126,3 +126,49 @@ def test_marigold_preset_runs_and_matches_its_pipeline(tree, tmp_path):
     ref = _metrics(aligned[valid], gt[valid])
     for k, v in ref.items():
         assert recs["kitti"]["metrics"][k] == pytest.approx(v, rel=1e-6), k
+
+
+def _da2_eval_depth(pred, target):
+    """Depth-Anything-V2 metric_depth/util/metric.py eval_depth, written out with numpy."""
+    thresh = np.maximum(target / pred, pred / target)
+    diff, diff_log = pred - target, np.log(pred) - np.log(target)
+    return {"da2_d1": np.mean(thresh < 1.25), "da2_d2": np.mean(thresh < 1.25 ** 2), "da2_d3": np.mean(thresh < 1.25 ** 3),
+            "da2_abs_rel": np.mean(np.abs(diff) / target), "da2_sq_rel": np.mean(diff ** 2 / target),
+            "da2_rmse": np.sqrt(np.mean(diff ** 2)), "da2_rmse_log": np.sqrt(np.mean(diff_log ** 2)),
+            "da2_log10": np.mean(np.abs(np.log10(pred) - np.log10(target))),
+            "da2_silog": np.sqrt(np.mean(diff_log ** 2) - 0.5 * np.mean(diff_log) ** 2)}
+
+
+def test_da2_metric_preset_scores_as_depth_anything_v2(tree):
+    import torch
+
+    from dabench.data import build_dataset, load_card
+    from dabench.eval.runner import evaluate_dataset, score_sample
+    from dabench.eval.suites import load_suite, resolve_protocol
+
+    suite = load_suite("da2-metric")
+    proto = resolve_protocol(suite, "kitti", load_card("kitti"))
+    assert (proto.range_inclusive, proto.clamp_pred, proto.min_valid_pixels, proto.metric_family, proto.crop) == \
+        (True, False, 10, "depth_da2", "none")
+
+    # by hand: gt exactly at max_depth counts (inclusive), a prediction above max_depth is not clamped
+    gt = np.array([[80.0, 40.0] * 5], np.float32)
+    pred = np.array([[100.0, 40.0] * 5], np.float32)
+    status, m, _ = score_sample(pred, {"depth": gt, "valid": gt > 0}, proto, "depth")
+    assert status == "ok" and m["da2_abs_rel"] == pytest.approx(0.25 / 2) and "abs_rel" not in m
+    assert score_sample(pred[:, :8], {"depth": gt[:, :8], "valid": gt[:, :8] > 0}, proto, "depth")[0] == "skipped_no_valid"
+
+    class Flat(torch.nn.Module):  # a metric model predicting 30.3 m everywhere (no exact delta ties with the 1/256 m ground truth)
+        output_space = "depth"
+
+        def predict(self, images):
+            return [np.full(im.shape[:2], 30.3, np.float32) for im in images]
+
+    ds = build_dataset("kitti", split="test", data_root=tree, depth_range=(proto.min_depth, proto.max_depth))
+    metrics, counts = evaluate_dataset(Flat(), ds, dict(proto.as_dict(), input_size=28))
+    g = cv2.imread(str(tree / "kitti/gts" / KITTI_GT), cv2.IMREAD_UNCHANGED).astype(np.float64) / 256.0
+    g = g[(g >= 0.001) & (g <= 80)]
+    ref = _da2_eval_depth(np.full_like(g, np.float32(30.3), dtype=np.float64), g)
+    assert counts["used"] == 1 and sorted(metrics) == sorted(ref)
+    for k, v in ref.items():
+        assert metrics[k] == pytest.approx(v, rel=1e-6), k

@@ -204,3 +204,20 @@ def test_suite_entry_source_is_kept_and_checked():
     assert s.datasets[0].source == "a/b c.py:1" and "source" not in s.datasets[0].overrides
     with pytest.raises(ConfigError, match="source must be a string"):
         parse_suite({"task": "relative", "datasets": [{"dataset": "nyu", "source": 3}]})
+
+
+def test_delta_at_an_exact_ratio_tie_matches_the_references():
+    """ZoeDepth/Marigold/DA-V2 count max(g/p, p/g) < 1.25 on the ratio itself: a ground truth of
+    8.000 m against a prediction clamped at 10 m (ratio exactly 1.25) is outside delta1."""
+    torch = pytest.importorskip("torch")
+    from dabench.metrics import depth_metrics
+    from dabench.metrics.depth import DepthMetricState
+
+    g = np.array([[8.0, 37.5, 24.0, 9.0]])
+    p = np.array([[10.0, 30.0, 30.0, 10.0]])
+    ref = np.mean(np.maximum(g / p, p / g) < 1.25)
+    assert ref == 0.25
+    assert depth_metrics(p, g, np.ones_like(g, bool))["delta1"] == ref
+    st = DepthMetricState()
+    st.update_batch(torch.tensor(p)[None].float(), torch.tensor(g)[None].float(), None, compile=False)
+    assert st.compute()["delta1"] == ref

@@ -45,7 +45,7 @@ from dabench.eval.suites import Protocol, Suite, load_suite, resolve_protocol
 from dabench.metrics.registry import depth_engine_metrics, higher_is_better
 from dabench.models.inference import resolve_amp_dtype
 from dabench.results.tables import print_suite_table
-from dabench.tasks import TASKS, TaskRequest
+from dabench.tasks import METRIC_DEPTH_TASKS, TASKS, TaskRequest
 
 _RECIPROCAL_FLOOR = 1e-8
 SAMPLE_STATUSES = ("ok", "skipped_no_valid", "skipped_degenerate")
@@ -64,7 +64,10 @@ def eval_valid_mask(sample: dict, protocol: Protocol) -> np.ndarray:
             raise DataError(f"{sample.get('name', 'sample')}: valid mask shape {v.shape} != depth shape {gt.shape}")
         valid &= v
     with np.errstate(invalid="ignore"):
-        valid &= (gt > protocol.min_depth) & (gt < protocol.max_depth)
+        if protocol.range_inclusive:  # Depth-Anything-V2 metric_depth: min <= gt <= max
+            valid &= (gt >= protocol.min_depth) & (gt <= protocol.max_depth)
+        else:
+            valid &= (gt > protocol.min_depth) & (gt < protocol.max_depth)
     if sample.get("_eval_crop_mask") is not None:  # set by prepare_sample for KB-cropped samples
         valid &= sample["_eval_crop_mask"]
     elif protocol.crop and protocol.crop != "none":
@@ -119,7 +122,7 @@ def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_spac
         raise DataError(f"{name}: the model predicted {int(bad.sum())} NaN/inf values (of {pred.size})")
     valid = eval_valid_mask(sample, protocol)
     info: dict[str, Any] = {"valid_pixels": int(valid.sum()), "scale": None, "shift": None}
-    if not valid.any():
+    if not valid.any() or info["valid_pixels"] < protocol.min_valid_pixels:
         return "skipped_no_valid", None, info
     mode = protocol.alignment
     space = ALIGNMENT_INPUT_SPACE[mode] or output_space
@@ -140,15 +143,16 @@ def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_spac
             cap = protocol.depth_cap or protocol.max_depth
             p_s, g_s = np.maximum(1.0 / np.maximum(aligned, 1.0 / cap), floor), gt
     else:
-        depth = np.clip(aligned, floor, protocol.max_depth)
+        depth = np.clip(aligned, floor, protocol.max_depth) if protocol.clamp_pred else aligned
         if protocol.score_space == "disparity":
             p_s, g_s = 1.0 / depth, 1.0 / np.where(valid, gt, 1.0)
         else:
             p_s, g_s = depth, gt
-    info["sums"] = depth_sums(p_s, g_s, valid, name=name)
+    metrics = depth_engine_metrics(protocol.metric_family)
+    info["sums"] = depth_sums(p_s, g_s, valid, name=name, metrics=metrics)
     if keep_maps:
         info["score_maps"] = (np.asarray(p_s, dtype=np.float64), np.asarray(g_s, dtype=np.float64), valid)
-    return "ok", metrics_from_sums(info["sums"]), info
+    return "ok", metrics_from_sums(info["sums"], metrics), info
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,7 +223,7 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
 
     rank, ws = D.world()
     indices = D.shard(len(dataset), rank, ws)
-    state = DepthMetricState()
+    state = DepthMetricState(depth_engine_metrics(protocol.metric_family))
     degenerate = 0
     rows: list[dict[str, Any]] = []
     pred_protocol = {"input_size": protocol.input_size, "flip_tta": protocol.flip_tta,
@@ -312,10 +316,10 @@ def _clean(v):
     return v
 
 
-def _write_samples_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_samples_csv(path: Path, rows: list[dict[str, Any]], family: str = "depth") -> None:
     from dabench.provenance import atomic_write_text
 
-    cols = ["index", "name", "status", "valid_pixels", "scale", "shift", *depth_engine_metrics()]
+    cols = ["index", "name", "status", "valid_pixels", "scale", "shift", *depth_engine_metrics(family)]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
@@ -329,12 +333,13 @@ def _base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol |
                  model_fields: dict[str, Any] | None = None) -> dict[str, Any]:
     from dabench.provenance import provenance
 
+    family = getattr(protocol, "metric_family", None) or "depth"
     rec = {"status": "ok", "skip_reason": None, "task": suite.task, "suite": suite.name, "model": run.label,
            "arch": run.arch, "model_params": model_params, "checkpoint": run.checkpoint,
            "checkpoint_sha256": checkpoint_sha, "random_init": run.random_init, "dataset": dataset,
-           "fallback_for": None, "metrics": {}, "higher_is_better": higher_is_better(depth_engine_metrics()),
+           "fallback_for": None, "metrics": {}, "higher_is_better": higher_is_better(depth_engine_metrics(family)),
            "metric_order": suite.metrics, "primary_metrics": suite.primary_metrics,
-           "averaging": {m: "image" for m in depth_engine_metrics()},
+           "averaging": {m: "image" for m in depth_engine_metrics(family)},
            "protocol": protocol.as_dict() if protocol else None, **(model_fields or {}),
            "samples": {"used": 0, "skipped_no_valid": 0, "skipped_degenerate": 0, "skipped_missing": 0}}
     rec.update(provenance(seed, {**config, "model": run.label, "arch": run.arch, "checkpoint": run.checkpoint,
@@ -480,7 +485,7 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
         model = build_model(run, seed)
         model_fields = model_provenance(run, model)
         output_space = model_fields["output_space"]
-        if suite.task == "metric" and not (output_space == "depth" and model_fields["is_metric"]):
+        if suite.task in METRIC_DEPTH_TASKS and not (output_space == "depth" and model_fields["is_metric"]):
             kind = "relative disparity" if output_space == "disparity" else "affine-invariant (not metric) depth"
             msg = (f"model {run.label!r} outputs {kind}; the {suite.name} suite (task metric) scores "
                    "metric depth in metres. Fine-tune a metric head first (dabench finetune metric)")
@@ -539,7 +544,7 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
             rec["seconds"] = round(res.seconds, 3)
             if rank == 0:
                 path = write_record(rec, results_dir)
-                _write_samples_csv(path.with_name(path.stem + ".samples.csv"), res.rows or [])
+                _write_samples_csv(path.with_name(path.stem + ".samples.csv"), res.rows or [], proto.metric_family)
                 rec["_path"] = str(path)
             if res.counts["skipped_missing"] and rank == 0:
                 console.print(f"[yellow]{ds}: {res.counts['skipped_missing']} samples listed in the split are "

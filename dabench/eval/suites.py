@@ -49,6 +49,12 @@ PROTOCOL_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "pred_floor": ((int, float, type(None)), "metres; the lower clamp of predicted depth. null: min_depth in metric "
                                              "suites (ZoeDepth compute_metrics), min_depth or 1e-3 when that is 0 in "
                                              "relative suites (recorded as resolved)"),
+    "range_inclusive": ((bool,), "ground truth valid on [min_depth, max_depth] (Depth-Anything-V2 metric_depth) "
+                                 "instead of the open interval (ZoeDepth, Marigold)"),
+    "clamp_pred": ((bool,), "clamp predicted depth to [pred_floor, max_depth] before scoring (false: "
+                            "Depth-Anything-V2 metric_depth, metric-depth models only)"),
+    "min_valid_pixels": ((int,), "an image with fewer valid pixels is skipped and counted (Depth-Anything-V2 "
+                                 "metric_depth skips < 10)"),
     "alignment_max_res": ((int, type(None)), "pixels; fit the alignment on Marigold's subsample of at most this many "
                                              "columns/rows (src/util/alignment.py); null = full resolution"),
     "input_size": ((int, type(None)), "target side before the network, in pixels (the model's data_config applies its "
@@ -64,6 +70,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "metric": {"split": None, "alignment": "none", "score_space": "depth", "depth_cap": None,
                "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False,
                "pred_floor": None, "alignment_max_res": None},
+    # Depth-Anything-V2 metric_depth/train.py:162-173: valid = min <= gt <= max, no clamp, no crop, skip < 10
+    "metric_da2": {"split": None, "alignment": "none", "score_space": "depth", "depth_cap": None,
+                   "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False,
+                   "pred_floor": None, "alignment_max_res": None, "range_inclusive": True, "clamp_pred": False,
+                   "min_valid_pixels": 10},
     "segmentation": {"split": None},
     # ordinal pairs are read at exact pixels of the full-resolution prediction: no alignment, no crop
     "ordinal": {"split": None, "alignment": "none", "crop": "none", "input_size": None, "flip_tta": False},
@@ -80,6 +91,7 @@ def list_suites() -> list[str]:
 
 
 def default_pred_floor(min_depth: float, task: str) -> float:
+    task = "metric" if task in ("metric", "metric_da2") else task
     """The prediction floor a protocol gets when it names none: ``min_depth`` in metric suites
     (ZoeDepth clamps at ``min_depth_eval``, 0 for iBims and SUN RGB-D: zoedepth/utils/misc.py:217 and
     zoedepth/utils/config.py:126,137), and in relative suites ``min_depth``, or 1e-3 m when a card
@@ -104,6 +116,10 @@ class Protocol:
     flip_tta: bool = False
     pred_floor: float | None = None  # metres; None: ``default_pred_floor`` (resolve_protocol records the number)
     alignment_max_res: int | None = None  # pixels; None: fit the alignment at full resolution
+    range_inclusive: bool = False  # True: gt valid on [min_depth, max_depth] (DA-V2 metric_depth)
+    clamp_pred: bool = True  # False: predicted depth scored unclamped (DA-V2 metric_depth)
+    min_valid_pixels: int = 1  # fewer valid pixels: the image is skipped (counted in skipped_no_valid)
+    metric_family: str = "depth"  # set from the suite's task: "depth" or "depth_da2" (dabench.tasks)
 
     def floor(self) -> float:
         """The lower clamp of predicted depth, metres (``pred_floor`` or its default)."""
@@ -177,6 +193,8 @@ def _check_protocol_keys(d: dict, where: str, task: str) -> dict:
             raise ConfigError(f"{where}: unknown alignment {v!r}; valid modes: {', '.join(ALIGNMENT_MODES)}")
         if k == "crop" and v not in CROPS:
             raise ConfigError(f"{where}: unknown crop {v!r}; valid crops: {', '.join(CROPS)}")
+        if k == "min_valid_pixels" and v < 1:
+            raise ConfigError(f"{where}: min_valid_pixels must be >= 1, got {v!r}")
         if k == "alignment_max_res" and v is not None and v < 1:
             raise ConfigError(f"{where}: alignment_max_res must be a positive number of pixels or null, got {v!r}")
         if k == "score_space" and v not in SCORE_SPACES:
@@ -295,6 +313,9 @@ def resolve_protocol(suite: Suite, dataset: str, card: dict | None = None, overr
     if not proto.min_depth < proto.max_depth:
         raise ConfigError(f"suite {suite.name!r}, dataset {dataset!r}: min_depth {proto.min_depth} must be < "
                           f"max_depth {proto.max_depth}")
+    family = metric_task(suite.task)
+    if family.startswith("depth"):  # the metric family follows the task, never a suite key
+        proto = replace(proto, metric_family=family)
     if proto.pred_floor is None:  # record the floor actually used
         proto = replace(proto, pred_floor=default_pred_floor(proto.min_depth, suite.task))
     if not proto.pred_floor < proto.max_depth:

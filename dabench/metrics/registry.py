@@ -163,9 +163,10 @@ def unregister_metric(name: str) -> MetricSpec:
     return spec
 
 
-def depth_engine_metrics() -> tuple[str, ...]:
-    """The depth metrics the engines compute: every registered depth metric that has sums, in order."""
-    return tuple(n for n in list_metrics("depth") if METRICS.get(n).finalize is not None)
+def depth_engine_metrics(family: str = "depth") -> tuple[str, ...]:
+    """The depth metrics the engines compute: every registered metric of ``family`` (``depth``, or
+    ``depth_da2`` for Depth-Anything-V2 ``metric_depth``'s conventions) that has sums, in order."""
+    return tuple(n for n in list_metrics(family) if METRICS.get(n).finalize is not None)
 
 
 def depth_sum_terms(metrics=None) -> tuple[str, ...]:
@@ -210,8 +211,12 @@ def _log_err(x):
 
 
 def _delta_term(k: int) -> Term:
-    def term(x):  # max(p/g, g/p) < 1.25^k  <=>  |ln p/g| < k ln 1.25
-        return x.ae < k * _LOG_125
+    threshold = 1.25 ** k
+
+    def term(x):  # max(g/p, p/g) < 1.25^k exactly as ZoeDepth/Marigold/DA-V2 compute it: the log form
+        # |ln p/g| < k ln 1.25 disagrees at exact ratio ties (quantised ground truth vs a clamped
+        # prediction, e.g. gt 8.000 m, pred clamped at 10 m), which do occur
+        return x.xp.maximum(x.g / x.p, x.r) < threshold
     term.__name__ = f"_delta{k}"
     return term
 
@@ -252,6 +257,32 @@ _add(MetricSpec("macc", "mAcc", True, ".2f", "%", "pixel", "segmentation",
                 "mean over classes present of per-class pixel accuracy, percent"))
 _add(MetricSpec("aacc", "aAcc", True, ".2f", "%", "pixel", "segmentation",
                 "overall pixel accuracy over labelled pixels, percent"))
+
+# Depth-Anything-V2 ``metric_depth`` conventions (DepthAnything/Depth-Anything-V2
+# metric_depth/util/metric.py:4-26): the same formulas as above except SILog, which is
+# sqrt(mean e^2 - 0.5 (mean e)^2) without the x100 (metric.py:23). Named da2_* (family depth_da2) so a
+# table never puts them in a column of the ZoeDepth-convention metrics; the da2-metric suite reports them.
+def _silog_da2(s):
+    mean_log, mean_sq = s["log_err"] / s["n"], s["sq_log"] / s["n"]
+    return np.sqrt(np.maximum(mean_sq - 0.5 * mean_log * mean_log, 0.0))
+
+
+for _name, _disp, _hib, _fmt, _term in (("abs_rel", "AbsRel", False, ".3f", "abs_rel"), ("sq_rel", "SqRel", False, ".3f", "sq_rel"),
+                                        ("rmse", "RMSE", False, ".3f", "sq_err"), ("rmse_log", "RMSE log", False, ".3f", "sq_log"),
+                                        ("log10", "log10", False, ".3f", "abs_log10")):
+    _base = METRICS.get(_name)
+    _add(MetricSpec(f"da2_{_name}", f"{_disp} (DA2)", _hib, _fmt, _base.unit, "image", "depth_da2",
+                    f"{_base.description} (Depth-Anything-V2 metric_depth eval_depth)",
+                    sums={_term: term_function(_term)}, finalize=_base.finalize))
+for _k in (1, 2, 3):
+    _add(MetricSpec(f"da2_d{_k}", f"d{_k} (DA2)", True, ".3f", "", "image", "depth_da2",
+                    f"fraction of pixels with max(p/g, g/p) < 1.25^{_k} (Depth-Anything-V2 metric_depth eval_depth)",
+                    sums={f"delta{_k}": term_function(f"delta{_k}")}, finalize=METRICS.get(f"delta{_k}").finalize))
+_add(MetricSpec("da2_silog", "SILog (DA2)", False, ".3f", "", "image", "depth_da2",
+                "sqrt(mean e^2 - 0.5 (mean e)^2), e = ln p - ln g, not x100 (Depth-Anything-V2 metric_depth)",
+                sums={"sq_log": term_function("sq_log"), "log_err": term_function("log_err")}, finalize=_silog_da2))
+DA2_METRICS: tuple[str, ...] = ("da2_d1", "da2_d2", "da2_d3", "da2_abs_rel", "da2_sq_rel", "da2_rmse", "da2_rmse_log",
+                                "da2_log10", "da2_silog")
 
 # Ordinal accuracy on annotated point pairs (Depth Anything V2's DA-2K): a fraction in [0, 1]; the
 # ".1%" format makes tables show percent (dabench.metrics.ordinal).
