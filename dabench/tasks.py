@@ -40,7 +40,8 @@ class TaskRequest:
 
     ``datasets`` is the resolved subset of the suite's datasets (suite order); ``root`` the resolved
     data root (or None); ``limit`` the first N samples per dataset; ``input_size`` the shorter side
-    in pixels fed to the network (None: suite / model default).
+    in pixels fed to the network (None: suite / model default). Tasks write their records with
+    ``run_id`` (``dabench.results.record.make_record``) and honour ``allow_fallback``.
     """
 
     datasets: list[str]
@@ -59,6 +60,11 @@ class TaskRequest:
     console: Any = None
     skip_missing: bool = False
     input_size: int | None = None
+    allow_fallback: bool = False  # with a data root given, score a missing set's synthetic stand-in
+    bootstrap: int = 1000  # resamples of the per-image 95 % CIs (0: none)
+    log_samples: bool = False  # keep per-sample predictions (.npz) under runs/<run_id>/samples/
+    run_id: str | None = None  # the run's id; records are kept under runs/<run_id>/
+    table_console: Any = None  # where the table goes (None: stdout)
 
 
 METRIC_DEPTH_TASKS = ("metric", "metric_da2")  # tasks that score metres: they need a metric-depth model

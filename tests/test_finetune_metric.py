@@ -215,10 +215,10 @@ def test_tiny_run_end_to_end(tmp_path, relative_ckpt, head):
     registered = checkpoints_dir() / f"da2_test_metric-{head}_synthetic-indoor_tiny.safetensors"
     assert registered.is_file()
     rec = json.loads((tmp_path / "results" / "metric-synthetic-indoor" / registered.stem
-                      / "synthetic-indoor.json").read_text())
+                      / "synthetic-indoor.partial.json").read_text())  # eval_limit: a partial record
     assert rec["status"] == "ok" and rec["task"] == "metric" and rec["protocol"]["alignment"] == "none"
     assert 0.0 <= rec["metrics"]["delta1"] <= 1.0 and rec["samples"]["used"] == 2
-    assert (tmp_path / "results" / "metric-synthetic-indoor" / "median-depth-baseline" / "synthetic-indoor.json").is_file()
+    assert (tmp_path / "results" / "metric-synthetic-indoor" / "median-depth-baseline" / "synthetic-indoor.partial.json").is_file()
     assert "median baseline" in res.output and "δ1" in res.output and "fine-tuned" in res.output
 
     # a finished run is not overwritten by accident; --resume continues (here: already done)
@@ -234,13 +234,14 @@ def test_tiny_run_end_to_end(tmp_path, relative_ckpt, head):
                                 "--limit", "1", "--results", str(tmp_path / "r2")], catch_exceptions=False)
         assert r.exit_code == 0, r.output
         recs = list((tmp_path / "r2" / "metric-nyu").rglob("*.json"))
-        statuses = {p.stem: json.loads(p.read_text())["status"] for p in recs}
+        statuses = {p.name.split(".")[0]: json.loads(p.read_text())["status"] for p in recs}
         assert statuses.get("nyu") == "skipped" and statuses.get("synthetic-indoor") == "ok"
         # Table 5 suite: the five real sets are absent here -> skipped records + their synthetic fallbacks
         r = runner.invoke(app, ["run", "--suite", "metric-zero-shot", "--checkpoint", str(final), "--limit", "1",
                                 "--results", str(tmp_path / "r3")], catch_exceptions=False)
         assert r.exit_code == 0, r.output
-        recs = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "r3" / "metric-zero-shot").rglob("*.json")}
+        recs = {p.name.split(".")[0]: json.loads(p.read_text())
+                for p in (tmp_path / "r3" / "metric-zero-shot").rglob("*.json")}
         for ds in ("sunrgbd", "ibims", "hypersim", "vkitti2", "diode-outdoor"):
             assert recs[ds]["status"] == "skipped" and recs[ds]["protocol"]["alignment"] == "none", ds
         assert recs["sunrgbd"]["protocol"]["max_depth"] == 8.0 and recs["vkitti2"]["protocol"]["crop"] == "kb+garg"

@@ -70,8 +70,8 @@ def test_finetune_tiny_resume_and_suite(tmp_path):
     labels = sorted(p.name for p in (results / "seg-synthetic").iterdir())
     assert len(labels) == 2 and "majority_class" in labels, labels
     label = next(x for x in labels if x != "majority_class")
-    rec = json.loads((results / "seg-synthetic" / label / "synthetic-outdoor.json").read_text())
-    base_rec = json.loads((results / "seg-synthetic" / "majority_class" / "synthetic-outdoor.json").read_text())
+    rec = json.loads((results / "seg-synthetic" / label / "synthetic-outdoor.partial.json").read_text())
+    base_rec = json.loads((results / "seg-synthetic" / "majority_class" / "synthetic-outdoor.partial.json").read_text())
     assert rec["task"] == "segmentation" and rec["status"] == "ok"
     assert set(rec["metrics"]) == {"miou", "macc", "aacc"} and rec["higher_is_better"]["miou"] is True
     assert rec["samples"]["used"] == 16 and rec["protocol"]["inference"] == "slide"

@@ -206,18 +206,18 @@ def test_run_suite_records_csv_cache_and_table(tmp_path, capsys):
     recs = run_suite(suite, models=["constant", "horizon_prior"], limit=3, results_dir=out, show_progress=False,
                      print_table=True, console=Console(stderr=True, width=160))
     assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
-    r = json.loads((out / "tiny" / "horizon_prior" / "synthetic-outdoor.json").read_text())
-    assert r["schema"] == "dabench.result/1" and r["samples"]["used"] == 3
+    r = json.loads((out / "tiny" / "horizon_prior" / "synthetic-outdoor.partial.json").read_text())
+    assert r["schema"] == "dabench.result/2" and r["samples"]["used"] == 3
     assert set(r["metrics"]) == set(DEPTH_METRICS) and r["higher_is_better"]["delta1"] is True
     assert r["protocol"]["alignment"] == "scale_shift_disparity" and r["protocol"]["input_size"] == 56
     for key in ("seed", "config", "versions", "git_commit", "date"):
         assert key in r
     assert r["config"]["limit"] == 3 and r["cache"] == {"hits": 0, "misses": 3}
-    rows = list(csv.DictReader((out / "tiny" / "horizon_prior" / "synthetic-outdoor.samples.csv").open()))
+    rows = list(csv.DictReader((out / "tiny" / "horizon_prior" / "synthetic-outdoor.partial.samples.csv").open()))
     assert len(rows) == 3 and rows[0]["status"] == "ok"
     assert np.mean([float(x["abs_rel"]) for x in rows]) == pytest.approx(r["metrics"]["abs_rel"], rel=1e-12)
     # the horizon prior beats the constant floor outdoors
-    const = json.loads((out / "tiny" / "constant" / "synthetic-outdoor.json").read_text())
+    const = json.loads((out / "tiny" / "constant" / "synthetic-outdoor.partial.json").read_text())
     assert r["metrics"]["abs_rel"] < const["metrics"]["abs_rel"]
     # rerun: every prediction comes from the cache and the numbers are identical
     again = run_suite(suite, models=["horizon_prior"], limit=3, results_dir=out, show_progress=False)
@@ -272,7 +272,7 @@ def test_cli_run_and_ls(tmp_path):
                               "--model", "constant", "--limit", "1",
                               "--device", "cpu", "--results", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "out" / "tiny" / "constant" / "synthetic-indoor.json").is_file()
+    assert (tmp_path / "out" / "tiny" / "constant" / "synthetic-indoor.partial.json").is_file()
     res = runner.invoke(app, ["run", "--suite", "nope", "--model", "constant"])
     assert res.exit_code == 2 and "valid suites" in res.output
     res = runner.invoke(app, ["ls", "metrics"])
@@ -308,12 +308,12 @@ def test_zero_shot_falls_back_to_synthetic_never_silently(tmp_path, capsys):
     by = {r["dataset"]: r for r in recs}
     for real in ("kitti", "nyu", "sintel", "ddad", "eth3d", "diode-indoor"):
         assert by[real]["status"] == "skipped" and "not found" in by[real]["skip_reason"]
-        assert (tmp_path / "r" / "zero-shot" / "constant" / f"{real}.json").is_file()
+        assert (tmp_path / "r" / "zero-shot" / "constant" / f"{real}.partial.json").is_file()
     assert sorted(by["synthetic-outdoor"]["fallback_for"]) == ["ddad", "eth3d", "kitti"]
     assert sorted(by["synthetic-indoor"]["fallback_for"]) == ["diode-indoor", "nyu", "sintel"]
     assert by["synthetic-indoor"]["status"] == "ok" and len(recs) == 8
-    err = capsys.readouterr().err
-    assert "kitti: skipped" in err and "stands in for kitti, ddad, eth3d" in err
+    out = capsys.readouterr().out  # the table (and its notes) go to stdout
+    assert "kitti: skipped" in out and "stands in for kitti, ddad, eth3d" in out
 
 
 def test_input_size_defaults_to_the_models_native_size(tmp_path):

@@ -39,15 +39,15 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     _run([*common, "--results", str(tmp_path / "one")], 1, env)
     _run([*common, "--results", str(tmp_path / "two")], 2, env)
     for model in ("horizon_prior", "da2_test"):
-        one = json.loads((tmp_path / "one" / "ddp" / model / "synthetic-indoor.json").read_text())
-        two = json.loads((tmp_path / "two" / "ddp" / model / "synthetic-indoor.json").read_text())
+        one = json.loads((tmp_path / "one" / "ddp" / model / "synthetic-indoor.partial.json").read_text())
+        two = json.loads((tmp_path / "two" / "ddp" / model / "synthetic-indoor.partial.json").read_text())
         assert one["samples"] == two["samples"] and one["samples"]["used"] == 5  # 5 samples: uneven shards 3 + 2
         assert two["config"]["world_size"] == 2 and one["config"]["world_size"] == 1
         for k in DEPTH_METRICS:
             assert two["metrics"][k] == pytest.approx(one["metrics"][k], rel=1e-6, abs=1e-9), (model, k)
             assert two["metrics_pixel_pooled"][k] == pytest.approx(one["metrics_pixel_pooled"][k], rel=1e-6, abs=1e-9)
-        rows1 = list(csv.DictReader((tmp_path / "one" / "ddp" / model / "synthetic-indoor.samples.csv").open()))
-        rows2 = list(csv.DictReader((tmp_path / "two" / "ddp" / model / "synthetic-indoor.samples.csv").open()))
+        rows1 = list(csv.DictReader((tmp_path / "one" / "ddp" / model / "synthetic-indoor.partial.samples.csv").open()))
+        rows2 = list(csv.DictReader((tmp_path / "two" / "ddp" / model / "synthetic-indoor.partial.samples.csv").open()))
         assert [r["name"] for r in rows1] == [r["name"] for r in rows2]
         np.testing.assert_allclose([float(r["abs_rel"]) for r in rows2], [float(r["abs_rel"]) for r in rows1], rtol=1e-6)
 

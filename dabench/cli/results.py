@@ -45,24 +45,33 @@ def results_ls(
     suite: Optional[str] = typer.Option(None, help="only this suite"),
     model: Optional[List[str]] = typer.Option(None, "--model", help="only these models (glob patterns, repeatable)"),
     fmt: str = typer.Option("table", "--format", help="table | csv | json"),
+    history: bool = typer.Option(False, "--history", help="list the runs (run id, date, suite, models, "
+                                 "datasets, limit, complete/partial) instead of the latest records"),
 ):
-    """List result records: suite, model, dataset, status, headline metrics, samples, commit, date.
+    """List result records: suite, model, dataset, status, headline metrics, samples (partial runs
+    marked), commit, date. With --history: every run kept under <results>/runs/, newest first.
 
     Example: dabench results ls --suite zero-shot --model 'da2_*'
+
+    Example: dabench results ls --history
     """
     import fnmatch
     import json
 
     from dabench.errors import ConfigError
     from dabench.results.frame import format_params, format_value, metric_info
-    from dabench.results.store import load_records
+    from dabench.results.record import is_complete, selection_of
+    from dabench.results.store import list_runs, load_records
 
     path = _results_path(results)
-    recs = [r for r in load_records(path) if (suite is None or r.get("suite") == suite)
-            and (not model or any(fnmatch.fnmatchcase(str(r.get("model")), p) for p in _split(model)))]
-    recs.sort(key=lambda r: (str(r.get("suite")), str(r.get("model")), str(r.get("dataset"))))
     if fmt not in ("table", "csv", "json"):
         raise ConfigError(f"unknown --format {fmt!r}; choose table, csv or json")
+    if history:
+        _print_history(list_runs(path), path, fmt, suite, _split(model))
+        return
+    recs = [r for r in load_records(path) if (suite is None or r.get("suite") == suite)
+            and (not model or any(fnmatch.fnmatchcase(str(r.get("model")), p) for p in _split(model)))]
+    recs.sort(key=lambda r: (str(r.get("suite")), str(r.get("model")), str(r.get("dataset")), not is_complete(r)))
     if fmt == "json":
         typer.echo(json.dumps([{k: v for k, v in r.items()} for r in recs], indent=2, default=str))
         return
@@ -73,6 +82,8 @@ def results_ls(
         shown = ", ".join(f"{metric_info(k)['display']}={format_value(m[k], metric_info(k)['fmt'])}"
                           for k in headline if isinstance(m.get(k), (int, float)))
         samples = (r.get("samples") or {}).get("used")
+        if not is_complete(r) and samples is not None:
+            samples = f"{samples} (partial, limit {selection_of(r)['limit']})"
         fb = r.get("fallback_for")
         fb = ", ".join(map(str, fb)) if isinstance(fb, (list, tuple)) else fb
         ds = str(r.get("dataset")) + (f" (for {fb})" if fb else "")
@@ -81,7 +92,8 @@ def results_ls(
             status = status[:59] + "…"
         rows.append({"suite": r.get("suite"), "model": r.get("model"), "params": format_params(r.get("model_params")),
                      "dataset": ds, "status": status, "metrics": shown, "samples": samples,
-                     "commit": (r.get("git_commit") or "")[:12], "date": r.get("date"), "path": r.get("_path")})
+                     "run": r.get("run_id") or "", "commit": (r.get("git_commit") or "")[:12], "date": r.get("date"),
+                     "path": r.get("_path")})
     if fmt == "csv":
         import csv
         import sys
@@ -97,6 +109,38 @@ def results_ls(
 
     typer.echo(tabulate([{k: v for k, v in r.items() if k != "path"} for r in rows], headers="keys"))
     typer.echo(f"\n{len(rows)} record(s) in {path}")
+
+
+def _print_history(runs: list[dict], path: Path, fmt: str, suite: Optional[str], models: Optional[list]) -> None:
+    import fnmatch
+    import json
+
+    runs = [r for r in runs if (suite is None or suite in str(r.get("suite", "")).split(","))
+            and (not models or any(fnmatch.fnmatchcase(str(m), p) for m in r.get("models") or [] for p in models))]
+    rows = [{"run": r.get("run_id"), "date": r.get("date"), "suite": r.get("suite"),
+             "models": ", ".join(r.get("models") or []), "datasets": ", ".join(r.get("datasets") or []),
+             "limit": r.get("limit"), "selection": {True: "complete", False: "partial"}.get(r.get("complete"), "?"),
+             "records": r.get("records"), "finished": "yes" if r.get("finished") else "no (no run.json)"}
+            for r in runs]
+    if fmt == "json":
+        typer.echo(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in runs], indent=2,
+                              default=str))
+        return
+    if fmt == "csv":
+        import csv
+        import sys
+
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["run"])
+        w.writeheader()
+        w.writerows(rows)
+        return
+    if not rows:
+        typer.echo(f"no runs in {path / 'runs'}")
+        return
+    from tabulate import tabulate
+
+    typer.echo(tabulate(rows, headers="keys"))
+    typer.echo(f"\n{len(rows)} run(s) in {path / 'runs'}")
 
 
 @results_app.command("export")
@@ -130,11 +174,14 @@ def table_cmd(
                                                 "primary metrics; 'all' = every metric of the suite)"),
     datasets: Optional[List[str]] = typer.Option(None, "--datasets", help="dataset columns (default: all)"),
     results: Optional[Path] = ResultsOpt,
-    out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write to this file instead of stdout"),
+    include_partial: bool = typer.Option(False, "--include-partial", help="also show partial (--limit) records "
+                                         "of models without a complete one: marked, never ranked"),
 ):
     """Comparison table: rows = models (own runs and, with --with-published, the paper's rows),
     columns = dataset × metric with ↑/↓, best value bold and second underlined, a parameter
-    column and a source footnote per published row.
+    column and a source footnote per published row. Built from the latest complete record of
+    each model and dataset; partial runs only with --include-partial.
 
     Example: dabench table --suite zero-shot --format latex --with-published
     """
@@ -147,7 +194,7 @@ def table_cmd(
     if not with_published:
         path = _results_path(path)
     table = table_for_suite(path, suite=suite, models=_split(models), with_published=with_published,
-                            metrics=_split(metrics), datasets=_split(datasets))
+                            metrics=_split(metrics), datasets=_split(datasets), include_partial=include_partial)
     text = render(table, fmt)
     if out:
         atomic_write_text(out, text)

@@ -46,10 +46,21 @@ def run_cmd(
                                            "instead of stopping with an error naming the first one"),
     name: Optional[str] = typer.Option(None, "--name", help="label for the records of a single model "
                                                             "(default: the model name or checkpoint stem)"),
+    allow_fallback: bool = typer.Option(False, "--allow-fallback",
+                                        help="with a data root given, score a missing dataset's synthetic stand-in "
+                                             "(recorded as a fallback) instead of stopping with an error"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples for the 95% CIs of the per-image "
+                                                            "metrics (0 = none)"),
+    log_samples: bool = typer.Option(False, "--log-samples",
+                                     help="keep every sample's prediction as float16 .npz under "
+                                          "<results>/runs/<run id>/samples/<model>/<dataset>/"),
 ) -> None:
     """Evaluate models on a suite: one results record (+ per-sample CSV) per (model, dataset), then a table.
 
-    Datasets missing on disk are recorded as skipped and their synthetic fallback runs instead.
+    With no data root (no --data-root, no $DABENCH_DATA) the real datasets are recorded as skipped and
+    their synthetic stand-ins run; with a data root, a missing dataset is an error unless --allow-fallback.
+    A --limit run is partial: written beside (never over) the complete records. Every run gets a run id
+    and keeps its records under <results>/runs/ (dabench results ls --history).
     Predictions are cached under $DABENCH_HOME/cache, so a rerun skips finished work.
     Distributed: torchrun --nproc_per_node=2 -m dabench run ...
 
@@ -58,6 +69,7 @@ def run_cmd(
     Example: dabench run --suite synthetic --model da2_test --random-init --limit 4
 
     Example: dabench run --suite zero-shot --model da2_vits14 --checkpoint X.pth --model hf:./dpt-large --model hf:./zoedepth-nyu-kitti
+    Example: dabench run --suite zero-shot --model da2_vits14 -c w.pth --data-root /data --allow-fallback --log-samples
     """
     from dabench.eval.runner import run_suite
     from dabench.models.resolve import parse_model_options
@@ -67,7 +79,8 @@ def run_cmd(
               data_root=data_root, datasets=datasets, limit=limit, batch_size=batch_size, device=device,
               flip_tta=flip_tta, results_dir=results, seed=seed, amp_dtype=None if amp == "none" else amp,
               use_cache=not no_cache, num_workers=workers, print_table=True, name=name,
-              skip_missing=skip_missing, input_size=input_size, model_options=parse_model_options(model_option))
+              skip_missing=skip_missing, input_size=input_size, model_options=parse_model_options(model_option),
+              allow_fallback=allow_fallback, bootstrap=bootstrap, log_samples=log_samples)
 
 
 @ls_app.command("metrics")

@@ -71,16 +71,15 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
     """The ``ordinal`` task (registered in ``dabench.tasks.TASKS``): every model on every selected
     dataset; one record (+ per-pair CSV) each, the table printed on request. Single process."""
     from dabench.data import load_card
-    from dabench.eval.runner import _base_record, _clean, _plan_datasets, build_model
+    from dabench.eval.runner import _base_record, _clean, _data_source, _plan_datasets, build_model
     from dabench.eval.suites import resolve_protocol
-    from dabench.metrics.registry import higher_is_better
     from dabench.provenance import sha256_file
     from dabench.results.store import write_record
     from dabench.results.tables import print_suite_table
 
     r = request
     device = r.device
-    plan, skipped = _plan_datasets(suite, r.datasets, r.root)
+    plan, skipped = _plan_datasets(suite, r.datasets, r.root, r.allow_fallback)
     config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(r.root) if r.root else None,
               "datasets": r.datasets, "limit": r.limit, "batch_size": r.batch_size, "device": str(device),
               "amp_dtype": r.amp_dtype, "flip_tta_override": r.flip_tta, "skip_missing": r.skip_missing,
@@ -88,8 +87,6 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
     records: list[dict] = []
 
     def finish(rec: dict) -> dict:
-        rec["higher_is_better"] = higher_is_better(suite.metrics)
-        rec["averaging"] = {m: "pair" for m in suite.metrics}
         rec["protocol"] = {k: (rec.get("protocol") or {}).get(k) for k in ORDINAL_PROTOCOL_KEYS}
         rec["samples"] = {"used": 0, "skipped_missing": 0, **rec.get("samples_ordinal", {})}
         rec.pop("samples_ordinal", None)
@@ -105,7 +102,7 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
         ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
         for sk in skipped:
             rec = _base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
-                               config, r.seed, n_params, ck_sha)
+                               config, r.seed, n_params, ck_sha, r.run_id, metric_names=suite.metrics)
             rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
             records.append(finish(rec))
             write_record(rec, r.results_dir)
@@ -117,8 +114,8 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
             t0 = time.time()
             res, rows = evaluate_pairs(model, dataset, proto, output_space=output_space, device=device,
                                        amp_dtype=r.amp_dtype, batch_size=r.batch_size)
-            rec = _base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha)
-            rec["fallback_for"] = (fb or {}).get("fallback_for")
+            rec = _base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha, r.run_id,
+                               _data_source(card, r.root, fb), metric_names=suite.metrics)
             rec["samples_ordinal"] = {"used": res["images"],
                                       "skipped_missing": int(getattr(dataset, "skipped_missing", 0) or 0)}
             rec["split"] = proto.split
@@ -139,5 +136,5 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
     if not records:
         raise ConfigError(f"suite {suite.name!r}: nothing to evaluate")
     if r.print_table:
-        print_suite_table(records, suite, console=r.console)
+        print_suite_table(records, suite, console=r.table_console or r.console)
     return records

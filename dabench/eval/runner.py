@@ -42,7 +42,7 @@ import numpy as np
 from dabench.errors import ConfigError, DataError
 from dabench.eval.align import ALIGNMENT_INPUT_SPACE, DegenerateAlignmentError, align
 from dabench.eval.suites import Protocol, Suite, load_suite, resolve_protocol
-from dabench.metrics.registry import depth_engine_metrics, higher_is_better
+from dabench.metrics.registry import depth_engine_metrics
 from dabench.models.inference import resolve_amp_dtype
 from dabench.results.tables import print_suite_table
 from dabench.tasks import METRIC_DEPTH_TASKS, TASKS, TaskRequest
@@ -121,7 +121,8 @@ def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_spac
     if bad.any():
         raise DataError(f"{name}: the model predicted {int(bad.sum())} NaN/inf values (of {pred.size})")
     valid = eval_valid_mask(sample, protocol)
-    info: dict[str, Any] = {"valid_pixels": int(valid.sum()), "scale": None, "shift": None}
+    info: dict[str, Any] = {"valid_pixels": int(valid.sum()), "scale": None, "shift": None,
+                            "output_space": output_space}
     if not valid.any() or info["valid_pixels"] < protocol.min_valid_pixels:
         return "skipped_no_valid", None, info
     mode = protocol.alignment
@@ -152,6 +153,7 @@ def score_sample(pred: np.ndarray, sample: dict, protocol: Protocol, output_spac
     info["sums"] = depth_sums(p_s, g_s, valid, name=name, metrics=metrics)
     if keep_maps:
         info["score_maps"] = (np.asarray(p_s, dtype=np.float64), np.asarray(g_s, dtype=np.float64), valid)
+    info["aligned"] = p_s  # score space (disparity or metres), for --log-samples
     return "ok", metrics_from_sums(info["sums"], metrics), info
 
 
@@ -201,7 +203,7 @@ def _iter_batches(dataset, indices: list[int], batch_size: int, num_workers: int
 
 def _evaluate(model, dataset, protocol: Protocol, *, output_space: str | None = None, batch_size: int = 4,
               device: str = "cpu", amp_dtype=None, cache=None, model_fp: str | None = None,
-              num_workers: int = 0, progress=None, description: str = "") -> DatasetResult:
+              num_workers: int = 0, progress=None, description: str = "", log_sample=None) -> DatasetResult:
 
     t0 = time.time()
     inner = getattr(model, "module", model)  # DistributedDataParallel / compiled wrappers
@@ -210,19 +212,20 @@ def _evaluate(model, dataset, protocol: Protocol, *, output_space: str | None = 
     was_training = bool(getattr(model, "training", False))
     try:
         return _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, amp_dtype, cache,
-                               model_fp, num_workers, progress, description, t0)
+                               model_fp, num_workers, progress, description, t0, log_sample)
     finally:
         if was_training:  # inference switches to eval(); hand a training model back as it came
             model.train()
 
 
 def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, amp_dtype, cache, model_fp,
-                    num_workers, progress, description, t0) -> DatasetResult:
-    from dabench.eval import distributed as D
+                    num_workers, progress, description, t0, log_sample=None) -> DatasetResult:
+    from mmengine import dist
+
     from dabench.metrics.depth import DepthMetricState
 
-    rank, ws = D.world()
-    indices = D.shard(len(dataset), rank, ws)
+    rank, ws = dist.get_dist_info()
+    indices = list(range(rank, len(dataset), ws))  # strided shard: every rank gets a similar mix
     state = DepthMetricState(depth_engine_metrics(protocol.metric_family))
     degenerate = 0
     rows: list[dict[str, Any]] = []
@@ -247,6 +250,8 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
         for idx, s, p in zip(chunk, samples, preds):
             name = str(s.get("name", idx))
             status, m, info = score_sample(p, s, protocol, output_space, name=name)
+            if log_sample is not None:
+                log_sample(name, p, s, protocol, status, info)
             if status == "ok":
                 state.update_sums(info["sums"])
             elif status == "skipped_no_valid":
@@ -262,7 +267,7 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
 
     state.all_reduce()
     degenerate = int(all_reduce_sum(np.array([degenerate], dtype=np.float64))[0])
-    gathered = D.gather_to_rank0(rows)
+    gathered = dist.gather_object(rows, dst=0)  # [rows] without a process group, None off rank 0
     all_rows = sorted((r for part in gathered for r in part), key=lambda r: r["index"]) if gathered else None
     counts = {"used": int(state.n_images), "skipped_no_valid": int(state.skipped_no_valid),
               "skipped_degenerate": degenerate, "skipped_missing": int(getattr(dataset, "skipped_missing", 0) or 0),
@@ -329,24 +334,26 @@ def _write_samples_csv(path: Path, rows: list[dict[str, Any]], family: str = "de
 
 
 def _base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol | None, config: dict, seed: int,
-                 model_params: int | None, checkpoint_sha: str | None,
+                 model_params: int | None, checkpoint_sha: str | None, run_id: str | None = None,
+                 data_source: dict | None = None, metric_names=None,
                  model_fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    from dabench.provenance import provenance
+    """A record of ``run`` on ``dataset`` through ``dabench.results.record.make_record`` (metric facts
+    from the registry; ``metric_names`` default: the depth engine's metrics; ``model_fields``: the
+    model's provenance block)."""
+    from dabench.results.record import make_record
 
     family = getattr(protocol, "metric_family", None) or "depth"
-    rec = {"status": "ok", "skip_reason": None, "task": suite.task, "suite": suite.name, "model": run.label,
-           "arch": run.arch, "model_params": model_params, "checkpoint": run.checkpoint,
-           "checkpoint_sha256": checkpoint_sha, "random_init": run.random_init, "dataset": dataset,
-           "fallback_for": None, "metrics": {}, "higher_is_better": higher_is_better(depth_engine_metrics(family)),
-           "metric_order": suite.metrics, "primary_metrics": suite.primary_metrics,
-           "averaging": {m: "image" for m in depth_engine_metrics(family)},
-           "protocol": protocol.as_dict() if protocol else None, **(model_fields or {}),
-           "samples": {"used": 0, "skipped_no_valid": 0, "skipped_degenerate": 0, "skipped_missing": 0}}
-    rec.update(provenance(seed, {**config, "model": run.label, "arch": run.arch, "checkpoint": run.checkpoint,
-                                 "random_init": run.random_init, "model_source": run.source,
-                                 "model_location": run.location, "model_options": dict(run.options) or None,
-                                 "dataset": dataset}))
-    return rec
+    return make_record(task=suite.task, suite=suite.name, model=run.label, dataset=dataset,
+                       metric_names=list(metric_names or depth_engine_metrics(family)), seed=seed, run_id=run_id,
+                       data_source=data_source,
+                       config={**config, "model": run.label, "arch": run.arch, "checkpoint": run.checkpoint,
+                               "random_init": run.random_init, "model_source": run.source,
+                               "model_location": run.location, "model_options": dict(run.options) or None,
+                               "dataset": dataset},
+                       metric_order=suite.metrics, primary_metrics=suite.primary_metrics,
+                       protocol=protocol.as_dict() if protocol else None, arch=run.arch,
+                       model_params=model_params, checkpoint=run.checkpoint, checkpoint_sha256=checkpoint_sha,
+                       random_init=run.random_init, **(model_fields or {}))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,12 +367,22 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
               use_cache: bool = True, num_workers: int = 0, show_progress: bool = True,
               print_table: bool = False, console=None, name: str | None = None,
               skip_missing: bool = False, input_size: int | None = None,
-              model_options: dict | None = None) -> list[dict]:
+              model_options: dict | None = None, allow_fallback: bool = False,
+              bootstrap: int = 1000, log_samples: bool = False, table_console=None) -> list[dict]:
     """Run ``suite`` for each model; write one record (+ per-sample CSV) per (model, dataset).
 
-    Returns the records (on every rank; only rank 0 writes files). Datasets not on disk get a
-    ``status: "skipped"`` record and their card's synthetic ``fallback`` runs once per suite with
-    ``fallback_for`` naming them. The suite's task runs through ``dabench.tasks.TASKS`` (depth
+    Returns the records (on every rank; only rank 0 writes files). Every call is one run with a run
+    id (``record["run_id"]``): its records are kept under ``runs/<run_id>/`` of the results
+    directory and the latest view is updated (a ``limit`` that cuts a split writes
+    ``<dataset>.partial.json`` beside, never over, the complete record).
+
+    Datasets not on disk: with no data root at all (no ``data_root``, no ``$DABENCH_DATA``) they get
+    a ``status: "skipped"`` record and their card's synthetic ``fallback`` runs once per suite with
+    ``fallback_for`` naming them; once a data root is given a missing dataset is a ``MissingFileError``
+    naming the expected folder and layout, unless ``allow_fallback``.
+    ``bootstrap``: resamples of the per-image 95 % CIs (``record["ci"]``; 0 = none), seeded by ``seed``.
+    ``log_samples``: keep each sample's raw prediction as float16 ``.npz`` (layout: README, "Per-sample
+    predictions"). The table goes to ``table_console``, else ``console``, else stdout. The suite's task runs through ``dabench.tasks.TASKS`` (depth
     tasks: :func:`run_depth_task`; ``segmentation``: mmseg, in the fine-tuning code). ``name`` relabels a single model in the records
     (default: the registered name, or a local checkpoint's file stem). A split entry whose files are
     missing stops the run with an error naming it, unless ``skip_missing`` (then it is counted in the
@@ -375,8 +392,10 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
     from rich.console import Console
 
     from dabench.provenance import data_root as _data_root, default_results_dir
+    from dabench.results.record import make_run_id
 
     suite = load_suite(suite)
+    table_console = table_console or console or Console()  # the table goes to stdout unless a console is given
     console = console or Console(stderr=True)
     if device in (None, "auto"):
         import torch
@@ -386,6 +405,8 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be >= 0 resamples, got {bootstrap}")
     results_dir = Path(results_dir) if results_dir else default_results_dir()
     root = _data_root(data_root)
     if isinstance(datasets, str):
@@ -410,49 +431,109 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
     request = TaskRequest(datasets=selected, root=root, results_dir=results_dir, limit=limit, batch_size=batch_size,
                           device=device, flip_tta=flip_tta, seed=seed, amp_dtype=amp_dtype, use_cache=use_cache,
                           num_workers=num_workers, show_progress=show_progress, print_table=print_table,
-                          console=console, skip_missing=skip_missing, input_size=input_size)
-    return TASKS.get(suite.task)(suite, runs, request)
+                          console=console, skip_missing=skip_missing, input_size=input_size,
+                          allow_fallback=allow_fallback, bootstrap=bootstrap, log_samples=log_samples,
+                          run_id=make_run_id(salt=suite.name), table_console=table_console)
+    records = TASKS.get(suite.task)(suite, runs, request)
+    if int(os.environ.get("RANK", "0")) == 0:  # the process group may be gone: ask the launcher's env
+        _write_manifest(results_dir, request.run_id, suite, records, limit, seed)
+    return records
 
 
 def run_depth_task(suite: Suite, runs: list[ModelRun], request: TaskRequest) -> list[dict]:
     """The ``relative`` and ``metric`` tasks (registered in ``dabench.tasks.TASKS``): every model on every
     selected dataset, sharded over ranks under torch.distributed; records, per-sample CSVs, table."""
-    from dabench.eval import distributed as D
+    from mmengine import dist
 
     r = request
-    device, own_pg = D.init_from_env(r.device)
-    rank, ws = D.world()
+    device, own_pg = _init_process_group(r.device)
+    rank, ws = dist.get_dist_info()
+    box = [r.run_id]
+    dist.broadcast_object_list(box, src=0)  # rank 0's run id on every rank (no-op without a process group)
+    r.run_id = box[0]
     try:
         return _run_depth_suite(suite, runs, r.datasets, r.root, r.limit, r.batch_size, device, r.flip_tta,
                                 r.results_dir, r.seed, r.amp_dtype, r.use_cache, r.num_workers,
                                 r.show_progress and rank == 0, r.print_table and rank == 0, r.console, rank, ws,
-                                r.skip_missing, r.input_size)
+                                r.skip_missing, r.input_size, allow_fallback=r.allow_fallback,
+                                bootstrap=r.bootstrap, log_samples=r.log_samples, run_id=r.run_id,
+                                table_console=r.table_console)
     finally:
         if own_pg:
-            import torch.distributed as dist
+            import torch.distributed as tdist
 
-            dist.destroy_process_group()
+            tdist.destroy_process_group()
 
 
-def _plan_datasets(suite: Suite, selected: list[str], root) -> tuple[list[tuple[str, dict | None]], list[dict]]:
-    """[(dataset, fallback_info)] to evaluate and [(skipped dataset info)] for absent ones."""
+def _init_process_group(device: str) -> tuple[str, bool]:
+    """Initialise torch.distributed when launched by torchrun with WORLD_SIZE > 1 (gloo on CPU, nccl
+    on CUDA, each rank on ``cuda:LOCAL_RANK``). Returns ``(device, initialised_here)``. (mmengine's
+    ``init_dist`` always selects a CUDA device, so CPU runs initialise here; everything after uses
+    ``mmengine.dist``, which also works without a process group.)"""
+    import torch
+    import torch.distributed as tdist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (tdist.is_available() and tdist.is_initialized()):
+        return device, False
+    cuda = str(device).startswith("cuda")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    tdist.init_process_group(backend="nccl" if cuda else "gloo")
+    return device, True
+
+
+def _write_manifest(results_dir, run_id: str, suite: Suite, records: list[dict], limit, seed) -> None:
+    """``runs/<run_id>/run.json``: what the run was and which records it wrote."""
+    import sys
+
+    from dabench.provenance import git_commit, now_iso
+    from dabench.results.record import is_complete
+    from dabench.results.store import write_run_manifest
+
+    if not records:
+        return
+    write_run_manifest(results_dir, run_id, {
+        "date": min(str(r.get("date") or now_iso()) for r in records), "finished": now_iso(), "suite": suite.name,
+        "models": sorted({str(r.get("model")) for r in records}),
+        "datasets": sorted({str(r.get("dataset")) for r in records}), "limit": limit, "seed": seed,
+        "complete": all(is_complete(r) for r in records if r.get("status") == "ok"),
+        "records": len(records), "git_commit": git_commit(), "argv": sys.argv[1:]})
+
+
+def _plan_datasets(suite: Suite, selected: list[str], root,
+                   allow_fallback: bool = False) -> tuple[list[tuple[str, dict | None]], list[dict]]:
+    """[(dataset, fallback_info)] to evaluate and [(skipped dataset info)] for absent ones.
+
+    With a data root given, an absent dataset is an error (naming the expected folder and layout)
+    unless ``allow_fallback``: a mistyped root must not quietly score the synthetic stand-in."""
     from dabench.data import dataset_available, load_card
+    from dabench.errors import MissingFileError
 
     plan: list[tuple[str, dict | None]] = []
     skipped: list[dict] = []
     fallback_for: dict[str, list[str]] = {}
+    missing: list[str] = []
     for ds in selected:
         card = load_card(ds)
         if dataset_available(ds, root):
             plan.append((ds, None))
             continue
         fb = card.get("fallback")
+        if root is not None and not allow_fallback:
+            missing.append(_expected_layout(ds, card, root))
+            continue
         where = f"under {root / card['root']}" if (root is not None and card.get("root")) else \
             "(no --data-root / $DABENCH_DATA given)"
         reason = f"dataset {ds} not found {where}" + (f"; {fb} evaluated in its place" if fb else "; no fallback")
         skipped.append({"dataset": ds, "reason": reason, "fallback": fb})
         if fb:
             fallback_for.setdefault(fb, []).append(ds)
+    if missing:
+        raise MissingFileError(f"data root {root}: " + "; ".join(missing)
+                               + ". Pass --allow-fallback to score the synthetic stand-ins instead "
+                                 "(recorded as fallbacks), or --datasets to pick the sets you have")
     for fb, reals in fallback_for.items():
         existing = [i for i, (d, _) in enumerate(plan) if d == fb]
         if existing:
@@ -462,20 +543,81 @@ def _plan_datasets(suite: Suite, selected: list[str], root) -> tuple[list[tuple[
     return plan, skipped
 
 
+def _expected_layout(ds: str, card: dict, root: Path) -> str:
+    """What a dataset needs on disk, for the missing-data error."""
+    from dabench.data.cards import split_file_path
+
+    folder = root / card["root"] if card.get("root") else root
+    need = [f"folder {folder}"]
+    for split, f in (card.get("split_file") or {}).items():
+        if f and not split_file_path(card, split).is_file():
+            need.append(f"split list {split_file_path(card, split)}")
+    return f"dataset {ds} not found: expected " + " and ".join(need) + f" (layout: datasets/{ds}.yaml, notes)"
+
+
+def _sample_logger(results_dir: Path, run_id: str, model: str, dataset: str):
+    """A ``log_sample`` callback writing ``runs/<run_id>/samples/<model>/<dataset>/<sample_id>.npz``
+    (float16 ``pred``, ``aligned``, ``gt``; bool ``valid``; strings ``output_space``, ``score_space``,
+    ``status``). ``sample_id`` is the sample name made file-safe."""
+    from dabench.provenance import atomic_path
+    from dabench.results.store import _safe, run_dir
+
+    folder = run_dir(results_dir, run_id) / "samples" / _safe(model) / _safe(dataset)
+    f16 = np.finfo(np.float16).max
+
+    def log(name, pred, sample, protocol, status, info):
+        def half(x):
+            return None if x is None else np.clip(np.nan_to_num(np.asarray(x, np.float32)), -f16, f16).astype(np.float16)
+
+        arrays = {"pred": half(pred), "gt": half(sample.get("depth")),
+                  "valid": eval_valid_mask(sample, protocol), "aligned": half(info.get("aligned")),
+                  "output_space": np.array(str(info.get("output_space", ""))),
+                  "score_space": np.array(protocol.score_space), "status": np.array(status)}
+        path = folder / f"{_safe(name)}.npz"
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **{k: v for k, v in arrays.items() if v is not None})
+
+    return log
+
+
+def _data_source(card: dict, root, fallback_info: dict | None) -> dict:
+    from dabench.results.record import make_data_source
+
+    if card.get("reader") == "synthetic":
+        return make_data_source("synthetic", None, (fallback_info or {}).get("fallback_for"))
+    return make_data_source("disk", (Path(root) / card["root"]) if card.get("root") else root)
+
+
+def split_size(ds: str, split, root, dataset, limit) -> int:
+    """Entries of the whole split (before ``limit``): decides whether a record is complete."""
+    from dabench.data import build_dataset
+
+    n = len(dataset) + int(getattr(dataset, "skipped_missing", 0) or 0)
+    if limit is None or n < int(limit):
+        return n
+    full = build_dataset(ds, split=split, data_root=root, skip_missing=True)
+    return len(full) + int(getattr(full, "skipped_missing", 0) or 0)
+
+
 def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, flip_tta, results_dir, seed,
                      amp_dtype, use_cache, num_workers, show_progress, print_table, console, rank, ws,
-                     skip_missing=False, input_size=None):
+                     skip_missing=False, input_size=None, allow_fallback=False, bootstrap=1000,
+                     log_samples=False, run_id=None, table_console=None):
     from dabench.data import build_dataset, load_card
     from dabench.eval.cache import PredictionCache, model_fingerprint
     from dabench.models.checkpoint import read_metadata  # noqa: F401  (fails early if models is broken)
     from dabench.provenance import sha256_file
-    from dabench.results.store import write_record
+    from dabench.results.record import make_selection
+    from dabench.results.stats import DEFAULT_CONFIDENCE, record_cis
+    from dabench.results.store import samples_csv_path, write_record
 
-    plan, skipped = _plan_datasets(suite, selected, root)
+    plan, skipped = _plan_datasets(suite, selected, root, allow_fallback)
     config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(root) if root else None,
               "datasets": selected, "limit": limit, "batch_size": batch_size, "device": str(device),
               "amp_dtype": amp_dtype, "flip_tta_override": flip_tta, "world_size": ws, "cache": use_cache,
-              "skip_missing": skip_missing, "input_size_override": input_size}
+              "skip_missing": skip_missing, "input_size_override": input_size, "allow_fallback": allow_fallback,
+              "bootstrap": bootstrap, "log_samples": log_samples}
     records: list[dict] = []
     for run in runs:
         if run.checkpoint and _is_seg_checkpoint(run.checkpoint):  # seg heads are scored by seg-* suites (issue 7)
@@ -503,7 +645,7 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
         for sk in skipped:
             card = load_card(sk["dataset"])
             rec = _base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], card),
-                               config, seed, n_params, ck_sha, model_fields)
+                               config, seed, n_params, ck_sha, run_id, model_fields=model_fields)
             rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
             if rank == 0:
                 write_record(rec, results_dir)
@@ -517,34 +659,43 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
             dataset = build_dataset(ds, split=proto.split, data_root=root, limit=limit, skip_missing=skip_missing,
                                     **extra)
             cache = PredictionCache(enabled=use_cache)
-            desc = f"{run.label} · {ds}"
+            logger = _sample_logger(results_dir, run_id, run.label, ds) if (log_samples and run_id) else None
+            kw = dict(output_space=output_space, batch_size=batch_size, device=device, amp_dtype=amp_dtype,
+                      cache=cache, model_fp=fp, num_workers=num_workers, log_sample=logger)
             if show_progress:
                 from dabench.progress import progress_bar
 
                 with progress_bar(console) as prog:
-                    res = _evaluate(model, dataset, proto, output_space=output_space, batch_size=batch_size,
-                                    device=device, amp_dtype=amp_dtype, cache=cache, model_fp=fp,
-                                    num_workers=num_workers, progress=prog, description=desc)
+                    res = _evaluate(model, dataset, proto, progress=prog, description=f"{run.label} · {ds}", **kw)
             else:
-                res = _evaluate(model, dataset, proto, output_space=output_space, batch_size=batch_size,
-                                device=device, amp_dtype=amp_dtype, cache=cache, model_fp=fp,
-                                num_workers=num_workers)
-            rec = _base_record(suite, run, ds, proto, config, seed, n_params, ck_sha, model_fields)
-            rec["fallback_for"] = (fb or {}).get("fallback_for")
+                res = _evaluate(model, dataset, proto, **kw)
+            rec = _base_record(suite, run, ds, proto, config, seed, n_params, ck_sha, run_id,
+                               _data_source(card, root, fb), model_fields=model_fields)
             rec["samples"] = {k: res.counts[k] for k in ("used", "skipped_no_valid", "skipped_degenerate",
                                                          "skipped_missing")}
             rec["split"] = proto.split or getattr(dataset, "split", None)
+            rows = res.rows or []
+            if rank == 0:
+                n_total = split_size(ds, proto.split, root, dataset, limit)
+                rec["selection"] = make_selection(limit, [r["name"] for r in rows], len(rows), n_total)
             if res.counts["used"] == 0:
                 rec.update(status="skipped", skip_reason=f"no sample of {ds} had valid pixels to score "
                                                          f"({res.counts['total']} samples)")
             else:
                 rec["metrics"] = {k: _clean(v) for k, v in res.metrics.items()}
                 rec["metrics_pixel_pooled"] = {k: _clean(v) for k, v in res.metrics_pixel_pooled.items()}
+                if rank == 0 and bootstrap > 0:  # rows are every rank's samples, gathered: exact under DDP
+                    rec["ci"] = record_cis(rows, depth_engine_metrics(proto.metric_family), rec["averaging"], bootstrap, seed)
+                    rec["bootstrap"] = {"method": "percentile", "over": "images", "resamples": bootstrap,
+                                        "confidence": DEFAULT_CONFIDENCE, "seed": seed}
             rec["cache"] = {"hits": res.cache_hits, "misses": res.cache_misses}
             rec["seconds"] = round(res.seconds, 3)
             if rank == 0:
                 path = write_record(rec, results_dir)
-                _write_samples_csv(path.with_name(path.stem + ".samples.csv"), res.rows or [], proto.metric_family)
+                _write_samples_csv(samples_csv_path(path), rows, proto.metric_family)
+                from dabench.results.store import history_path
+
+                _write_samples_csv(samples_csv_path(history_path(results_dir, rec)), rows, proto.metric_family)
                 rec["_path"] = str(path)
             if res.counts["skipped_missing"] and rank == 0:
                 console.print(f"[yellow]{ds}: {res.counts['skipped_missing']} samples listed in the split are "
@@ -552,5 +703,7 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
             records.append(rec)
         del model
     if print_table and records:
-        print_suite_table(records, suite, console=console)
+        print_suite_table(records, suite, console=table_console)
     return records
+
+

@@ -519,15 +519,24 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, cfg: dict, 
     return recs[0] if recs else {}
 
 
+def _sample_ids(dataset) -> list[str] | None:
+    """Sample names of a file dataset without decoding images (its split entries); indices otherwise."""
+    entries = getattr(dataset, "entries", None)
+    if entries is None:
+        return [str(i) for i in range(len(dataset))]
+    return [str(getattr(e, "name", e)) for e in entries]
+
+
 def median_depth_baseline(dataset: str, cfg: dict, *, data_root=None, results_dir=None, device: str = "cpu",
                           median: float | None = None) -> dict:
     """The floor a metric model must beat: the training set's median depth (metres) predicted at every
     pixel, scored on the held-out split by the same runner code and protocol. Writes and returns a
     record (model ``median-depth-baseline``, ``config.median_depth`` = the value)."""
     from dabench.data import build_dataset
-    from dabench.eval.runner import evaluate_dataset
-    from dabench.metrics.registry import DEPTH_METRICS, higher_is_better
-    from dabench.provenance import default_results_dir, provenance
+    from dabench.eval.runner import evaluate_dataset, split_size
+    from dabench.metrics.registry import DEPTH_METRICS
+    from dabench.provenance import default_results_dir
+    from dabench.results.record import make_data_source, make_record, make_run_id, make_selection
     from dabench.results.store import write_record
 
     d, m = cfg["data"], cfg["model"]
@@ -543,17 +552,23 @@ def median_depth_baseline(dataset: str, cfg: dict, *, data_root=None, results_di
     held_out = build_dataset(dataset, split=proto.split, data_root=data_root, limit=d.get("eval_limit"))
     metrics, counts = evaluate_dataset(ConstantDepth(median), held_out, proto, output_space="depth",
                                        batch_size=int(cfg["evaluation"].get("batch_size") or 1), device=device)
-    rec = {"status": "ok", "skip_reason": None, "task": "metric", "suite": suite.name, "model": "median-depth-baseline",
-           "arch": None, "model_params": 0, "checkpoint": None, "checkpoint_sha256": None, "dataset": dataset,
-           "fallback_for": None, "metrics": {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                                             for k, v in metrics.items()},
-           "higher_is_better": higher_is_better(DEPTH_METRICS), "metric_order": suite.metrics,
-           "primary_metrics": suite.primary_metrics, "protocol": proto.as_dict(),
-           "samples": {k: counts.get(k, 0) for k in ("used", "skipped_no_valid", "skipped_degenerate", "skipped_missing")},
-           "split": proto.split}
-    rec.update(provenance(int(cfg["train"].get("seed", 0)),
-                          {"median_depth": median, "train_split": d.get("train_split", "train"),
-                           "train_limit": d.get("train_limit"), "what": "training-set median depth everywhere"}))
+    seed = int(cfg["train"].get("seed", 0))
+    limit = d.get("eval_limit")
+    n = int(sum(counts.get(k, 0) for k in ("used", "skipped_no_valid", "skipped_degenerate")))
+    rec = make_record(
+        task="metric", suite=suite.name, model="median-depth-baseline", dataset=dataset,
+        metric_names=DEPTH_METRICS, seed=seed,
+        config={"median_depth": median, "train_split": d.get("train_split", "train"),
+                "train_limit": d.get("train_limit"), "eval_limit": limit, "limit": limit,
+                "what": "training-set median depth everywhere"},
+        metrics={k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()},
+        metric_order=suite.metrics, primary_metrics=suite.primary_metrics, protocol=proto.as_dict(),
+        samples={k: counts.get(k, 0) for k in ("used", "skipped_no_valid", "skipped_degenerate", "skipped_missing")},
+        selection=make_selection(limit, _sample_ids(held_out), n,
+                                 split_size(dataset, proto.split, data_root, held_out, limit)),
+        data_source=make_data_source("synthetic" if load_card(dataset).get("reader") == "synthetic" else "disk",
+                                     None if load_card(dataset).get("reader") == "synthetic" else data_root),
+        model_params=0, split=proto.split, run_id=make_run_id(salt="median-depth-baseline"))
     from dabench.train.engine import dist_info
 
     if dist_info().is_main:  # under torchrun every rank scored its shard; rank 0 writes

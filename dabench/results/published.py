@@ -164,8 +164,3 @@ def get_published(table_id: str, directory=None) -> PublishedTable:
         if t.id == table_id:
             return t
     raise ConfigError(f"unknown published table {table_id!r}; known: {', '.join(t.id for t in tables)}")
-
-
-def published_for(suite: str | None = None, task: str | None = None, directory=None) -> list[PublishedTable]:
-    """Published tables that belong next to results of ``suite``/``task``."""
-    return [t for t in load_published(directory) if t.matches(suite, task)]

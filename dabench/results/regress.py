@@ -285,9 +285,11 @@ def write_reports(report: RegressionReport, md_path: str | os.PathLike | None,
 
 
 def update_baseline(current: str | os.PathLike, baseline_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
-    """Make ``baseline_dir`` hold exactly the records of ``current`` (written atomically; stale
-    record files in ``baseline_dir`` are removed). Returns (written, removed)."""
-    from dabench.results.store import iter_record_files, write_record
+    """Make ``baseline_dir`` hold exactly the records of ``current`` (latest view, with their per-sample
+    CSVs, written atomically; stale record files in ``baseline_dir`` are removed). Returns
+    (written, removed)."""
+    from dabench.provenance import atomic_write_bytes
+    from dabench.results.store import iter_record_files, samples_csv_path, write_record
 
     records = load_side(current, "current")
     baseline_dir = Path(baseline_dir)
@@ -297,12 +299,18 @@ def update_baseline(current: str | os.PathLike, baseline_dir: str | os.PathLike)
     if baseline_dir.is_dir():
         old = {p.resolve() for p in iter_record_files(baseline_dir)
                if p.name.endswith(".json") and _is_record_file(p)}
-    written = []
+        old |= {samples_csv_path(p) for p in old if samples_csv_path(p).is_file()}
+    written, kept = [], set()
     for rec in records:
         clean = {k: v for k, v in rec.items() if not k.startswith("_")}
-        written.append(write_record(clean, baseline_dir).resolve())
+        path = write_record(clean, baseline_dir, history=False).resolve()
+        written.append(path)
+        src = samples_csv_path(rec["_path"]) if rec.get("_path") else None
+        if src is not None and src.is_file():
+            atomic_write_bytes(samples_csv_path(path), src.read_bytes())
+            kept.add(samples_csv_path(path))
     removed = []
-    for p in sorted(old - set(written)):
+    for p in sorted(old - set(written) - kept):
         p.unlink()
         removed.append(p)
     return written, removed

@@ -1,7 +1,16 @@
-"""Versioned JSON result records: one per (suite/task, model, dataset).
+"""Versioned JSON result records: one per (suite/task, model, dataset), plus the run history.
 
-Layout: ``{results_dir}/{suite}/{model}/{dataset}.json``. Records are written atomically
-(temp file + rename) so a crash never leaves a half-written result. Schema: docs/architecture.md.
+Layout under a results directory::
+
+    {suite}/{model}/{dataset}.json                 latest complete record ("latest complete" view)
+    {suite}/{model}/{dataset}.partial.json         latest partial record (a --limit run), beside it
+    {suite}/{model}/{dataset}[.partial].samples.csv  per-sample values of the record next to it
+    runs/{run_id}/run.json                         the run's manifest (dabench.run/1)
+    runs/{run_id}/{suite}/{model}/{dataset}.json   every record of every run, never overwritten
+    runs/{run_id}/samples/{model}/{dataset}/{sample_id}.npz   with --log-samples
+
+A partial run never replaces a complete record. Records are written atomically (temp file +
+rename). Schema: ``dabench.results.record`` and docs/architecture.md.
 """
 from __future__ import annotations
 
@@ -12,52 +21,85 @@ from typing import Any, Iterable
 
 from dabench.errors import DataError, MissingFileError
 from dabench.provenance import atomic_write_json
+from dabench.results.record import READABLE_SCHEMAS, REQUIRED_KEYS, SCHEMA, is_complete  # noqa: F401
 
-SCHEMA = "dabench.result/1"
-REQUIRED_KEYS = ("schema", "status", "suite", "model", "dataset", "metrics")
+RUNS_DIR = "runs"
+RUN_SCHEMA = "dabench.run/1"
+PARTIAL_SUFFIX = ".partial"
 
 
 def _safe(name: str) -> str:
     return "".join(c if (c.isalnum() or c in "-_.+") else "_" for c in str(name))
 
 
-def record_path(results_dir: str | os.PathLike, suite: str, model: str, dataset: str) -> Path:
-    """``results_dir/suite/model/dataset.json``; names that would leave ``results_dir`` (``..``) are refused."""
+def record_path(results_dir: str | os.PathLike, suite: str, model: str, dataset: str, *,
+                partial: bool = False) -> Path:
+    """``results_dir/suite/model/dataset.json`` (``dataset.partial.json`` for a partial record, beside
+    it); names that would leave ``results_dir`` (``..``) are refused."""
     from dabench.safety import safe_join
 
     for what, name in (("suite", suite), ("model", model), ("dataset", dataset)):
         safe_join(results_dir, _safe(name), what=f"record {what}", error=DataError)
-    return safe_join(results_dir, _safe(suite), _safe(model), f"{_safe(dataset)}.json", what="record path",
-                     error=DataError)
+    stem = _safe(dataset) + (PARTIAL_SUFFIX if partial else "")
+    return safe_join(results_dir, _safe(suite), _safe(model), f"{stem}.json", what="record path", error=DataError)
+
+
+def run_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
+    """The history folder of one run (``results_dir/runs/<run_id>``)."""
+    from dabench.safety import safe_join
+
+    return safe_join(results_dir, RUNS_DIR, _safe(run_id), what="run id", error=DataError)
+
+
+def samples_csv_path(record_file: str | os.PathLike) -> Path:
+    """The per-sample CSV written beside a record file."""
+    p = Path(record_file)
+    return p.with_name(p.stem + ".samples.csv")
 
 
 def validate_record(record: dict, source: str = "<record>") -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise DataError(f"{source}: not a dabench result record (missing keys: {', '.join(missing)})")
-    if record["schema"] != SCHEMA:
-        raise DataError(f"{source}: unsupported record schema {record['schema']!r}; expected {SCHEMA!r}")
+    if record["schema"] not in READABLE_SCHEMAS:
+        raise DataError(f"{source}: unsupported record schema {record['schema']!r}; expected one of "
+                        f"{', '.join(map(repr, READABLE_SCHEMAS))}")
     return record
 
 
-def write_record(record: dict[str, Any], results_dir: str | os.PathLike) -> Path:
-    """Validate and atomically write one record; returns its path."""
-    record = {"schema": SCHEMA, **record}
+def write_record(record: dict[str, Any], results_dir: str | os.PathLike, *, history: bool = True) -> Path:
+    """Validate and atomically write one record; returns the path of its latest-view file.
+
+    A complete record goes to ``{dataset}.json``, a partial one (``selection.complete`` false) to
+    ``{dataset}.partial.json``; a record with a ``run_id`` is also kept under ``runs/{run_id}/``."""
+    record = {"schema": SCHEMA, **{k: v for k, v in record.items() if not k.startswith("_")}}
     validate_record(record)
-    path = record_path(results_dir, record["suite"], record["model"], record["dataset"])
+    path = record_path(results_dir, record["suite"], record["model"], record["dataset"],
+                       partial=not is_complete(record))
     atomic_write_json(path, record)
+    if history and record.get("run_id"):
+        atomic_write_json(history_path(results_dir, record), record)
     return path
 
 
-def iter_record_files(paths: Iterable[str | os.PathLike] | str | os.PathLike) -> list[Path]:
-    """Expand files and directories (recursively, ``*.json``) into record files."""
+def history_path(results_dir: str | os.PathLike, record: dict) -> Path:
+    """The file of ``record`` in its run's history folder."""
+    return record_path(run_dir(results_dir, record["run_id"]), record["suite"], record["model"], record["dataset"],
+                       partial=not is_complete(record))
+
+
+def iter_record_files(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
+                      history: bool = False) -> list[Path]:
+    """Expand files and directories (recursively, ``*.json``) into record files. A directory's
+    ``runs/`` history folder is left out unless ``history``."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")
+                              and (history or q.relative_to(p).parts[0] != RUNS_DIR)))
         elif p.is_file():
             out.append(p)
         else:
@@ -65,11 +107,12 @@ def iter_record_files(paths: Iterable[str | os.PathLike] | str | os.PathLike) ->
     return out
 
 
-def load_records(paths, *, skip_foreign: bool = True) -> list[dict]:
-    """Load records from files/directories. Non-record JSON files in a directory are ignored
-    when ``skip_foreign``; a corrupt JSON file is an error naming it."""
+def load_records(paths, *, skip_foreign: bool = True, history: bool = False) -> list[dict]:
+    """Load records from files/directories (the latest view: complete and partial records, not the
+    ``runs/`` history unless ``history``). Non-record JSON files in a directory are ignored when
+    ``skip_foreign``; a corrupt JSON file is an error naming it."""
     records = []
-    for f in iter_record_files(paths):
+    for f in iter_record_files(paths, history=history):
         try:
             rec = json.loads(f.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -82,6 +125,82 @@ def load_records(paths, *, skip_foreign: bool = True) -> list[dict]:
         rec.setdefault("_path", str(f))
         records.append(rec)
     return records
+
+
+def record_key(record: dict) -> tuple[str, str, str]:
+    return (str(record.get("suite")), str(record.get("model")), str(record.get("dataset")))
+
+
+def latest_records(records: list[dict], *, include_partial: bool = False) -> list[dict]:
+    """The "latest complete" view: per (suite, model, dataset) the newest complete record. With
+    ``include_partial`` a key that has only partial records gets its newest partial one (callers
+    mark it: ``is_complete(record)`` is False). Order of first appearance is kept."""
+    best: dict[tuple[str, str, str], dict] = {}
+    for rec in records:
+        key = record_key(rec)
+        if not is_complete(rec) and not include_partial:
+            continue
+        cur = best.get(key)
+        rank = (is_complete(rec), str(rec.get("date") or ""))
+        if cur is None or rank > (is_complete(cur), str(cur.get("date") or "")):
+            best[key] = rec
+    return list(best.values())
+
+
+def load_samples(record: dict):
+    """The per-sample values of a record (pandas DataFrame from the CSV beside its file), or None
+    when the record has none (segmentation, hand-made records, ``dabench.result/1`` copies)."""
+    import pandas as pd
+
+    path = record.get("_path")
+    if not path:
+        return None
+    csv = samples_csv_path(path)
+    if not csv.is_file():
+        return None
+    try:
+        frame = pd.read_csv(csv, dtype={"name": str})
+    except (ValueError, pd.errors.ParserError) as e:
+        raise DataError(f"{csv}: corrupt per-sample CSV ({e})") from None
+    if "name" not in frame.columns or "status" not in frame.columns:
+        raise DataError(f"{csv}: per-sample CSV lacks the name/status columns")
+    return frame
+
+
+def write_run_manifest(results_dir: str | os.PathLike, run_id: str, manifest: dict) -> Path:
+    """Write ``runs/{run_id}/run.json`` (schema ``dabench.run/1``)."""
+    path = run_dir(results_dir, run_id) / "run.json"
+    atomic_write_json(path, {"schema": RUN_SCHEMA, "run_id": run_id, **manifest})
+    return path
+
+
+def list_runs(results_dir: str | os.PathLike) -> list[dict]:
+    """The run history, newest first: each run's manifest (or, for a run that died before writing
+    one, what its records say)."""
+    root = Path(results_dir) / RUNS_DIR
+    runs = []
+    if not root.is_dir():
+        return runs
+    for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
+        man = d / "run.json"
+        info = None
+        if man.is_file():
+            try:
+                info = json.loads(man.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                info = None
+        if not isinstance(info, dict) or info.get("schema") != RUN_SCHEMA:
+            recs = load_records(d)
+            info = {"run_id": d.name, "date": min((str(r.get("date")) for r in recs), default=None),
+                    "suite": ",".join(sorted({str(r.get("suite")) for r in recs})),
+                    "models": sorted({str(r.get("model")) for r in recs}),
+                    "datasets": sorted({str(r.get("dataset")) for r in recs}),
+                    "limit": next(((r.get("config") or {}).get("limit") for r in recs), None),
+                    "complete": all(is_complete(r) for r in recs) if recs else None,
+                    "records": len(recs), "finished": False}
+        info["_dir"] = str(d)
+        runs.append(info)
+    return runs
 
 
 # ---------------------------------------------------------------------------------------------

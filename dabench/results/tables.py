@@ -10,6 +10,8 @@ Rules (shared by every output format):
 - weight-free baselines (``constant``, ``horizon_prior``) are shown, labelled ``(dabench, baseline)``,
   and never ranked: they are a floor, not a competitor;
 - headers carry units (``RMSE (m)``, ``mIoU (%)``); percentages print with the paper's one decimal;
+- partial records (a ``--limit`` run) are left out unless asked for (``include_partial``); then they
+  are separate rows labelled ``partial n=<samples>`` and never ranked against complete ones;
 - published rows carry a footnote naming their source (paper and table number); own rows are
   labelled ``<model> (dabench)``.
 """
@@ -25,7 +27,8 @@ from dabench.errors import ConfigError
 from dabench.results.frame import (LATEX_METRIC_NAMES, METRIC_ORDER, arrow, dataset_display, format_params,
                                    format_value, metric_info)
 from dabench.results.published import PublishedTable
-from dabench.results.store import record_higher_is_better
+from dabench.results.record import is_complete, selection_of
+from dabench.results.store import latest_records, record_higher_is_better
 
 OWN_SUFFIX = " (dabench)"
 MISSING = {"md": "–", "latex": "--", "html": "–"}
@@ -57,6 +60,8 @@ class TableRow:
     values: dict[tuple[str, str], float | None] = field(default_factory=dict)
     footnotes: list[int] = field(default_factory=list)  # 1-based indexes into ComparisonTable.footnotes
     baseline: bool = False  # weight-free baseline: shown, never ranked
+    partial: bool = False  # scored a --limit subset: shown (with --include-partial) but never ranked
+    ci: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,7 +87,7 @@ class ComparisonTable:
                 continue
             printed = {}
             for i, row in enumerate(self.rows):
-                if row.baseline:
+                if row.baseline or row.partial:
                     continue
                 s = format_value(self.cell(row, col), col.fmt)
                 if s is not None:  # a percent format (".1%") ranks on its printed number
@@ -184,9 +189,14 @@ def build_table(records: list[dict] | None = None, *, published: list[PublishedT
     for rec in records:
         model = str(rec.get("model"))
         baseline = record_is_baseline(rec)
-        label = model + (" (dabench, random init)" if rec.get("random_init") else
-                         " (dabench, baseline)" if baseline else OWN_SUFFIX)
-        row = own.setdefault(model, TableRow(label=label, model=model, kind="own", baseline=baseline))
+        partial = not is_complete(rec)
+        label = model + (" (dabench, random init" if rec.get("random_init") else
+                         " (dabench, baseline" if baseline else OWN_SUFFIX[:-1])
+        if partial:
+            label += f", partial n={selection_of(rec)['n_selected']}"
+        label += ")"
+        row = own.setdefault(model + ("\0partial" if partial else ""),
+                             TableRow(label=label, model=model, kind="own", baseline=baseline, partial=partial))
         if rec.get("model_params") is not None:
             row.params = rec["model_params"]
         ds, multi_scale = own_column_key(rec, published)
@@ -221,6 +231,11 @@ def build_table(records: list[dict] | None = None, *, published: list[PublishedT
             if key in row.values:
                 notes.append(f"{model}: more than one record for {ds}/{col_metric}; the newest is shown.")
             row.values[key] = None if v is None else float(v)
+            ci = (rec.get("ci") or {}).get(m)
+            if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
+                row.ci[key] = (float(ci[0]), float(ci[1]))
+            else:
+                row.ci.pop(key, None)
             own_dates[(model, *key)] = date
 
     for model, recs in skipped.items():
@@ -272,7 +287,10 @@ def build_table(records: list[dict] | None = None, *, published: list[PublishedT
         pub_metrics = _dedupe([m for t in published for m in t.metrics])
         metrics = pub_metrics or sorted(record_metrics, key=lambda m: (METRIC_ORDER.index(m)
                                                                        if m in METRIC_ORDER else 99, m))
-    rows = list(pub_rows.values()) + sorted(own.values(), key=lambda r: r.model)
+    rows = list(pub_rows.values()) + sorted(own.values(), key=lambda r: (r.partial, r.model))
+    if any(r.partial for r in rows):
+        notes.append("Rows marked partial scored a --limit subset of a dataset: shown for information, never "
+                     "ranked against complete runs.")
     ds_names = {k: v for t in published for k, v in t.dataset_names.items()}
     pub_units = {k: v for t in published for k, v in t.units.items()}
     columns = []
@@ -486,8 +504,10 @@ def published_for_suite(suite: str | None, task: str | None, datasets: Iterable[
 
 def table_for_suite(results, *, suite: str | None = None, models: list[str] | None = None,
                     with_published: bool = False, metrics: list[str] | None = None,
-                    datasets: list[str] | None = None) -> ComparisonTable:
-    """Load records from ``results`` (a directory/file, or None for none) and build the table of one suite."""
+                    datasets: list[str] | None = None, include_partial: bool = False) -> ComparisonTable:
+    """Load records from ``results`` (a directory/file, or None for none) and build the table of one
+    suite from the "latest complete" view (``include_partial``: also the newest partial record of a
+    model/dataset that has no complete one, marked and unranked)."""
     from pathlib import Path
 
     from dabench.errors import DataError
@@ -503,7 +523,12 @@ def table_for_suite(results, *, suite: str | None = None, models: list[str] | No
         else:
             raise DataError(f"no result records in {results}; run `dabench run --suite zero-shot` first "
                             f"or name a suite with --suite and --with-published")
-    records = [r for r in all_records if r.get("suite") == suite]
+    suite_records = [r for r in all_records if r.get("suite") == suite]
+    records = latest_records(suite_records, include_partial=include_partial)
+    if suite_records and not records and not with_published:
+        limits = sorted({str(selection_of(r)["limit"]) for r in suite_records})
+        raise DataError(f"suite {suite!r} in {results} has only partial records (--limit {', '.join(limits)}); "
+                        "pass --include-partial to show them (marked, never ranked), or run without --limit")
     if not records and not with_published:
         raise DataError(f"no result records for suite {suite!r} in {results}"
                         + (f" (suites present: {', '.join(suites)})" if suites else "")

@@ -116,19 +116,21 @@ def _available(proto: dict) -> str | None:
 
 
 def _record(suite, model: str, dataset: str, *, checkpoint: str | None, arch: str | None, params: int | None,
-            protocol: dict, seed: int, config: dict) -> dict[str, Any]:
-    from dabench.metrics.registry import SEG_METRICS, higher_is_better
-    from dabench.provenance import provenance, sha256_file
+            protocol: dict, seed: int, config: dict, run_id: str | None = None,
+            root: str | None = None) -> dict[str, Any]:
+    from dabench.metrics.registry import SEG_METRICS
+    from dabench.provenance import sha256_file
+    from dabench.results.record import make_data_source, make_record
 
-    rec = {"status": "ok", "skip_reason": None, "task": "segmentation", "suite": suite.name, "model": model,
-           "arch": arch, "model_params": params, "checkpoint": checkpoint,
-           "checkpoint_sha256": sha256_file(checkpoint) if checkpoint else None, "random_init": False,
-           "dataset": dataset, "fallback_for": None, "metrics": {}, "higher_is_better": higher_is_better(SEG_METRICS),
-           "metric_order": list(suite.metrics), "primary_metrics": list(suite.primary_metrics),
-           "averaging": {m: "pixel" for m in SEG_METRICS}, "per_class": {},
-           "protocol": protocol, "samples": {"used": 0, "skipped_no_valid": 0, "skipped_missing": 0}}
-    rec.update(provenance(seed, {**config, "model": model, "checkpoint": checkpoint, "dataset": dataset}))
-    return rec
+    source = make_data_source("synthetic" if root is None else "disk", root)
+    return make_record(task="segmentation", suite=suite.name, model=model, dataset=dataset,
+                       metric_names=SEG_METRICS, seed=seed, run_id=run_id, data_source=source,
+                       config={**config, "model": model, "checkpoint": checkpoint, "dataset": dataset},
+                       metric_order=list(suite.metrics), primary_metrics=list(suite.primary_metrics),
+                       protocol=protocol, samples={"used": 0, "skipped_no_valid": 0, "skipped_missing": 0},
+                       arch=arch, model_params=params, checkpoint=checkpoint,
+                       checkpoint_sha256=sha256_file(checkpoint) if checkpoint else None, per_class={},
+                       split=protocol.get("split"))
 
 
 def _protocol_block(proto: dict) -> dict:
@@ -138,7 +140,7 @@ def _protocol_block(proto: dict) -> dict:
             "multi_scale_flip_tta": proto["tta"], "ignore_index": 255}
 
 
-def _evaluate_into(rec: dict, model, proto: dict) -> dict:
+def _evaluate_into(rec: dict, model, proto: dict, limit: int | None = None) -> dict:
     from dabench.finetune.seg import runner as R
     from dabench.finetune.seg.metric import split_metrics
 
@@ -146,8 +148,18 @@ def _evaluate_into(rec: dict, model, proto: dict) -> dict:
     summary, per_class = split_metrics(metrics)
     rec["metrics"] = summary
     rec["per_class"] = per_class
-    rec["samples"]["used"] = _count(proto)
+    rec["samples"]["used"] = n = _count(proto)
+    rec["selection"] = _selection(proto, n, limit)
     return rec
+
+
+def _selection(proto: dict, n: int, limit: int | None) -> dict:
+    """The record's sample selection: mmseg scores the first ``n`` images of the split in order."""
+    from dabench.results.record import make_selection
+
+    ds = proto["test_dataloader"]["dataset"]
+    total = DEFAULT_SYNTHETIC_SAMPLES if ds.get("type") == "DabenchSyntheticSegDataset" else None
+    return make_selection(limit, [f"{proto['split']}:{i}" for i in range(n)], n, total if limit else n)
 
 
 def _count(proto: dict) -> int:
@@ -169,20 +181,22 @@ def run_seg_task(suite, runs, request) -> list[dict]:
         records.extend(run_seg_suite(suite, run.label, checkpoint=run.checkpoint, data_root=request.root,
                                      limit=request.limit, results_dir=request.results_dir, device=request.device,
                                      batch_size=request.batch_size, seed=request.seed, datasets=request.datasets,
-                                     random_init=run.random_init, flip_tta=request.flip_tta, print_table=False))
+                                     random_init=run.random_init, flip_tta=request.flip_tta, print_table=False,
+                                     run_id=request.run_id))
     if request.print_table and records:
         from rich.console import Console
 
         from dabench.results.tables import print_suite_table
 
-        print_suite_table(records, suite, console=request.console or Console(stderr=True))
+        print_suite_table(records, suite, console=request.table_console or request.console or Console())
     return records
 
 
 def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None = None, data_root=None,
                   limit: int | None = None, results_dir=None, device: str = "cpu", batch_size: int = 4,
                   seed: int = 0, datasets=None, random_init: bool = False, flip_tta: bool | None = None,
-                  include_baseline: bool = True, print_table: bool = True) -> list[dict]:
+                  include_baseline: bool = True, print_table: bool = True,
+                  run_id: str | None = None) -> list[dict]:
     """Evaluate ``checkpoint`` (a ``dabench finetune seg`` final.safetensors) on the suite's datasets,
     plus the majority-class baseline; write and return the records.
 
@@ -227,8 +241,9 @@ def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None =
         block = _protocol_block(proto)
         cfg_note = {"suite_path": suite.path, "head": config.get("head"), "trained_on": config.get("dataset"),
                     "limit": limit}
+        root = str(proto["root"]) if proto["root"] is not None else None
         rec = _record(suite, model_name, ds, checkpoint=str(checkpoint), arch=arch, params=params, protocol=block,
-                      seed=seed, config=cfg_note)
+                      seed=seed, config=cfg_note, run_id=run_id, root=root)
         why = _available(proto)
         if why is None and len(classes) != proto["num_classes"]:
             why = (f"checkpoint {checkpoint} predicts {len(classes)} classes (trained on {config.get('dataset')}); "
@@ -241,11 +256,12 @@ def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None =
             continue
         model.test_cfg = _config_dict(proto["test_cfg"])
         model.dataset_meta = {"classes": tuple(classes)}
-        records.append(_evaluate_into(rec, model, proto))
+        records.append(_evaluate_into(rec, model, proto, limit))
         write_record(rec, results_dir)
         if include_baseline:
             base_rec = _record(suite, MAJORITY_MODEL, ds, checkpoint=None, arch=None, params=0, protocol=block,
-                               seed=seed, config={**cfg_note, "baseline": "majority class of the train split"})
+                               seed=seed, config={**cfg_note, "baseline": "majority class of the train split"},
+                               run_id=run_id, root=root)
             train = proto["train_dataset"]
             if train.get("data_root") and not (Path(train["data_root"]) / train["data_prefix"]["seg_map_path"]).is_dir():
                 why = f"no training labels under {Path(train['data_root']) / train['data_prefix']['seg_map_path']}"
@@ -257,7 +273,7 @@ def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None =
             base = R.majority_model(cls, proto["num_classes"], config["model"]["data_preprocessor"])
             base.dataset_meta = {"classes": tuple(classes)}
             base_rec["config"]["majority_class"] = classes[cls]
-            records.append(_evaluate_into(base_rec, base, proto))
+            records.append(_evaluate_into(base_rec, base, proto, limit))
             write_record(base_rec, results_dir)
     if print_table and records:
         from rich.console import Console
