@@ -26,6 +26,7 @@ def test_ci_suite_does_not_regress(ci_run, tmp_path):
     assert {(r["model"], r["dataset"]) for r in records} == {
         (m, d) for m in ci.CI_MODELS for d in ("synthetic-indoor", "synthetic-outdoor")}
     assert all(r["status"] == "ok" and r["samples"]["used"] == ci.CI_LIMIT for r in records)
+    assert all(r["selection"]["n_selected"] == ci.CI_LIMIT and not r["selection"]["complete"] for r in records)
     report = tmp_path / "report.md"
     res = CliRunner().invoke(app, ["regress", "--baseline", str(ci.ci_baseline_dir()), "--current", str(out),
                                    "--out", str(report)])
@@ -36,18 +37,86 @@ def test_ci_suite_does_not_regress(ci_run, tmp_path):
     assert json.loads(report.with_suffix(".json").read_text())["counts"]["unchanged"] == 36
 
 
-def test_ci_gate_catches_a_worse_model(ci_run, tmp_path):
-    """The same comparison fails when one metric of the current run gets worse (a copy is edited)."""
+def _perturb_abs_rel(src, dst, factors):
+    """Copy the run and multiply da2_test/synthetic-indoor's per-image AbsRel by ``factors`` (one per
+    image), keeping the record's AbsRel the mean of its per-image values, as a real run would."""
+    import numpy as np
+    import pandas as pd
+
+    shutil.copytree(src, dst)
+    path = dst / ci.CI_SUITE / "da2_test" / "synthetic-indoor.partial.json"  # a --limit run: partial
+    csv = path.with_name("synthetic-indoor.partial.samples.csv")
+    rows = pd.read_csv(csv)
+    rows["abs_rel"] = rows["abs_rel"].to_numpy(float) * np.asarray(factors, float)
+    rows.to_csv(csv, index=False)
+    rec = json.loads(path.read_text())
+    old = rec["metrics"]["abs_rel"]
+    rec["metrics"]["abs_rel"] = float(rows.loc[rows["status"] == "ok", "abs_rel"].mean())
+    path.write_text(json.dumps(rec))
+    return old, rec["metrics"]["abs_rel"]
+
+
+def test_ci_gate_catches_a_genuine_regression(ci_run, tmp_path):
+    """Every image 5 % worse in AbsRel: beyond tolerance and the paired test says it is not noise."""
+    out, _ = ci_run
+    old, new = _perturb_abs_rel(out, tmp_path / "worse", [1.05] * ci.CI_LIMIT)
+    assert new == pytest.approx(old * 1.05)
+    res = CliRunner().invoke(app, ["regress", "--baseline", str(ci.ci_baseline_dir()), "--current",
+                                   str(tmp_path / "worse"), "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 1, res.output
+    assert "| synthetic | da2_test | synthetic-indoor | AbsRel↓ |" in res.output
+    (reg,) = [c for c in json.loads((tmp_path / "r.json").read_text())["comparisons"] if c["status"] == "regressed"]
+    assert reg["metric"] == "abs_rel" and reg["p_value"] == pytest.approx(2 / 2 ** ci.CI_LIMIT)
+
+
+def test_ci_gate_does_not_flag_reseeded_noise(ci_run, tmp_path):
+    """Zero-mean per-image noise (a reseeded, equally good run) moves the mean beyond the tolerance, but the
+    paired test says noise: not a regression."""
+    import numpy as np
+
+    from dabench.results import regress as rg
+
+    out, _ = ci_run
+    factors = 1.0 + np.random.default_rng(11).normal(0.0, 0.05, size=ci.CI_LIMIT)
+    old, new = _perturb_abs_rel(out, tmp_path / "noisy", factors)
+    assert new - old > rg.DEFAULT_ABS_TOL + rg.DEFAULT_REL_TOL * abs(old)  # tolerance alone would flag it
+    res = CliRunner().invoke(app, ["regress", "--baseline", str(ci.ci_baseline_dir()), "--current",
+                                   str(tmp_path / "noisy"), "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    (row,) = [c for c in json.loads((tmp_path / "r.json").read_text())["comparisons"]
+              if c["model"] == "da2_test" and c["dataset"] == "synthetic-indoor" and c["metric"] == "abs_rel"]
+    assert row["status"] == "unchanged" and row["p_value"] >= 0.05 and "within noise" in row["reason"]
+
+
+def test_ci_gate_judges_an_edited_record_by_tolerance(ci_run, tmp_path):
+    """A record whose number no longer matches its per-sample values cannot be paired: tolerance decides."""
     out, _ = ci_run
     worse = tmp_path / "worse"
     shutil.copytree(out, worse)
-    path = worse / ci.CI_SUITE / "da2_test" / "synthetic-indoor.partial.json"  # a --limit run: partial
+    path = worse / ci.CI_SUITE / "da2_test" / "synthetic-indoor.partial.json"
     rec = json.loads(path.read_text())
     rec["metrics"]["abs_rel"] *= 1.05
     path.write_text(json.dumps(rec))
     res = CliRunner().invoke(app, ["regress", "--baseline", str(ci.ci_baseline_dir()), "--current", str(worse)])
     assert res.exit_code == 1
     assert "| synthetic | da2_test | synthetic-indoor | AbsRel↓ |" in res.output
+    assert "do not reproduce the record" in res.output
+
+
+def test_regress_refuses_different_sample_sets(ci_run, tmp_path):
+    from dabench.eval.runner import run_suite
+
+    other = tmp_path / "two"
+    run_suite(ci.CI_SUITE, models=["horizon_prior"], limit=2, seed=ci.CI_SEED, device="cpu", results_dir=other,
+              use_cache=False, show_progress=False, bootstrap=0)
+    out, _ = ci_run
+    base = tmp_path / "base"
+    shutil.copytree(out, base)
+    args = ["regress", "--baseline", str(base), "--current", str(other), "--allow-missing"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "different sample sets" in res.output
+    res = CliRunner().invoke(app, [*args, "--allow-different-samples"])
+    assert res.exit_code in (0, 1) and "REFUSED" not in res.output
 
 
 def test_ci_network_output_is_not_constant():

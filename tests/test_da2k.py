@@ -83,8 +83,8 @@ def test_da2k_falls_back_to_synthetic_pairs(tmp_path):
     res = _run(["run", "--suite", "da2k", "--model", "horizon_prior", "--limit", "2", "--input-size", "28",
                 "--results", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    skipped = json.loads((tmp_path / "da2k" / "horizon_prior" / "da2k.json").read_text())
-    fb = json.loads((tmp_path / "da2k" / "horizon_prior" / "synthetic-outdoor.json").read_text())
+    skipped = json.loads((tmp_path / "da2k" / "horizon_prior" / "da2k.partial.json").read_text())
+    fb = json.loads((tmp_path / "da2k" / "horizon_prior" / "synthetic-outdoor.partial.json").read_text())
     assert skipped["status"] == "skipped" and fb["fallback_for"] == ["da2k"]
     assert fb["pairs"]["total"] == 16 and 0.0 <= fb["metrics"]["pair_accuracy"] <= 1.0
 

@@ -218,10 +218,17 @@ def regress_cmd(
     update_baseline: bool = typer.Option(False, "--update-baseline", help="instead of comparing, make "
                                          "--baseline hold exactly the records of --current"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the verdict line"),
+    allow_different_samples: bool = typer.Option(False, "--allow-different-samples",
+                                                 help="compare records that scored different sample sets "
+                                                      "(default: refused, exit 2)"),
+    alpha: float = typer.Option(0.05, "--alpha", help="significance level of the paired Wilcoxon test"),
 ):
     """Compare current results with a baseline, per (suite, model, dataset, metric) in each
     metric's direction; exit 1 when any metric is worse than the baseline by more than
-    abs_tol + rel_tol·|baseline| (or is missing on one side, unless --allow-missing), else 0.
+    abs_tol + rel_tol·|baseline| and (where per-sample values exist) the paired Wilcoxon test on the
+    same samples says it is not noise (p < --alpha), or is missing on one side (unless
+    --allow-missing); exit 2 when the two sides scored different samples (unless
+    --allow-different-samples); else 0.
 
     Example: dabench regress --baseline leaderboards/ci-baseline --current results/ --out report.md
     """
@@ -234,12 +241,62 @@ def regress_cmd(
     report = rg.regress(baseline, current,
                         abs_tol=rg.DEFAULT_ABS_TOL if abs_tol is None else abs_tol,
                         rel_tol=rg.DEFAULT_REL_TOL if rel_tol is None else rel_tol,
-                        allow_missing=allow_missing)
+                        allow_missing=allow_missing, allow_different_samples=allow_different_samples,
+                        alpha=alpha)
     if json_out is None and out is not None:
         json_out = out.with_suffix(".json")
     rg.write_reports(report, out, json_out)
     typer.echo(report.verdict() if quiet else report.to_markdown(), nl=quiet)
     raise typer.Exit(report.exit_code)
+
+
+@app.command("compare")
+def compare_cmd(
+    a: str = typer.Argument(..., help="side A: a model name in the results store, or a results folder / record"),
+    b: str = typer.Argument(..., help="side B: a model name in the results store, or a results folder / record"),
+    suite: str = typer.Option(..., "--suite", "-s", help="the suite both sides ran"),
+    results: Optional[Path] = ResultsOpt,
+    metrics: Optional[List[str]] = typer.Option(None, "--metrics", help="metrics (default: the suite's primary)"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples of the CI of the difference"),
+    seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+    alpha: float = typer.Option(0.05, "--alpha", help="significance level of the Wilcoxon test"),
+    allow_different_samples: bool = typer.Option(False, "--allow-different-samples",
+                                                 help="pair only the samples both sides scored"),
+    fmt: str = typer.Option("md", "--format", help="md | csv | json"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write to this file instead of stdout"),
+):
+    """Two models (or two result folders) on the same samples: per dataset the paired difference of
+    each metric, its 95% bootstrap CI and the Wilcoxon signed-rank p-value; the better side is bold
+    only where the difference is significant.
+
+    Example: dabench compare da2_vits14 da2_vitb14 --suite zero-shot
+
+    Example: dabench compare runs/a runs/b --suite synthetic --format json --out cmp.json
+    """
+    from dabench.provenance import atomic_write_text
+    from dabench.results.compare import compare, render
+
+    metric_names = _split(metrics)
+    if metric_names:
+        _check_metric_names(metric_names)
+    res = compare(a, b, suite=suite, results=results, metrics=metric_names, resamples=bootstrap, seed=seed,
+                  alpha=alpha, allow_different_samples=allow_different_samples)
+    text = render(res, fmt)
+    if out:
+        atomic_write_text(out, text)
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
+
+
+def _check_metric_names(names: list[str]) -> None:
+    from dabench.errors import ConfigError
+    from dabench.metrics.registry import list_metrics
+
+    valid = list_metrics()
+    bad = [n for n in names if n not in valid and n != "all"]
+    if bad:
+        raise ConfigError(f"unknown metric(s) {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
 
 
 @app.command("paper")
