@@ -685,7 +685,8 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
                 rec["metrics"] = {k: _clean(v) for k, v in res.metrics.items()}
                 rec["metrics_pixel_pooled"] = {k: _clean(v) for k, v in res.metrics_pixel_pooled.items()}
                 if rank == 0 and bootstrap > 0:  # rows are every rank's samples, gathered: exact under DDP
-                    rec["ci"] = record_cis(rows, depth_engine_metrics(proto.metric_family), rec["averaging"], bootstrap, seed)
+                    rec["ci"] = record_cis(rows, depth_engine_metrics(proto.metric_family), rec["averaging"],
+                                           bootstrap, seed)
                     rec["bootstrap"] = {"method": "percentile", "over": "images", "resamples": bootstrap,
                                         "confidence": DEFAULT_CONFIDENCE, "seed": seed}
             rec["cache"] = {"hits": res.cache_hits, "misses": res.cache_misses}
