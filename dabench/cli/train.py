@@ -31,12 +31,23 @@ _FORCE = typer.Option(False, "--force", help="Write into an existing --out that 
 _QUIET = typer.Option(False, "--no-progress", help="No progress bar (logs still go to OUT/train.log).")
 
 
-def _load(config: Optional[Path], preset: Optional[str], overrides: Optional[List[str]], quiet: bool) -> dict:
+_DATA_ROOT = typer.Option(None, "--data-root", help="Folder holding the labelled sets (sets data.data_root; "
+                          "each card's root is relative to it).")
+_UNLABELLED = typer.Option(None, "--unlabelled", help="Unlabelled source (repeatable; replaces data.unlabelled): "
+                           "wds:<brace pattern>, list:<file>, folder:<dir> or a dataset name.")
+
+
+def _load(config: Optional[Path], preset: Optional[str], overrides: Optional[List[str]], quiet: bool,
+          data_root: Optional[Path] = None, unlabelled: Optional[List[str]] = None) -> dict:
     from dabench.train.config import load_config, parse_overrides
 
     ov = parse_overrides(overrides)
     if quiet:
         ov["runtime.progress"] = False
+    if data_root is not None:
+        ov["data.data_root"] = str(data_root)
+    if unlabelled:
+        ov["data.unlabelled"] = [{"name": u} for u in unlabelled]
     return load_config(config, preset, ov)
 
 
@@ -54,12 +65,13 @@ def _console_logging() -> None:
     lg.setLevel(logging.INFO)
 
 
-def _run(stage: str, config, preset, overrides, out: Path, resume: bool, quiet: bool, force: bool = False, **kw):
+def _run(stage: str, config, preset, overrides, out: Path, resume: bool, quiet: bool, force: bool = False,
+         data_root=None, unlabelled=None, **kw):
     from dabench.safety import claim_out_dir
     from dabench.train.engine import init_distributed, shutdown_distributed
     from dabench.train.pipeline import run_stage
 
-    cfg = _load(config, preset, overrides, quiet)
+    cfg = _load(config, preset, overrides, quiet, data_root, unlabelled)
     claim_out_dir(out, command=f"train {stage}", resume=resume, force=force)
     _console_logging()
     info = init_distributed(cfg["runtime"]["device"])
@@ -83,12 +95,14 @@ def _run(stage: str, config, preset, overrides, out: Path, resume: bool, quiet: 
 def teacher_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET,
                 out: Path = typer.Option(Path("runs/teacher"), "--out", "-o", help="Output directory."),
                 overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
-                force: bool = _FORCE):
+                force: bool = _FORCE, data_root: Optional[Path] = _DATA_ROOT,
+                unlabelled: Optional[List[str]] = _UNLABELLED):
     """Train the teacher on the labelled sets (affine-invariant disparity loss).
 
     Example: dabench train teacher --preset tiny --out runs/tiny/teacher
     """
-    _run("teacher", config, preset, overrides, out, resume, quiet, force)
+    _run("teacher", config, preset, overrides, out, resume, quiet, force,
+         data_root=data_root, unlabelled=unlabelled)
 
 
 @train_app.command("pseudo-label")
@@ -97,12 +111,14 @@ def pseudo_label_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _
                      teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher weights "
                                                             "(default OUT/../teacher/final.safetensors)."),
                      overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
-                     force: bool = _FORCE):
+                     force: bool = _FORCE, data_root: Optional[Path] = _DATA_ROOT,
+                     unlabelled: Optional[List[str]] = _UNLABELLED):
     """Label the unlabelled sets with the teacher (clean inputs), as resumable shards.
 
     Example: dabench train pseudo-label --preset tiny --teacher runs/tiny/teacher/final.safetensors --out runs/tiny/pseudo_labels
     """
-    _run("pseudo-label", config, preset, overrides, out, resume, quiet, force, teacher=teacher)
+    _run("pseudo-label", config, preset, overrides, out, resume, quiet, force,
+         data_root=data_root, unlabelled=unlabelled, teacher=teacher)
 
 
 @train_app.command("student")
@@ -111,12 +127,14 @@ def student_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESE
                 pseudo_labels: Optional[Path] = typer.Option(None, "--pseudo-labels", help="Pseudo-label directory "
                                                              "(default OUT/../pseudo_labels)."),
                 overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
-                force: bool = _FORCE):
+                force: bool = _FORCE, data_root: Optional[Path] = _DATA_ROOT,
+                unlabelled: Optional[List[str]] = _UNLABELLED):
     """Train the student: labelled + pseudo-labelled images (1:2), strong perturbations, feature alignment.
 
     Example: dabench train student --preset tiny --pseudo-labels runs/tiny/pseudo_labels --out runs/tiny/student
     """
-    _run("student", config, preset, overrides, out, resume, quiet, force, pseudo_labels=pseudo_labels)
+    _run("student", config, preset, overrides, out, resume, quiet, force,
+         data_root=data_root, unlabelled=unlabelled, pseudo_labels=pseudo_labels)
 
 
 @train_app.command("pipeline")
@@ -124,20 +142,23 @@ def pipeline_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRES
                  out: Path = typer.Option(Path("runs/pipeline"), "--out", "-o",
                                           help="Output directory (teacher/, pseudo_labels/, student/)."),
                  overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
-                 force: bool = _FORCE,
+                 force: bool = _FORCE, data_root: Optional[Path] = _DATA_ROOT,
+                 unlabelled: Optional[List[str]] = _UNLABELLED,
                  evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate teacher, student and "
                                                "horizon_prior on evaluation.datasets at the end.")):
     """Teacher → pseudo-labels → student in one go (then held-out evaluation).
 
     Example: dabench train pipeline --preset tiny --out runs/tiny
     """
-    _run("pipeline", config, preset, overrides, out, resume, quiet, force, evaluate=evaluate)
+    _run("pipeline", config, preset, overrides, out, resume, quiet, force,
+         data_root=data_root, unlabelled=unlabelled, evaluate=evaluate)
 
 
 @train_app.command("ablation")
 def ablation_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRESET,
                  out: Path = typer.Option(Path("runs/ablation"), "--out", "-o", help="Output directory."),
                  overrides: Optional[List[str]] = _SET, resume: bool = _RESUME, quiet: bool = _QUIET,
+                 data_root: Optional[Path] = _DATA_ROOT, unlabelled: Optional[List[str]] = _UNLABELLED,
                  seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2: "
                                                      "the whole ablation once per seed (seed and model.init_seed) "
                                                      "into OUT/seed_<s>/, then OUT/summary.json with per-seed "
@@ -153,7 +174,7 @@ def ablation_cmd(config: Optional[Path] = _CONFIG, preset: Optional[str] = _PRES
     from dabench.train.engine import init_distributed, shutdown_distributed
     from dabench.train.pipeline import results_table, run_ablation
 
-    cfg = _load(config, preset, overrides, quiet)
+    cfg = _load(config, preset, overrides, quiet, data_root, unlabelled)
     seed_list = None
     if seeds is not None:
         from dabench.train.ablation import parse_seeds

@@ -16,6 +16,8 @@ Card schema (every field is checked by ``validate_card``):
   aligned disparity at 1/cap when scoring in depth) or null.
 - ``fallback``: the synthetic set evaluated instead when the data is absent
   (``synthetic-indoor`` | ``synthetic-outdoor``; null for the synthetic sets themselves).
+- ``ground_truth`` (training sets): ``metric_depth`` | ``disparity`` | ``up_to_scale_depth``;
+  ``sky``: how the set marks sky; ``role: train`` for the paper's labelled training sets.
 - ``source``: one-line citation; ``protocol_source``: where the protocol defaults come from;
   ``notes``: caveats.
 - Reader-specific extras (``family``, ``size``, ``num_samples``, ``seed``, ``sparse``,
@@ -120,7 +122,14 @@ def validate_card(card, path: Path | str = "<card>") -> None:
     _check_common(card, path)
 
 
+#: what a card's ``ground_truth`` may say (training sets, dabench/data/train_sets.py)
+GROUND_TRUTHS = ("metric_depth", "disparity", "up_to_scale_depth")
+
+
 def _check_common(card: dict, path) -> None:
+    if "ground_truth" in card and card["ground_truth"] not in GROUND_TRUTHS:
+        raise ConfigError(f"dataset card {path}: ground_truth {card['ground_truth']!r} is not one of "
+                          f"{', '.join(GROUND_TRUTHS)}")
     if card["root"] is not None and not isinstance(card["root"], str):
         raise ConfigError(f"dataset card {path}: root must be a folder name relative to the data root or null")
     if card["reader"] == "synthetic" and not isinstance(card.get("num_samples"), dict):
