@@ -181,7 +181,8 @@ class TrainDepthDataset(FileDepthDataset):
         depth, valid, sky = self.read_labels(e)
         if image.shape[:2] != depth.shape:
             raise DataError(f"dataset {self.card['name']!r} entry {e.name!r}: image {e.image} is "
-                            f"{image.shape[0]}x{image.shape[1]} but its ground truth is {depth.shape[0]}x{depth.shape[1]}")
+                            f"{image.shape[0]}x{image.shape[1]} but its ground truth is "
+                            f"{depth.shape[0]}x{depth.shape[1]}")
         if self.depth_range is not None:
             lo, hi = self.depth_range
             valid = valid & (depth >= lo) & (depth <= hi)

@@ -150,7 +150,8 @@ def validate(cfg: Mapping) -> dict:
         raise ConfigError(f"config key 'data.crop_size' must be a multiple of 14 (the patch size), got "
                           f"{d['data']['crop_size']}")
     if d["data"]["num_workers"] is not None and d["data"]["num_workers"] < 0:
-        raise ConfigError(f"config key 'data.num_workers' must be >= 0 or null (automatic), got {d['data']['num_workers']}")
+        raise ConfigError("config key 'data.num_workers' must be >= 0 or null (automatic), got "
+                          f"{d['data']['num_workers']}")
     if d["data"]["prefetch_factor"] < 1:
         raise ConfigError(f"config key 'data.prefetch_factor' must be >= 1, got {d['data']['prefetch_factor']}")
     if not 0 <= d["student"]["feat_alpha"] <= 1:
