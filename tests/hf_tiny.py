@@ -1,7 +1,7 @@
 """Tiny random transformers depth models saved as local snapshot folders (offline, seconds).
 
 Weights are reset to PyTorch's default init and perturbed, and one-channel output convolutions get a
-positive bias, so the final ReLUs do not zero the output and equality checks are not vacuous.
+positive bias and weights, so the final ReLUs do not zero the output and equality checks are not vacuous.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 KINDS = ("dpt", "depth_anything", "depth_anything_metric", "zoedepth", "depth_pro", "glpn")
 
 
-def _perturb(model: nn.Module, seed: int = 0) -> nn.Module:
+def _perturb(model: nn.Module, seed: int = 0, positive_head: bool = True) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -21,8 +21,9 @@ def _perturb(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.reset_parameters()
         for p in model.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=g))
-        for m in model.modules():
+        for m in model.modules() if positive_head else ():  # (a sigmoid head needs no help)
             if isinstance(m, nn.Conv2d) and m.out_channels == 1 and m.bias is not None:
+                m.weight.abs_()  # its input comes out of a ReLU: a non-negative sum, never clipped to 0
                 m.bias.fill_(1.0)
     return model
 
@@ -77,7 +78,7 @@ def build(kind: str):
         proc = T.GLPNImageProcessor(size_divisor=32)
     else:
         raise ValueError(kind)
-    return _perturb(model.eval()), proc
+    return _perturb(model.eval(), positive_head=kind != "depth_anything_metric"), proc
 
 
 def save(kind: str, folder: Path) -> Path:

@@ -1,7 +1,9 @@
 """Reading, checking and writing model weights.
 
 Reads the published Depth Anything ``.pth`` state dicts (``torch.load(weights_only=True)``: no
-pickled code runs) and ``.safetensors``. Official key layouts are mapped onto dabench's module
+pickled code runs) and ``.safetensors``, including transformers-format Depth Anything files
+(``depth-anything/Depth-Anything-V2-Small-hf``'s ``model.safetensors``, converted to the official key
+layout by :func:`from_transformers_keys`). Official key layouts are mapped onto dabench's module
 names (V2-giant's SwiGLU ``mlp.w12``/``mlp.w3`` → timm's packed ``mlp.fc1``/``mlp.fc2``;
 DINOv2's chunked ``blocks.<chunk>.<i>`` → ``blocks.<i>``). Loading is strict: missing or
 unexpected keys, and tensors of the wrong shape (e.g. a ViT-L file for a ViT-S model), raise one
@@ -99,7 +101,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def to_dabench_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename official Depth Anything / DINOv2 keys to dabench's (timm) module names."""
+    """Rename official Depth Anything / DINOv2 keys (or transformers-format Depth Anything keys, converted
+    to the official layout first) to dabench's (timm) module names."""
+    if is_transformers_depth_anything(sd):
+        sd = from_transformers_keys(sd)
     out = {}
     for k, v in sd.items():
         k = _CHUNKED_BLOCK.sub(r"\1\2", k)
@@ -107,6 +112,86 @@ def to_dabench_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             for old, new in _SWIGLU.items():
                 k = k.replace(old, new)
         out[k] = v
+    return out
+
+
+# transformers' Depth Anything layout (DepthAnythingForDepthEstimation) -> the official one. Both the
+# transformers 4.x names (attention.attention.query, mlp.weights_in) and the 5.x ones (q_proj, gate_proj)
+# are read. Fusion layer j of transformers is the official refinenet{4-j} (it starts from the deepest map).
+_HF_RENAMES = (
+    (r"^backbone\.embeddings\.cls_token$", "pretrained.cls_token"),
+    (r"^backbone\.embeddings\.mask_token$", "pretrained.mask_token"),
+    (r"^backbone\.embeddings\.position_embeddings$", "pretrained.pos_embed"),
+    (r"^backbone\.embeddings\.patch_embeddings\.projection\.", "pretrained.patch_embed.proj."),
+    (r"^backbone\.layernorm\.", "pretrained.norm."),
+    (r"^backbone\.encoder\.layer\.(\d+)\.(norm1|norm2)\.", r"pretrained.blocks.\1.\2."),
+    (r"^backbone\.encoder\.layer\.(\d+)\.layer_scale1\.lambda1$", r"pretrained.blocks.\1.ls1.gamma"),
+    (r"^backbone\.encoder\.layer\.(\d+)\.layer_scale2\.lambda1$", r"pretrained.blocks.\1.ls2.gamma"),
+    (r"^backbone\.encoder\.layer\.(\d+)\.attention\.(?:output\.dense|o_proj)\.", r"pretrained.blocks.\1.attn.proj."),
+    (r"^backbone\.encoder\.layer\.(\d+)\.mlp\.(fc1|fc2)\.", r"pretrained.blocks.\1.mlp.\2."),
+    (r"^backbone\.encoder\.layer\.(\d+)\.mlp\.weights_in\.", r"pretrained.blocks.\1.mlp.w12."),
+    (r"^backbone\.encoder\.layer\.(\d+)\.mlp\.(?:weights_out|down_proj)\.", r"pretrained.blocks.\1.mlp.w3."),
+    (r"^neck\.reassemble_stage\.layers\.(\d)\.projection\.", r"depth_head.projects.\1."),
+    (r"^neck\.reassemble_stage\.layers\.(\d)\.resize\.", r"depth_head.resize_layers.\1."),
+    (r"^head\.conv1\.", "depth_head.scratch.output_conv1."),
+    (r"^head\.conv2\.", "depth_head.scratch.output_conv2.0."),
+    (r"^head\.conv3\.", "depth_head.scratch.output_conv2.2."),
+)
+_HF_QKV = re.compile(r"^backbone\.encoder\.layer\.(\d+)\.attention\.(?:attention\.(query|key|value)|(q|k|v)_proj)\.(weight|bias)$")
+_HF_GATE_UP = re.compile(r"^backbone\.encoder\.layer\.(\d+)\.mlp\.(gate|up)_proj\.(weight|bias)$")
+_HF_NECK_CONV = re.compile(r"^neck\.convs\.(\d)\.weight$")
+_HF_FUSION = re.compile(r"^neck\.fusion_stage\.layers\.(\d)\.(projection|residual_layer1|residual_layer2)\.?(.*)$")
+_HF_FUSION_PARTS = {"projection": "out_conv", "residual_layer1": "resConfUnit1", "residual_layer2": "resConfUnit2"}
+
+
+def is_transformers_depth_anything(sd: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``sd`` is a transformers-format Depth Anything state dict (``backbone.``/``neck.``/``head.``)."""
+    return any(k.startswith("backbone.embeddings.") for k in sd) and any(k.startswith("neck.") for k in sd)
+
+
+def from_transformers_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A transformers Depth Anything state dict (V1, V2, giant SwiGLU) in the official key layout.
+
+    q/k/v are concatenated into ``attn.qkv``; gate/up projections into SwiGLU's packed ``mlp.w12``.
+    Keys that match no rule are kept as they are, so strict loading names them.
+    """
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    gate_up: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for k, v in sd.items():
+        m = _HF_QKV.match(k)
+        if m:
+            part = (m.group(2) or m.group(3))[0]  # q / k / v
+            qkv.setdefault((m.group(1), m.group(4)), {})[part] = v
+            continue
+        m = _HF_GATE_UP.match(k)
+        if m:
+            gate_up.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = v
+            continue
+        m = _HF_NECK_CONV.match(k)
+        if m:
+            out[f"depth_head.scratch.layer{int(m.group(1)) + 1}_rn.weight"] = v
+            continue
+        m = _HF_FUSION.match(k)
+        if m:
+            rest = m.group(3).replace("convolution1", "conv1").replace("convolution2", "conv2")
+            out[f"depth_head.scratch.refinenet{4 - int(m.group(1))}.{_HF_FUSION_PARTS[m.group(2)]}.{rest}"] = v
+            continue
+        for pattern, repl in _HF_RENAMES:
+            new, n = re.subn(pattern, repl, k)
+            if n:
+                out[new] = v
+                break
+        else:
+            out[k] = v
+    for (i, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"transformers checkpoint: block {i} has attention {kind} for {sorted(parts)} only")
+        out[f"pretrained.blocks.{i}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
+    for (i, kind), parts in gate_up.items():
+        if set(parts) != {"gate", "up"}:
+            raise CheckpointError(f"transformers checkpoint: block {i} has SwiGLU {kind} for {sorted(parts)} only")
+        out[f"pretrained.blocks.{i}.mlp.w12.{kind}"] = torch.cat([parts["gate"], parts["up"]], 0)
     return out
 
 

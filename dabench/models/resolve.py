@@ -211,6 +211,8 @@ def build_model(run: ModelRun, seed: int = 0):
         model = apply_contract(MODELS.get(run.arch)(**run.options), run.arch)
     else:
         model = create_model(run.arch, checkpoint=run.checkpoint)
+    if run.checkpoint and getattr(model, "checkpoint_path", None):
+        run.checkpoint = model.checkpoint_path  # a transformers folder resolves to its model.safetensors
     if not hasattr(model, "source"):
         model.source = run.source
     return model.eval()
