@@ -172,3 +172,65 @@ def test_da2_metric_preset_scores_as_depth_anything_v2(tree):
     assert counts["used"] == 1 and sorted(metrics) == sorted(ref)
     for k, v in ref.items():
         assert metrics[k] == pytest.approx(v, rel=1e-6), k
+
+
+class _Flat:
+    """A metric-depth 'model' predicting ``value`` metres everywhere (its own predict, no network)."""
+
+    output_space = "depth"
+
+    def __init__(self, value):
+        self.value = value
+
+    def predict(self, images):
+        return [np.full(im.shape[:2], self.value, np.float32) for im in images]
+
+    def eval(self):
+        return self
+
+
+def _zoedepth_errors(gt, pred, lo, hi, box):
+    """ZoeDepth compute_metrics (zoedepth/utils/misc.py:202-245) with numpy: clamp, range, crop box."""
+    pred = np.clip(pred, lo, hi)
+    valid = (gt > lo) & (gt < hi)  # on float32 ground truth, as ZoeDepth's numpy compares it
+    m = np.zeros_like(valid)
+    m[box[0]:box[1], box[2]:box[3]] = True
+    g, p = gt[valid & m].astype(np.float64), pred[valid & m]
+    thresh = np.maximum(g / p, p / g)
+    return {"delta1": np.mean(thresh < 1.25), "delta2": np.mean(thresh < 1.25 ** 2), "abs_rel": np.mean(np.abs(g - p) / g),
+            "rmse": np.sqrt(np.mean((g - p) ** 2)), "log10": np.mean(np.abs(np.log10(g) - np.log10(p)))}
+
+
+@pytest.mark.parametrize("suite,dataset", [("metric-nyu", "nyu"), ("metric-kitti", "kitti")])
+def test_metric_presets_match_zoedepth(tree, suite, dataset):
+    import torch
+
+    from dabench.data import build_dataset, load_card
+    from dabench.eval.runner import evaluate_dataset
+    from dabench.eval.suites import load_suite, resolve_protocol
+
+    class Flat(torch.nn.Module, _Flat):
+        def __init__(self):
+            torch.nn.Module.__init__(self)
+            _Flat.__init__(self, 10.0)  # NYU: at max_depth, exactly 1.25x a ground truth of 8.000 m
+
+    proto = resolve_protocol(load_suite(suite), dataset, load_card(dataset))
+    ds = build_dataset(dataset, split="test", data_root=tree, depth_range=(proto.min_depth, proto.max_depth))
+    metrics, counts = evaluate_dataset(Flat(), ds, proto)
+    if dataset == "nyu":
+        # decoded as ZoeDepth does (data_mono.py:396-399: float32, then / 1000); arithmetic in float64
+        # (ZoeDepth's is float32: at float32-rounding ties the two may differ, dabench keeps float64)
+        raw = cv2.imread(str(tree / "nyu/official_splits/test/bathroom/sync_depth_00045.png"), cv2.IMREAD_UNCHANGED)
+        gt = raw.astype(np.float32) / np.float32(1000.0)
+        box = (45, 471, 41, 601)
+        assert (raw == 8000).any()  # the tie case (8.000 m against 10 m) is in the fixture
+    else:  # ZoeDepth: gt cut to the KB window first, Garg box of the window
+        gt = cv2.imread(str(tree / "kitti/gts" / KITTI_GT), cv2.IMREAD_UNCHANGED)[23:, 13:13 + 1216].astype(np.float32) / 256
+        box = (int(0.40810811 * 352), int(0.99189189 * 352), int(0.03594771 * 1216), int(0.96405229 * 1216))
+    ref = _zoedepth_errors(gt, np.full(gt.shape, 10.0), proto.min_depth, proto.max_depth, box)
+    assert counts["used"] == 1
+    for k, v in ref.items():
+        assert metrics[k] == pytest.approx(v, rel=1e-9), k
+
+
+

@@ -84,7 +84,8 @@ def run_cmd(
 
 
 @ls_app.command("metrics")
-def ls_metrics(task: Optional[str] = typer.Option(None, "--task", help="depth | segmentation")) -> None:
+def ls_metrics(task: Optional[str] = typer.Option(None, "--task", help="a metric family: depth | depth_da2 | "
+                                                  "ordinal | segmentation")) -> None:
     """List the registered metrics: direction, averaging, unit, definition.
 
     Example: dabench ls metrics --task depth
@@ -93,17 +94,19 @@ def ls_metrics(task: Optional[str] = typer.Option(None, "--task", help="depth | 
     from rich.table import Table
 
     from dabench.errors import ConfigError
-    from dabench.metrics.registry import get_metric, list_metrics
+    from dabench.metrics.registry import METRICS, get_metric, list_metrics
 
-    if task is not None and task not in ("depth", "segmentation"):
-        raise ConfigError(f"unknown metric task {task!r}; valid: depth, segmentation")
+    families = sorted({get_metric(n).task for n in METRICS.names()})
+    if task is not None and task not in families:
+        raise ConfigError(f"unknown metric task {task!r}; valid: {', '.join(families)}")
     table = Table(title="metrics")
     for col in ("name", "display", "better", "averaging", "unit", "task", "definition"):
         table.add_column(col, overflow="fold")
     for name in list_metrics(task):
         s = get_metric(name)
         table.add_row(s.name, s.display, "higher ↑" if s.higher_is_better else "lower ↓",
-                      "per image" if s.averaging == "image" else "pixel-pooled", s.unit or "-", s.task, s.description)
+                      {"image": "per image", "pixel": "pixel-pooled", "pair": "pair-pooled"}[s.averaging],
+                      s.unit or "-", s.task, s.description)
     Console().print(table)
 
 
