@@ -162,3 +162,12 @@ def test_table_with_published_shows_da2k_rows(tmp_path):
     res = _run(["table", "--suite", "da2k", "--with-published"])
     assert res.exit_code == 0, res.output
     assert "Depth Anything V2 ViT-L" in res.output and "97.1%" in res.output and "arXiv:2406.09414" in res.output
+
+
+def test_data_check_counts_pairs_and_flags_missing_images(tmp_path):
+    d = _write_fixture(tmp_path)
+    res = _run(["data", "check", "da2k", "--data-root", str(tmp_path)])
+    assert res.exit_code == 0 and "indoor" in res.output and "ok" in res.output
+    (d / "outdoor" / "b.jpg").unlink()
+    res = _run(["data", "check", "da2k", "--data-root", str(tmp_path)])
+    assert res.exit_code == 1 and "missing" in res.output and "b.jpg" in res.output

@@ -84,6 +84,8 @@ def check(
     from dabench.data.cards import card_splits, resolve_split
 
     card = load_card(name)
+    if card["task"] == "ordinal":
+        return _check_pairs(name, data_root, limit)
     if card["task"] != "depth":
         raise ConfigError(f"dataset {name!r} is a {card['task']} set read through mmsegmentation; "
                           f"`dabench data check` verifies depth sets")
@@ -154,6 +156,42 @@ def check(
             console.print(f"  {p}", markup=False, highlight=False)
         if len(problems) > 20:
             console.print(f"  ... and {len(problems) - 20} more")
+        raise typer.Exit(1)
+    console.print("[green]ok[/green]")
+
+
+def _check_pairs(name: str, data_root, limit) -> None:
+    """`data check` of an ordinal set (DA-2K): every listed image present and decodable, every point
+    inside its image; pairs counted per scene type. Exit 1 on problems."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.data import build_dataset
+
+    ds = build_dataset(name, data_root=data_root, limit=limit, skip_missing=True)
+    problems = [f"missing {ds.root / m}" for m in ds.missing]
+    pairs: dict[str, int] = {}
+    images: dict[str, int] = {}
+    for i in range(len(ds)):
+        try:
+            s = ds[i]
+        except DabenchError as e:
+            problems.append(e.message)
+            continue
+        images[s["scene"]] = images.get(s["scene"], 0) + 1
+        pairs[s["scene"]] = pairs.get(s["scene"], 0) + len(s["pairs"])
+    table = Table(title=f"dabench data check {name}")
+    for col in ("scene type", "images read", "pairs"):
+        table.add_column(col, justify="right" if col != "scene type" else "left")
+    for scene in sorted(images):
+        table.add_row(scene, str(images[scene]), str(pairs[scene]))
+    table.add_row("all", str(sum(images.values())), str(sum(pairs.values())))
+    console = Console()
+    console.print(table)
+    if problems:
+        console.print(f"[red]{len(problems)} problem(s):[/red]")
+        for p in problems[:20]:
+            console.print(f"  {p}", markup=False, highlight=False)
         raise typer.Exit(1)
     console.print("[green]ok[/green]")
 

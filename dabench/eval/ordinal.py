@@ -67,14 +67,23 @@ def _dataset(ds: str, card: dict, proto, request, seed: int):
                          skip_missing=request.skip_missing)
 
 
+def _pairs_csv_path(record_file) -> Path:
+    p = Path(record_file)
+    return p.with_name(p.stem + ".pairs.csv")
+
+
 def run_ordinal_task(suite, runs, request) -> list[dict]:
     """The ``ordinal`` task (registered in ``dabench.tasks.TASKS``): every model on every selected
-    dataset; one record (+ per-pair CSV) each, the table printed on request. Single process."""
+    dataset; one record (+ per-pair CSV, also in the run's history) each, the table printed on
+    request. Single process."""
     from dabench.data import load_card
-    from dabench.eval.runner import _base_record, _clean, _data_source, _plan_datasets, build_model
+    from dabench.eval.runner import _base_record, _clean, _data_source, _plan_datasets, build_model, split_size
     from dabench.eval.suites import resolve_protocol
+    from dabench.metrics.registry import higher_is_better
+    from dabench.models.resolve import model_provenance
     from dabench.provenance import sha256_file
-    from dabench.results.store import write_record
+    from dabench.results.record import make_selection
+    from dabench.results.store import history_path, write_record
     from dabench.results.tables import print_suite_table
 
     r = request
@@ -83,18 +92,20 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
     config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(r.root) if r.root else None,
               "datasets": r.datasets, "limit": r.limit, "batch_size": r.batch_size, "device": str(device),
               "amp_dtype": r.amp_dtype, "flip_tta_override": r.flip_tta, "skip_missing": r.skip_missing,
-              "input_size_override": r.input_size, "synthetic_pairs_per_image": SYNTHETIC_PAIRS_PER_IMAGE}
+              "input_size_override": r.input_size, "allow_fallback": r.allow_fallback,
+              "synthetic_pairs_per_image": SYNTHETIC_PAIRS_PER_IMAGE}
     records: list[dict] = []
 
     def finish(rec: dict) -> dict:
+        rec["higher_is_better"] = higher_is_better(suite.metrics)
+        rec["averaging"] = {m: "pair" for m in suite.metrics}
         rec["protocol"] = {k: (rec.get("protocol") or {}).get(k) for k in ORDINAL_PROTOCOL_KEYS}
-        rec["samples"] = {"used": 0, "skipped_missing": 0, **rec.get("samples_ordinal", {})}
-        rec.pop("samples_ordinal", None)
         return rec
 
     for run in runs:
         model = build_model(run, r.seed)
-        output_space = getattr(model, "output_space", "disparity")
+        model_fields = model_provenance(run, model)
+        output_space = model_fields.get("output_space") or getattr(model, "output_space", "disparity")
         if run.random_init and r.console is not None:
             r.console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers "
                             "are meaningless and only test the pipeline.[/bold red]")
@@ -102,7 +113,8 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
         ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
         for sk in skipped:
             rec = _base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
-                               config, r.seed, n_params, ck_sha, r.run_id, metric_names=suite.metrics)
+                               config, r.seed, n_params, ck_sha, r.run_id, metric_names=suite.metrics,
+                               model_fields=model_fields)
             rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
             records.append(finish(rec))
             write_record(rec, r.results_dir)
@@ -115,11 +127,13 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
             res, rows = evaluate_pairs(model, dataset, proto, output_space=output_space, device=device,
                                        amp_dtype=r.amp_dtype, batch_size=r.batch_size)
             rec = _base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha, r.run_id,
-                               _data_source(card, r.root, fb), metric_names=suite.metrics)
-            rec["samples_ordinal"] = {"used": res["images"],
-                                      "skipped_missing": int(getattr(dataset, "skipped_missing", 0) or 0)}
+                               _data_source(card, r.root, fb), metric_names=suite.metrics, model_fields=model_fields)
+            rec["samples"] = {"used": res["images"], "skipped_no_valid": 0, "skipped_degenerate": 0,
+                              "skipped_missing": int(getattr(dataset, "skipped_missing", 0) or 0)}
             rec["split"] = proto.split
-            rec["output_space"] = output_space
+            names = list(dict.fromkeys(row["name"] for row in rows))
+            n_total = split_size(ds, proto.split, r.root, getattr(dataset, "base", dataset), r.limit)
+            rec["selection"] = make_selection(r.limit, names, res["images"], n_total)
             if res["pairs"]["total"] == 0:
                 rec.update(status="skipped", skip_reason=f"no annotated pair in {ds}")
             else:
@@ -129,12 +143,14 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
             rec["seconds"] = round(time.time() - t0, 3)
             finish(rec)
             path = write_record(rec, r.results_dir)
-            _write_pairs_csv(path.with_name(path.stem + ".pairs.csv"), rows)
+            _write_pairs_csv(_pairs_csv_path(path), rows)
+            if rec.get("run_id"):
+                _write_pairs_csv(_pairs_csv_path(history_path(r.results_dir, rec)), rows)
             rec["_path"] = str(path)
             records.append(rec)
         del model
     if not records:
         raise ConfigError(f"suite {suite.name!r}: nothing to evaluate")
     if r.print_table:
-        print_suite_table(records, suite, console=r.table_console or r.console)
+        print_suite_table(records, suite, console=r.table_console)
     return records

@@ -549,6 +549,8 @@ def _expected_layout(ds: str, card: dict, root: Path) -> str:
 
     folder = root / card["root"] if card.get("root") else root
     need = [f"folder {folder}"]
+    if card.get("annotations"):  # e.g. DA-2K's annotations.json
+        need.append(f"annotation file {folder / card['annotations']}")
     for split, f in (card.get("split_file") or {}).items():
         if f and not split_file_path(card, split).is_file():
             need.append(f"split list {split_file_path(card, split)}")
