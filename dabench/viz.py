@@ -38,9 +38,16 @@ def disparity_view(x, valid=None, space: str = "disparity", robust: bool = True)
         x = np.where(ok, 1.0 / np.where(ok, x, 1.0), 0.0)
     if not ok.any():
         return np.zeros_like(x), ok, (0.0, 1.0)
-    lo, hi = np.percentile(x[ok], [2, 98]) if robust else (x[ok].min(), x[ok].max())
-    view = np.clip((x - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    return np.where(ok, view, 0.0), ok, (float(lo), float(hi))
+    if robust:
+        lo, hi = np.percentile(x[ok], [2, 98])
+    else:
+        lo, hi = np.min(x, where=ok, initial=np.inf), np.max(x, where=ok, initial=-np.inf)
+    # in place on one array: a full-resolution prediction is several hundred MB in float64
+    view = x - lo
+    view /= max(hi - lo, 1e-12)
+    np.clip(view, 0.0, 1.0, out=view)
+    view[~ok] = 0.0
+    return view, ok, (float(lo), float(hi))
 
 
 def colorize_depth(x, valid=None, space: str = "disparity", cmap: str = DEPTH_CMAP, robust: bool = True):
@@ -54,7 +61,14 @@ def colorize_depth(x, valid=None, space: str = "disparity", cmap: str = DEPTH_CM
     except KeyError:
         raise ConfigError(f"unknown matplotlib colormap {cmap!r}") from None
     view, ok, _ = disparity_view(x, valid, space, robust)
-    rgb = (cm(view)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    # the colormap's own lookup (index = int(view * N), 1.0 -> N - 1) through a uint8 table: the same
+    # colours as cm(view), without its H×W×4 float64 intermediate (32 bytes per pixel)
+    n = cm.N
+    lut = (cm(np.arange(n))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+    view *= n
+    index = view.astype(np.intp)
+    np.clip(index, 0, n - 1, out=index)
+    rgb = lut[index]
     rgb[~ok] = INVALID_RGB
     return rgb
 

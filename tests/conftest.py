@@ -13,6 +13,7 @@ def _isolated_dabench_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DABENCH_HOME", str(home))
     monkeypatch.delenv("DABENCH_DATA", raising=False)
     monkeypatch.delenv("DABENCH_RESULTS", raising=False)
+    monkeypatch.delenv("DABENCH_MAX_PIXELS", raising=False)  # --max-pixels sets it: undone after each test
     yield home
 
 

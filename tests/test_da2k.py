@@ -142,8 +142,8 @@ def test_symlink_escape_point_outside_and_caps(tmp_path, monkeypatch):
     ds = Da2kDataset(card, "test", d, read_annotations(d / "annotations.json", d))
     with pytest.raises(DataError, match="outside its 28x42 image"):
         ds[0]
-    monkeypatch.setattr(da2k, "MAX_IMAGE_PIXELS", 100)
-    with pytest.raises(DataError, match="refused"):
+    monkeypatch.setenv("DABENCH_MAX_PIXELS", "100")
+    with pytest.raises(DataError, match="megapixel cap"):
         da2k.read_capped_image(d / "indoor" / "a.png")
     monkeypatch.setattr(da2k, "MAX_ANNOTATION_BYTES", 10)
     with pytest.raises(DataError, match="refused"):

@@ -106,3 +106,21 @@ def test_check_reports_missing_and_corrupt(kitti_tree):
     assert r.exit_code == 1
     assert "0000000001.png" in r.output and "missing" in r.output
     assert "0000000002.png is corrupt" in r.output.replace("\n", "")
+
+
+def test_check_lists_hostile_files_instead_of_crashing(kitti_tree):
+    """A depth PNG whose header claims 100000x100000 and an image that is a dangling symlink are
+    listed as problems (exit 1), not a traceback."""
+    from cli_output import flat
+    from test_safety import _png_claiming
+
+    gt = kitti_tree / "kitti/gts/2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02"
+    (gt / "0000000000.png").write_bytes(_png_claiming(100000, 100000))
+    img = kitti_tree / "kitti/raw/2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000001.png"
+    img.unlink()
+    img.symlink_to(kitti_tree / "nowhere.png")
+    r = _run("data", "check", "kitti", "--data-root", kitti_tree)
+    assert r.exit_code == 1, r.output
+    text = flat(r.output)
+    assert "0000000000.png is 100000x100000" in text and "megapixel cap" in text
+    assert "0000000001.png" in text and "Traceback" not in r.output

@@ -175,3 +175,274 @@ def test_finetune_metric_out_that_is_a_users_folder_is_refused(tmp_path):
                          "--preset", "tiny", "--out", str(user)])
     assert res.exit_code == 2, res.output
     assert "--force" in text and (user / "config.py").read_text() == "my own config"
+
+
+# --------------------------------------------------------------------------------------------- hostile images
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose IHDR claims ``width``×``height`` (no pixel data follows)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def _write_images(folder, names, shape=(20, 24, 3)):
+    import cv2
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for n in names:
+        cv2.imwrite(str(folder / n), rng.integers(0, 256, shape, dtype=np.uint8))
+    return [folder / n for n in names]
+
+
+def test_predict_never_overwrites_an_input(tmp_path):
+    images = _write_images(tmp_path / "p", ["a.png", "a.jpg", "a_1.png"])
+    before = {p: p.read_bytes() for p in images}
+    res, text = _invoke(["predict", *map(str, images), "--model", "constant", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert all(p.read_bytes() == b for p, b in before.items())  # inputs untouched
+    assert len(list((tmp_path / "p").glob("*.npy"))) == 3 and "wrote 3" in text
+
+
+def test_predict_gives_distinct_outputs_for_colliding_stems(tmp_path):
+    import numpy as np
+
+    images = _write_images(tmp_path / "in", ["a.png", "a.jpg", "a_1.png"])
+    out = tmp_path / "out"
+    res, text = _invoke(["predict", *map(str, images), "--model", "constant", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.glob("*.npy")) == ["a.npy", "a_1.npy", "a_1_1.npy"]
+    assert all(np.load(p).shape == (20, 24) for p in out.glob("*.npy"))
+
+
+def test_predict_out_is_an_existing_file(tmp_path):
+    (img,) = _write_images(tmp_path, ["a.png"])
+    (tmp_path / "taken").write_text("x")
+    res, text = _invoke(["predict", str(img), "--model", "constant", "--out", str(tmp_path / "taken")])
+    assert res.exit_code == 2 and "is an existing file" in text
+    assert (tmp_path / "taken").read_text() == "x"
+
+
+def test_png_header_claiming_a_huge_image_is_refused_per_image(tmp_path):
+    (ok,) = _write_images(tmp_path / "in", ["ok.png"])
+    bomb = tmp_path / "in" / "bomb.png"
+    bomb.write_bytes(_png_claiming(100000, 100000))
+    assert len(bomb.read_bytes()) < 100
+    out = tmp_path / "out"
+    res, text = _invoke(["predict", str(bomb), str(ok), "--model", "constant", "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "bomb.png is 100000x100000" in text and "megapixel cap" in text and "Traceback" not in res.output
+    assert (out / "ok.npy").is_file()  # the other image is still predicted
+    # --max-pixels lowers (or raises) the cap: ok.png is 24x20 = 480 pixels
+    res, text = _invoke(["predict", str(ok), "--model", "constant", "--out", str(out), "--max-pixels", "100"])
+    assert res.exit_code == 2 and "ok.png is 24x20" in text
+
+
+def test_image_readers_check_the_header_before_decoding(tmp_path, monkeypatch):
+    from dabench.data.datasets import read_image
+    from dabench.data.formats import max_pixels, read_png_uint16
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(100000, 100000))
+    for reader in (read_image, read_png_uint16):
+        with pytest.raises(DataError, match="megapixel cap"):
+            reader(bomb)
+    assert max_pixels() == 64_000_000
+    monkeypatch.setenv("DABENCH_MAX_PIXELS", "lots")
+    with pytest.raises(ConfigError, match="DABENCH_MAX_PIXELS"):
+        max_pixels()
+
+
+def test_npy_headers_are_checked_before_loading(tmp_path):
+    import numpy as np
+
+    from dabench.data.formats import read_diode_depth, read_npy_depth
+
+    huge = tmp_path / "huge_depth.npy"
+    with open(huge, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)})
+    with pytest.raises(DataError, match="huge_depth.npy is 100000x100000"):
+        read_npy_depth(huge)
+    npz = tmp_path / "x_depth.npy"
+    with open(npz, "wb") as f:
+        np.savez(f, depth=np.ones((4, 4), np.float32))
+    with pytest.raises(DataError, match="npz"):
+        read_npy_depth(npz)
+    np.save(tmp_path / "d_depth.npy", np.ones((4, 4, 1), np.float32))
+    np.save(tmp_path / "d_depth_mask.npy", np.full((4, 4), "1"))
+    with pytest.raises(DataError, match="d_depth_mask.npy has dtype <U1"):
+        read_diode_depth(tmp_path / "d_depth.npy", tmp_path / "d_depth_mask.npy")
+    short = tmp_path / "short_depth.npy"
+    np.save(short, np.ones((40, 40), np.float32))
+    short.write_bytes(short.read_bytes()[:200])
+    with pytest.raises(DataError, match="truncated"):
+        read_npy_depth(short)
+
+
+def test_preprocessing_and_colouring_keep_memory_near_the_image_size():
+    """A large photo must not blow up in float64 (issue 12: a 6000² PNG took 3.5 GB in predict)."""
+    import tracemalloc
+
+    import numpy as np
+
+    from dabench.models.inference import preprocess_numpy
+    from dabench.viz import colorize_depth
+
+    h, w = 700, 900
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    pred = np.random.default_rng(1).random((h, w), dtype=np.float32)
+    tracemalloc.start()
+    try:
+        preprocess_numpy(image, 70)
+        _, peak_pre = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        rgb = colorize_depth(pred, None, "disparity", robust=False)
+        _, peak_col = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rgb.shape == (h, w, 3) and rgb.dtype == np.uint8
+    assert peak_pre < 16 * h * w, peak_pre / (h * w)  # float32 RGB copy (12 B/px); float64 alone is 24 B/px
+    assert peak_col < 40 * h * w, peak_col / (h * w)  # cm(view) alone was 32 B/px of float64 RGBA, twice
+
+
+def test_colouring_matches_the_colormap():
+    import matplotlib
+    import numpy as np
+
+    from dabench.viz import colorize_depth
+
+    pred = np.linspace(0, 5, 300, dtype=np.float32).reshape(12, 25)
+    pred[0, 0] = np.nan
+    view = (pred - np.nanmin(pred)) / (np.nanmax(pred) - np.nanmin(pred))
+    want = (matplotlib.colormaps["Spectral_r"](np.nan_to_num(view))[..., :3] * 255 + 0.5).astype(np.uint8)
+    want[0, 0] = 0
+    np.testing.assert_array_equal(colorize_depth(pred, None, "disparity", robust=False), want)
+
+
+# --------------------------------------------------------------------------------------------- clear errors
+def _tiny_checkpoint(tmp_path, name="w.safetensors", **meta):
+    from dabench.models import create_model, save_checkpoint
+
+    return save_checkpoint(create_model("da2_test"), tmp_path / name, arch="da2_test", extra_metadata=meta)
+
+
+def test_bad_input_size_metadata_and_flags(tmp_path):
+    (img,) = _write_images(tmp_path / "in", ["a.png"])
+    ckpt = _tiny_checkpoint(tmp_path, **{"dabench.input_size": "abc"})
+    res, text = _invoke(["predict", str(img), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "dabench.input_size" in text and "'abc'" in text
+    good = _tiny_checkpoint(tmp_path, "good.safetensors")
+    for size, phrase in (("0", "positive number"), ("13", "not a multiple of 14"), ("100000", "megapixel cap")):
+        res, text = _invoke(["predict", str(img), "--checkpoint", str(good), "--out", str(tmp_path / "o"),
+                             "--input-size", size])
+        assert res.exit_code == 2 and phrase in text, (size, res.output)
+    res, text = _invoke(["run", "--suite", "synthetic", "--model", "da2_test", "--random-init", "--limit", "1",
+                         "--input-size", "13", "--results", str(tmp_path / "r"), "--no-cache"])
+    assert res.exit_code == 2 and "not a multiple of 14" in text
+
+
+def test_nan_weights_are_refused_at_load(tmp_path):
+    import torch
+
+    from dabench.models import create_model, save_checkpoint
+
+    model = create_model("da2_test")
+    with torch.no_grad():
+        model.pretrained.blocks[0].attn.qkv.weight[0, 0] = float("nan")
+    ckpt = save_checkpoint(model, tmp_path / "nan.safetensors", arch="da2_test")
+    (img,) = _write_images(tmp_path / "in", ["a.png"])
+    res, text = _invoke(["predict", str(img), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert "pretrained.blocks.0.attn.qkv.weight" in text and "NaN" in text
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.npy"))
+
+
+def test_device_cuda_without_cuda_is_one_line_before_loading(tmp_path, monkeypatch):
+    import torch
+
+    import dabench.models.resolve as resolve
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def no_loading(*a, **k):
+        raise AssertionError("a model was built before the device was checked")
+
+    monkeypatch.setattr(resolve, "build_model", no_loading)
+    (img,) = _write_images(tmp_path / "in", ["a.png"])
+    for args in (["predict", str(img), "--model", "constant", "--out", str(tmp_path / "o"), "--device", "cuda"],
+                 ["run", "--suite", "synthetic", "--model", "constant", "--device", "cuda", "--results",
+                  str(tmp_path / "r")]):
+        res, text = _invoke(args)
+        assert res.exit_code == 2, res.output
+        assert "CUDA is not available on this machine" in text and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_results_folder_with_hostile_entries(tmp_path):
+    from dabench.results.store import load_records, write_record
+
+    results = tmp_path / "r"
+    write_record({"status": "ok", "suite": "s", "model": "m", "dataset": "d", "metrics": {"abs_rel": 0.1}}, results)
+    (results / "folder.json").mkdir()  # a folder named like a record: not a record
+    assert len(load_records(results)) == 1
+    (results / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(DataError, match="deep.json"):
+        load_records(results)
+    (results / "deep.json").unlink()
+    (results / "dangling.json").symlink_to(tmp_path / "nowhere.json")
+    res, text = _invoke(["results", "ls", "--results", str(results)])
+    assert res.exit_code == 2, res.output
+    assert "dangling.json is a broken symlink" in text
+
+
+def test_unknown_pth_in_the_checkpoints_folder_is_skipped(tmp_path, capsys):
+    import torch
+
+    from dabench.models.resolve import resolve_models
+    from dabench.provenance import checkpoints_dir
+
+    d = checkpoints_dir()
+    d.mkdir(parents=True)
+    torch.save({"w": torch.zeros(1)}, d / "depth_anything_v2_vits.pth")
+    _tiny_checkpoint(d, "mine.safetensors")
+    torch.save({"w": torch.zeros(1)}, d / "da2_test-official.pth")
+    runs = resolve_models(None)
+    assert [(r.label, r.arch) for r in runs] == [("da2_test-official", "da2_test"), ("mine", None),
+                                                 ("constant", "constant"), ("horizon_prior", "horizon_prior")]
+    err = flat(capsys.readouterr().err)
+    assert "skipping" in err and "depth_anything_v2_vits.pth" in err and "da2_vits14.pth" in err
+
+
+def test_wrong_shape_cache_entry_is_recomputed(tmp_path):
+    import numpy as np
+
+    from dabench.eval.cache import PredictionCache
+
+    cache = PredictionCache(tmp_path / "c")
+    key = "ab" + "1" * 62
+    cache.put(key, np.ones((3, 4), np.float32))
+    assert cache.get(key, shape=(3, 4)) is not None
+    assert cache.get(key, shape=(5, 4)) is None and cache.misses == 1
+
+
+def test_run_recomputes_a_wrong_shape_cached_prediction(tmp_path):
+    import numpy as np
+
+    args = ["run", "--suite", "synthetic", "--model", "horizon_prior", "--limit", "1", "--datasets",
+            "synthetic-indoor", "--results", str(tmp_path / "r")]
+    res, _ = _invoke(args)
+    assert res.exit_code == 0, res.output
+    from dabench.provenance import cache_dir
+
+    (entry,) = list((cache_dir() / "predictions").rglob("*.npy"))
+    np.save(entry, np.ones((3, 3), np.float32))  # a stale entry of another shape
+    res, _ = _invoke(args)
+    assert res.exit_code == 0, res.output
+    rec = json.loads(next((tmp_path / "r").rglob("synthetic-indoor.json")).read_text())
+    assert rec["cache"] == {"hits": 0, "misses": 1}

@@ -70,6 +70,8 @@ def check(
     split: Optional[str] = typer.Option(None, "--split", help="Check only this split (default: all splits)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Read only the first N entries of each split."),
     size: Optional[str] = typer.Option(None, "--size", help="Synthetic sets: image size HxW, e.g. 98x126."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Report images/depth maps larger than this "
+                                             "many pixels as unreadable (default 64000000, or $DABENCH_MAX_PIXELS)."),
 ) -> None:
     """Verify a dataset on disk: every split entry present and readable, image/depth shapes consistent, ground truth within the card's depth range. Prints a summary table; exits 1 when problems are found.
 
@@ -82,7 +84,9 @@ def check(
 
     from dabench.data import build_dataset, load_card
     from dabench.data.cards import card_splits, resolve_split
+    from dabench.data.formats import set_max_pixels
 
+    set_max_pixels(max_pixels)
     card = load_card(name)
     if card["task"] == "ordinal":
         return _check_pairs(name, data_root, limit)

@@ -60,6 +60,10 @@ def metric(
 
     from dabench.finetune.metric import finetune_metric, median_depth_baseline, parse_overrides, prepare
 
+    if device is not None:
+        from dabench.models.inference import resolve_device
+
+        resolve_device(device)  # before the --init checkpoint or any data is read
     overrides = parse_overrides(cfg_option)
     if steps is not None:
         if steps < 1:

@@ -58,15 +58,27 @@ def colorize(pred, cmap: str = "Spectral_r", space: str = "disparity"):
     return colorize_depth(pred, None, space, cmap=cmap, robust=False)
 
 
-def _unique_stems(paths: list[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for p in paths:
-        stem = p.stem
-        n = seen.get(stem, 0)
-        seen[stem] = n + 1
-        out.append(stem if n == 0 else f"{stem}_{n}")
-    return out
+OUTPUT_SUFFIXES = (".npy", ".png", ".colorbar.png")  # what predict writes per image: DIR/<name><suffix>
+
+
+def _output_stems(images: list[Path], out: Path) -> list[str]:
+    """One distinct output name per image: its stem, else ``stem_1``, ``stem_2``, ... — never a name
+    another image already took (``a.png a.jpg a_1.png`` -> a, a_1, a_1_1) nor one whose output file
+    would be one of the input images (``predict p/a.png --out p`` must not replace ``a.png``)."""
+    inputs = {p.resolve() for p in images}
+    used: set[str] = set()
+    stems = []
+    for p in images:
+        base, n = p.stem, 0
+        while True:
+            stem = base if n == 0 else f"{base}_{n}"
+            n += 1
+            if stem in used or any((out / f"{stem}{suf}").resolve() in inputs for suf in OUTPUT_SUFFIXES):
+                continue
+            break
+        used.add(stem)
+        stems.append(stem)
+    return stems
 
 
 @app.command("predict")
@@ -82,7 +94,8 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (created)."),
     random_init: bool = typer.Option(False, "--random-init", help="Run without weights (outputs are meaningless)."),
     input_size: Optional[int] = typer.Option(None, "--input-size",
-                                             help="Shorter side the network sees (pixels); default: the model's "
+                                             help="Shorter side the network sees (pixels, a multiple of the model's "
+                                                  "patch size, e.g. 14); default: the model's "
                                                   "native size (518 for official weights, the training size for "
                                                   "dabench checkpoints)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
@@ -94,10 +107,13 @@ def predict(
                                   "the prediction with a colorbar (metres for metric models, else relative "
                                   "disparity)."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model first."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images larger than this many "
+                                             "pixels, read from the header before decoding (default 64000000, "
+                                             "or $DABENCH_MAX_PIXELS)."),
 ) -> None:
     """Predict relative depth (or metric depth for metric checkpoints) for images.
 
-    Writes DIR/<name>.npy (float32, the model's output at the image's size: disparity for relative models, metres for metric ones) and DIR/<name>.png (colour-mapped: Spectral_r on disparity, near = warm; with --colorbar also DIR/<name>.colorbar.png with units). Images that are missing or corrupt are reported by name, the others are still written, and the exit code is then non-zero.
+    Writes DIR/<name>.npy (float32, the model's output at the image's size: disparity for relative models, metres for metric ones) and DIR/<name>.png (colour-mapped: Spectral_r on disparity, near = warm; with --colorbar also DIR/<name>.colorbar.png with units). <name> is the image's file stem, made unique (a, a_1, ...) and never the name of an input file. Images that are missing, corrupt or above the pixel cap are reported by name, the others are still written, and the exit code is then non-zero.
 
     Example: dabench predict photo.jpg --model da2_vits14 --checkpoint depth_anything_v2_vits.pth --out preds/
 
@@ -112,9 +128,16 @@ def predict(
     from dabench.models.resolve import build_model, parse_model_options, resolve_models
     from dabench.provenance import atomic_write_bytes
 
+    from dabench.data.formats import set_max_pixels
+    from dabench.models.inference import check_input_size
+
     console = Console(stderr=True)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    set_max_pixels(max_pixels)
+    check_input_size(input_size)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is an existing file; predict writes a folder of outputs: pass a folder")
     amp = resolve_amp_dtype(precision)
     dev = resolve_device(device)
     if model is None and checkpoint is None:
@@ -130,6 +153,7 @@ def predict(
         console.print(f"[bold yellow]warning:[/] {model} has random weights (--random-init): "
                       "the outputs are meaningless.")
     net, name = build_model(run), run.label
+    check_input_size(input_size, net)
 
     colorize(np.zeros((1, 1)), cmap)  # validate the colormap before any work
     space = getattr(net, "output_space", "disparity")
@@ -139,7 +163,7 @@ def predict(
 
         net = torch.compile(net)
     out.mkdir(parents=True, exist_ok=True)
-    stems = _unique_stems(images)
+    stems = _output_stems(images, out)
     errors: list[str] = []
     written = 0
     import cv2

@@ -36,9 +36,12 @@ def run_cmd(
     amp: str = typer.Option("none", "--amp", help="autocast dtype: none | bf16 | fp16"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the prediction cache"),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes"),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images and depth maps larger than "
+                                             "this many pixels, read from the header before decoding (default "
+                                             "64000000, or $DABENCH_MAX_PIXELS)."),
     input_size: Optional[int] = typer.Option(None, "--input-size",
-                                             help="target side fed to the network (pixels; the model's data config "
-                                                  "rounds it to its multiple); default: the "
+                                             help="target side fed to the network (pixels, a multiple of the model's "
+                                                  "patch size, e.g. 14); default: the "
                                                   "suite's, else each model's native size (518 for official weights, "
                                                   "the training size for dabench checkpoints)"),
     skip_missing: bool = typer.Option(False, "--skip-missing",
@@ -71,8 +74,11 @@ def run_cmd(
     Example: dabench run --suite zero-shot --model da2_vits14 --checkpoint X.pth --model hf:./dpt-large --model hf:./zoedepth-nyu-kitti
     Example: dabench run --suite zero-shot --model da2_vits14 -c w.pth --data-root /data --allow-fallback --log-samples
     """
+    from dabench.data.formats import set_max_pixels
     from dabench.eval.runner import run_suite
     from dabench.models.resolve import parse_model_options
+
+    set_max_pixels(max_pixels)
 
     models = [m for item in (model or []) for m in item.split(",") if m] or None
     run_suite(suite, models=models, checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init,

@@ -121,16 +121,14 @@ class Entry:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 H×W×3 from a PNG/JPEG; ``DataError`` naming the file when it cannot be decoded."""
+    """RGB uint8 H×W×3 from a PNG/JPEG/...: the header is checked against the pixel cap
+    (``dabench.data.formats.max_pixels``) before the image is decoded, once; ``DataError`` naming the
+    file when it is too large or cannot be decoded."""
     import cv2
 
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"image file {path} does not exist")
-    buf = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if img is None:
-        raise DataError(f"image file {path} is corrupt or not an image (cv2 could not decode it)")
+    from dabench.data.formats import decode_image_file
+
+    img = decode_image_file(path, cv2.IMREAD_COLOR, "image file")
     return np.ascontiguousarray(img[..., ::-1])
 
 

@@ -23,6 +23,161 @@ NYU_INTRINSICS = (518.8579, 519.4696, 325.5824, 253.7362)   # fx, fy, cx, cy (NY
 VKITTI2_INTRINSICS = (725.0087, 725.0087, 620.5, 187.0)     # fx, fy, cx, cy (vKITTI2 README)
 
 
+# ---------------------------------------------------------------------------------------------
+# Size cap: headers are read before anything is decoded, so a tiny file claiming a huge image
+# (a PNG header of 100000x100000, an .npy header of (10**6, 10**6)) is refused instead of
+# allocating gigabytes. The cap is in pixels (H*W); DABENCH_MAX_PIXELS or --max-pixels raise it.
+# ---------------------------------------------------------------------------------------------
+DEFAULT_MAX_PIXELS = 64_000_000  # 64 megapixels (8000x8000; ETH3D's 6048x4032 DSLR frames are 24 MP)
+MAX_PIXELS_ENV = "DABENCH_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel cap (H*W) for one decoded image or depth map: ``$DABENCH_MAX_PIXELS`` or 64 megapixels."""
+    from dabench.errors import ConfigError
+
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV} must be a positive number of pixels, got {raw!r}")
+    return value
+
+
+def set_max_pixels(value: int | None) -> None:
+    """Apply a ``--max-pixels`` flag (``None``: keep the current cap). Stored in the environment so
+    DataLoader worker processes see it too."""
+    from dabench.errors import ConfigError
+
+    if value is None:
+        return
+    if value < 1:
+        raise ConfigError(f"--max-pixels must be >= 1, got {value}")
+    os.environ[MAX_PIXELS_ENV] = str(int(value))
+
+
+def check_pixels(height: int, width: int, label: str) -> None:
+    """``DataError`` naming ``label`` (e.g. ``"image file a.png"``) when an ``height``×``width`` image is
+    empty or above :func:`max_pixels`."""
+    if height <= 0 or width <= 0:
+        raise DataError(f"{label} is empty ({width}x{height})")
+    cap = max_pixels()
+    if height * width > cap:
+        raise DataError(f"{label} is {width}x{height} = {height * width / 1e6:.1f} megapixels, above the "
+                        f"{cap / 1e6:g}-megapixel cap (raise it with --max-pixels or {MAX_PIXELS_ENV})")
+
+
+def image_header_size(source, what: str = "image file") -> tuple[int, int]:
+    """``(height, width)`` from an image's header (PIL reads only the header: nothing is decoded),
+    checked against :func:`max_pixels`; ``DataError`` when it is not an image's header. ``source``:
+    a path (named in messages as ``what path``) or a binary file object (named as ``what``)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    label = what if hasattr(source, "read") else f"{what} {source}"
+    old = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # dabench's own cap applies (below), with a message naming the file
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(source) as im:
+                width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{label} is corrupt or not an image (its header cannot be read: {e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    check_pixels(height, width, label)
+    return height, width
+
+
+def decode_image_bytes(data: bytes, flags: int, what: str) -> np.ndarray:
+    """Encoded image bytes decoded once with ``cv2.imdecode(flags)`` after the header passed the pixel
+    cap; ``DataError`` naming ``what``."""
+    import io
+
+    import cv2
+
+    image_header_size(io.BytesIO(data), what)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags) if data else None
+    except cv2.error as e:
+        raise DataError(f"{what} cannot be decoded ({str(e).strip().splitlines()[-1]})") from None
+    if arr is None:
+        raise DataError(f"{what} is corrupt or not an image (cv2 could not decode it)")
+    return arr
+
+
+def decode_image_file(path, flags: int, what: str = "image file") -> np.ndarray:
+    """The image at ``path`` decoded once with ``cv2.imdecode(flags)``, after its header passed the
+    pixel cap; ``MissingFileError`` / ``DataError`` naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"{what} {p} does not exist")
+    return decode_image_bytes(p.read_bytes(), flags, f"{what} {p}")
+
+
+def _npy_header(f, size: int, label: str) -> tuple[tuple[int, ...], np.dtype]:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+    except ValueError:
+        f.seek(0)
+        zipped = f.read(2) == b"PK"
+        raise DataError(f"{label} is not a .npy file" +
+                        (" (it is a zip archive: an .npz saved under a .npy name?)" if zipped else "")) from None
+    try:
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(f)
+        else:
+            if version != (3, 0):
+                raise ValueError(f"unknown .npy format version {version}")
+            from numpy.lib import _format_impl  # 3.0 (utf-8 field names) has no public header reader
+
+            shape, _, dtype = _format_impl._read_array_header(f, version)
+    except (ValueError, SyntaxError, TypeError, ImportError, AttributeError) as e:
+        raise DataError(f"{label} has a corrupt .npy header ({e})") from None
+    offset = f.tell()
+    if dtype.hasobject:
+        raise DataError(f"{label} holds Python objects (dtype {dtype}); expected a numeric array")
+    shape = tuple(int(n) for n in shape)
+    if len(shape) >= 2:
+        check_pixels(shape[0], shape[1], label)
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if count > 4 * max_pixels():
+        raise DataError(f"{label} has shape {shape}: more values than the pixel cap allows")
+    need = offset + count * dtype.itemsize
+    if size < need:
+        raise DataError(f"{label} is truncated: {size} bytes, its header says {need} ({dtype} {shape})")
+    return shape, dtype
+
+
+def read_npy_header(path, what: str = "array file") -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` from a ``.npy`` header, checked before any data is read: a real ``.npy``
+    (not an ``.npz`` archive or pickle), a plain (non-object) dtype, at most :func:`max_pixels`
+    pixels, and a file long enough to hold the array."""
+    p = _exists(path)
+    with open(p, "rb") as f:
+        return _npy_header(f, os.path.getsize(p), f"{what} {p}")
+
+
+def load_npy_bytes(data: bytes, label: str) -> np.ndarray:
+    """An in-memory ``.npy`` (e.g. a WebDataset member), its header checked as :func:`read_npy_header`."""
+    import io
+
+    _npy_header(io.BytesIO(data), len(data), label)
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{label} is not a readable .npy: {e}") from None
+
+
 def _exists(path) -> Path:
     p = Path(path)
     if not p.is_file():
@@ -40,15 +195,12 @@ def _finish(depth: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndar
 
 
 def _decode_png(path, what: str) -> np.ndarray:
-    """The PNG at ``path`` decoded as stored (bit depth and channels kept); ``DataError`` naming it if corrupt."""
+    """The PNG at ``path`` decoded as stored (bit depth and channels kept), its header checked against
+    the pixel cap first; ``DataError`` naming it if corrupt."""
     import cv2
 
     p = _exists(path)
-    buf = np.fromfile(str(p), dtype=np.uint8)
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if arr is None:
-        raise DataError(f"{what} {p} is corrupt or not a PNG (cv2 could not decode it)")
-    return arr
+    return decode_image_file(p, cv2.IMREAD_UNCHANGED, what)
 
 
 def read_png_uint16(path) -> np.ndarray:
@@ -150,7 +302,11 @@ def read_eth3d_depth(path, height: int = ETH3D_SIZE[0], width: int = ETH3D_SIZE[
 
 
 def _load_npy(path, what: str) -> np.ndarray:
+    """A numeric (or bool) ``.npy`` array, its header checked (:func:`read_npy_header`) before loading."""
     p = _exists(path)
+    _, dtype = read_npy_header(p, what)
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise DataError(f"{what} {p} has dtype {dtype}; expected numbers (float depth, 0/1 or bool mask)")
     try:
         return np.load(str(p), allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -226,6 +382,10 @@ def read_hypersim_depth(path, focal: float = HYPERSIM_FOCAL) -> tuple[np.ndarray
         with h5py.File(p, "r") as f:
             if "dataset" not in f:
                 raise DataError(f"HyperSim depth {p} lacks the HDF5 dataset 'dataset'")
+            shape = f["dataset"].shape
+            if len(shape) != 2:
+                raise DataError(f"HyperSim depth {p} must be HxW, got shape {shape}")
+            check_pixels(shape[0], shape[1], f"HyperSim depth {p}")
             dist = np.asarray(f["dataset"], dtype=np.float64)
     except OSError as e:
         raise DataError(f"HyperSim depth {p} is not a readable HDF5 file: {e}") from None

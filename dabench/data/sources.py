@@ -16,7 +16,7 @@ them per epoch and shard the order across ranks, and none walks a tree at every 
   member offsets are indexed once (cached under ``cache_dir()/wds-index``, keyed by path, size and
   modification time) and samples are read with ``os.pread``, so random access needs no extraction.
 
-Decoded images are capped at ``MAX_IMAGE_PIXELS`` (read from the header before decoding).
+Decoded images are capped at ``dabench.data.formats.max_pixels()`` (read from the header before decoding).
 """
 from __future__ import annotations
 
@@ -39,11 +39,10 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 WDS_IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 INDEX_NAME = ".dabench-index"
 INDEX_HEADER = "# dabench-index/1"
-MAX_IMAGE_PIXELS = 64 * 2 ** 20  # 64 MP: far above any training image, refuses decompression bombs
 SOURCE_KINDS = ("wds:", "list:", "folder:")
 
 __all__ = ["build_image_source", "is_image_source", "decode_image", "FolderImages", "ListImages", "WdsImages",
-           "write_shards", "MAX_IMAGE_PIXELS", "INDEX_NAME"]
+           "write_shards", "INDEX_NAME"]
 
 
 def is_image_source(name: str) -> bool:
@@ -66,21 +65,12 @@ def build_image_source(name: str, limit: int | None = None):
 
 def decode_image(data: bytes, what: str) -> np.ndarray:
     """RGB uint8 H×W×3 from encoded bytes; ``DataError`` naming ``what`` if it is not an image or is
-    larger than ``MAX_IMAGE_PIXELS`` (checked from the header, before decoding)."""
+    larger than the pixel cap ``dabench.data.formats.max_pixels()`` (checked from the header, before decoding)."""
     import cv2
-    from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"{what} is not a readable image ({e})") from None
-    if w * h > MAX_IMAGE_PIXELS:
-        raise DataError(f"{what} is {w}x{h}; images over {MAX_IMAGE_PIXELS} pixels are refused")
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if arr is None:
-        raise DataError(f"{what} is corrupt (cv2 could not decode it)")
-    return np.ascontiguousarray(arr[..., ::-1])
+    from dabench.data.formats import decode_image_bytes
+
+    return np.ascontiguousarray(decode_image_bytes(data, cv2.IMREAD_COLOR, what)[..., ::-1])
 
 
 def _inside(root: Path, rel: str, what: str) -> Path:
@@ -262,10 +252,9 @@ class WdsImages(torch.utils.data.Dataset):
         where = f"sample {s['key']!r} of shard {self.shards[k]}"
         out = {"image": decode_image(self._read(k, *s["image"]), where), "name": f"{self.shards[k].name}/{s['key']}"}
         if s["depth"] is not None:
-            try:
-                depth = np.load(io.BytesIO(self._read(k, *s["depth"])), allow_pickle=False)
-            except (ValueError, OSError, EOFError) as e:
-                raise DataError(f"depth.npy of {where} is not a readable .npy: {e}") from None
+            from dabench.data.formats import load_npy_bytes
+
+            depth = load_npy_bytes(self._read(k, *s["depth"]), f"depth.npy of {where}")
             if depth.shape != out["image"].shape[:2]:
                 raise DataError(f"depth.npy of {where} is {depth.shape}, its image {out['image'].shape[:2]}")
             depth = np.asarray(depth, dtype=np.float32)

@@ -67,14 +67,23 @@ class PredictionCache:
 
         return safe_join(self.root, key[:2], f"{key}.npy", what="cache key")
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """The cached prediction, or None (a miss: recompute) when absent, damaged, not a float32
+        array, or not of ``shape`` (the image's H×W) — a stale or foreign entry is never an error."""
         if not self.enabled:
             self.misses += 1
             return None
         p = self.path(key)
+        from dabench.data.formats import read_npy_header
+        from dabench.errors import DabenchError
+
         try:
+            read_npy_header(p, "cache entry")  # a header claiming a huge array is not loaded
             arr = np.load(p, allow_pickle=False)
-        except (OSError, ValueError, EOFError):  # absent, or a damaged entry: recompute and overwrite
+        except (OSError, ValueError, EOFError, DabenchError):  # absent or damaged: recompute and overwrite
+            arr = None
+        if (not isinstance(arr, np.ndarray) or arr.dtype != np.float32
+                or (shape is not None and tuple(arr.shape) != tuple(shape))):
             self.misses += 1
             return None
         self.hits += 1

@@ -239,7 +239,7 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
         if cache is not None and model_fp is not None:
             for k, s in enumerate(samples):
                 keys[k] = cache.key(model_fp, s["image"], pred_protocol)
-                preds[k] = cache.get(keys[k])
+                preds[k] = cache.get(keys[k], shape=s["image"].shape[:2])
         todo = [k for k, p in enumerate(preds) if p is None]
         if todo:
             new = predict_images(model, [samples[k]["image"] for k in todo], protocol, device, amp_dtype)
@@ -401,6 +401,13 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        from dabench.models.inference import resolve_device
+
+        resolve_device(device)  # `--device cuda` without CUDA: one line, before any model or data loads
+    from dabench.models.inference import check_input_size
+
+    check_input_size(input_size)  # positive and within the pixel cap; the patch multiple per model
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     if batch_size < 1:

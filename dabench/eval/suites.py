@@ -138,6 +138,9 @@ class Protocol:
         if callable(getattr(unwrap(model), "predict", None)):
             return replace(self, input_size=None)
         if self.input_size is not None:
+            from dabench.models.inference import check_input_size
+
+            check_input_size(self.input_size, model, what="input_size")  # 13 would be run (and recorded) as 14
             return self
 
         return replace(self, input_size=native_input_size(model))

@@ -222,7 +222,7 @@ def create_model(name: str, checkpoint: str | os.PathLike | None = None, **kwarg
     ckpt.load_state_dict_strict(model, sd, checkpoint, arch=name)
     model.checkpoint_path = str(checkpoint)
     if meta.get(ckpt.META_INPUT_SIZE):
-        model.input_size = int(meta[ckpt.META_INPUT_SIZE])
+        model.input_size = ckpt.metadata_input_size(meta, checkpoint)
         if isinstance(getattr(model, "data_config", None), DataConfig):
             model.data_config = model.data_config.replace(input_size=model.input_size)
     return model

@@ -97,7 +97,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
+    check_finite(sd, path)
     return dict(sd)
+
+
+def check_finite(sd: Mapping[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """``CheckpointError`` naming the first tensor holding NaN or inf: such weights only produce NaN
+    maps, which would otherwise be written (and scored) as if they were predictions."""
+    for k, v in sd.items():
+        if v.is_floating_point() or v.is_complex():
+            if not bool(torch.isfinite(v).all()):
+                bad = int((~torch.isfinite(v)).sum())
+                raise CheckpointError(f"checkpoint {source}: tensor {k} holds {bad} NaN/inf value(s) of {v.numel()}; "
+                                      "refusing weights that can only predict NaN")
 
 
 def to_dabench_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -317,6 +329,20 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str, head: 
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
+
+
+def metadata_input_size(metadata: Mapping[str, str], path: str | os.PathLike) -> int:
+    """The ``dabench.input_size`` metadata as pixels; ``CheckpointError`` naming the file when it is not
+    a positive whole number."""
+    raw = metadata.get(META_INPUT_SIZE)
+    try:
+        size = int(str(raw).strip())
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise CheckpointError(f"checkpoint {path} has invalid {META_INPUT_SIZE} metadata {raw!r}; expected a "
+                              "positive number of pixels (the size the weights were trained at)")
+    return size
 
 
 def checkpoint_config(metadata: Mapping[str, str], path: str | os.PathLike) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from dabench.errors import ConfigError
 from dabench.models.contract import DataConfig, check_image, data_config_of, unwrap
 
 __all__ = ["network_size", "preprocess", "preprocess_numpy", "predict_image", "predict_batch", "check_image",
-           "native_input_size", "resolve_device", "resolve_amp_dtype", "default_data_config"]
+           "native_input_size", "resolve_device", "resolve_amp_dtype", "default_data_config", "check_input_size"]
 
 
 def default_data_config() -> DataConfig:
@@ -72,16 +72,54 @@ def native_input_size(model) -> int:
     return int(data_config_of(inner).input_size)
 
 
+def check_input_size(input_size: int | None, model=None, what: str = "--input-size") -> None:
+    """Refuse an input size the network would not run at as recorded: not a positive number of
+    pixels, not a multiple of ``model``'s patch size (``data_config.multiple_of``: 13 would silently
+    become 14), or so large that the network input alone exceeds the pixel cap
+    (``dabench.data.formats.max_pixels``). ``None`` (the model's native size) is always fine."""
+    if input_size is None:
+        return
+    size = int(input_size)
+    if size < 1:
+        raise ConfigError(f"{what} must be a positive number of pixels, got {input_size} (omit it for the model's "
+                          "native size)")
+    from dabench.data.formats import max_pixels
+
+    if size * size > max_pixels():
+        raise ConfigError(f"{what} {size}: the network would see at least {size}x{size} pixels, above the "
+                          f"{max_pixels() / 1e6:g}-megapixel cap (--max-pixels / DABENCH_MAX_PIXELS)")
+    if model is None or callable(getattr(unwrap(model), "predict", None)):
+        return  # a model with its own predict() sizes its input itself
+    m = int(data_config_of(model).multiple_of)
+    if m > 1 and size % m:
+        lower, upper = max(m, size // m * m), (size // m + 1) * m
+        raise ConfigError(f"{what} {size} is not a multiple of {m} (the model's patch size); the network would "
+                          f"not see {size}: use {lower} or {upper}")
+
+
 def resolve_device(device=None):
-    """``None``/``"auto"`` → CUDA when available, else CPU; strings become ``torch.device``."""
+    """``None``/``"auto"`` → CUDA when available, else CPU; strings become ``torch.device``. A device
+    this machine does not have (``cuda`` without CUDA, ``cuda:3`` with one GPU) is a one-line
+    ``ConfigError``: callers resolve the device before loading any model or data."""
     import torch
 
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ConfigError(f"unknown device {device!r} ({e})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine ({why}); "
+                              "use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"--device {device}: Apple MPS is not available on this machine; use --device cpu")
+    return dev
 
 
 def resolve_amp_dtype(amp_dtype):

@@ -74,6 +74,43 @@ def local_checkpoints() -> dict[str, Path]:
     return out
 
 
+def local_checkpoint_arch(path: Path, warn=None) -> str | None:
+    """How a file found in ``checkpoints_dir()`` is run by ``dabench run`` with no ``--model``:
+    ``""`` for a dabench .safetensors (its metadata names the model), the registered name for an
+    official ``.pth`` named after it (``da2_vits14.pth``, ``da2_vits14-official.pth``), or None —
+    then it is skipped with a warning saying how to name it, and the other models still run."""
+    from dabench.models import MODELS, is_baseline
+    from dabench.models.checkpoint import META_ARCH, read_metadata
+
+    warn = warn or _warn
+    if path.suffix == ".safetensors":
+        try:
+            meta = read_metadata(path)
+        except Exception as e:  # noqa: BLE001 - a damaged file: skip it, say why
+            warn(f"skipping {path}: {e}")
+            return None
+        if meta.get(META_ARCH):
+            return ""
+        warn(f"skipping {path}: it has no {META_ARCH} metadata, so its architecture is unknown; run it with "
+             f"--model NAME --checkpoint {path}")
+        return None
+    names = [n for n in MODELS.names() if (path.stem == n or path.stem.startswith(n + "-")) and not is_baseline(n)
+             and MODELS.meta(n).get("source", "dabench") == "dabench"]
+    if names:
+        return max(names, key=len)
+    warn(f"skipping {path}: a .pth does not say which architecture it holds; name it after its model, e.g. "
+         f"da2_vits14.pth or da2_vits14-official.pth (see `dabench ls models`), or run it with --model NAME "
+         f"--checkpoint {path}")
+    return None
+
+
+def _warn(message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
 def local_checkpoints_hint() -> str:
     from dabench.provenance import checkpoints_dir
 
@@ -135,8 +172,12 @@ def resolve_models(models: Sequence[str] | str | None, checkpoint: str | os.Path
         if random_init:
             raise ConfigError("--random-init needs --model NAME (which architecture to initialise randomly)")
         baselines = [n for n in MODELS.names() if is_baseline(n)]
-        return [ModelRun(stem, None, str(p)) for stem, p in local.items()] + \
-               [ModelRun(b, b, baseline=True) for b in baselines]
+        runs = []
+        for stem, p in local.items():
+            arch = local_checkpoint_arch(p)
+            if arch is not None:
+                runs.append(ModelRun(stem, arch or None, str(p)))
+        return runs + [ModelRun(b, b, baseline=True) for b in baselines]
     runs = []
     for name in models:
         lib = library_model(name)

@@ -98,8 +98,13 @@ def iter_record_files(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")
-                              and (history or q.relative_to(p).parts[0] != RUNS_DIR)))
+            for q in sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")
+                            and (history or q.relative_to(p).parts[0] != RUNS_DIR)):
+                if q.is_symlink() and not q.exists():
+                    raise DataError(f"results file {q} is a broken symlink (to {os.readlink(q)}); remove it or "
+                                    "restore its target")
+                if q.is_file():  # a folder named x.json is a folder (rglob looks inside it)
+                    out.append(q)
         elif p.is_file():
             out.append(p)
         else:
@@ -114,9 +119,13 @@ def load_records(paths, *, skip_foreign: bool = True, history: bool = False) -> 
     records = []
     for f in iter_record_files(paths, history=history):
         try:
-            rec = json.loads(f.read_text())
+            rec = json.loads(f.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataError(f"{f}: corrupt result record ({e})") from None
+        except RecursionError:
+            raise DataError(f"{f}: not a result record (JSON nested too deeply to read)") from None
+        except OSError as e:
+            raise DataError(f"{f}: cannot read result record ({e.strerror or e})") from None
         if not isinstance(rec, dict) or not str(rec.get("schema") or "").startswith("dabench.result"):
             if skip_foreign:
                 continue

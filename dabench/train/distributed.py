@@ -33,7 +33,9 @@ class DistInfo:
 def _device_for(device: str | None, local_rank: int) -> torch.device:
     if device is None or device == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
+    from dabench.models.inference import resolve_device
+
+    dev = resolve_device(device)  # a device this machine lacks: one clear error, nothing loaded yet
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device(f"cuda:{local_rank}")
     return dev
