@@ -444,5 +444,7 @@ def test_run_recomputes_a_wrong_shape_cached_prediction(tmp_path):
     np.save(entry, np.ones((3, 3), np.float32))  # a stale entry of another shape
     res, _ = _invoke(args)
     assert res.exit_code == 0, res.output
-    rec = json.loads(next((tmp_path / "r").rglob("synthetic-indoor.json")).read_text())
+    (path,) = [p for p in (tmp_path / "r" / "synthetic" / "horizon_prior").glob("synthetic-indoor*.json")
+               if not p.name.endswith(".samples.json")]
+    rec = json.loads(path.read_text())
     assert rec["cache"] == {"hits": 0, "misses": 1}
