@@ -15,10 +15,15 @@ pytest.importorskip("mmseg")
 
 @pytest.fixture(scope="module")
 def mm():
-    from dabench.finetune.seg import runner
+    """The seg fine-tuning helpers these tests use, with mmseg imported and dabench's parts registered."""
+    from types import SimpleNamespace
 
-    runner.import_mmseg()
-    return runner
+    from dabench.finetune.seg import checkpoint, config, evaluate
+
+    config.import_mmseg()
+    return SimpleNamespace(mmseg_scope=config.mmseg_scope, load_config=config.load_config,
+                           resolve_config=config.resolve_config, _replace_syncbn=checkpoint._replace_syncbn,
+                           majority_model=evaluate.majority_model)
 
 
 # ------------------------------------------------------------------ mmcv.ops shim
@@ -245,6 +250,13 @@ def test_iou_metric_matches_numpy_reference_and_mmseg(mm):
     assert got["aacc"] == pytest.approx(mm_res["aAcc"], abs=0.01)
     assert got["IoU.a"] == pytest.approx(ref["iou"][0], abs=1e-6)
     assert np.isnan(got["IoU.d"])  # absent from labels and predictions
+    # unrounded: mmseg's own formulas on the very areas DabenchIoUMetric summed
+    per_image = [IoUMetric.intersect_and_union(torch.from_numpy(p), torch.from_numpy(g), n, 255)
+                 for p, g in zip(preds, gts)]
+    raw = IoUMetric.total_area_to_metrics(*[sum(a) for a in zip(*per_image)], ["mIoU"])
+    assert got["miou"] == pytest.approx(float(np.nanmean(np.asarray(raw["IoU"], np.float64))) * 100, abs=1e-3)
+    assert got["macc"] == pytest.approx(float(np.nanmean(np.asarray(raw["Acc"], np.float64))) * 100, abs=1e-3)
+    assert got["aacc"] == pytest.approx(float(raw["aAcc"]) * 100, abs=1e-3)
     from dabench.finetune.seg.metric import split_metrics
 
     summary, per_class = split_metrics({f"test/{k}": v for k, v in got.items()})

@@ -91,8 +91,16 @@ def _error(args) -> str:
 def test_cli_errors_are_clear(tmp_path):
     assert "--random-init" in _error(["finetune", "seg", "--dataset", "synthetic", "--out", str(tmp_path)])
     assert "nope.pth" in _error(["finetune", "seg", "--dataset", "synthetic", "--init", str(tmp_path / "nope.pth")])
-    msg = _error(["finetune", "seg", "--dataset", "cityscapes", "--preset", "tiny", "--random-init"])
-    assert "no tiny config for upernet on cityscapes" in msg and "--preset tiny --dataset synthetic" in msg
+    msg = _error(["finetune", "seg", "--dataset", "cityscapes", "--preset", "tiny", "--head", "mask2former",
+                  "--random-init"])
+    assert "no tiny config for mask2former on cityscapes" in msg and "--preset tiny --dataset cityscapes" in msg
+    # the synthetic preset's config cannot read real data: one clear message
+    from dabench.finetune.seg.config import heads_dir
+
+    cfg = str(heads_dir() / "upernet_da2-test_1xb8-600_synthetic-70x70.py")
+    msg = _error(["finetune", "seg", "--dataset", "cityscapes", "--config", cfg, "--random-init", "--data-root",
+                  str(tmp_path), "--out", str(tmp_path / "o2")])
+    assert "synthetic world" in msg
     assert "data root" in _error(["finetune", "seg", "--dataset", "cityscapes", "--random-init", "--out", str(tmp_path)])
     msg = _error(["finetune", "seg", "--dataset", "cityscapes", "--random-init", "--data-root", str(tmp_path),
                   "--out", str(tmp_path / "o")])

@@ -73,9 +73,11 @@ def check(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Report images/depth maps larger than this "
                                              "many pixels as unreadable (default 64000000, or $DABENCH_MAX_PIXELS)."),
 ) -> None:
-    """Verify a dataset on disk: every split entry present and readable, image/depth shapes consistent, ground truth within the card's depth range. Prints a summary table; exits 1 when problems are found.
+    """Verify a dataset on disk: every split entry present and readable, image/depth shapes consistent, ground truth within the card's depth range (segmentation sets: every image has a label map of its size with ids inside the classes). Prints a summary table; exits 1 when problems are found.
 
     Example: dabench data check kitti --data-root /data
+
+    Example: dabench data check cityscapes --data-root /data --limit 50
     """
     import numpy as np
     from rich.console import Console
@@ -90,9 +92,8 @@ def check(
     card = load_card(name)
     if card["task"] == "ordinal":
         return _check_pairs(name, data_root, limit)
-    if card["task"] != "depth":
-        raise ConfigError(f"dataset {name!r} is a {card['task']} set read through mmsegmentation; "
-                          f"`dabench data check` verifies depth sets")
+    if card["task"] == "segmentation":
+        return _check_segmentation(card, data_root, split, limit)
     splits = [resolve_split(card, split)] if split else card_splits(card)
     kw = _size_kw(size)
     if card["reader"] == "synthetic" and limit is None:
@@ -196,6 +197,48 @@ def _check_pairs(name: str, data_root, limit) -> None:
         console.print(f"[red]{len(problems)} problem(s):[/red]")
         for p in problems[:20]:
             console.print(f"  {p}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    console.print("[green]ok[/green]")
+
+
+def _check_segmentation(card: dict, data_root, split, limit) -> None:
+    """`dabench data check` for a segmentation card (the folders and suffixes of its segmentation block)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dabench.data.cards import card_splits, resolve_split
+    from dabench.data.datasets import dataset_root
+    from dabench.data.segmentation import check_seg_split
+
+    root = dataset_root(card, data_root)
+    splits = [resolve_split(card, split)] if split else card_splits(card)
+    console = Console()
+    table = Table(title=f"dabench data check {card['name']}")
+    table.add_column("", no_wrap=True)
+    for sp in splits:
+        table.add_column(sp, justify="right")
+    results = {sp: check_seg_split(card, root, sp, limit) for sp in splits}
+    n_classes = card["segmentation"]["num_classes"]
+
+    def sizes(r):
+        return ", ".join(f"{h}x{w}" + (f" ({c})" if len(r["sizes"]) > 1 else "")
+                         for (h, w), c in sorted(r["sizes"].items())) or "-"
+
+    rows = [("entries", lambda r: str(r["entries"])), ("read", lambda r: str(r["read"])),
+            ("missing label map", lambda r: str(r["missing"])), ("unreadable", lambda r: str(r["unreadable"])),
+            ("image size", sizes),
+            ("labelled pixels", lambda r: f"{100 * r['labelled'] / r['pixels']:.1f}%" if r["pixels"] else "-"),
+            (f"classes seen (of {n_classes})", lambda r: str(len(r["ids"])))]
+    for label, fn in rows:
+        table.add_row(label, *(fn(results[sp]) for sp in splits))
+    console.print(table)
+    problems = [p for sp in splits for p in results[sp]["problems"]]
+    if problems:
+        console.print(f"[red]{len(problems)} problem(s):[/red]")
+        for p in problems[:20]:
+            console.print(f"  {p}", markup=False, highlight=False)
+        if len(problems) > 20:
+            console.print(f"  ... and {len(problems) - 20} more")
         raise typer.Exit(1)
     console.print("[green]ok[/green]")
 

@@ -20,8 +20,9 @@ def seg(
     random_init: bool = typer.Option(False, "--random-init", help="Start from a RANDOM encoder instead of --init "
                                                                   "(tests the pipeline; not a transfer result)."),
     preset: str = typer.Option(None, "--preset", help="paper (the authors' recipe: 896 crops, 80k/160k iterations; "
-                                                       "default for cityscapes/ade20k) or tiny (synthetic, CPU, "
-                                                       "minutes; default for synthetic)."),
+                                                       "default for cityscapes/ade20k) or tiny (da2_test, 70-px crops, "
+                                                       "a few hundred iterations: a CPU check of the set-up on "
+                                                       "synthetic, cityscapes or ade20k; default for synthetic)."),
     arch: str = typer.Option(None, "--arch", help="Encoder arch (da2_vits14, da1_vitl14, da2_test, ...) when the "
                                                   "--init file does not tell or with --random-init."),
     config: Path = typer.Option(None, "--config", help="Any mmseg config (e.g. one under heads/seg/) instead of "
@@ -52,6 +53,8 @@ def seg(
 
       dabench finetune seg --dataset synthetic --preset tiny --random-init --arch da2_test
 
+      dabench finetune seg --dataset cityscapes --preset tiny --random-init --arch da2_test --data-root /data --iters 20
+
       torchrun --nproc_per_node 8 -m dabench finetune seg --dataset cityscapes --head mask2former --init depth_anything_vitl14.pth --data-root /data
 
     Evaluate the result: dabench run --suite seg-synthetic --checkpoint runs/seg/<name>/final.safetensors
@@ -59,7 +62,8 @@ def seg(
     from rich.console import Console
     from rich.table import Table
 
-    from dabench.finetune.seg.runner import finetune_seg, parse_cfg_options
+    from dabench.overrides import parse_cfg_options
+    from dabench.finetune.seg.train import finetune_seg
 
     if preset is None:
         preset = "tiny" if dataset == "synthetic" else "paper"
@@ -76,10 +80,12 @@ def seg(
     rows = []
     if summary.get("val"):
         rows.append(("fine-tuned (val split)", summary["val"]))
+    held = summary.get("held_out") or {}
+    split_label = "val split = held-out split" if held.get("same_as_val") else "held-out test split"
     if summary.get("test"):
-        rows.append(("fine-tuned (held-out test split)", summary["test"]))
+        rows.append((f"fine-tuned ({split_label})", summary["test"]))
     if summary.get("test_majority_baseline"):
-        rows.append((f"majority class '{summary['majority_class']}' (held-out test split)",
+        rows.append((f"majority class '{summary['majority_class']}' ({split_label})",
                      summary["test_majority_baseline"]))
     if rows:
         table = Table(title=f"{summary['head']} on {summary['arch']}, {dataset} ({summary['iters']} iterations)")
@@ -89,3 +95,5 @@ def seg(
         for label, m in rows:
             table.add_row(label, *[f"{m[k]:.2f}" for k in ("miou", "macc", "aacc")])
         console.print(table)
+        if held.get("same_as_val") and summary.get("test"):
+            console.print(f"[yellow]note:[/yellow] {held['note']}")

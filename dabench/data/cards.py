@@ -20,6 +20,11 @@ Card schema (every field is checked by ``validate_card``):
   ``sky``: how the set marks sky; ``role: train`` for the paper's labelled training sets.
 - ``source``: one-line citation; ``protocol_source``: where the protocol defaults come from;
   ``notes``: caveats.
+- ``segmentation`` (optional; cards the seg-* suites and ``dabench finetune seg`` read through
+  mmseg): ``config`` (a file under ``heads/seg/_base_/datasets/``), ``num_classes``,
+  ``train_split``; real sets also ``folders: {split: [img_path, seg_map_path]}`` (relative to
+  ``root``, one per split of ``split_file``), ``img_suffix``, ``seg_map_suffix``,
+  ``reduce_zero_label``; synthetic sets ``train_scenes``.
 - Reader-specific extras (``family``, ``size``, ``num_samples``, ``seed``, ``sparse``,
   ``focal``, ``subset``, ...) are passed to the reader.
 """
@@ -103,6 +108,10 @@ def validate_card(card, path: Path | str = "<card>") -> None:
     if not isinstance(card["split_file"], dict) or not all(v is None or isinstance(v, str) for v in card["split_file"].values()):
         raise ConfigError(f"dataset card {path}: split_file must map split -> file (or null to scan the dataset "
                           f"folder), got {card['split_file']!r}")
+    if card.get("segmentation") is not None:
+        _check_segmentation(card, path)
+    if card["task"] == "segmentation" and card.get("segmentation") is None:
+        raise ConfigError(f"dataset card {path}: a segmentation card needs a segmentation block")
     if card["task"] in ("segmentation", "ordinal"):  # depth protocol fields do not apply (may be null)
         _check_common(card, path)
         return
@@ -124,6 +133,48 @@ def validate_card(card, path: Path | str = "<card>") -> None:
 
 #: what a card's ``ground_truth`` may say (training sets, dabench/data/train_sets.py)
 GROUND_TRUTHS = ("metric_depth", "disparity", "up_to_scale_depth")
+
+
+def _safe_relative(value, where: str) -> str:
+    """A relative folder that stays inside the dataset root (no absolute path, no ``..``)."""
+    if not isinstance(value, str) or not value or Path(value).is_absolute() or ".." in Path(value).parts:
+        raise ConfigError(f"{where} must be a folder relative to the dataset root (no '..'), got {value!r}")
+    return value
+
+
+def _check_segmentation(card: dict, path) -> None:
+    seg = card["segmentation"]
+    where = f"dataset card {path}: segmentation"
+    if not isinstance(seg, dict):
+        raise ConfigError(f"{where} must be a mapping, got {seg!r}")
+    for key, kind in (("config", str), ("num_classes", int), ("train_split", str)):
+        if not isinstance(seg.get(key), kind) or isinstance(seg.get(key), bool):
+            raise ConfigError(f"{where}.{key} must be a {kind.__name__}, got {seg.get(key)!r}")
+    if "/" in seg["config"] or not seg["config"].endswith(".py"):
+        raise ConfigError(f"{where}.config must name a file in heads/seg/_base_/datasets/, got {seg['config']!r}")
+    if card["reader"] == "synthetic":
+        return
+    folders = seg.get("folders")
+    if not isinstance(folders, dict) or set(folders) != set(card["split_file"]):
+        raise ConfigError(f"{where}.folders must map each split ({', '.join(card['split_file'])}) to "
+                          f"[img_path, seg_map_path], got {folders!r}")
+    for split, pair in folders.items():
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ConfigError(f"{where}.folders.{split} must be [img_path, seg_map_path], got {pair!r}")
+        for p in pair:
+            _safe_relative(p, f"{where}.folders.{split}")
+    if seg["train_split"] not in folders:
+        raise ConfigError(f"{where}.train_split {seg['train_split']!r} is not one of {', '.join(folders)}")
+    for key in ("img_suffix", "seg_map_suffix"):
+        if not isinstance(seg.get(key), str):
+            raise ConfigError(f"{where}.{key} must be a file-name suffix, got {seg.get(key)!r}")
+    if not isinstance(seg.get("reduce_zero_label"), bool):
+        raise ConfigError(f"{where}.reduce_zero_label must be true or false, got {seg.get('reduce_zero_label')!r}")
+
+
+def segmentation_cards() -> list[str]:
+    """Dataset cards a segmentation suite can evaluate (those with a ``segmentation`` block)."""
+    return [n for n in list_datasets() if load_card(n).get("segmentation") is not None]
 
 
 def _check_common(card: dict, path) -> None:

@@ -1,7 +1,7 @@
 """``MajorityClassSegmentor``: the floor every segmentation result is compared with.
 
 It predicts, for every pixel of every image, the class that covers most labelled pixels of the
-*training* split (see :func:`dabench.finetune.seg.runner.majority_class`). It is an mmseg
+*training* split (see :func:`dabench.finetune.seg.evaluate.majority_class`). It is an mmseg
 segmentor, so it is evaluated on the same held-out images, through the same data pipeline,
 ``DabenchIoUMetric`` and results records as a fine-tuned model.
 """

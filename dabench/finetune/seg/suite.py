@@ -31,73 +31,63 @@ from dabench.errors import ConfigError, DabenchError
 
 MAJORITY_MODEL = "majority_class"
 DEFAULT_SYNTHETIC_SAMPLES = 64
-SYNTHETIC_TRAIN_SCENES = 192  # per family, as heads/seg/_base_/datasets/synthetic.py
-#: suite dataset -> (dataset base file, synthetic family or None, default split)
-SEG_DATASETS: dict[str, tuple[str, str | None, str]] = {
-    "synthetic-outdoor": ("synthetic.py", "outdoor", "test"),
-    "synthetic-indoor": ("synthetic.py", "indoor", "test"),
-    "cityscapes": ("cityscapes.py", None, "val"),
-    "ade20k": ("ade20k.py", None, "validation"),
-}
-_SPLIT_FOLDERS = {  # mmseg data_prefix per split of the real datasets
-    "cityscapes": {"train": ("leftImg8bit/train", "gtFine/train"), "val": ("leftImg8bit/val", "gtFine/val")},
-    "ade20k": {"training": ("images/training", "annotations/training"),
-               "validation": ("images/validation", "annotations/validation")},
-}
 
 
 def _warn(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def seg_card(dataset: str) -> dict:
+    """The card of a dataset a segmentation suite can evaluate (one with a ``segmentation`` block)."""
+    from dabench.data.cards import load_card, segmentation_cards
+
+    valid = segmentation_cards()
+    if dataset not in valid:
+        raise ConfigError(f"no segmentation protocol for dataset {dataset!r}; valid: {', '.join(valid)}")
+    return load_card(dataset)
+
+
 def dataset_protocol(dataset: str, *, split: str | None = None, limit: int | None = None,
                      data_root: str | os.PathLike | None = None, batch_size: int = 1, tta: bool = False,
                      seed: int = 0) -> dict[str, Any]:
     """Everything needed to evaluate on suite dataset ``dataset``: ``test_dataloader`` and
-    ``train_dataset`` (for the majority class) configs, ``test_cfg`` (slide windows), ``classes``."""
-    from dabench.finetune.seg import runner as R
+    ``train_dataset`` (for the majority class) configs, ``test_cfg`` (slide windows), ``classes``.
+    The split folders, file suffixes and class count come from the dataset card's ``segmentation``
+    block; pipelines and slide windows from ``heads/seg/_base_/datasets/<config>``."""
+    from dabench.finetune.seg.config import card_dataset_cfg, heads_dir, load_config
 
-    if dataset not in SEG_DATASETS:
-        raise ConfigError(f"no segmentation protocol for dataset {dataset!r}; valid: {', '.join(SEG_DATASETS)}")
-    base_file, family, default_split = SEG_DATASETS[dataset]
-    base = R.load_config(R.heads_dir() / "_base_" / "datasets" / base_file)
-    split = split or default_split
+    card = seg_card(dataset)
+    seg = card["segmentation"]
+    base = load_config(heads_dir() / "_base_" / "datasets" / seg["config"])
+    split = split or card["default_split"]
     loader = copy.deepcopy(base.test_dataloader.to_dict())
     loader["batch_size"] = int(batch_size)
     loader["num_workers"] = 0
     loader.pop("persistent_workers", None)
     pipeline = copy.deepcopy(base.tta_pipeline if tta else base.test_pipeline)
-    if family is not None:
+    if card["reader"] == "synthetic":
         n = int(limit) if limit else DEFAULT_SYNTHETIC_SAMPLES
-        ds = dict(type="DabenchSyntheticSegDataset", family=family, split=split, num_samples=n,
+        ds = dict(type="DabenchSyntheticSegDataset", family=card["family"], split=split, num_samples=n,
                   size=tuple(base.scene_size), seed=int(seed), pipeline=pipeline)
-        train = dict(type="DabenchSyntheticSegDataset", family=family, split="train", num_samples=SYNTHETIC_TRAIN_SCENES,
-                     size=tuple(base.scene_size), seed=int(seed))
+        from dabench.finetune.seg.evaluate import synthetic_train_split
+
+        train = synthetic_train_split(ds)
         root = None
     else:
-        folders = _SPLIT_FOLDERS[dataset]
-        if split not in folders:
-            raise ConfigError(f"{dataset}: split must be one of {', '.join(folders)} (labelled splits), got {split!r}")
-        sub = R.DATASET_BASES[dataset][1]
         from dabench.provenance import data_root as _data_root
 
         root_base = _data_root(data_root)
-        root = None if root_base is None else Path(root_base) / sub
-        ds = copy.deepcopy(loader["dataset"])
-        img, ann = folders[split]
-        ds.update(data_root=str(root) if root else None, data_prefix=dict(img_path=img, seg_map_path=ann),
-                  pipeline=pipeline)
+        root = None if root_base is None else Path(root_base) / card["root"]
+        ds = card_dataset_cfg(card, split, root, loader["dataset"])
+        ds["pipeline"] = pipeline
         if limit:
             ds["indices"] = int(limit)
-        tr_img, tr_ann = list(folders.values())[0]
-        train = {k: v for k, v in ds.items() if k not in ("pipeline", "indices")}
-        train["data_prefix"] = dict(img_path=tr_img, seg_map_path=tr_ann)
+        train = card_dataset_cfg(card, seg["train_split"], root, loader["dataset"])
         if dataset == "ade20k":
             loader["batch_size"] = 1  # ADE20K images differ in size: mmseg tests them one at a time
     loader["dataset"] = ds
-    n_classes = int(base.get("synthetic_num_classes", 0)) or {"cityscapes": 19, "ade20k": 150}[dataset]
     return {"test_dataloader": loader, "train_dataset": train, "test_cfg": dict(base.slide_test_cfg),
-            "split": split, "root": root, "num_classes": n_classes, "tta": bool(tta)}
+            "split": split, "root": root, "num_classes": int(seg["num_classes"]), "tta": bool(tta)}
 
 
 def _available(proto: dict) -> str | None:
@@ -141,10 +131,10 @@ def _protocol_block(proto: dict) -> dict:
 
 
 def _evaluate_into(rec: dict, model, proto: dict, limit: int | None = None) -> dict:
-    from dabench.finetune.seg import runner as R
+    from dabench.finetune.seg.evaluate import evaluate
     from dabench.finetune.seg.metric import split_metrics
 
-    metrics = R.evaluate(model, copy.deepcopy(proto["test_dataloader"]), tta=proto["tta"])
+    metrics = evaluate(model, copy.deepcopy(proto["test_dataloader"]), tta=proto["tta"])
     summary, per_class = split_metrics(metrics)
     rec["metrics"] = summary
     rec["per_class"] = per_class
@@ -165,7 +155,7 @@ def _selection(proto: dict, n: int, limit: int | None) -> dict:
 def _count(proto: dict) -> int:
     from mmseg.registry import DATASETS
 
-    from dabench.finetune.seg.runner import mmseg_scope
+    from dabench.finetune.seg.config import mmseg_scope
 
     ds = copy.deepcopy(proto["test_dataloader"]["dataset"])
     ds["pipeline"] = []
@@ -205,7 +195,9 @@ def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None =
     local seg checkpoints only).
     """
     from dabench.eval.suites import load_suite, resolve_protocol
-    from dabench.finetune.seg import runner as R
+    from dabench.finetune.seg.checkpoint import build_seg_model, read_seg_checkpoint
+    from dabench.finetune.seg.config import import_mmseg
+    from dabench.finetune.seg.evaluate import majority_class, majority_model
     from dabench.provenance import default_results_dir
     from dabench.results.store import write_record
 
@@ -219,15 +211,15 @@ def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None =
     if checkpoint is None:
         _warn(f"skipping {model_name} in {suite.name}: no segmentation head (not a `dabench finetune seg` checkpoint)")
         return []
-    R.import_mmseg()
+    import_mmseg()
     try:
-        config, state = R.read_seg_checkpoint(checkpoint)
+        config, state = read_seg_checkpoint(checkpoint)
     except DabenchError as e:
         if "segmentation checkpoint" in str(e) or "is a '" in str(e):
             _warn(f"skipping {model_name} in {suite.name}: {e}")
             return []
         raise
-    model = R.build_seg_model(config, state, source=str(checkpoint))
+    model = build_seg_model(config, state, source=str(checkpoint))
     model.eval()
     arch = config["model"]["backbone"]["arch"]
     params = int(sum(p.numel() for p in model.parameters()))
@@ -269,8 +261,8 @@ def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None =
                 write_record(base_rec, results_dir)
                 records.append(base_rec)
                 continue
-            cls = R.majority_class(train, proto["num_classes"], max_images=500)
-            base = R.majority_model(cls, proto["num_classes"], config["model"]["data_preprocessor"])
+            cls = majority_class(train, proto["num_classes"], max_images=500)
+            base = majority_model(cls, proto["num_classes"], config["model"]["data_preprocessor"])
             base.dataset_meta = {"classes": tuple(classes)}
             base_rec["config"]["majority_class"] = classes[cls]
             records.append(_evaluate_into(base_rec, base, proto, limit))

@@ -1,0 +1,183 @@
+"""`dabench finetune seg`: training with mmengine's ``Runner`` (checkpoints every ``interval``
+iterations, ``--resume``, DDP through ``torchrun``), ``final.safetensors``, and the evaluation of the
+model and the majority-class baseline on the held-out split."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from dabench.errors import ConfigError, MissingFileError
+from dabench.overrides import apply_cfg_options
+from dabench.finetune.seg.checkpoint import (_PRELOADED, _unwrap, resume_checkpoint, save_seg_checkpoint,
+                                             use_safe_checkpoint_loader)
+from dabench.finetune.seg.config import (_datasets, check_head_available, check_layout, configure, head_name,
+                                         import_mmseg, load_config, num_classes_of, resolve_config)
+from dabench.finetune.seg.evaluate import _split, evaluate, majority_class, majority_model, train_split_for
+
+# ---------------------------------------------------------------------------------------------
+# distributed (torchrun)
+# ---------------------------------------------------------------------------------------------
+def detect_launcher(launcher: str | None) -> str:
+    """``pytorch`` under torchrun (WORLD_SIZE > 1), else ``none``. On a CPU-only torch the gloo
+    process group is created here, because ``mmengine.dist.init_dist`` would call CUDA; ranks and
+    collectives then go through ``mmengine.dist``."""
+    if launcher in (None, "auto"):
+        launcher = "pytorch" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "none"
+    if launcher == "pytorch":
+        import torch
+        import torch.distributed as dist
+
+        if not torch.cuda.is_available() and not dist.is_initialized():
+            dist.init_process_group(backend="gloo")
+    return launcher
+
+
+def _broadcast_buffers(model) -> None:
+    """Copy rank 0's buffers (BN running statistics) to every rank (no-op when not distributed)."""
+    from mmengine import dist
+
+    if dist.get_world_size() > 1:
+        for buf in model.buffers():
+            dist.broadcast(buf.data, src=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# fine-tuning
+# ---------------------------------------------------------------------------------------------
+def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: str = "tiny",
+                 init: str | None = None, random_init: bool = False, arch: str | None = None,
+                 config: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                 name: str | None = None, data_root: str | None = None, iters: int | None = None,
+                 batch_size: int | None = None, seed: int = 0, resume: bool = False, force: bool = False,
+                 launcher: str | None = None, evaluate_test: bool = True,
+                 cfg_options: dict | None = None) -> dict[str, Any]:
+    """Fine-tune a segmentation head on a Depth Anything encoder; see ``dabench finetune seg --help``.
+
+    Returns a summary dict: paths (``final``, ``registered``, ``work_dir``), the last validation
+    metrics, and — with ``evaluate_test`` — the test-split metrics of the model and of the
+    majority-class baseline.
+    """
+    if init and random_init:
+        raise ConfigError("--init and --random-init are exclusive")
+    if not init and not random_init:
+        raise ConfigError("pass --init CKPT (official Depth Anything .pth or dabench .safetensors), "
+                          "or --random-init to fine-tune a randomly initialised encoder")
+    if init and not Path(init).is_file():
+        raise MissingFileError(f"--init checkpoint {init} does not exist")
+    cfg_path = Path(config) if config else resolve_config(dataset, head, preset)
+    import_mmseg()
+    cfg = load_config(cfg_path)
+    apply_cfg_options(cfg, cfg_options, str(cfg_path))
+    check_head_available(cfg)
+    if init:
+        from dabench.finetune.seg.backbone import infer_arch
+
+        arch = arch or infer_arch(init, preferred=cfg.model.backbone.get("arch"))
+    else:
+        arch = arch or cfg.model.backbone.get("arch")
+        print(f"WARNING: --random-init: the {arch} encoder starts from RANDOM weights; this measures the "
+              "head and the schedule, not the transfer of Depth Anything features.", file=sys.stderr)
+    name = name or f"seg_{head_name(cfg)}_{arch}_{dataset}_{preset if not config else Path(config).stem}"
+    work_dir = Path(out) if out else Path("runs") / "seg" / name
+    launcher = detect_launcher(launcher)
+    configure(cfg, work_dir=work_dir, arch=arch, init=init, dataset=dataset, data_root=data_root,
+              max_iters=iters, batch_size=batch_size, seed=seed, launcher=launcher)
+    check_layout(cfg)
+    use_safe_checkpoint_loader()
+    if resume:
+        last, ckpt = resume_checkpoint(work_dir)  # checked here, so a bad file stops before anything is built
+        cfg.load_from = str(last.resolve())
+        _PRELOADED[cfg.load_from] = ckpt
+        cfg.resume = True
+
+    from mmengine import dist
+    from mmengine.runner import Runner
+
+    from dabench.safety import claim_out_dir
+
+    claim_out_dir(work_dir, command="finetune seg", resume=resume, force=force)
+    runner = Runner.from_cfg(cfg)
+    capture = _LastValMetrics()
+    runner.register_hook(capture, priority="LOWEST")
+    runner.train()
+    val_metrics = _split(capture.metrics) if capture.metrics else {}
+
+    summary: dict[str, Any] = {"config": str(cfg_path), "work_dir": str(work_dir), "arch": arch,
+                               "init": str(init) if init else None, "random_init": bool(random_init),
+                               "head": head_name(cfg), "dataset": dataset, "preset": preset,
+                               "iters": int(cfg.train_cfg.max_iters), "val": val_metrics,
+                               "held_out": held_out_split(cfg)}
+    from dabench.provenance import atomic_write_json, checkpoints_dir
+
+    model = _unwrap(runner.model)
+    model.dataset_meta = dict(runner.train_dataloader.dataset.metainfo)
+    registered = checkpoints_dir() / f"{name}.safetensors"
+    summary.update(final=str(work_dir / "final.safetensors"), registered=str(registered))
+    if dist.is_main_process():
+        final = save_seg_checkpoint(model, work_dir / "final.safetensors", cfg, dataset=dataset, preset=preset,
+                                    extra={"init": summary["init"], "iters": summary["iters"], "seed": seed})
+        registered.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(final, registered)
+        cfg.dump(str(work_dir / "config.py"))
+    if evaluate_test and cfg.get("test_dataloader"):
+        # every rank takes part (mmengine's evaluator gathers the per-rank results), and every rank
+        # must score the saved model: plain BN running stats drift apart between DDP ranks
+        _broadcast_buffers(model)
+        summary["test"] = _split(runner.test())
+        n = num_classes_of(cfg)
+        cls = majority_class(train_split_for(cfg.test_dataloader.dataset, cfg.train_dataloader.dataset), n)
+        base = majority_model(cls, n, cfg.model.data_preprocessor)
+        base.dataset_meta = model.dataset_meta
+        summary["majority_class"] = model.dataset_meta["classes"][cls]
+        summary["test_majority_baseline"] = _split(evaluate(base, cfg.test_dataloader))
+    if dist.is_main_process():
+        atomic_write_json(work_dir / "summary.json", summary)
+    return summary
+
+
+def _split_name(ds_cfg) -> str | None:
+    """The split a dataset config reads: ``split`` (synthetic) or its image folder."""
+    ds = next(_datasets(ds_cfg.to_dict() if hasattr(ds_cfg, "to_dict") else dict(ds_cfg)), {})
+    return ds.get("split") or (ds.get("data_prefix") or {}).get("img_path")
+
+
+def held_out_split(cfg) -> dict[str, Any]:
+    """What the after-training evaluation scores, said plainly: the test loader's split, whether it is
+    the validation split too, and whether validation picks a checkpoint (``save_best``). Cityscapes and
+    ADE20K publish no test labels, so their "held-out" split is the validation split."""
+    test = cfg.get("test_dataloader")
+    val = cfg.get("val_dataloader")
+    if not test:
+        return {"split": None, "same_as_val": False, "selects_checkpoint": False, "note": "no test split"}
+    same = bool(val) and _split_name(test["dataset"]) == _split_name(val["dataset"])
+    best = (cfg.default_hooks.get("checkpoint") or {}).get("save_best")
+    info = {"split": _split_name(test["dataset"]), "same_as_val": same, "selects_checkpoint": bool(best and same)}
+    if same:
+        info["note"] = ("the held-out split is the validation split used during training"
+                        + (f" (save_best={best} keeps its best checkpoint as best_*.pth; final.safetensors is the "
+                           "last iteration)" if best else "") + ": not an unseen test set")
+    else:
+        info["note"] = "the test split is disjoint from the validation split"
+    return info
+
+
+def _last_val_hook_cls():
+    from mmengine.hooks import Hook
+
+    class LastValMetrics(Hook):
+        """Keeps the metrics of the last validation run."""
+
+        def __init__(self):
+            self.metrics: dict = {}
+
+        def after_val_epoch(self, runner, metrics=None):
+            self.metrics = dict(metrics or {})
+
+    return LastValMetrics
+
+
+def _LastValMetrics():  # noqa: N802 - a factory: mmengine is imported lazily
+    return _last_val_hook_cls()()

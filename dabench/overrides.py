@@ -1,0 +1,50 @@
+"""``--cfg-option KEY=VALUE`` overrides for mmengine configs (``dabench finetune seg|metric``).
+
+Values are read as JSON when they parse (``null``, ``true``, ``1e-4``, ``[56, 70]``,
+``{"a": 1}``), else with mmengine's own ``DictAction`` rules (``None``, ``(1, 2)``, ``a,b,c``,
+plain strings); the dotted keys are merged into the config by ``Config.merge_from_dict``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from dabench.errors import ConfigError
+
+
+def parse_value(text: str) -> Any:
+    """One override value: JSON first, then mmengine's ``DictAction`` parsing."""
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    from mmengine.config import DictAction
+
+    try:
+        return DictAction._parse_iterable(text)
+    except AssertionError:  # mmengine asserts balanced brackets
+        raise ConfigError(f"--cfg-option value {text!r} has unbalanced brackets") from None
+
+
+def parse_cfg_options(items: Sequence[str] | None, flag: str = "--cfg-option") -> dict[str, Any]:
+    """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}`` (dotted keys, as ``merge_from_dict`` takes)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. optimizer.lr=1e-4), got {item!r}")
+        out[key.strip()] = parse_value(raw)
+    return out
+
+
+def apply_cfg_options(cfg, options: dict[str, Any] | None, source: str, flag: str = "--cfg-option"):
+    """Merge ``options`` into the mmengine ``Config`` ``cfg`` (in place; returns it); a key path that
+    cannot be applied is a ``ConfigError`` naming ``source``."""
+    if not options:
+        return cfg
+    try:
+        cfg.merge_from_dict(dict(options), allow_list_keys=True)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{flag} could not be applied to {source}: {e}") from None
+    return cfg
