@@ -1,6 +1,7 @@
 """`dabench data check`, `dabench data show`, `dabench ls datasets`."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -124,3 +125,16 @@ def test_check_lists_hostile_files_instead_of_crashing(kitti_tree):
     text = flat(r.output)
     assert "0000000000.png is 100000x100000" in text and "megapixel cap" in text
     assert "0000000001.png" in text and "Traceback" not in r.output
+
+
+def test_split_list_cannot_name_files_outside_the_dataset_folder(kitti_tree):
+    from cli_output import flat
+
+    outside = kitti_tree / "secret.png"
+    cv2.imwrite(str(outside), np.full((6, 8, 3), 1, np.uint8))
+    split = Path(os.environ["DABENCH_REPO"]) / "datasets/splits/k.txt"
+    split.write_text("../../secret.png 2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000000.png "
+                     "721.5377\n")
+    r = _run("data", "check", "kitti", "--data-root", kitti_tree)
+    assert r.exit_code == 2, r.output
+    assert "outside the dataset folder" in flat(r.output) and "secret.png" in flat(r.output)

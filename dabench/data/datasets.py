@@ -7,6 +7,8 @@ every file exists (missing -> ``MissingFileError`` naming the entry, or skipped 
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,13 @@ def read_image(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1])
 
 
+def _leaves(path: Path, root: Path) -> bool:
+    """``path`` lies outside ``root`` lexically (``..``, absolute elsewhere). Symlinks are not resolved:
+    a dataset folder may link to another disk."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel)
+
+
 class FileDepthDataset(torch.utils.data.Dataset):
     """Base class of the readers of real benchmarks. Subclasses implement ``entries(card, split,
     root)`` and ``read_depth(entry) -> (depth, valid)``."""
@@ -145,6 +154,11 @@ class FileDepthDataset(torch.utils.data.Dataset):
             entries = entries[: int(limit)]
         kept, self.missing = [], []
         for e in entries:
+            outside = [p for p in e.files() if _leaves(p, self.root)]
+            if outside:  # a split list naming ../../x: never read files outside the dataset folder
+                raise DataError(f"dataset {card['name']!r} split {split!r}: entry {e.name!r} names {outside[0]}, "
+                                f"outside the dataset folder {self.root} (split lists hold paths relative to it, "
+                                "without '..')")
             missing = [p for p in e.files() if not p.is_file()]
             if missing:
                 if not skip_missing:

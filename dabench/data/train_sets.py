@@ -156,6 +156,10 @@ def read_megadepth_depth(path) -> tuple[np.ndarray, np.ndarray]:
         with h5py.File(p, "r") as f:
             if "depth" not in f:
                 raise DataError(f"MegaDepth depth {p} lacks the HDF5 dataset 'depth'")
+            if len(f["depth"].shape) == 2:  # the header's size, before anything is read
+                from dabench.data.formats import check_pixels
+
+                check_pixels(*f["depth"].shape, f"MegaDepth depth {p}")
             d = np.asarray(f["depth"], dtype=np.float32)
     except OSError as e:
         raise DataError(f"MegaDepth depth {p} is not a readable HDF5 file: {e}") from None
