@@ -49,11 +49,14 @@ def test_ddp_two_ranks_match_one_process_with_double_batch(tmp_path):
     lb = [json.loads(x) for x in (tmp_path / "single" / "log.jsonl").read_text().splitlines()]
     assert la[0]["step"] == lb[0]["step"] == 1
     assert abs(la[0]["loss"] - lb[0]["loss"]) < 1e-5
-    # later steps stay on the same trajectory (weights agree only up to float reduction order,
-    # which Adam amplifies on near-zero gradients, so losses are compared, not weights)
+    # the next steps stay on the same trajectory. Weights agree only up to float reduction order, which
+    # Adam amplifies on near-zero gradients: by step 4 of a random-init network the two runs can be
+    # several percent apart on some CPUs (seen: 1.401 vs 1.326 on the 2026-11-30 dev machine) with the
+    # same images, so the trajectory is compared over the first three steps, where a wrong split or a
+    # missing all-reduce shows at once.
     assert len(la) == len(lb) == 5
-    for x, y in zip(la, lb):
-        assert abs(x["loss"] - y["loss"]) < 0.05 * y["loss"], (la, lb)
+    for x, y in zip(la[:3], lb[:3]):
+        assert abs(x["loss"] - y["loss"]) < 0.01 * y["loss"], (la, lb)
     assert la[-1]["loss"] != la[0]["loss"]  # it trained
     # a different data split (rank 1 alone would see other images) would not match step 1
     a = load_file(str(tmp_path / "ddp" / "final.safetensors"))
