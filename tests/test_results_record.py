@@ -117,3 +117,23 @@ def test_missing_dataset_under_a_data_root_is_an_error_unless_allow_fallback(tmp
                               "--limit", "1", "--data-root", str(root), "--results", str(tmp_path / "r2")],
                         env={"COLUMNS": "500"})
     assert res.exit_code == 2 and "allow-fallback" in res.output.replace("\n", "").replace("│", "")
+
+
+def test_log_samples_writes_float16_npz_per_sample(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "r"
+    (rec,) = run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=2,
+                       results_dir=out, show_progress=False, use_cache=False, bootstrap=0, log_samples=True)
+    folder = out / "runs" / rec["run_id"] / "samples" / "horizon_prior" / "synthetic-indoor"
+    files = sorted(folder.glob("*.npz"))
+    assert len(files) == 2
+    with np.load(files[0]) as z:
+        assert z["pred"].dtype == np.float16 and z["gt"].dtype == np.float16 and z["valid"].dtype == bool
+        assert z["pred"].shape == z["gt"].shape == z["valid"].shape == z["aligned"].shape
+        assert str(z["status"]) == "ok" and str(z["output_space"]) == "disparity"
+        assert str(z["score_space"]) == "disparity"
+    # without the flag nothing is logged
+    (rec2,) = run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=2,
+                        results_dir=out, show_progress=False, use_cache=False, bootstrap=0)
+    assert not (out / "runs" / rec2["run_id"] / "samples").exists()

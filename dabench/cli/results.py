@@ -177,6 +177,8 @@ def table_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write to this file instead of stdout"),
     include_partial: bool = typer.Option(False, "--include-partial", help="also show partial (--limit) records "
                                          "of models without a complete one: marked, never ranked"),
+    ci: bool = typer.Option(False, "--ci", help="print each value's 95% bootstrap interval [low, high] "
+                            "(CSV: extra ci_low / ci_high columns)"),
 ):
     """Comparison table: rows = models (own runs and, with --with-published, the paper's rows),
     columns = dataset × metric with ↑/↓, best value bold and second underlined, a parameter
@@ -184,6 +186,8 @@ def table_cmd(
     each model and dataset; partial runs only with --include-partial.
 
     Example: dabench table --suite zero-shot --format latex --with-published
+
+    Example: dabench table --suite synthetic --ci --include-partial
     """
     from dabench.provenance import atomic_write_text
     from dabench.results.tables import render, table_for_suite
@@ -194,7 +198,8 @@ def table_cmd(
     if not with_published:
         path = _results_path(path)
     table = table_for_suite(path, suite=suite, models=_split(models), with_published=with_published,
-                            metrics=_split(metrics), datasets=_split(datasets), include_partial=include_partial)
+                            metrics=_split(metrics), datasets=_split(datasets), include_partial=include_partial,
+                            show_ci=ci)
     text = render(table, fmt)
     if out:
         atomic_write_text(out, text)

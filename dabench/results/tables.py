@@ -71,6 +71,7 @@ class ComparisonTable:
     rows: list[TableRow]
     footnotes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    show_ci: bool = False  # print each own value's 95 % bootstrap CI ([low, high]) next to it
 
     @property
     def own_rows(self) -> list[TableRow]:
@@ -332,9 +333,23 @@ def _cells(table: ComparisonTable, style: str) -> list[list[str]]:
             m = marks.get((i, j))
             if style == "latex":
                 s = latex_escape(s)  # a percent format prints "%"
-            line.append(wrap[m].format(s) if m else s)
+            s = wrap[m].format(s) if m else s
+            ci = row.ci.get((col.dataset, col.metric)) if table.show_ci else None
+            if ci is not None:
+                s += _ci_text(ci, col.fmt, style)
+            line.append(s)
         out.append(line)
     return out
+
+
+def _ci_text(ci: tuple[float, float], fmt: str, style: str) -> str:
+    """`` [low, high]`` of a value's 95 % bootstrap CI, in the column's format and the output's markup."""
+    lo, hi = format_value(ci[0], fmt), format_value(ci[1], fmt)
+    if style == "latex":
+        return r"\,{\scriptsize[" + latex_escape(lo) + ", " + latex_escape(hi) + "]}"
+    if style == "html":
+        return f" <small>[{lo}, {hi}]</small>"
+    return f" [{lo}, {hi}]"
 
 
 def _md_escape(s: str) -> str:
@@ -425,9 +440,16 @@ def to_frame(table: ComparisonTable):
              "source": "; ".join(table.footnotes[f - 1] for f in row.footnotes) or "dabench"}
         for c in table.columns:
             d[f"{c.dataset}/{c.metric}"] = table.cell(row, c)
+            if table.show_ci:
+                lo, hi = row.ci.get((c.dataset, c.metric), (None, None))
+                d[f"{c.dataset}/{c.metric}/ci_low"], d[f"{c.dataset}/{c.metric}/ci_high"] = lo, hi
         data.append(d)
-    return pd.DataFrame(data, columns=["model", "kind", "params", "source"]
-                        + [f"{c.dataset}/{c.metric}" for c in table.columns])
+    cols = []
+    for c in table.columns:
+        cols.append(f"{c.dataset}/{c.metric}")
+        if table.show_ci:
+            cols += [f"{c.dataset}/{c.metric}/ci_low", f"{c.dataset}/{c.metric}/ci_high"]
+    return pd.DataFrame(data, columns=["model", "kind", "params", "source"] + cols)
 
 
 def to_csv(table: ComparisonTable) -> str:
@@ -504,7 +526,8 @@ def published_for_suite(suite: str | None, task: str | None, datasets: Iterable[
 
 def table_for_suite(results, *, suite: str | None = None, models: list[str] | None = None,
                     with_published: bool = False, metrics: list[str] | None = None,
-                    datasets: list[str] | None = None, include_partial: bool = False) -> ComparisonTable:
+                    datasets: list[str] | None = None, include_partial: bool = False,
+                    show_ci: bool = False) -> ComparisonTable:
     """Load records from ``results`` (a directory/file, or None for none) and build the table of one
     suite from the "latest complete" view (``include_partial``: also the newest partial record of a
     model/dataset that has no complete one, marked and unranked)."""
@@ -539,6 +562,7 @@ def table_for_suite(results, *, suite: str | None = None, models: list[str] | No
     published = []
     if with_published:
         published = published_for_suite(suite, task, order + [str(r.get("dataset")) for r in records])
+    _check_filters(suite_records, spec, published, models=models, metrics=metrics, datasets=datasets)
     if metrics == ["all"]:
         metrics = list(spec.metrics) if spec is not None else None
         if metrics is None:
@@ -552,12 +576,47 @@ def table_for_suite(results, *, suite: str | None = None, models: list[str] | No
     title = f"Suite {suite}" + (" vs " + ", ".join(t.table for t in published) if published else "")
     table = build_table(records, published=published, datasets=datasets, metrics=metrics, models=models,
                         title=title, dataset_order=order)
+    table.show_ci = show_ci
+    if show_ci and not any(r.ci for r in table.own_rows):
+        table.notes.append("No confidence intervals in these records (written before dabench.result/2, or run "
+                           "with --bootstrap 0).")
+    elif show_ci:
+        table.notes.append("[low, high]: 95 % percentile-bootstrap interval over images (per-image metrics).")
     if with_published and not published:
         table.notes.append(f"No published numbers match suite {suite!r}.")
     if not table.own_rows:
         table.notes.insert(0, f"No own results found for suite {suite!r}"
                               + (f" in {results}" if results is not None else "") + "; published numbers only.")
     return table
+
+
+def _check_filters(records: list[dict], spec, published: list[PublishedTable], *, models, metrics,
+                   datasets) -> None:
+    """A filter naming nothing is a typo: ``ConfigError`` (exit 2) listing the valid names."""
+    from dabench.metrics.registry import METRICS
+
+    if models:
+        names = sorted({str(r.get("model")) for r in records})
+        bad = [p for p in models if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+        if bad:
+            raise ConfigError(f"--models {', '.join(map(repr, bad))} matches no model of this suite; "
+                              f"models with records: {', '.join(names) or 'none'}")
+    if metrics and metrics != ["all"]:
+        valid = list(dict.fromkeys([*(spec.metrics if spec is not None else []),
+                                    *(m for r in records for m in (r.get("metrics") or {})),
+                                    *(m for t in published for m in t.metrics)]))
+        bad = [m for m in metrics if m not in valid and m not in METRICS]
+        if bad:
+            raise ConfigError(f"unknown metric(s) {', '.join(map(repr, bad))}; valid: {', '.join(valid)} "
+                              "(or 'all')")
+    if datasets:
+        valid = list(dict.fromkeys([*(spec.dataset_names if spec is not None else []),
+                                    *(str(r.get("dataset")) for r in records),
+                                    *(d for t in published for d in t.datasets)]))
+        bad = [d for d in datasets if d not in valid and not any(t.canonical_dataset(d) for t in published)]
+        if bad:
+            raise ConfigError(f"unknown dataset(s) {', '.join(map(repr, bad))} for this suite; valid: "
+                              f"{', '.join(valid)}")
 
 
 def print_suite_table(records: list[dict], suite, console=None) -> None:
