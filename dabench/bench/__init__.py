@@ -11,6 +11,9 @@ whether it is met:
   render rate is reported as ``ratio_cold``) / images trained per second (>= 4)
 - ``memory``: peak RSS of an evaluation over 10N samples / over N samples (<= 1.10)
 - ``gpu_vitl_bf16``: ViT-L 518² bf16 throughput as a fraction of the GPU's bf16 peak (CUDA only)
+- ``train_data``: CPU cores one GPU needs for the paper-preset data pipeline: the ViT-L student's
+  images/s at 40 % of H100 bf16 peak / the images/s one DataLoader worker delivers (<= 8;
+  ``dabench/bench/train_data.py``)
 
     from dabench.bench import run_bench
     result = run_bench(quick=True)
@@ -22,7 +25,7 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-SECTIONS = ("metric_engine", "inference", "student_step", "synthetic_data", "memory", "gpu_vitl_bf16")
+SECTIONS = ("metric_engine", "inference", "student_step", "synthetic_data", "memory", "gpu_vitl_bf16", "train_data")
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,11 @@ def run_bench(quick: bool = False, sections=None, threads: int | None = None, de
 
         done("gpu_vitl_bf16", gpu.run(compile=gpu_compile) if not quick or not torch.cuda.is_available()
              else gpu.run(batch_size=2, iters=2, compile=gpu_compile))
+    if "train_data" in sections:
+        from dabench.bench import train_data
+
+        done("train_data", train_data.run() if not quick else
+             train_data.run(images=4, size=(64, 84), crop=56, steps=3))
     result.update(provenance(None, {"quick": quick, "sections": sections, "threads": threads, "device": device,
                                     "sizes": asdict(sizes)}))
     return result
@@ -168,6 +176,8 @@ ROWS = {
     "synthetic_data": ("data gen/train rate", "≥ 4×", ("generated_images_per_second", "delivered (cache)"),
                        ("trained_images_per_second", "trained"), "img/s"),
     "memory": ("peak RSS 10N/N", "≤ 1.10×", ("peak_rss_10n_mib", "10N"), ("peak_rss_n_mib", "N"), "MiB"),
+    "train_data": ("train data: cores per GPU", "≤ 8", ("gpu_demand_images_per_second", "ViT-L GPU demand"),
+                   ("images_per_second_per_core", "per core"), "img/s"),
 }
 
 
@@ -186,6 +196,9 @@ def _check(name: str, e: dict) -> str:
                 f"{pb['ratio']:.2f}×")
     if name == "memory":
         return f"N={e['n']}, 10N={e['n'] * e['factor']}"
+    if name == "train_data":
+        return (f"1→2 workers: {e['worker_scaling_1_to_2']:.2f}×; {e['gpu']['flops_per_image'] / 1e12:.2f} TFLOP/img "
+                f"at {100 * e['gpu']['utilisation']:.0f}% of {e['gpu']['bf16_dense_peak_tflops']} TFLOP/s")
     return ""
 
 

@@ -92,6 +92,12 @@ class StepBatches(torch.utils.data.Dataset):
 def _worker_init(_worker_id: int) -> None:
     # one thread per worker: N workers x M threads on N cores only thrash
     torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - OpenCV is a dependency, but the loader does not need it
+        pass
 
 
 def build_step_loader(batch_fn: Callable[[int, torch.Generator], Any], *, start: int, stop: int, seed: int,

@@ -71,6 +71,35 @@ def _perturb_config(cfg: Mapping) -> PerturbConfig:
     return PerturbConfig(**p)
 
 
+def student_batch(labelled: Sources, unl: UnlabelledSet | None, lab_sampler: EpochSampler,
+                  unl_sampler: EpochSampler | None, step: int, *, crop: int, seed: int, flip: bool,
+                  flip_unlabelled: bool, strong: bool, pcfg: PerturbConfig) -> dict:
+    """The student's batch at ``step``: the labelled batch plus (when ``unl``) the unlabelled images
+    with their pseudo-labels, each cropped, perturbed and CutMix-boxed with its own generator
+    (``sample_generator(seed, UNLABELLED_STREAM, position)``); CutMix pairs image i with i − 1."""
+    batch = labelled_batch(labelled, lab_sampler.indices(step), crop, flip, seed=seed,
+                           positions=lab_sampler.positions(step))
+    if unl is None:
+        return batch
+    images, pseudo, boxes = [], [], []
+    for i, pos in zip(unl_sampler.indices(step), unl_sampler.positions(step)):
+        g = sample_generator(seed, UNLABELLED_STREAM, pos)
+        c = random_crop_flip(unl[i], crop, g, flip_unlabelled)
+        img = c["image"]
+        if strong:
+            img = strong_perturb(img[None], g, pcfg)[0]
+            boxes.append(cutmix_box(crop, crop, g, pcfg.cutmix_p, pcfg.cutmix_area, pcfg.cutmix_ratio))
+        images.append(img)
+        pseudo.append(c["pseudo"])
+    images_t = torch.stack(images)
+    if strong:
+        box_t = torch.stack(boxes)
+        images_t, partner = apply_cutmix(images_t, box_t)
+        batch["u_box"], batch["u_partner"] = box_t, partner
+    batch["u_image"], batch["u_pseudo"] = images_t, torch.stack(pseudo)
+    return batch
+
+
 def check_switches(cfg: Mapping) -> None:
     s = cfg["student"]
     if not s["use_unlabelled"]:
@@ -126,27 +155,8 @@ def train_student(cfg: Mapping, out_dir: str | Path, pseudo_dir: str | Path | No
     seed = cfg["seed"]
 
     def batch_fn(step, gen):
-        batch = labelled_batch(labelled, lab_sampler.indices(step), crop, flip, seed=seed,
-                               positions=lab_sampler.positions(step))
-        if use_u:
-            images, pseudo, boxes = [], [], []
-            # each unlabelled sample's crop, perturbation and CutMix box come from its own generator
-            for i, pos in zip(unl_sampler.indices(step), unl_sampler.positions(step)):
-                g = sample_generator(seed, UNLABELLED_STREAM, pos)
-                c = random_crop_flip(unl[i], crop, g, flip_u)
-                img = c["image"]
-                if strong:
-                    img = strong_perturb(img[None], g, pcfg)[0]
-                    boxes.append(cutmix_box(crop, crop, g, pcfg.cutmix_p, pcfg.cutmix_area, pcfg.cutmix_ratio))
-                images.append(img)
-                pseudo.append(c["pseudo"])
-            images_t = torch.stack(images)
-            if strong:
-                box_t = torch.stack(boxes)
-                images_t, partner = apply_cutmix(images_t, box_t)
-                batch["u_box"], batch["u_partner"] = box_t, partner
-            batch["u_image"], batch["u_pseudo"] = images_t, torch.stack(pseudo)
-        return batch
+        return student_batch(labelled, unl, lab_sampler, unl_sampler, step, crop=crop, seed=seed, flip=flip,
+                             flip_unlabelled=flip_u, strong=strong, pcfg=pcfg)
 
     def step_fn(m, batch, ctx):
         nl = batch["image"].shape[0]
