@@ -1,0 +1,168 @@
+"""`dabench report`: the HTML is parsed (every referenced file exists, every table row matches a
+record), the gallery is worst-first with error maps whose mean is the recorded AbsRel, predictions
+come from --log-samples files or --predict only, and the page renders in headless Chromium."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dabench.cli import app
+from dabench.eval.runner import run_suite, score_sample
+from dabench.results.report import error_map, generate_report, read_samples_csv, worst_first
+from dabench.results.store import load_records
+
+
+class _Page(HTMLParser):
+    """Collects image sources, links, and the metric cells of the suite tables."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.cells, self.gallery_rows = [], [], [], []
+        self._row_model = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+        elif tag == "a" and not a.get("href", "#").startswith("#"):
+            self.links.append(a["href"])
+        elif tag == "tr" and "data-model" in a:
+            self._row_model = a["data-model"]
+        elif tag == "tr" and "data-sample" in a:
+            self.gallery_rows.append((a["data-sample"], float(a["data-abs-rel"])))
+        elif tag == "td" and "data-metric" in a and self._row_model is not None:
+            self.cells.append((self._row_model, a["data-dataset"], a["data-metric"], float(a["data-value"])))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report") / "results"
+    for model in ("horizon_prior", "constant"):
+        run_suite("synthetic", models=[model], datasets="synthetic-indoor", limit=3, results_dir=root,
+                  show_progress=False, use_cache=False)
+    return root
+
+
+def _parse(index: Path) -> _Page:
+    page = _Page()
+    page.feed(index.read_text())
+    return page
+
+
+def test_every_reference_exists_and_every_row_matches_a_record(results, tmp_path):
+    out = tmp_path / "site"
+    res = generate_report(out, results, samples=2, predict=True)
+    page = _parse(res.index)
+    assert page.images and all((out / src).is_file() for src in page.images)
+    assert page.links and all((out / href).is_file() for href in page.links)
+    records = {(r["model"], r["dataset"]): r for r in load_records(results) if r["status"] == "ok"}
+    assert {(m, d) for m, d, _, _ in page.cells} == set(records)  # one row per model, nothing invented
+    for model, dataset, metric, value in page.cells:
+        assert math.isclose(value, records[(model, dataset)]["metrics"][metric], rel_tol=1e-12)
+    # the copied raw records are the records
+    for href in page.links:
+        if href.endswith(".json"):
+            rec = json.loads((out / href).read_text())
+            assert (rec["model"], rec["dataset"]) in records
+    # image | ground truth | prediction | error map for each of the 2 worst samples of both models
+    assert len(page.images) == 2 * 2 * 4 and "Predictions re-made by horizon_prior" in res.index.read_text()
+
+
+def test_gallery_is_worst_first_and_error_map_mean_is_the_recorded_abs_rel(results, tmp_path):
+    from dabench.data import build_dataset
+    from dabench.eval.suites import Protocol
+    from dabench.models import create_model
+    from dabench.models.inference import predict_batch
+
+    res = generate_report(tmp_path / "site", results, samples=3)
+    rows = _parse(res.index).gallery_rows
+    per_model = [rows[:3], rows[3:]]
+    for part in per_model:
+        values = [v for _, v in part]
+        assert values == sorted(values, reverse=True)  # AbsRel: worst (largest) first
+    rec = next(r for r in load_records(results) if r["model"] == "horizon_prior")
+    csv_rows = read_samples_csv(rec)
+    assert [r["name"] for r in worst_first(csv_rows)] == [n for n, _ in per_model[1]]
+    # the error map of each sample averages to the AbsRel the runner recorded for it
+    ds = build_dataset("synthetic-indoor", split=rec["split"])
+    proto = Protocol(**{k: v for k, v in rec["protocol"].items() if k in Protocol.__dataclass_fields__})
+    model = create_model("horizon_prior")
+    for row in csv_rows:
+        sample = ds[int(row["index"])]
+        pred = predict_batch(model, [sample["image"]], input_size=proto.input_size)[0]
+        status, _, info = score_sample(pred, sample, proto, "disparity", keep_maps=True)
+        err = error_map(*info["score_maps"])
+        assert status == "ok" and math.isclose(np.nanmean(err), row["abs_rel"], rel_tol=1e-9)
+
+
+def test_without_logged_predictions_it_says_so_and_runs_nothing(results, tmp_path):
+    res = generate_report(tmp_path / "site", results, samples=1)
+    text = res.index.read_text()
+    assert "Predictions were not logged" in text and "--log-samples" in text and "not logged" in text
+    assert len(res.images) == 2 * 2  # image and ground truth only
+
+
+def test_logged_sample_npz_is_used_and_ci_is_shown(results, tmp_path):
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    rec_path = copy / "synthetic" / "constant" / "synthetic-indoor.json"
+    rec = json.loads(rec_path.read_text())
+    rec["run_id"] = "run1"
+    rec["ci"] = {"abs_rel": [0.1234, 0.2345]}
+    rec_path.write_text(json.dumps(rec))
+    worst = worst_first(read_samples_csv({"_path": str(rec_path)}))[0]
+    folder = copy / "runs" / "run1" / "samples" / "constant" / "synthetic-indoor"
+    folder.mkdir(parents=True)
+    name = worst["name"].replace("/", "_")
+    np.savez(folder / f"{name}.npz", pred=np.full((98, 126), 0.5, np.float16), output_space=np.array("disparity"))
+    res = generate_report(tmp_path / "site", copy, samples=1)
+    text = res.index.read_text()
+    assert '<span class="ci">[0.123, 0.234]</span>' in text
+    assert any(p.name.endswith("_pred.png") and "/constant/" in p.as_posix() for p in res.images)
+    assert not any(p.name.endswith("_pred.png") and "/horizon_prior/" in p.as_posix() for p in res.images)
+
+
+def test_cli_errors(results, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["report", "--out", str(results / "site"), "--results", str(results)])
+    assert r.exit_code == 2 and "inside the results directory" in " ".join(r.output.split())
+    r = runner.invoke(app, ["report", "--out", str(tmp_path / "s"), "--results", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split())
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["report", "--out", str(tmp_path / "s"), "--results", str(tmp_path / "empty")])
+    assert r.exit_code == 2 and "no result records" in " ".join(r.output.split())
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless browser test needs Debian's `chromium` "
+                    "(apt-get install -y chromium; .ci/run installs it when run as root)")
+def test_renders_in_headless_chromium_without_console_errors(results, tmp_path):
+    import cv2
+
+    res = generate_report(tmp_path / "site", results, samples=2, predict=True)
+    url = res.index.resolve().as_uri()
+    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    shot = tmp_path / "shot.png"
+    run = subprocess.run(base + ["--window-size=1200,900", f"--screenshot={shot}", url], capture_output=True,
+                         text=True, timeout=120)
+    assert shot.is_file(), run.stderr[-2000:]
+    img = cv2.imread(str(shot))
+    assert img.shape[:2] == (900, 1200) and img.std() > 10  # not a blank page
+    dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True, timeout=120)
+    # console output (errors, failed resource loads) is logged as INFO:CONSOLE lines; the page logs nothing
+    console = [line for line in (run.stderr + dom.stderr).splitlines() if ":CONSOLE" in line]
+    assert not console, console
+    assert 'data-report-ready="1"' in dom.stdout  # the sorting script ran to its end
