@@ -45,9 +45,9 @@ class _Page(HTMLParser):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("report") / "results"
-    for model in ("horizon_prior", "constant"):
+    for model, log in (("horizon_prior", True), ("constant", False)):  # one run keeps its predictions
         run_suite("synthetic", models=[model], datasets="synthetic-indoor", limit=3, results_dir=root,
-                  show_progress=False, use_cache=False)
+                  show_progress=False, use_cache=False, log_samples=log, bootstrap=200)
     return root
 
 
@@ -73,7 +73,13 @@ def test_every_reference_exists_and_every_row_matches_a_record(results, tmp_path
             rec = json.loads((out / href).read_text())
             assert (rec["model"], rec["dataset"]) in records
     # image | ground truth | prediction | error map for each of the 2 worst samples of both models
-    assert len(page.images) == 2 * 2 * 4 and "Predictions re-made by horizon_prior" in res.index.read_text()
+    text = res.index.read_text()
+    assert len(page.images) == 2 * 2 * 4 and "Predictions re-made by constant" in text
+    assert "Predictions re-made by horizon_prior" not in text  # its --log-samples files were used
+    # the records' bootstrap intervals are printed under their values
+    rec = next(r for r in load_records(results) if r["model"] == "horizon_prior")
+    lo, hi = rec["ci"]["abs_rel"]
+    assert f'<span class="ci">[{lo:.3f}, {hi:.3f}]</span>' in text
 
 
 def test_gallery_is_worst_first_and_error_map_mean_is_the_recorded_abs_rel(results, tmp_path):
@@ -103,17 +109,26 @@ def test_gallery_is_worst_first_and_error_map_mean_is_the_recorded_abs_rel(resul
         assert status == "ok" and math.isclose(np.nanmean(err), row["abs_rel"], rel_tol=1e-9)
 
 
-def test_without_logged_predictions_it_says_so_and_runs_nothing(results, tmp_path):
+def test_logged_predictions_are_used_and_nothing_is_run_again(results, tmp_path):
     res = generate_report(tmp_path / "site", results, samples=1)
     text = res.index.read_text()
-    assert "Predictions were not logged" in text and "--log-samples" in text and "not logged" in text
-    assert len(res.images) == 2 * 2  # image and ground truth only
+    # horizon_prior ran with --log-samples: all four pictures; constant did not: image and ground truth only
+    assert sorted(p.name.rsplit("_", 1)[1] for p in res.images if "/horizon_prior/" in p.as_posix()) == \
+        ["err.png", "gt.png", "image.png", "pred.png"]
+    assert sorted(p.name.rsplit("_", 1)[1] for p in res.images if "/constant/" in p.as_posix()) == \
+        ["gt.png", "image.png"]
+    assert text.count("Predictions were not logged") == 1 and "--log-samples" in text and "not logged" in text
+    assert "re-made" not in text
 
 
-def test_logged_sample_npz_is_used_and_ci_is_shown(results, tmp_path):
+def test_a_logged_npz_is_what_the_gallery_draws_and_a_ci_is_shown(results, tmp_path):
+    import cv2
+
+    from dabench.viz import colorize_depth
+
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
-    rec_path = copy / "synthetic" / "constant" / "synthetic-indoor.json"
+    rec_path = Path(next(r["_path"] for r in load_records(copy) if r["model"] == "constant"))
     rec = json.loads(rec_path.read_text())
     rec["run_id"] = "run1"
     rec["ci"] = {"abs_rel": [0.1234, 0.2345]}
@@ -121,13 +136,12 @@ def test_logged_sample_npz_is_used_and_ci_is_shown(results, tmp_path):
     worst = worst_first(read_samples_csv({"_path": str(rec_path)}))[0]
     folder = copy / "runs" / "run1" / "samples" / "constant" / "synthetic-indoor"
     folder.mkdir(parents=True)
-    name = worst["name"].replace("/", "_")
-    np.savez(folder / f"{name}.npz", pred=np.full((98, 126), 0.5, np.float16), output_space=np.array("disparity"))
+    pred = np.tile(np.linspace(0.1, 1.0, 126, dtype=np.float16), (98, 1))  # a left-to-right ramp
+    np.savez(folder / f"{worst['name'].replace('/', '_')}.npz", pred=pred, output_space=np.array("disparity"))
     res = generate_report(tmp_path / "site", copy, samples=1)
-    text = res.index.read_text()
-    assert '<span class="ci">[0.123, 0.234]</span>' in text
-    assert any(p.name.endswith("_pred.png") and "/constant/" in p.as_posix() for p in res.images)
-    assert not any(p.name.endswith("_pred.png") and "/horizon_prior/" in p.as_posix() for p in res.images)
+    assert '<span class="ci">[0.123, 0.234]</span>' in res.index.read_text()
+    (png,) = [p for p in res.images if p.name.endswith("_pred.png") and "/constant/" in p.as_posix()]
+    np.testing.assert_array_equal(cv2.imread(str(png))[..., ::-1], colorize_depth(pred.astype(np.float32)))
 
 
 def test_cli_errors(results, tmp_path):

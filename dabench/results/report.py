@@ -70,10 +70,12 @@ def _png(rgb: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
 def read_samples_csv(record: dict) -> list[dict]:
     """The per-sample rows written beside a record file (``<dataset>.samples.csv``), numbers parsed;
     [] when the record has no CSV."""
+    from dabench.results.store import samples_csv_path
+
     path = record.get("_path")
     if not path:
         return []
-    csv_path = Path(path).with_name(Path(path).stem + ".samples.csv")
+    csv_path = samples_csv_path(path)
     if not csv_path.is_file():
         return []
     rows = []
@@ -195,14 +197,16 @@ def generate_report(out_dir: str | os.PathLike, results: str | os.PathLike, *, s
     ``samples``: gallery rows per (model, dataset), worst AbsRel first; ``predict``: run the models
     again for samples whose prediction was not logged with ``--log-samples``."""
     from dabench.errors import DataError
-    from dabench.results.store import load_records
+    from dabench.results.store import latest_records, load_records
 
     results = Path(results)
     out_dir = Path(out_dir)
     if out_dir.resolve() == results.resolve() or results.resolve() in out_dir.resolve().parents:
         raise DataError(f"--out {out_dir} is inside the results directory {results}; choose another folder "
                         "(the report never writes into its input)")
-    records = load_records(results)
+    # the latest complete record per (suite, model, dataset); a key with only --limit runs shows its
+    # newest partial record, marked as such
+    records = latest_records(load_records(results), include_partial=True)
     if not records:
         raise DataError(f"no result records in {results}; run `dabench run --suite zero-shot` first")
     res = ReportOutput(out_dir=out_dir, index=out_dir / "index.html", records=len(records))
@@ -228,6 +232,8 @@ def generate_report(out_dir: str | os.PathLike, results: str | os.PathLike, *, s
 
 def _copy_records(records: list[dict], results: Path, out_dir: Path) -> dict[int, dict[str, str]]:
     """Copy each record file (and its per-sample CSV) to ``out_dir/records/``; links relative to the page."""
+    from dabench.results.store import samples_csv_path
+
     links: dict[int, dict[str, str]] = {}
     for r in records:
         src = Path(r["_path"])
@@ -239,7 +245,7 @@ def _copy_records(records: list[dict], results: Path, out_dir: Path) -> dict[int
         dst.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(dst, src.read_bytes())
         entry = {"json": f"records/{rel.as_posix()}"}
-        csv_src = src.with_name(src.stem + ".samples.csv")
+        csv_src = samples_csv_path(src)
         if csv_src.is_file():
             atomic_write_bytes(dst.with_name(csv_src.name), csv_src.read_bytes())
             entry["csv"] = f"records/{rel.with_name(csv_src.name).as_posix()}"
