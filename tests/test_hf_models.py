@@ -98,3 +98,22 @@ def test_one_run_one_table_dabench_dpt_and_zoedepth(snapshots, tmp_path, monkeyp
     assert res.output.count("suite zero-shot") == 1  # one table...
     rows = [line for line in res.output.splitlines() if line.startswith("│")]
     assert [sum(label in line for line in rows) for label in labels] == [1, 1, 1]  # ...with one row per model
+
+
+def test_predict_cli_with_an_hf_model(snapshots, image, tmp_path, monkeypatch):
+    import cv2
+    from typer.testing import CliRunner
+
+    from dabench.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    small = np.ascontiguousarray(image[:60, :80])
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "a.png"), "--model", f"hf:{snapshots['glpn']}",
+                                   "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    expected = predict_batch(build_model(resolve_models([f"hf:{snapshots['glpn']}"])[0]), [small])[0]
+    np.testing.assert_allclose(np.load(tmp_path / "o" / "a.npy"), expected, rtol=1e-6)
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "a.png"), "--model", f"hf:{snapshots['glpn']}",
+                                   "--checkpoint", str(tmp_path / "a.png"), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 2 and "dabench network" in res.output

@@ -650,6 +650,8 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
                           "meaningless and only test the pipeline.[/bold red]")
         n_params = int(sum(p.numel() for p in model.parameters()))
         ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
+        if ck_sha and not model_fields["model_revision"]:
+            model_fields["model_revision"] = f"sha256:{ck_sha}"
         fp = model_fingerprint(model, run.arch or run.label, run.checkpoint)
         for sk in skipped:
             card = load_card(sk["dataset"])

@@ -136,11 +136,14 @@ def load_config(dataset: str, head: str = "zoe", preset: str = "paper", config_f
 
 
 def _input_size(value) -> tuple[int, int]:
+    from dabench.models.depth_anything import default_data_config
+
+    m = default_data_config().multiple_of  # the Depth Anything data config's (the patch size)
     if isinstance(value, int):
         value = [value, value]
     if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, int) and v > 0 and v % 14 == 0 for v in value)):
-        raise ConfigError(f"data.input_size must be [H, W], positive multiples of 14 (pixels), got {value!r}")
+            or not all(isinstance(v, int) and v > 0 and v % m == 0 for v in value)):
+        raise ConfigError(f"data.input_size must be [H, W], positive multiples of {m} (pixels), got {value!r}")
     return int(value[0]), int(value[1])
 
 
@@ -302,10 +305,14 @@ class ConstantDepth(nn.Module):
     """Predicts ``value`` metres everywhere (the median-depth baseline): ``B×3×H×W -> B×H×W``."""
 
     output_space = "depth"
+    is_metric = True
 
     def __init__(self, value: float):
         super().__init__()
         self.value = float(value)
+        from dabench.models.depth_anything import default_data_config
+
+        self.data_config = default_data_config()  # sees the input the fine-tuned network sees
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape

@@ -284,7 +284,7 @@ class MetricDepthAnything(nn.Module):
             self.metric_head = MetricBinsHead(features, self.min_depth, self.max_depth, last_channels, **zoe_cfg)
         elif self.head_kind == "simple":
             self.metric_head = None
-        for name in ("encoder", "version"):
+        for name in ("encoder", "version", "data_config"):  # data_config: the model contract's preprocessing
             if hasattr(base, name):
                 setattr(self, name, getattr(base, name))
 
@@ -293,12 +293,13 @@ class MetricDepthAnything(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        patch_h, patch_w = h // 14, w // 14
+        patch = self._base.patch_size  # the relative model's (Depth Anything: 14)
+        patch_h, patch_w = h // patch, w // patch
         features = self.forward_features(x)
         _, feats = self.depth_head(features, patch_h, patch_w, return_features=True)
         tail = _dpt_output_tail(self.depth_head)
         # DPT output path, re-run from output_conv1 so both the 32-ch features and the logit are at hand
-        y = F.interpolate(feats["out_conv1"], (patch_h * 14, patch_w * 14), mode="bilinear", align_corners=True)
+        y = F.interpolate(feats["out_conv1"], (patch_h * patch, patch_w * patch), mode="bilinear", align_corners=True)
         last = tail[1](tail[0](y))
         # metres need float32: under bf16 autocast, sigmoid x 80 m or a temperature-0.02 softmax over bins
         # would be quantised to tenths of a metre. The layers below are cheap next to the encoder.

@@ -62,10 +62,13 @@ def preprocess(image: np.ndarray, input_size: int | None = None, ensure_multiple
     return torch.from_numpy(preprocess_numpy(image, input_size, ensure_multiple_of, data_config)).unsqueeze(0)
 
 
-def native_input_size(model) -> int:
+def native_input_size(model) -> int | None:
     """The size ``model`` runs at by default (pixels): its ``input_size`` (the training size recorded in a
-    dabench checkpoint), else its data config's; DDP/compile wrappers unwrapped."""
+    dabench checkpoint), else its data config's; DDP/compile wrappers unwrapped. None for a model with its
+    own ``predict(images)`` (its processor or pipeline sizes the input)."""
     inner = unwrap(model)
+    if callable(getattr(inner, "predict", None)):
+        return None
     size = getattr(inner, "input_size", None)
     if size:
         return int(size)

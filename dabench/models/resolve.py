@@ -214,7 +214,11 @@ def resolve_models(models: Sequence[str] | str | None, checkpoint: str | os.Path
         label = getattr(obj, "arch", None) or type(obj).__name__
         runs.append(ModelRun(str(label), getattr(obj, "arch", None), source=getattr(obj, "source", None) or "plugin",
                              module=obj))
-    if checkpoint is not None and sum(r.checkpoint == str(checkpoint) for r in runs) > 1:
+    taken = sum(r.checkpoint == str(checkpoint) for r in runs) if checkpoint is not None else 0
+    if checkpoint is not None and models and taken == 0:
+        raise ConfigError(f"--checkpoint {checkpoint} applies to a dabench network (dabench ls models, source "
+                          "dabench); none of the selected models is one")
+    if taken > 1:
         raise ConfigError("--checkpoint applies to one dabench network; pass a single such --model with it")
     if options and not any(r.source != "dabench" for r in runs):
         raise ConfigError("--model-option applies to hf:, diffusers: and plug-in models; none was selected")

@@ -146,8 +146,11 @@ def validate(cfg: Mapping) -> dict:
                 raise ConfigError(f"config key '{stage}.{k}' must be >= 1, got {d[stage][k]}")
     if d["student"]["unlabelled_ratio"] < 0:
         raise ConfigError("config key 'student.unlabelled_ratio' must be >= 0")
-    if d["data"]["crop_size"] % 14:
-        raise ConfigError(f"config key 'data.crop_size' must be a multiple of 14 (the patch size), got "
+    from dabench.models.depth_anything import default_data_config
+
+    multiple = default_data_config().multiple_of  # the Depth Anything data config's (the patch size)
+    if d["data"]["crop_size"] % multiple:
+        raise ConfigError(f"config key 'data.crop_size' must be a multiple of {multiple} (the patch size), got "
                           f"{d['data']['crop_size']}")
     if d["data"]["num_workers"] is not None and d["data"]["num_workers"] < 0:
         raise ConfigError("config key 'data.num_workers' must be >= 0 or null (automatic), got "

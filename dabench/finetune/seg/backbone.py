@@ -25,7 +25,7 @@ from dabench.finetune.seg.mmcv_compat import ensure_mmcv_ops
 ensure_mmcv_ops()
 from mmseg.registry import MODELS  # noqa: E402
 
-PATCH = 14
+from dabench.models.dinov2 import PATCH_SIZE as PATCH  # noqa: E402  (the Depth Anything family's patch)
 
 
 def infer_arch(checkpoint: str | os.PathLike, preferred: str | None = None) -> str:
