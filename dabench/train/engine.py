@@ -59,7 +59,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -69,7 +68,8 @@ from dabench.train.checkpoint import (LAST_CHECKPOINT, fingerprint_diff, flatten
                                       load_weights, rng_state, save_weights, set_rng_state)
 from dabench.train.distributed import (DistInfo, all_gather_object, all_reduce_mean, barrier,  # noqa: F401
                                        dist_info, init_distributed, shutdown_distributed)
-from dabench.train.loader import LoaderConfig, build_step_loader, sample_generator, step_generator  # noqa: F401
+from dabench.train.loader import (EpochSampler, LoaderConfig, build_step_loader, sample_generator,  # noqa: F401
+                                  step_generator)
 
 log = logging.getLogger("dabench.train")
 
@@ -150,43 +150,6 @@ class StepContext:
     rank: int
     world_size: int
     amp_dtype: torch.dtype | None
-
-
-# ----------------------------------------------------------------------------- data position
-class EpochSampler:
-    """Deterministic, resumable sample order: epoch ``e`` is a permutation of ``range(n)`` drawn
-    from ``(seed, e)``; global step ``s`` takes the ``batch_size * world_size`` consecutive
-    positions starting at ``s * batch_size * world_size`` of the endless concatenation of epochs,
-    and rank ``r`` takes its ``batch_size`` slice of them. The data position is therefore the
-    step itself."""
-
-    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True):
-        if n < 1:
-            raise ConfigError("cannot sample batches from an empty dataset")
-        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
-        self.rank, self.world_size, self.shuffle = int(rank), int(world_size), shuffle
-        self._cache: dict[int, np.ndarray] = {}
-
-    def _epoch(self, e: int) -> np.ndarray:
-        if e not in self._cache:
-            if len(self._cache) > 4:
-                self._cache.pop(min(self._cache))
-            self._cache[e] = (np.random.default_rng([self.seed, e]).permutation(self.n) if self.shuffle
-                              else np.arange(self.n))
-        return self._cache[e]
-
-    def positions(self, step: int) -> range:
-        """This rank's places in the global sample order at ``step`` (what ``sample_generator``
-        keys a sample's augmentation on)."""
-        start = (int(step) * self.world_size + self.rank) * self.batch_size
-        return range(start, start + self.batch_size)
-
-    def indices(self, step: int) -> list[int]:
-        return [int(self._epoch(pos // self.n)[pos % self.n]) for pos in self.positions(step)]
-
-    def epoch_of(self, step: int) -> float:
-        return step * self.batch_size * self.world_size / self.n
 
 
 # ----------------------------------------------------------------------------- schedules

@@ -19,12 +19,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from dabench.errors import ConfigError
 from dabench.train.distributed import usable_cores
 
-__all__ = ["LoaderConfig", "StepBatches", "build_step_loader", "default_num_workers", "step_generator",
+__all__ = ["EpochSampler", "LoaderConfig", "StepBatches", "build_step_loader", "default_num_workers", "step_generator",
            "sample_generator"]
 
 _MIX = 2 ** 63 - 1
@@ -45,6 +46,42 @@ def sample_generator(seed: int, stream: int, position: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((int(seed) * 2_654_435_761 + int(stream) * 97_531 + int(position) * 40_503 + 17) % _MIX)
     return g
+
+
+class EpochSampler:
+    """Deterministic, resumable sample order: epoch ``e`` is a permutation of ``range(n)`` drawn
+    from ``(seed, e)``; global step ``s`` takes the ``batch_size * world_size`` consecutive
+    positions starting at ``s * batch_size * world_size`` of the endless concatenation of epochs,
+    and rank ``r`` takes its ``batch_size`` slice of them. The data position is therefore the
+    step itself."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 shuffle: bool = True):
+        if n < 1:
+            raise ConfigError("cannot sample batches from an empty dataset")
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        self.rank, self.world_size, self.shuffle = int(rank), int(world_size), shuffle
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _epoch(self, e: int) -> np.ndarray:
+        if e not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.pop(min(self._cache))
+            self._cache[e] = (np.random.default_rng([self.seed, e]).permutation(self.n) if self.shuffle
+                              else np.arange(self.n))
+        return self._cache[e]
+
+    def positions(self, step: int) -> range:
+        """This rank's places in the global sample order at ``step`` (what ``sample_generator``
+        keys a sample's augmentation on)."""
+        start = (int(step) * self.world_size + self.rank) * self.batch_size
+        return range(start, start + self.batch_size)
+
+    def indices(self, step: int) -> list[int]:
+        return [int(self._epoch(pos // self.n)[pos % self.n]) for pos in self.positions(step)]
+
+    def epoch_of(self, step: int) -> float:
+        return step * self.batch_size * self.world_size / self.n
 
 
 def default_num_workers(local_world_size: int | None = None, cap: int = 8) -> int:
