@@ -13,7 +13,6 @@ def _isolated_dabench_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DABENCH_HOME", str(home))
     monkeypatch.delenv("DABENCH_DATA", raising=False)
     monkeypatch.delenv("DABENCH_RESULTS", raising=False)
-    monkeypatch.delenv("DABENCH_MAX_PIXELS", raising=False)  # --max-pixels sets it: undone after each test
     yield home
 
 
@@ -29,6 +28,17 @@ os.environ["TERMINAL_WIDTH"] = "4000"
 @pytest.fixture(autouse=True)
 def _wide_console(monkeypatch):
     monkeypatch.setenv("COLUMNS", "4000")
+
+
+@pytest.fixture(autouse=True)
+def _default_pixel_cap():
+    """`--max-pixels` stores the cap in DABENCH_MAX_PIXELS (so DataLoader workers see it): a CLI test
+    that passes it must not change the cap of the tests after it."""
+    saved = os.environ.pop("DABENCH_MAX_PIXELS", None)
+    yield
+    os.environ.pop("DABENCH_MAX_PIXELS", None)
+    if saved is not None:
+        os.environ["DABENCH_MAX_PIXELS"] = saved
 
 # One thread per process: tests spawn torchrun/DataLoader subprocesses, and oversubscribed OpenMP threads on
 # 2 cores are many times slower than one thread each.
