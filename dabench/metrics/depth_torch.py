@@ -27,10 +27,18 @@ from dabench.metrics.registry import PixelErrors, depth_engine_metrics, depth_su
 _KERNELS: dict[tuple, Callable] = {}
 
 
+def _vanishes_where_masked(fn) -> bool:
+    """True when a term is exactly 0 at ``p = g = 1`` (what masked-out pixels are set to), so the
+    kernel can sum it without multiplying by the mask."""
+    x = PixelErrors(np.ones(2), np.ones(2), np)
+    v = np.asarray(fn(x))
+    return v.dtype != bool and bool(np.all(v == 0))
+
+
 def _make_kernel(terms: tuple[str, ...]) -> Callable:
     """A kernel for the sum layout ``terms``: B×H×W float32 ``pred``/``gt`` (any strides: a crop can
     be a view), (B|1)×(H|1)×(W|1) float32 0/1 ``weight`` → B×(T+1) sums (T terms + bad count)."""
-    fns = [term_function(t) for t in terms[1:]]
+    fns = [(term_function(t), _vanishes_where_masked(term_function(t))) for t in terms[1:]]
 
     def kernel(pred, gt, weight, lo: float, hi: float, clamp_pred: bool):
         import torch
@@ -44,9 +52,9 @@ def _make_kernel(terms: tuple[str, ...]) -> Callable:
         x = PixelErrors(torch.where(use, pred, 1.0), torch.where(use, gt, 1.0), torch)
         dims = (1, 2)
         cols = [m.sum(dims)]
-        for fn in fns:
-            v = fn(x)
-            cols.append((v.to(pred.dtype) * m).sum(dims))
+        for fn, vanishes in fns:
+            v = fn(x).to(pred.dtype)
+            cols.append((v if vanishes else v * m).sum(dims))
         cols.append((ok & ~good).to(pred.dtype).sum(dims))
         return torch.stack(cols, 1)
 

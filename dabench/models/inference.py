@@ -243,8 +243,13 @@ def predict_batch(model, images: Sequence[np.ndarray], input_size: int | None = 
                 with _autocast(dev, amp):
                     pred = run(x)
                 pred = pred.float()
+                shapes = {images[i].shape[:2] for i in chunk}
+                if len(shapes) == 1:  # one resize back for the whole batch (a dataset's frames share a size)
+                    outs = cfg.to_image_size(pred, shapes.pop()).cpu().numpy()
+                else:
+                    outs = [cfg.to_image_size(pred[j], images[i].shape[:2]).cpu().numpy() for j, i in enumerate(chunk)]
                 for j, i in enumerate(chunk):
-                    results[i] = cfg.to_image_size(pred[j], images[i].shape[:2]).cpu().numpy()
+                    results[i] = outs[j]
                 if progress is not None:
                     progress(len(chunk))
     return results  # type: ignore[return-value]
