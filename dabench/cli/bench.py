@@ -18,13 +18,17 @@ def bench(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads for every timed torch path "
                                           "(default: the machine's usable cores; the numpy baselines are "
                                           "single-threaded by nature)"),
-    device: str = typer.Option("cpu", "--device", help="device of the metric, inference and training paths"),
+    device: str = typer.Option("cpu", "--device", help="device of the metric, inference and training paths; "
+                               "cuda also runs gpu_vitl_bf16 there (ViT-L/14 518² bf16: inference and a training "
+                               "step, counted TFLOP/s over the GPU's dense bf16 peak)"),
     compile_gpu: bool = typer.Option(False, "--compile-gpu", help="torch.compile the ViT-L GPU throughput model"),
     json_stdout: bool = typer.Option(False, "--json", help="also print the result JSON to stdout"),
 ) -> None:
     """Measure dabench's fast paths against today's scripts, as ratios in one run (a few minutes on CPU).
 
     Example: dabench bench --out bench.json
+
+    Example: dabench bench --device cuda --only gpu_vitl_bf16 --out gpu.json
     """
     import json
     import os
