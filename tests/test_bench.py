@@ -32,6 +32,10 @@ def test_bench_quick_cli_writes_json(tmp_path):
         assert math.isclose(e["ratio"], e[a] / e[b], rel_tol=1e-9) or name in ("inference", "student_step"), name
         assert isinstance(e["met"], bool)
     assert data["metric_engine"]["values_agree"] is True
+    me = data["metric_engine"]
+    assert me["floor_seconds"] > 0 and isinstance(me["seconds_over_floor_met"], bool)
+    assert math.isclose(me["seconds_over_floor"], me["dabench_seconds"] / me["floor_seconds"], rel_tol=1e-9)
+    assert data["inference"]["model"] == "da2_test"  # --quick; the full run times da2_vits14 at real width
     assert data["metric_engine"]["images_scored"] == data["metric_engine"]["maps"]
     assert data["inference"]["outputs_equal"] is True and data["inference"]["output_max"] > 0
     assert data["memory"]["samples_scored"] == [data["memory"]["n"], data["memory"]["n"] * data["memory"]["factor"]]
@@ -52,3 +56,10 @@ def test_bench_rejects_unknown_section():
 def test_bench_cuda_device_without_cuda_is_a_clear_error():
     res = CliRunner().invoke(app, ["bench", "--quick", "--device", "cuda"])
     assert res.exit_code == 2 and "no CUDA device" in res.output
+
+
+def test_full_sizes_time_inference_at_real_width():
+    from dabench.bench import BenchSizes
+
+    full = BenchSizes.full()
+    assert full.infer_model == "da2_vits14" and full.infer_input_size == 518 and full.infer_size == (480, 640)

@@ -3,7 +3,8 @@ process, as ratios against baselines timed in the same run (shared CPUs drift to
 numbers). Each entry of the result holds ``ratio``, the two raw figures it is made of, the goal and
 whether it is met:
 
-- ``metric_engine``: ZoeDepth-style per-image numpy metrics seconds / dabench streaming torch seconds (>= 20)
+- ``metric_engine``: ZoeDepth-style per-image numpy metrics seconds / dabench streaming torch seconds (>= 20),
+  and ``seconds_over_floor``: dabench seconds / seconds to merely read the same maps (<= 2)
 - ``inference``: official per-image ``infer_image`` seconds (explicit attention, as official DINOv2
   on CPU) / dabench ``predict_batch`` seconds (batched, SDPA) (>= 1.5)
 - ``student_step``: student step seconds / teacher step seconds at the tiny preset (<= 1.6)
