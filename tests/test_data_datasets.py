@@ -367,3 +367,23 @@ def test_runner_missing_entry_errors_or_counts_with_skip_missing(repo, tmp_path)
     assert rec["dataset"] == "kitti" and rec["status"] == "ok"
     assert rec["samples"]["skipped_missing"] == 1 and rec["samples"]["used"] == 1
     assert rec["config"]["skip_missing"] is True
+
+
+def test_data_show_skip_missing(repo, tmp_path):
+    """`dabench data show` stops on a missing split entry unless --skip-missing (then --index counts the
+    entries present)."""
+    from typer.testing import CliRunner
+
+    from dabench.cli import app
+
+    _, data, set_card, split = repo
+    _, _, rows = _kitti_tree(data, split)
+    rows.insert(0, ["2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000070.png",
+                    "2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000070.png", "721.5377"])
+    set_card("kitti", split_file={"test": split("k", rows)})
+    args = ["data", "show", "kitti", "--data-root", str(data), "--index", "0", "--out", str(tmp_path / "k.png")]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    assert res.exit_code == 2 and "0000000070.png" in res.output
+    res = CliRunner().invoke(app, [*args, "--skip-missing"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "k.png").is_file()

@@ -11,7 +11,7 @@ from dabench.cli._app import app
 
 @app.command("bench")
 def bench(
-    out: Optional[Path] = typer.Option(None, "--out", help="write the full result JSON here (atomic)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the full result JSON here (atomic)"),
     quick: bool = typer.Option(False, "--quick", help="tiny sizes (seconds; for tests — ratios are not meaningful)"),
     only: Optional[str] = typer.Option(None, "--only", help="comma-separated sections: metric_engine, inference, "
                                        "student_step, synthetic_data, memory, gpu_vitl_bf16, train_data"),

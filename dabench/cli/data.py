@@ -252,10 +252,14 @@ def show(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help=_DATA_ROOT_HELP),
     size: Optional[str] = typer.Option(None, "--size", help="Synthetic sets: image size HxW, e.g. 98x126."),
     colorbar: bool = typer.Option(True, "--colorbar/--no-colorbar", help="Colorbar in metres beside the depth."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Skip split entries whose files are missing "
+                                      "(--index counts the entries present) instead of stopping at the first one."),
 ) -> None:
     """Write one sample as a PNG figure: image | depth (Spectral_r on 1/depth, near = warm, invalid black, colorbar in metres) | valid mask, plus semantic labels with a class legend when the set has them. Panels keep their real resolution (tiny images are enlarged by a whole factor, never shrunk).
 
     Example: dabench data show synthetic-outdoor --index 3 --out sample.png
+
+    Example: dabench data show nyu --data-root /data --skip-missing --index 0 --out nyu0.png
     """
     import numpy as np
 
@@ -265,7 +269,7 @@ def show(
 
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out} must be a .png file")
-    ds = build_dataset(name, split, data_root=data_root, **_size_kw(size))
+    ds = build_dataset(name, split, data_root=data_root, skip_missing=skip_missing, **_size_kw(size))
     if not 0 <= index < len(ds):
         raise ConfigError(f"--index {index} out of range: {name} has {len(ds)} samples in this split")
     s = ds[index]

@@ -25,7 +25,7 @@ def metric(
     head: str = typer.Option("zoe", "--head", help="zoe (ZoeDepth metric bins, DA V1) or simple (sigmoid x max depth, DA V2)."),
     init: Path = typer.Option(..., "--init", help="Relative-depth checkpoint to start from: an official .pth "
                                                  "(pretrained.*/depth_head.*) or dabench train's final.safetensors."),
-    out: Path = typer.Option(None, "--out", help="Run folder (checkpoints, logs, final.safetensors). "
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder (checkpoints, logs, final.safetensors). "
                                                  "Default: runs/finetune-metric/<arch>_<head>_<dataset>."),
     preset: str = typer.Option("paper", "--preset", help="paper (the authors' ZoeDepth / V2 recipe) or tiny (CPU smoke run)."),
     arch: str = typer.Option(None, "--arch", help="Relative architecture of --init when it is an official .pth whose "
@@ -45,13 +45,13 @@ def metric(
                                                             "everywhere (the floor a metric model must beat)."),
     name: str = typer.Option(None, "--name", help="Name the final checkpoint is registered under (and the results "
                                                   "record's model label)."),
-    results_dir: Path = typer.Option(None, "--results", "-o", help="Results directory (default $DABENCH_HOME/results)."),
+    results_dir: Path = typer.Option(None, "--results", help="Results directory (default $DABENCH_HOME/results)."),
 ):
     """Fine-tune a relative Depth Anything model into a metric-depth model, then evaluate it.
 
     Examples:
 
-      dabench finetune metric --dataset synthetic-indoor --head zoe --init runs/tiny/final.safetensors --preset tiny --baseline
+      dabench finetune metric --dataset synthetic-indoor --head zoe --init runs/tiny/student/final.safetensors --preset tiny --baseline
 
       torchrun --nproc_per_node 8 -m dabench finetune metric --dataset nyu --head zoe --init depth_anything_vitl14.pth --out runs/nyu
     """

@@ -27,7 +27,7 @@ def seg(
                                                   "--init file does not tell or with --random-init."),
     config: Path = typer.Option(None, "--config", help="Any mmseg config (e.g. one under heads/seg/) instead of "
                                                        "the preset's."),
-    out: Path = typer.Option(None, "--out", help="Run folder: mmengine checkpoints, logs, config.py, "
+    out: Path = typer.Option(None, "--out", "-o", help="Run folder: mmengine checkpoints, logs, config.py, "
                                                  "final.safetensors, summary.json. Default runs/seg/<name>."),
     name: str = typer.Option(None, "--name", help="Name the final checkpoint is registered under in "
                                                   "$DABENCH_HOME/checkpoints (default seg_<head>_<arch>_<dataset>_<preset>)."),
@@ -82,6 +82,11 @@ def seg(
         rows.append(("fine-tuned (val split)", summary["val"]))
     held = summary.get("held_out") or {}
     split_label = "val split = held-out split" if held.get("same_as_val") else "held-out test split"
+    if held.get("families"):
+        split_label += f", {'+'.join(held['families'])} scenes only" if len(held["families"]) == 1 else \
+            f", {'+'.join(held['families'])} scenes"
+    if held.get("note"):
+        console.print(f"held-out split: {held.get('split')} — {held['note']}")
     if summary.get("test"):
         rows.append((f"fine-tuned ({split_label})", summary["test"]))
     if summary.get("test_majority_baseline"):

@@ -12,7 +12,7 @@ import typer
 
 from dabench.cli._app import app
 from dabench.cli.ls import ls_app
-from dabench.errors import ConfigError, DabenchError, DataError
+from dabench.errors import ConfigError, DabenchError, DataError, MissingFileError
 
 
 @ls_app.command("models")
@@ -83,7 +83,8 @@ def _output_stems(images: list[Path], out: Path) -> list[str]:
 
 @app.command("predict")
 def predict(
-    images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...).", show_default=False),
+    images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...) or folders (searched recursively "
+                                        "for image files, like the official run.py).", show_default=False),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registered model name (see `dabench ls models`), "
                                         "hf:<folder or hub id> or diffusers:<folder or hub id>. "
                                         "May be omitted with a dabench .safetensors checkpoint."),
@@ -118,6 +119,8 @@ def predict(
     Example: dabench predict photo.jpg --model da2_vits14 --checkpoint depth_anything_v2_vits.pth --out preds/
 
     Example: dabench predict photo.jpg --model hf:depth-anything/Depth-Anything-V2-Small-hf --out preds/
+
+    Example: dabench predict photos/ --model my_student --out preds/   (a folder; a name registered by train/finetune)
     """
     import numpy as np
     from rich.console import Console
@@ -136,6 +139,7 @@ def predict(
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     set_max_pixels(max_pixels)
     check_input_size(input_size)
+    images = expand_image_args(images)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is an existing file; predict writes a folder of outputs: pass a folder")
     amp = resolve_amp_dtype(precision)
@@ -201,6 +205,25 @@ def predict(
     console.print(f"wrote {written} prediction(s) to {out}")
     if errors:
         raise DataError(f"{len(errors)} of {len(images)} image(s) failed: " + "; ".join(errors))
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def expand_image_args(paths: List[Path]) -> List[Path]:
+    """Files as given; folders replaced by the image files under them (recursively, by extension,
+    sorted). A folder without images is an error naming it."""
+    out: List[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in q.relative_to(p).parts))
+            if not found:
+                raise MissingFileError(f"folder {p} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
 
 
 def _colorbar_png(image, pred, space: str, cmap: str, title: str) -> bytes:

@@ -11,7 +11,7 @@ from dabench.cli._app import app
 
 @app.command("report")
 def report_cmd(
-    out: Path = typer.Option(..., "--out", help="output folder: index.html, assets/ (gallery PNGs), records/"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder: index.html, assets/ (gallery PNGs), records/"),
     results: Optional[Path] = typer.Option(None, "--results", help="results directory (default: $DABENCH_RESULTS "
                                            "or $DABENCH_HOME/results)"),
     samples: int = typer.Option(8, "--samples", help="gallery rows per model × dataset, worst AbsRel first"),

@@ -145,7 +145,7 @@ def _print_history(runs: list[dict], path: Path, fmt: str, suite: Optional[str],
 
 @results_app.command("export")
 def results_export(
-    out: Path = typer.Option(..., "--out", help="CSV file for the tidy frame"),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV file for the tidy frame"),
     results: Optional[Path] = ResultsOpt,
 ):
     """Write the tidy frame (one row per record × metric: model, task, dataset, metric, value,
@@ -217,7 +217,7 @@ def regress_cmd(
                                   "(default 1e-3)"),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="metrics/datasets on one side only "
                                        "are listed but do not fail"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Markdown report file (a JSON report is written "
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Markdown report file (a JSON report is written "
                                        "next to it with .json)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="JSON report file (default: --out with .json)"),
     update_baseline: bool = typer.Option(False, "--update-baseline", help="instead of comparing, make "
@@ -306,7 +306,7 @@ def _check_metric_names(names: list[str]) -> None:
 
 @app.command("paper")
 def paper_cmd(
-    out: Path = typer.Option(..., "--out", help="output directory (tables/, figures/, index.md)"),
+    out: Path = typer.Option(..., "--out", "-o", help="output directory (tables/, figures/, index.md)"),
     results: Optional[Path] = ResultsOpt,
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the matplotlib figures"),
     grid: bool = typer.Option(True, "--grid/--no-grid", help="the qualitative grid (runs a model on a few samples)"),

@@ -33,7 +33,8 @@ def run_cmd(
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", help="override the suite's flip TTA"),
     results: Optional[Path] = typer.Option(None, "--results", "-o", help="results directory (default $DABENCH_HOME/results)"),
     seed: int = typer.Option(0, "--seed"),
-    amp: str = typer.Option("none", "--amp", help="autocast dtype: none | bf16 | fp16"),
+    amp: str = typer.Option("fp32", "--precision", "--amp",
+                            help="autocast dtype: fp32 (= none) | bf16 | fp16 (same flag as dabench predict)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the prediction cache"),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes"),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images and depth maps larger than "
@@ -83,7 +84,7 @@ def run_cmd(
     models = [m for item in (model or []) for m in item.split(",") if m] or None
     run_suite(suite, models=models, checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init,
               data_root=data_root, datasets=datasets, limit=limit, batch_size=batch_size, device=device,
-              flip_tta=flip_tta, results_dir=results, seed=seed, amp_dtype=None if amp == "none" else amp,
+              flip_tta=flip_tta, results_dir=results, seed=seed, amp_dtype=None if amp in ("none", "fp32") else amp,
               use_cache=not no_cache, num_workers=workers, print_table=True, name=name,
               skip_missing=skip_missing, input_size=input_size, model_options=parse_model_options(model_option),
               allow_fallback=allow_fallback, bootstrap=bootstrap, log_samples=log_samples)

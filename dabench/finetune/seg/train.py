@@ -153,14 +153,19 @@ def held_out_split(cfg) -> dict[str, Any]:
     if not test:
         return {"split": None, "same_as_val": False, "selects_checkpoint": False, "note": "no test split"}
     same = bool(val) and _split_name(test["dataset"]) == _split_name(val["dataset"])
+    test_cfg = test["dataset"].to_dict() if hasattr(test["dataset"], "to_dict") else dict(test["dataset"])
+    families = [d["family"] for d in _datasets(test_cfg) if d.get("family")]
     best = (cfg.default_hooks.get("checkpoint") or {}).get("save_best")
-    info = {"split": _split_name(test["dataset"]), "same_as_val": same, "selects_checkpoint": bool(best and same)}
+    info = {"split": _split_name(test["dataset"]), "same_as_val": same, "selects_checkpoint": bool(best and same),
+            "families": families or None}
     if same:
         info["note"] = ("the held-out split is the validation split used during training"
                         + (f" (save_best={best} keeps its best checkpoint as best_*.pth; final.safetensors is the "
                            "last iteration)" if best else "") + ": not an unseen test set")
     else:
         info["note"] = "the test split is disjoint from the validation split"
+    if families:  # synthetic: say which worlds are scored (classes of an absent family score nothing)
+        info["note"] += f"; synthetic families scored: {', '.join(families)}"
     return info
 
 
