@@ -4,7 +4,8 @@ elapsed time, rate and time remaining.
 rich's own ``TimeRemainingColumn`` estimates speed from the updates of the last 30 s and shows
 ``-:--:--`` until two updates have arrived, which on a slow CPU is most of a short dataset. Here rate
 and ETA come from the average since the task started (items done / seconds elapsed), so both are
-known after the first batch.
+known after the first batch. A resumed task passes ``resumed=<items already done>`` to ``add_task``
+so those items do not count towards the rate.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ def _columns(unit: str):
 
         def render(self, task):
             elapsed = task.elapsed or 0.0
-            if not task.completed or elapsed <= 0:
+            done = task.completed - task.fields.get("resumed", 0)
+            if done <= 0 or elapsed <= 0:
                 return Text(f"– {unit}/s", style="progress.data.speed")
-            rate = task.completed / elapsed
+            rate = done / elapsed
             text = f"{rate:.2f} {unit}/s" if rate >= 1 else f"{1 / rate:.2f} s/{unit}"
             return Text(text, style="progress.data.speed")
 
@@ -33,9 +35,10 @@ def _columns(unit: str):
             elapsed = task.elapsed or 0.0
             if task.finished:
                 return Text("eta 0:00:00", style="progress.remaining")
-            if not task.completed or elapsed <= 0 or task.total is None:
+            done = task.completed - task.fields.get("resumed", 0)
+            if done <= 0 or elapsed <= 0 or task.total is None:
                 return Text("eta –", style="progress.remaining")
-            left = (task.total - task.completed) * elapsed / task.completed
+            left = (task.total - task.completed) * elapsed / done
             return Text(f"eta {timedelta(seconds=int(round(left)))}", style="progress.remaining")
 
     return RateColumn(), EtaColumn()

@@ -61,3 +61,6 @@ def test_progress_rate_and_eta_from_the_average():
     assert str(rate.render(task)) == "2.00 s/img" and str(eta.render(task)) == "eta 0:00:12"
     task.completed = 0
     assert str(rate.render(task)) == "– img/s" and str(eta.render(task)) == "eta –"
+    # a resumed task: the 3 items done before this run do not count towards the rate
+    task.completed, task.fields["resumed"] = 7, 3  # 4 new items in 8 s, 3 left -> 6 s
+    assert str(rate.render(task)) == "2.00 s/img" and str(eta.render(task)) == "eta 0:00:06"

@@ -61,7 +61,7 @@ def bar_charts(table: ComparisonTable, metric: str, stem, title: str | None = No
     plt = _plt()
     ncols = min(panels_per_row, len(cols))
     nrows = math.ceil(len(cols) / ncols)
-    height = 0.26 * len(rows) + 1.0
+    height = 0.26 * max(len(rows), 3) + 1.0
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 2.4, height * nrows + 0.6), squeeze=False,
                              sharey=True)
     flat = [ax for line in axes for ax in line]
@@ -82,11 +82,16 @@ def bar_charts(table: ComparisonTable, metric: str, stem, title: str | None = No
                         va="center", fontsize=6.5)
         left = lo - pad if lo - pad > 0 or lo < 0 else 0.0  # a non-negative metric's axis stays >= 0
         ax.set_xlim(left, hi + 3.5 * pad)  # room on the right for the printed values
+        ax.set_ylim(-0.7, len(rows) - 0.3)  # half a row of air above and below the outer dots
         unit = f" ({col.unit})" if getattr(col, "unit", "") else ""
         better = {True: "higher is better", False: "lower is better", None: ""}[col.higher_is_better]
         ax.set_title(f"{col.dataset_label} {col.metric_label}{unit}{arrow(col.higher_is_better)}", fontsize=9)
         ax.set_xlabel(better, fontsize=7)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # few ticks: long decimals never collide
+        if col.fmt.endswith("%"):  # a fraction printed as a percentage: the axis says percent too
+            from matplotlib.ticker import PercentFormatter
+
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
     for ax in flat[len(cols):]:

@@ -171,10 +171,10 @@ def _image_loader(unl, order, bs, cfg):
 def _progress(cfg, dist, total, done):
     if not cfg["runtime"]["progress"]:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from dabench.progress import progress_bar
 
-    p = Progress(TextColumn("[bold]pseudo-label shards"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    task = p.add_task("pseudo", total=total, completed=done)
+    p = progress_bar(unit="shard")
+    task = p.add_task("pseudo-label shards", total=total, completed=done, resumed=done)
     p.start()
     return p, task
 
