@@ -5,9 +5,10 @@
 - ADE20K: ``ADEChallengeData2016/{images,annotations}/{training,validation}/ADE_<split>_<n>.{jpg,png}``
   (0 = other, 1..150); landscape and portrait 4:3 images of different sizes.
 - NYUv2: ``sync/<scene>/rgb_<n>.jpg`` + ``sync_depth_<n>.png`` (uint16 millimetres) and
-  ``official_splits/test/<scene>/...`` with the card's split-list format; 4:3 frames.
+  ``official_splits/test/<scene>/...`` with the card's split-list format, at NYU's real 480x640
+  (the Eigen evaluation crop is defined only for that frame size).
 
-Images are at most 98 px on a side; each has a simple learnable structure (bands of classes or a
+Segmentation images are at most 98 px on a side; each image has a simple learnable structure (bands of classes or a
 depth ramp coloured by depth) so a few training steps can move the numbers.
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ def write_ade20k(data_root: Path, counts: dict[str, int] | None = None, seed: in
     return root
 
 
-def write_nyu(data_root: Path, train: int = 6, test: int = 2, hw: tuple[int, int] = (63, 84),
+def write_nyu(data_root: Path, train: int = 6, test: int = 2, hw: tuple[int, int] = (480, 640),
               seed: int = 0) -> tuple[list[list[str]], list[list[str]]]:
     """``<data_root>/nyu`` (BTS layout): returns the train and test split-list rows
     (``rgb depth focal``) to put in the card's split files. Depth: a floor-to-wall ramp in

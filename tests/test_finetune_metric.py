@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from dabench.cli import app
 from dabench.errors import CheckpointError, ConfigError
 from dabench.finetune import metric as fm
+from dabench.overrides import parse_cfg_options
 
 runner = CliRunner()
 FAST = ["--cfg-option", "data.train_limit=8", "--cfg-option", "data.eval_limit=2",
@@ -76,7 +77,7 @@ def test_range_comes_from_the_card_and_overrides():
 
     cfg = fm.resolve_config(fm.load_config("synthetic-indoor", "zoe", "tiny"), load_card("synthetic-indoor"))
     assert (cfg["model"]["min_depth"], cfg["model"]["max_depth"]) == (0.5, 10.0)
-    cfg = fm.load_config("synthetic-indoor", "zoe", "tiny", overrides=fm.parse_overrides(["model.max_depth=20"]))
+    cfg = fm.load_config("synthetic-indoor", "zoe", "tiny", overrides=parse_cfg_options(["model.max_depth=20"]))
     assert fm.resolve_config(cfg, load_card("synthetic-indoor"))["model"]["max_depth"] == 20.0
 
 

@@ -33,14 +33,19 @@ def metric(
     config: Path = typer.Option(None, "--config", help="A heads/metric-style mmengine config file instead of "
                                                        "heads/metric/{head}_{dataset}.py."),
     cfg_option: list[str] = typer.Option(None, "--cfg-option", help="Override a config key, e.g. optimizer.lr=1e-4 "
-                                                                    "(repeatable; values parsed as JSON)."),
+                                                                    "(repeatable; values read as JSON, else as "
+                                                                    "mmengine's DictAction does)."),
     steps: int = typer.Option(None, "--steps", help="Override the number of optimiser steps."),
     batch_size: int = typer.Option(None, "--batch-size", help="Override the per-GPU batch size."),
     data_root: Path = typer.Option(None, "--data-root", help="Datasets folder (default $DABENCH_DATA)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
     force: bool = typer.Option(False, "--force", help="Write into an existing --out that dabench did not create."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: CUDA when available)."),
-    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Score the held-out split after training."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Score the held-out split after training (at "
+                                                                 "the training input size)."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Skip (and count in config.json and the record) "
+                                                                    "split entries whose files are missing, instead "
+                                                                    "of stopping with an error naming the first one."),
     baseline: bool = typer.Option(False, "--baseline", help="Also score the training set's median depth predicted "
                                                             "everywhere (the floor a metric model must beat)."),
     name: str = typer.Option(None, "--name", help="Name the final checkpoint is registered under (and the results "
@@ -53,26 +58,29 @@ def metric(
 
       dabench finetune metric --dataset synthetic-indoor --head zoe --init runs/tiny/student/final.safetensors --preset tiny --baseline
 
+      dabench finetune metric --dataset nyu --head zoe --init runs/tiny/final.safetensors --preset tiny --data-root /data --skip-missing
+
       torchrun --nproc_per_node 8 -m dabench finetune metric --dataset nyu --head zoe --init depth_anything_vitl14.pth --out runs/nyu
     """
     from rich.console import Console
     from rich.table import Table
 
-    from dabench.finetune.metric import finetune_metric, median_depth_baseline, parse_overrides, prepare
+    from dabench.finetune.metric import finetune_metric, median_depth_baseline, prepare, training_input_size
+    from dabench.overrides import parse_cfg_options
 
     if device is not None:
         from dabench.models.inference import resolve_device
 
         resolve_device(device)  # before the --init checkpoint or any data is read
-    overrides = parse_overrides(cfg_option)
+    overrides = parse_cfg_options(cfg_option)
     if steps is not None:
         if steps < 1:
             raise ConfigError(f"--steps must be >= 1, got {steps}")
-        overrides.setdefault("schedule", {})["steps"] = int(steps)
+        overrides["schedule.steps"] = int(steps)
     if batch_size is not None:
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-        overrides.setdefault("train", {})["batch_size"] = int(batch_size)
+        overrides["train.batch_size"] = int(batch_size)
     # every user-caused problem surfaces here, before anything is built or trained
     prep = prepare(dataset, head, init, preset=preset, arch=arch, config_file=config, overrides=overrides,
                    data_root=data_root)
@@ -83,18 +91,21 @@ def metric(
     claim_out_dir(out, command="finetune metric", resume=resume, force=force)
     result = finetune_metric(dataset, head, init, out, preset=preset, arch=prep["arch"], config_file=config,
                              overrides=overrides, data_root=data_root, resume=resume, device=device,
-                             evaluate=evaluate, results_dir=results_dir, run_name=name)
+                             evaluate=evaluate, results_dir=results_dir, run_name=name, skip_missing=skip_missing)
     from dabench.train.engine import dist_info, shutdown_distributed
 
     base_rec = None
     if baseline:  # every rank takes part (the evaluation shards and reduces under torchrun)
         base_rec = median_depth_baseline(dataset, result.config, data_root=data_root, results_dir=results_dir,
-                                         device=str(dist_info().device))
+                                         device=str(dist_info().device), skip_missing=skip_missing)
     is_main = dist_info().is_main
     shutdown_distributed()
     if not is_main:
         return
     console = Console()
+    if result.train_skipped_missing:
+        console.print(f"[yellow]{dataset}: {result.train_skipped_missing} training entries are missing on disk and were "
+                      "skipped (--skip-missing; counted in config.json and the record)[/yellow]")
     console.print(f"final weights: {result.checkpoint}")
     if result.registered is not None:
         console.print(f"registered as: {result.registered}")
@@ -108,7 +119,8 @@ def metric(
     if rows:
         from dabench.metrics.registry import get_metric
 
-        table = Table(title=f"held-out {dataset} ({result.config['data'].get('eval_split', 'test')} split, metric depth)")
+        table = Table(title=f"held-out {dataset} ({result.config['data'].get('eval_split', 'test')} split, metric depth, "
+                            f"input {training_input_size(result.config)} px as trained)")
         table.add_column("metric", no_wrap=True)
         for label, _ in rows:
             table.add_column(label, justify="right", no_wrap=True)

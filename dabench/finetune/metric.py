@@ -1,6 +1,7 @@
 """`dabench finetune metric`: fine-tune a relative Depth Anything model into a metric-depth one.
 
-Flow: config (``heads/metric/{head}_{dataset}.py`` + ``tiny.py`` for ``--preset tiny`` + overrides)
+Flow: config (``heads/metric/{head}_{dataset}.py`` on ``_base_/``, + ``_base_/tiny.py`` for ``--preset
+tiny`` + ``--cfg-option`` overrides, merged by mmengine)
 -> checks (init checkpoint, dataset card, depth range; all before any training step) -> the
 relative model from ``--init`` wrapped with a metric head (``dabench.finetune.metric_heads``) ->
 ``dabench.train.engine.Trainer`` (AdamW groups, OneCycle/poly, bf16 on CUDA, DDP under torchrun,
@@ -34,6 +35,7 @@ from dabench.provenance import repo_root
 PRESETS = ("paper", "tiny")
 HEADS = tuple(HEAD_NAMES)  # ("zoe", "simple")
 INIT_PARTS = ("pretrained", "depth_head")
+MAX_WARMUP_FRACTION = 0.1  # of the optimiser steps; see effective_warmup
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,48 +72,23 @@ def heads_dir() -> Path:
 
 
 def config_file_for(head: str, dataset: str) -> Path:
-    """``heads/metric/{head}_{dataset}.py`` if it exists, else the head's generic base."""
+    """``heads/metric/{head}_{dataset}.py`` if it exists, else the head's recipe ``heads/metric/_base_/{head}.py``."""
     if head not in HEADS:
         raise ConfigError(f"unknown metric head {head!r}; valid heads: {', '.join(HEADS)}")
     specific = heads_dir() / f"{head}_{dataset.replace('-', '_')}.py"
     if specific.is_file():
         return specific
-    return heads_dir() / ("base.py" if head == "zoe" else "simple_base.py")
-
-
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_overrides(items: Sequence[str] | None) -> dict:
-    """``["optimizer.lr=1e-4", "model.n_bins=32"]`` -> nested dict (values parsed as JSON when they can be)."""
-    out: dict = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--cfg-option {item!r} must look like key.sub=value")
-        key, value = item.split("=", 1)
-        node = out
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = _parse_value(value.strip())
-    return out
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    return heads_dir() / "_base_" / f"{head}.py"
 
 
 def load_config(dataset: str, head: str = "zoe", preset: str = "paper", config_file: str | os.PathLike | None = None,
                 overrides: dict | None = None) -> dict:
-    """The fine-tuning config as a plain dict: base file -> ``tiny.py`` (``preset="tiny"``) -> overrides."""
+    """The fine-tuning config as a plain dict: the mmengine config file (``_base_`` composition) ->
+    ``_base_/tiny.py`` merged on top for ``preset="tiny"`` -> ``overrides`` (dotted keys, as
+    ``dabench.overrides.parse_cfg_options`` returns them), all through ``Config.merge_from_dict``."""
     from mmengine.config import Config
+
+    from dabench.overrides import apply_cfg_options
 
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
@@ -119,12 +96,13 @@ def load_config(dataset: str, head: str = "zoe", preset: str = "paper", config_f
     if not path.is_file():
         raise MissingFileError(f"metric head config {path} does not exist")
     try:
-        cfg = Config.fromfile(str(path)).to_dict()
+        cfg = Config.fromfile(str(path))
         if preset == "tiny":
-            cfg = _merge(cfg, Config.fromfile(str(heads_dir() / "tiny.py")).to_dict())
+            cfg.merge_from_dict(Config.fromfile(str(heads_dir() / "_base_" / "tiny.py")).to_dict())
     except (SyntaxError, KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"cannot read metric head config {path}: {e}") from None
-    cfg = _merge(cfg, overrides or {})
+    apply_cfg_options(cfg, overrides, str(path))
+    cfg = cfg.to_dict()
     cfg.setdefault("model", {})
     if config_file is None:
         cfg["model"]["head"] = head
@@ -332,6 +310,8 @@ class FinetuneResult:
     metrics: dict = field(default_factory=dict)
     records: list = field(default_factory=list)
     registered: Path | None = None
+    train_skipped_missing: int = 0
+    warmup_steps: int = 0
 
 
 def _param_groups(model, opt: dict) -> list[dict]:
@@ -377,9 +357,12 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
                     preset: str = "paper", arch: str | None = None, config_file: str | os.PathLike | None = None,
                     overrides: dict | None = None, data_root: str | os.PathLike | None = None, resume: bool = False,
                     device: str | None = None, evaluate: bool = True, results_dir: str | os.PathLike | None = None,
-                    run_name: str | None = None, progress: bool = True) -> FinetuneResult:
+                    run_name: str | None = None, progress: bool = True, skip_missing: bool = False) -> FinetuneResult:
     """Fine-tune ``--init`` into a metric model on ``dataset``; write ``out_dir/final.safetensors``,
-    register it, and (``evaluate``) score the held-out split into the results store."""
+    register it, and (``evaluate``) score the held-out split into the results store at the training
+    input size. ``skip_missing``: split entries whose files are missing are skipped and counted
+    (training: ``config.json`` and the record's ``config.train_skipped_missing``; evaluation:
+    ``samples.skipped_missing``) instead of stopping the run."""
     from dabench.data import build_dataset
     from dabench.train.engine import EpochSampler, FinalWeights, TrainConfig, Trainer, init_distributed
 
@@ -398,7 +381,8 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
     dist_ = init_distributed(device)
 
     train_ds = build_dataset(dataset, split=dcfg.get("train_split", "train"), data_root=data_root,
-                             limit=dcfg.get("train_limit"))
+                             limit=dcfg.get("train_limit"), skip_missing=skip_missing)
+    train_missing = int(getattr(train_ds, "skipped_missing", 0) or 0)
     if len(train_ds) == 0:
         raise ConfigError(f"dataset {dataset!r} split {dcfg.get('train_split')!r} has no samples")
     _, base = load_relative_model(init, arch, mcfg.get("init_parts") or INIT_PARTS)
@@ -442,12 +426,13 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
         loss = loss_fn(pred, depth, valid, **loss_kw)
         return {"loss": loss}
 
+    warmup = effective_warmup(int(scfg.get("warmup_steps") or 0), int(steps))
     head_name = HEAD_NAMES[mcfg["head"]]
     run_name = run_name or run_name_for(arch, mcfg["head"], dataset, preset)
     train_cfg = TrainConfig(
         steps=int(steps), checkpoint_every=int(tcfg.get("checkpoint_every") or 0),
         keep_checkpoints=int(tcfg.get("keep_checkpoints", 2)), log_every=int(tcfg.get("log_every", 10)),
-        schedule=scfg.get("type", "onecycle"), warmup_steps=int(scfg.get("warmup_steps") or 0),
+        schedule=scfg.get("type", "onecycle"), warmup_steps=warmup,
         poly_power=float(scfg.get("poly_power", 0.9)), onecycle_pct_start=float(scfg.get("pct_start", 0.7)),
         onecycle_div_factor=float(scfg.get("div_factor", 1.0)),
         onecycle_final_div_factor=float(scfg.get("final_div_factor", 1e4)),
@@ -465,17 +450,20 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out_dir / "config.json", {"dataset": dataset, "head": head_name, "arch": arch,
                                                     "init": str(init), "preset": preset, "steps": int(steps),
-                                                    "config": cfg})
+                                                    "warmup_steps": warmup, "train_samples": len(train_ds),
+                                                    "train_skipped_missing": train_missing, "config": cfg})
     model = trainer.fit(resume=resume)
     from dabench.provenance import checkpoints_dir
 
     result = FinetuneResult(out_dir=out_dir, checkpoint=final_path, arch=arch, head=head_name, config=cfg,
-                            registered=checkpoints_dir() / f"{run_name}.safetensors")
+                            registered=checkpoints_dir() / f"{run_name}.safetensors",
+                            train_skipped_missing=train_missing, warmup_steps=warmup)
     if evaluate:  # every rank takes part (the runner shards and reduces under torch.distributed)
         del model, trainer
         ckpt = result.registered if result.registered.is_file() else final_path
         rec = evaluate_checkpoint(ckpt, dataset, cfg, data_root=data_root, results_dir=results_dir,
-                                  device=str(dist_.device), show_progress=progress)
+                                  device=str(dist_.device), show_progress=progress, skip_missing=skip_missing,
+                                  train_skipped_missing=train_missing)
         result.records.append(rec)
         result.metrics = rec.get("metrics", {})
     return result
@@ -510,10 +498,19 @@ def eval_suite_for(dataset: str, cfg: dict):
                         "primary_metrics": ["delta1", "abs_rel"]}, source="<finetune-metric>")
 
 
+def training_input_size(cfg: dict) -> int:
+    """The shorter side (pixels) the fine-tune trained at: what its own evaluation feeds the network."""
+    return int(min(cfg["data"]["input_size"]))
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, cfg: dict, *, data_root=None, results_dir=None,
-                        device: str | None = None, show_progress: bool = False) -> dict:
+                        device: str | None = None, show_progress: bool = False, skip_missing: bool = False,
+                        train_skipped_missing: int = 0) -> dict:
     """Score a metric checkpoint on ``dataset``'s held-out split with ``dabench.eval.runner.run_suite``
-    (the record is labelled with the checkpoint's file stem). Returns the record."""
+    at the size it was trained at (``training_input_size``: a suite such as ``metric-nyu`` pins the
+    paper's 392 for full-size models, which would score a 98-px tiny run at 4x its training size;
+    the record's ``protocol.input_size`` and ``config.input_size_override`` state the size used).
+    The record is labelled with the checkpoint's file stem. Returns the record."""
     from dabench.eval.runner import run_suite
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -521,9 +518,29 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, cfg: dict, 
     records = run_suite(eval_suite_for(dataset, cfg), checkpoint=str(checkpoint), data_root=data_root,
                         datasets=[dataset], limit=cfg["data"].get("eval_limit"), batch_size=bs, device=str(dev),
                         results_dir=results_dir, seed=int(cfg["train"].get("seed", 0)), use_cache=False,
-                        show_progress=show_progress)
+                        show_progress=show_progress, input_size=training_input_size(cfg), skip_missing=skip_missing)
     recs = [r for r in records if r["dataset"] == dataset] or records
-    return recs[0] if recs else {}
+    rec = recs[0] if recs else {}
+    if train_skipped_missing and rec.get("_path"):  # the training side of --skip-missing, in the same record
+        from dabench.results.store import write_record
+
+        rec.setdefault("config", {})["train_skipped_missing"] = int(train_skipped_missing)
+        write_record(rec, Path(results_dir) if results_dir else _default_results_dir())
+    return rec
+
+
+def _default_results_dir() -> Path:
+    from dabench.provenance import default_results_dir
+
+    return default_results_dir()
+
+
+def effective_warmup(warmup_steps: int, steps: int) -> int:
+    """Linear warm-up steps actually used: at most ``MAX_WARMUP_FRACTION`` of the run (so a short
+    ``--steps`` run of a recipe with a long warm-up still reaches its base rate and decays), and none
+    when that leaves fewer than 2 steps (a 1-step warm-up is just the base rate)."""
+    w = min(int(warmup_steps), int(MAX_WARMUP_FRACTION * int(steps)))
+    return w if w >= 2 else 0
 
 
 def _sample_ids(dataset) -> list[str] | None:
@@ -535,7 +552,7 @@ def _sample_ids(dataset) -> list[str] | None:
 
 
 def median_depth_baseline(dataset: str, cfg: dict, *, data_root=None, results_dir=None, device: str = "cpu",
-                          median: float | None = None) -> dict:
+                          median: float | None = None, skip_missing: bool = False) -> dict:
     """The floor a metric model must beat: the training set's median depth (metres) predicted at every
     pixel, scored on the held-out split by the same runner code and protocol. Writes and returns a
     record (model ``median-depth-baseline``, ``config.median_depth`` = the value)."""
@@ -549,14 +566,15 @@ def median_depth_baseline(dataset: str, cfg: dict, *, data_root=None, results_di
     d, m = cfg["data"], cfg["model"]
     if median is None:
         train = build_dataset(dataset, split=d.get("train_split", "train"), data_root=data_root,
-                              limit=d.get("train_limit"))
+                              limit=d.get("train_limit"), skip_missing=skip_missing)
         median = training_median_depth(train, float(m["min_depth"]), float(m["max_depth"]), d.get("train_crop", "none"))
     suite = eval_suite_for(dataset, cfg)
     from dabench.eval.suites import resolve_protocol
     from dabench.data import load_card
 
-    proto = resolve_protocol(suite, dataset, load_card(dataset))
-    held_out = build_dataset(dataset, split=proto.split, data_root=data_root, limit=d.get("eval_limit"))
+    proto = resolve_protocol(suite, dataset, load_card(dataset), overrides={"input_size": training_input_size(cfg)})
+    held_out = build_dataset(dataset, split=proto.split, data_root=data_root, limit=d.get("eval_limit"),
+                             skip_missing=skip_missing)
     metrics, counts = evaluate_dataset(ConstantDepth(median), held_out, proto, output_space="depth",
                                        batch_size=int(cfg["evaluation"].get("batch_size") or 1), device=device)
     seed = int(cfg["train"].get("seed", 0))

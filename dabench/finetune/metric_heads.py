@@ -384,11 +384,3 @@ def build_metric_model(arch: str, config: dict) -> MetricDepthAnything:
     from dabench.models import create_model
 
     return wrap_relative_model(create_model(arch), config)
-
-
-def build_metric_zoe(arch: str, config: dict) -> MetricDepthAnything:
-    return build_metric_model(arch, {**config, "head": "zoe"})
-
-
-def build_metric_simple(arch: str, config: dict) -> MetricDepthAnything:
-    return build_metric_model(arch, {**config, "head": "simple"})

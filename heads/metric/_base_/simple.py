@@ -1,7 +1,7 @@
 # Depth Anything V2 metric head (V2 repo metric_depth/train.py): the DPT output goes through a
 # sigmoid and is multiplied by max_depth; SILog with lambda 0.5; AdamW, encoder LR 5e-6, decoder 10x,
 # poly(0.9) decay; only the ViT encoder is taken from the relative checkpoint (the V2 recipe).
-_base_ = ["./base.py"]
+_base_ = ["./zoe.py"]
 
 model = dict(head="simple", init_parts=["pretrained"])
 data = dict(input_size=[518, 518])
