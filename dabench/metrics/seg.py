@@ -11,8 +11,7 @@ label area — summed over images (and over DDP ranks). From them:
 All three are reported in percent (the paper's and mmseg's convention). Pixels whose label is
 ``ignore_index`` (255) are not counted. A *predicted* class id outside ``[0, num_classes)`` is a wrong
 pixel: it adds to its label's area and to no class's predicted area, as mmseg's
-``IoUMetric.intersect_and_union`` (``torch.histc`` over ``[0, num_classes - 1]`` drops it) and
-cityscapesScripts score it. Out-of-range *labels* are a ``DataError`` (the data is wrong).
+``IoUMetric.intersect_and_union`` (``torch.histc`` over ``[0, num_classes - 1]`` drops it) scores it. Out-of-range *labels* are a ``DataError`` (the data is wrong).
 """
 from __future__ import annotations
 
