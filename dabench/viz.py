@@ -104,9 +104,9 @@ def add_depth_colorbar(fig, ax, lo: float, hi: float, space: str, cmap: str = DE
         depths = [d for d in depths if lo - slack <= 1.0 / d <= hi + slack] or [float(f"{2.0 / (lo + hi):.2g}")]
         cb.set_ticks([1.0 / d for d in depths])
         cb.set_ticklabels([f"{d:g}" for d in depths])
-        cb.set_label("depth (m), near = warm", fontsize=7)
+        cb.set_label("depth (m)", fontsize=7)
     else:
-        cb.set_label("relative disparity, near = warm", fontsize=7)
+        cb.set_label("relative disparity", fontsize=7)
     cb.ax.tick_params(labelsize=6)
     return cb
 

@@ -168,6 +168,11 @@ def test_grid_models_side_by_side_at_real_resolution(tmp_path):
 
     img = cv2.imread(str(out / "figures" / "qualitative_grid.png"))
     assert img.shape[1] >= 4 * 126  # four columns, each at least the sample's 126 px width
+    res = CliRunner().invoke(app, ["paper", "--out", str(out), "--results", str(results), "--grid-samples", "1",
+                                   "--grid-models", "constant", "--grid-colorbar"])
+    assert res.exit_code == 0, res.output
+    with_bars = cv2.imread(str(out / "figures" / "qualitative_grid.png"))
+    assert with_bars.shape[1] > 3 * 126 + 2 * 40  # three pictures, two of them with a colorbar
     res = CliRunner().invoke(app, ["paper", "--out", str(out), "--results", str(results), "--no-figures",
                                    "--grid-models", "nope"])
     assert res.exit_code == 0

@@ -232,8 +232,7 @@ def _colorbar_png(image, pred, space: str, cmap: str, title: str) -> bytes:
 
     _, _, (lo, hi) = disparity_view(pred, None, space, robust=False)
     fig = panel_figure([{"title": "image", "rgb": image},
-                        {"title": "prediction (" + ("metric depth" if space == "depth" else "relative disparity")
-                                  + ")", "rgb": colorize_depth(pred, None, space, cmap=cmap, robust=False),
+                        {"title": "prediction (near = warm)", "rgb": colorize_depth(pred, None, space, cmap=cmap, robust=False),
                          "colorbar": (lo, hi, space), "cmap": cmap}], title=title)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")

@@ -315,6 +315,8 @@ def paper_cmd(
     grid_models: Optional[List[str]] = typer.Option(None, "--grid-models", help="own models whose predictions "
                                                     "the grid shows side by side (comma-separated or repeated; "
                                                     "glob patterns; default: the first model that can be rebuilt)"),
+    grid_colorbar: bool = typer.Option(False, "--grid-colorbar", help="a colorbar beside every depth picture of "
+                                       "the grid (metres, or relative disparity)"),
 ):
     """Regenerate every table of the paper's layouts (Tables 2, 3-4, 5, 7-8, 9, 10, 12) with the stored
     results next to the published numbers, figures as PNG and PDF, and an index.md linking them.
@@ -326,7 +328,7 @@ def paper_cmd(
 
     path = Path(results) if results is not None else default_results_dir()
     res = generate_paper(out, path, figures=figures, grid=grid, grid_samples=grid_samples, device=device,
-                         grid_models=_split(grid_models))
+                         grid_models=_split(grid_models), grid_colorbar=grid_colorbar)
     for note in res.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"wrote {len(res.tables)} tables and {len(res.figures)} figures; index: {res.index}")

@@ -204,7 +204,7 @@ def qualitative_grid(samples: list[dict], predictions, output_space, stem, title
     h = max(np.asarray(s["image"]).shape[0] for s in samples)
     w = max(np.asarray(s["image"]).shape[1] for s in samples)
     dpi = 100
-    cell_w, cell_h = w / dpi + (0.75 if colorbar else 0.12), h / dpi + 0.35
+    cell_w, cell_h = w / dpi + (1.2 if colorbar else 0.12), h / dpi + 0.35
     fig, axes = plt.subplots(n, ncols, figsize=(cell_w * ncols, cell_h * n + 0.4), dpi=dpi, squeeze=False)
     for i, s in enumerate(samples):
         valid = np.asarray(s.get("valid", np.ones_like(s["depth"], bool)), dtype=bool)
@@ -230,6 +230,6 @@ def qualitative_grid(samples: list[dict], predictions, output_space, stem, title
             if colorbar and bar is not None:
                 add_depth_colorbar(fig, ax, *bar)
         axes[i][0].set_ylabel(str(s.get("name", i)).rsplit("/", 1)[-1], fontsize=6)  # the id; the title names the set
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(f"{title}\ndepth pictures: Spectral_r on disparity, near = warm, invalid black", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, stem, dpi=dpi)

@@ -76,10 +76,11 @@ def _primary_metric(table: ComparisonTable) -> str | None:
 def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None = None, *,
                    figures: bool = True, grid: bool = True, grid_samples: int = 3, device: str = "cpu",
                    published_dir: str | os.PathLike | None = None,
-                   grid_models: list[str] | None = None) -> PaperOutput:
+                   grid_models: list[str] | None = None, grid_colorbar: bool = False) -> PaperOutput:
     """Write tables, figures and ``index.md`` under ``out_dir``; returns what was written.
     ``grid_models``: own model names (fnmatch patterns) whose predictions the qualitative grid
-    shows side by side (default: the first model that can be rebuilt)."""
+    shows side by side (default: the first model that can be rebuilt); ``grid_colorbar``: a colorbar
+    (metres, or relative disparity) beside every depth picture of the grid."""
     from dabench.results.store import load_records
 
     out_dir = Path(out_dir)
@@ -124,13 +125,14 @@ def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None
         result.protocol_groups[title] = PROTOCOL_GROUPS.get(task, f"suite {suite}")
 
     if figures:
-        _figures(result, ok_records, grid=grid, grid_samples=grid_samples, device=device, grid_models=grid_models)
+        _figures(result, ok_records, grid=grid, grid_samples=grid_samples, device=device, grid_models=grid_models,
+                 grid_colorbar=grid_colorbar)
     _write_index(result, results)
     return result
 
 
 def _figures(result: PaperOutput, records: list[dict], *, grid: bool, grid_samples: int, device: str,
-             grid_models: list[str] | None = None) -> None:
+             grid_models: list[str] | None = None, grid_colorbar: bool = False) -> None:
     from dabench.results import figures as figs
 
     fig_dir = result.out_dir / "figures"
@@ -153,7 +155,7 @@ def _figures(result: PaperOutput, records: list[dict], *, grid: bool, grid_sampl
         result.notes.append("Qualitative grid: not requested (--no-grid).")
         return
     written, note = qualitative_grid_for_records(records, fig_dir / "qualitative_grid", grid_samples, device,
-                                                 models=grid_models)
+                                                 models=grid_models, colorbar=grid_colorbar)
     if written:
         result.figures.append((f"Qualitative grid — {note}", written))
     else:
@@ -213,7 +215,7 @@ def _grid_samples(record: dict, n: int):
 
 
 def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: str = "cpu",
-                                 models: list[str] | None = None):
+                                 models: list[str] | None = None, colorbar: bool = False):
     """Without ``models``: try the records' models in order (checkpoints first, then baselines, then
     random-init networks) and draw the first that loads. With ``models`` (fnmatch patterns on the
     records' model names): one prediction column per matching model, on the samples of the first
@@ -240,7 +242,11 @@ def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: 
             names = ", ".join(sorted({str(r.get("model")) for r in records}))
             return None, f"--grid-models {', '.join(models)} matched no record (models: {names})."
     else:
-        order = sorted(records, key=_rank)
+        def _score(r):  # within a rank, the model with the best AbsRel first (a flat constant shows little)
+            v = (r.get("metrics") or {}).get("abs_rel")
+            return v if isinstance(v, (int, float)) else float("inf")
+
+        order = sorted(records, key=lambda r: (_rank(r), _score(r)))
     reasons, tried, loaded = [], set(), []
     for rec in order:
         if rec.get("model") in tried:
@@ -269,7 +275,7 @@ def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: 
     title = ", ".join(desc for _, _, desc in loaded) + f" on {ds}"
     if reasons:
         title += f" ({len(reasons)} model(s) could not be rebuilt)"
-    return figs.qualitative_grid(samples, preds, spaces, stem, title), title
+    return figs.qualitative_grid(samples, preds, spaces, stem, title, colorbar=colorbar), title
 
 
 def _rel(path: Path, base: Path) -> str:
