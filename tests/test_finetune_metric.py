@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from dabench.cli import app
 from dabench.errors import CheckpointError, ConfigError
 from dabench.finetune import metric as fm
+from dabench.finetune import metric_eval as fme
 from dabench.overrides import parse_cfg_options
 
 runner = CliRunner()
@@ -175,7 +176,7 @@ def test_training_median_and_constant_baseline(tmp_path):
     from dabench.data import build_dataset
 
     ds = build_dataset("synthetic-indoor", split="train", limit=3)
-    med = fm.training_median_depth(ds, 0.5, 10.0)
+    med = fme.training_median_depth(ds, 0.5, 10.0)
     ref = np.median(np.concatenate([ds[i]["depth"][ds[i]["valid"] & (ds[i]["depth"] >= 0.5) & (ds[i]["depth"] <= 10)]
                                     for i in range(3)]))
     assert med == pytest.approx(float(ref))
@@ -183,7 +184,7 @@ def test_training_median_and_constant_baseline(tmp_path):
 
     cfg = fm.resolve_config(fm.load_config("synthetic-indoor", "zoe", "tiny"), load_card("synthetic-indoor"))
     cfg["data"]["eval_limit"] = 2
-    rec = fm.median_depth_baseline("synthetic-indoor", cfg, results_dir=tmp_path, median=med)
+    rec = fme.median_depth_baseline("synthetic-indoor", cfg, results_dir=tmp_path, median=med)
     # the same numbers by hand: a constant prediction, clamped to [0.5, 10], on the held-out samples
     test = build_dataset("synthetic-indoor", split="test", limit=2)
     d1 = []
@@ -264,6 +265,6 @@ def test_tiny_preset_really_learns(tmp_path):
         init = tmp_path / "teacher" / "final.safetensors"
     result = fm.finetune_metric("synthetic-indoor", "zoe", init, tmp_path / "run", preset="tiny",
                                 results_dir=tmp_path / "results", progress=False)
-    base = fm.median_depth_baseline("synthetic-indoor", result.config, results_dir=tmp_path / "results")
+    base = fme.median_depth_baseline("synthetic-indoor", result.config, results_dir=tmp_path / "results")
     assert result.metrics["delta1"] > base["metrics"]["delta1"] + 0.1, (result.metrics, base["metrics"])
     assert result.metrics["abs_rel"] < base["metrics"]["abs_rel"] - 0.1

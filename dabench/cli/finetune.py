@@ -65,7 +65,8 @@ def metric(
     from rich.console import Console
     from rich.table import Table
 
-    from dabench.finetune.metric import finetune_metric, median_depth_baseline, prepare, training_input_size
+    from dabench.finetune.metric import finetune_metric, prepare
+    from dabench.finetune.metric_eval import median_depth_baseline, training_input_size
     from dabench.overrides import parse_cfg_options
 
     if device is not None:
