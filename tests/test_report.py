@@ -180,3 +180,21 @@ def test_renders_in_headless_chromium_without_console_errors(results, tmp_path):
     console = [line for line in (run.stderr + dom.stderr).splitlines() if ":CONSOLE" in line]
     assert not console, console
     assert 'data-report-ready="1"' in dom.stdout  # the sorting script ran to its end
+
+
+def test_hostile_names_are_escaped_and_stay_inside_the_output(results, tmp_path):
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    rec_path = Path(next(r["_path"] for r in load_records(copy) if r["model"] == "constant"))
+    rec = json.loads(rec_path.read_text())
+    rec["model"] = '<script>alert(1)</script>/../../evil'
+    rec["model_params"] = '"><img src=x onerror=alert(2)>'
+    rec_path.write_text(json.dumps(rec))
+    csv_path = rec_path.with_name(rec_path.stem + ".samples.csv")
+    csv_path.write_text(csv_path.read_text().replace("synthetic-indoor/test/", '"<b>x</b>/../../"'))
+    out = tmp_path / "site"
+    res = generate_report(out, copy, samples=2, predict=True)
+    text = res.index.read_text()
+    assert "<script>alert" not in text and "onerror=alert(2)>" not in text and "<b>x</b>" not in text
+    assert all(out.resolve() in p.resolve().parents for p in res.images)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["results", "site"]  # nothing written beside

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import html
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,19 +79,25 @@ def read_samples_csv(record: dict) -> list[dict]:
     csv_path = samples_csv_path(path)
     if not csv_path.is_file():
         return []
+    from dabench.errors import DataError
+
     rows = []
-    with open(csv_path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            out = {}
-            for k, v in row.items():
-                if k in ("name", "status"):
+    try:
+        with open(csv_path, newline="") as fh:
+            raw_rows = list(csv.DictReader(fh))
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise DataError(f"{csv_path}: not a per-sample CSV written by dabench run ({e})") from None
+    for row in raw_rows:
+        out = {}
+        for k, v in row.items():
+            if k in ("name", "status"):
+                out[k] = v
+            else:
+                try:
+                    out[k] = float(v) if v not in ("", None) else None
+                except (TypeError, ValueError):
                     out[k] = v
-                else:
-                    try:
-                        out[k] = float(v) if v not in ("", None) else None
-                    except ValueError:
-                        out[k] = v
-            rows.append(out)
+        rows.append(out)
     return rows
 
 
@@ -99,7 +106,8 @@ def worst_first(rows: list[dict], metric: str = "abs_rel") -> list[dict]:
     from dabench.results.frame import metric_info
 
     hib = metric_info(metric)["higher_is_better"]
-    ok = [r for r in rows if r.get("status") == "ok" and isinstance(r.get(metric), float)]
+    ok = [r for r in rows if r.get("status") == "ok" and isinstance(r.get(metric), float)
+          and isinstance(r.get("index"), float) and float(r["index"]).is_integer() and not math.isnan(r[metric])]
     return sorted(ok, key=lambda r: r[metric], reverse=not hib)
 
 
@@ -271,7 +279,7 @@ def _suite_table(suite: str, recs: list[dict], record_links) -> str:
     body = []
     for i, row in enumerate(table.rows):
         cells = [f'<td data-value="{_esc(row.label)}">{_esc(row.label)}</td>',
-                 f'<td data-value="{row.params if row.params is not None else ""}">'
+                 f'<td data-value="{_esc(row.params if row.params is not None else "")}">'
                  f'{_esc(format_params(row.params) or "–")}</td>']
         for j, col in enumerate(table.columns):
             v = table.cell(row, col)
@@ -341,7 +349,8 @@ def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samp
         metrics_html = "".join(f"<div>{_esc(metric_info(m)['display'])} "
                                f"{_esc(format_value(row.get(m), metric_info(m)['fmt']) or '–')}</div>"
                                for m in GALLERY_METRICS if m in row)
-        metrics_html += f"<div>valid px {int(row['valid_pixels'] or 0)}</div>" if row.get("valid_pixels") else ""
+        if isinstance(row.get("valid_pixels"), float):
+            metrics_html += f"<div>valid px {int(row['valid_pixels'])}</div>"
         cells = [f"<td>{_esc(name)}<br><small>#{idx}</small></td>"]
         sample = None
         if dataset is not None and 0 <= idx < len(dataset):
@@ -353,7 +362,7 @@ def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samp
             if msg not in notes:
                 notes.append(msg)
             cells += ['<td colspan="4" class="missing">image not available</td>']
-            out.append(f'<tr data-sample="{_esc(name)}" data-abs-rel="{row.get("abs_rel")!r}">' + "".join(cells)
+            out.append(f'<tr data-sample="{_esc(name)}" data-abs-rel="{_esc(repr(row.get("abs_rel")))}">' + "".join(cells)
                        + f'<td class="m">{metrics_html}</td></tr>')
             continue
         from dabench.eval.runner import prepare_sample
@@ -398,7 +407,7 @@ def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samp
                 cells.append(f'<td><img src="{_esc(rel)}" width="{w}" height="{h}" alt="{key} {_esc(name)}"></td>')
             else:
                 cells.append('<td class="missing">not logged</td>')
-        out.append(f'<tr data-sample="{_esc(name)}" data-abs-rel="{row.get("abs_rel")!r}">' + "".join(cells)
+        out.append(f'<tr data-sample="{_esc(name)}" data-abs-rel="{_esc(repr(row.get("abs_rel")))}">' + "".join(cells)
                    + f'<td class="m">{metrics_html}</td></tr>')
     out.append("</tbody></table>")
     if not shown_predictions and not predictor_note:
