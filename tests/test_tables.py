@@ -56,7 +56,7 @@ mA (dabench) & 24.8M & \underline{0.100} & \underline{0.900} & \textbf{0.200} & 
 mB (dabench) & -- & \underline{0.100} & \textbf{0.950} & -- & -- \\
 mC (dabench) & 1.5B & 0.120 & \underline{0.900} & \underline{0.250} & \textbf{0.850} \\
 \bottomrule
-\multicolumn{6}{p{32em}}{\footnotesize $^{1}$ Paper X, Table 1} \\
+\multicolumn{6}{p{28.4em}}{\footnotesize $^{1}$ Paper X, Table 1} \\
 \end{tabular}
 """
 
@@ -219,5 +219,5 @@ def test_latex_footnotes_wrap_in_a_paragraph_column():
                            "datasets": ["nyu"], "metrics": ["abs_rel"],
                            "rows": [{"model": "P", "results": {"nyu": {"abs_rel": 0.1}}}]})
     tex = to_latex(build_table([], published=[pub]))
-    assert r"\multicolumn{3}{p{18.5em}}{\footnotesize $^{1}$ A very long" in tex
+    assert r"\multicolumn{3}{p{17.6em}}{\footnotesize $^{1}$ A very long" in tex
     assert r"{l}{\footnotesize" not in tex

@@ -420,8 +420,9 @@ def to_latex(table: ComparisonTable) -> str:
         out.append(" & ".join([label, format_params(row.params) or "--"] + cells) + " \\\\")
     out.append("\\bottomrule")
     # Footnotes wrap inside a paragraph column about as wide as the table (an `l` column would run
-    # off the page): ~14em for the model and parameter columns plus ~4.5em per value column.
-    note_col = f"p{{{14 + 4.5 * len(cols):g}em}}"
+    # off the page): ~14em for the model and parameter columns plus ~3.6em per value column (under-
+    # estimated rather than over: a note column wider than the table would widen the table).
+    note_col = f"p{{{14 + 3.6 * len(cols):g}em}}"
     for i, src in enumerate(table.footnotes, 1):
         out.append(f"\\multicolumn{{{n}}}{{{note_col}}}{{\\footnotesize $^{{{i}}}$ {latex_escape(src)}}} \\\\")
     for note in table.notes:
