@@ -18,8 +18,8 @@ def report_cmd(
     predict: bool = typer.Option(False, "--predict", help="run the records' models again for samples whose "
                                  "prediction was not logged by `dabench run --log-samples`"),
     device: str = typer.Option("cpu", "--device", help="device for --predict"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="where the datasets are (default: the "
-                                             "record's, else $DABENCH_DATA)"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="where the datasets are (default: "
+                                             "$DABENCH_DATA, else the folder the run read, if it exists here)"),
 ):
     """Write a self-contained static HTML report (DIR/index.html, openable from disk): per suite a
     sortable table of every record (with 95 % intervals when recorded, values linking to the raw

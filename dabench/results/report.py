@@ -24,6 +24,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -185,8 +186,11 @@ def _rebuild_dataset(record: dict, data_root):
     from dabench.data import build_dataset, load_card
     from dabench.provenance import data_root as resolve_root
 
-    config = record.get("config") or {}
-    root = resolve_root(data_root if data_root is not None else config.get("data_root"))
+    # --data-root, else $DABENCH_DATA, else the folder the run itself read (when it is on this machine)
+    root = resolve_root(data_root)
+    recorded = (record.get("config") or {}).get("data_root")
+    if root is None and recorded and Path(str(recorded)).is_dir():
+        root = Path(str(recorded))
     card = load_card(str(record.get("dataset")))
     proto = record.get("protocol") or {}
     extra = {} if card.get("reader") == "synthetic" else {
@@ -252,11 +256,11 @@ def _copy_records(records: list[dict], results: Path, out_dir: Path) -> dict[int
         dst = out_dir / "records" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(dst, src.read_bytes())
-        entry = {"json": f"records/{rel.as_posix()}"}
+        entry = {"json": "records/" + quote(rel.as_posix())}
         csv_src = samples_csv_path(src)
         if csv_src.is_file():
             atomic_write_bytes(dst.with_name(csv_src.name), csv_src.read_bytes())
-            entry["csv"] = f"records/{rel.with_name(csv_src.name).as_posix()}"
+            entry["csv"] = "records/" + quote(rel.with_name(csv_src.name).as_posix())
         links[id(r)] = entry
     return links
 
