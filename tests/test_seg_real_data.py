@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -48,7 +49,8 @@ def test_data_check_reads_segmentation_sets(tmp_path):
 def _finetune(tmp_path, dataset, iters=3):
     out = tmp_path / f"run-{dataset}"
     code, text = _run(["finetune", "seg", "--dataset", dataset, "--preset", "tiny", "--random-init", "--arch",
-                       "da2_test", "--data-root", tmp_path, "--iters", iters, "--batch-size", 2, "--out", out])
+                       "da2_test", "--data-root", tmp_path, "--iters", iters, "--batch-size", 2, "--out", out,
+                       "--results", tmp_path / f"results-{dataset}"])
     assert code == 0, text
     return out, json.loads((out / "summary.json").read_text()), text
 
@@ -69,6 +71,14 @@ def test_tiny_preset_on_cityscapes_layout(tmp_path):
 
     cfg = json.loads(ckpt.read_metadata(out / "final.safetensors")["dabench.config"])
     assert cfg["num_classes"] == 19 and len(cfg["classes"]) == 19 and cfg["dataset"] == "cityscapes"
+    # the evaluation is also in the results store (suite finetune-seg), saying what split it scored
+    recs = {p.parent.name: json.loads(p.read_text())
+            for p in (tmp_path / "results-cityscapes" / "finetune-seg").glob("*/cityscapes*.json")}
+    assert set(recs) == {Path(summary["registered"]).stem, "majority_class"}, recs
+    for rec in recs.values():
+        assert rec["task"] == "segmentation" and rec["held_out"]["same_as_val"] is True
+        assert rec["protocol"]["split"] == "leftImg8bit/val" and rec["protocol"]["same_as_val"] is True
+    assert recs["majority_class"]["metrics"]["miou"] == pytest.approx(summary["test_majority_baseline"]["miou"])
 
 
 def test_tiny_preset_on_ade20k_layout_and_suite(tmp_path):

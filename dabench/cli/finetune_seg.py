@@ -43,7 +43,10 @@ def seg(
     force: bool = typer.Option(False, "--force", help="Write into an existing --out that dabench did not create."),
     seed: int = typer.Option(0, "--seed"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="After training, score the held-out test split "
-                                                                 "and the majority-class baseline."),
+                                                                 "and the majority-class baseline (results records, "
+                                                                 "suite finetune-seg)."),
+    results: Path = typer.Option(None, "--results", "-o", help="Results directory for the evaluation records "
+                                                               "(default $DABENCH_HOME/results)."),
 ):
     """Fine-tune a segmentation head on a Depth Anything encoder with mmsegmentation's Runner.
 
@@ -71,7 +74,7 @@ def seg(
                            random_init=random_init, arch=arch, config=config, out=out, name=name,
                            data_root=str(data_root) if data_root else None, iters=iters, batch_size=batch_size,
                            seed=seed, resume=resume, force=force, evaluate_test=evaluate,
-                           cfg_options=parse_cfg_options(cfg_option))
+                           cfg_options=parse_cfg_options(cfg_option), results_dir=results)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     console = Console()

@@ -53,12 +53,13 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
                  name: str | None = None, data_root: str | None = None, iters: int | None = None,
                  batch_size: int | None = None, seed: int = 0, resume: bool = False, force: bool = False,
                  launcher: str | None = None, evaluate_test: bool = True,
-                 cfg_options: dict | None = None) -> dict[str, Any]:
+                 cfg_options: dict | None = None, results_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Fine-tune a segmentation head on a Depth Anything encoder; see ``dabench finetune seg --help``.
 
     Returns a summary dict: paths (``final``, ``registered``, ``work_dir``), the last validation
     metrics, and — with ``evaluate_test`` — the test-split metrics of the model and of the
-    majority-class baseline.
+    majority-class baseline, also written as results records (suite ``finetune-seg``, through
+    ``dabench.results.record.make_record``) under ``results_dir`` (default: the results store).
     """
     if init and random_init:
         raise ConfigError("--init and --random-init are exclusive")
@@ -134,8 +135,53 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
         summary["majority_class"] = model.dataset_meta["classes"][cls]
         summary["test_majority_baseline"] = _split(evaluate(base, cfg.test_dataloader))
     if dist.is_main_process():
+        if summary.get("test"):
+            summary["records"] = write_finetune_records(summary, cfg, name=name, seed=seed, results_dir=results_dir)
         atomic_write_json(work_dir / "summary.json", summary)
     return summary
+
+
+FINETUNE_SUITE = "finetune-seg"  # records of the fine-tune's own held-out evaluation
+
+
+def write_finetune_records(summary: dict, cfg, *, name: str, seed: int, results_dir=None) -> list[str]:
+    """One results record for the fine-tuned model and one for the majority-class baseline, scored on
+    the held-out split after training (suite ``finetune-seg``; ``held_out`` says whether that split is
+    also the validation split). Returns the written paths."""
+    from dabench.metrics.registry import SEG_METRICS
+    from dabench.provenance import default_results_dir
+    from dabench.results.record import make_data_source, make_record, make_run_id
+    from dabench.results.store import write_record
+
+    test_ds = next(_datasets(cfg.test_dataloader.dataset.to_dict()
+                             if hasattr(cfg.test_dataloader.dataset, "to_dict") else dict(cfg.test_dataloader.dataset)))
+    synthetic = test_ds.get("type") == "DabenchSyntheticSegDataset"
+    dataset = f"synthetic-{test_ds.get('family', 'outdoor')}" if synthetic else summary["dataset"]
+    tc = cfg.model.get("test_cfg") or {}
+    held = summary["held_out"]
+    protocol = {"split": held["split"], "inference": tc.get("mode", "whole"),
+                "crop_size": list(tc.get("crop_size", [])) or None, "stride": list(tc.get("stride", [])) or None,
+                "multi_scale_flip_tta": False, "ignore_index": 255, "same_as_val": held["same_as_val"],
+                "selects_checkpoint": held["selects_checkpoint"]}
+    source = make_data_source("synthetic" if synthetic else "disk", None if synthetic else test_ds.get("data_root"))
+    run_id = make_run_id(salt=FINETUNE_SUITE + name)
+    config = {k: summary[k] for k in ("config", "work_dir", "init", "random_init", "head", "dataset", "preset",
+                                      "iters")}
+    out = []
+    for model, res, extra in ((name, summary["test"], {"checkpoint": summary["final"], "arch": summary["arch"]}),
+                              ("majority_class", summary["test_majority_baseline"],
+                               {"majority_class": summary["majority_class"]})):
+        metrics = {k: v for k, v in res.items() if k != "per_class"}
+        rec = make_record(task="segmentation", suite=FINETUNE_SUITE, model=model, dataset=dataset,
+                          metric_names=SEG_METRICS, seed=seed, run_id=run_id, data_source=source,
+                          config={**config, **({"majority_class": extra["majority_class"]}
+                                               if "majority_class" in extra else {})},
+                          metrics=metrics, protocol=protocol, primary_metrics=["miou", "aacc"],
+                          per_class=res.get("per_class", {}), held_out=held, split=held["split"],
+                          arch=extra.get("arch"), checkpoint=extra.get("checkpoint"),
+                          random_init=bool(summary["random_init"]) and model == name)
+        out.append(str(write_record(rec, Path(results_dir) if results_dir else default_results_dir())))
+    return out
 
 
 def _split_name(ds_cfg) -> str | None:
