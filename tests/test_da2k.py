@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +13,7 @@ from dabench.cli import app
 from dabench.data.da2k import Da2kDataset, SyntheticPairs, read_annotations
 from dabench.errors import DataError
 from dabench.metrics.ordinal import pairs_correct
+from reader_layouts import da2k_tree
 
 H, W = 28, 42  # multiples of 14: with --input-size 28 the network sees the image unresized
 
@@ -31,25 +31,9 @@ def test_pairs_correct_by_hand():
 
 
 def _write_fixture(root):
-    """DA-2K's layout: <root>/da2k/annotations.json + <scene>/<image>."""
-    d = root / "da2k"
-    for scene, name in (("indoor", "a.png"), ("outdoor", "b.jpg")):
-        (d / scene).mkdir(parents=True)
-        img = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
-        cv2.imwrite(str(d / scene / name), img)
-    ann = {
-        "indoor/a.png": [
-            {"point1": [25, 5], "point2": [16, 30], "closer_point": "point1"},
-            {"point1": [16, 5], "point2": [25, 5], "closer_point": "point1"},
-            {"point1": [3, 5], "point2": [3, 30], "closer_point": "point1"},
-        ],
-        "outdoor/b.jpg": [
-            {"point1": [27, 0], "point2": [0, 41], "closer_point": "point1"},
-            {"point1": [20, 3], "point2": [26, 3], "closer_point": "point2"},
-        ],
-    }
-    (d / "annotations.json").write_text(json.dumps(ann))
-    return d
+    """DA-2K's layout (tests/reader_layouts.py): <root>/da2k/annotations.json + <scene>/<image>."""
+    da2k_tree(root, H, W)
+    return root / "da2k"
 
 
 def _run(args):

@@ -9,11 +9,11 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-import yaml
 
 from dabench.data import build_dataset, dataset_available, list_datasets, load_card
 from dabench.data.cards import REQUIRED, card_splits, read_split_file, split_file_path, validate_card
 from dabench.errors import ConfigError, DataError, MissingFileError
+from reader_layouts import Cards, kitti_tree, png16, rgb
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 6, 8
@@ -101,55 +101,20 @@ def test_segmentation_cards_point_to_finetune_seg():
 # ---------------------------------------------------------------- fixture trees
 
 def _rgb(path, h=H, w=W):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".jpg":  # lossy: a smooth image so the round trip is close
-        yy, xx = np.mgrid[0:h, 0:w]
-        img = np.stack([20 * yy + 40, 15 * xx + 60, np.full_like(xx, 128)], -1).astype(np.uint8)
-    else:
-        img = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    assert cv2.imwrite(str(path), img[..., ::-1])
-    return img
-
-
-def _png16(path, arr):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), np.asarray(arr, np.uint16))
+    return rgb(path, h, w)
 
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
     """A private copy of the cards (DABENCH_REPO) so tests can point split files at tiny lists."""
-    root = tmp_path / "repo"
-    shutil.copytree(REPO / "datasets", root / "datasets")
-    monkeypatch.setenv("DABENCH_REPO", str(root))
+    cards = Cards.copy(tmp_path / "repo", monkeypatch)
     data = tmp_path / "data"
     data.mkdir()
-
-    def set_card(name, **changes):
-        p = root / "datasets" / f"{name}.yaml"
-        card = yaml.safe_load(p.read_text())
-        card.update(changes)
-        p.write_text(yaml.safe_dump(card))
-
-    def split(name, rows):
-        p = root / "datasets" / "splits" / f"{name}.txt"
-        p.write_text("\n".join(" ".join(r) for r in rows) + "\n")
-        return f"splits/{name}.txt"
-
-    return root, data, set_card, split
+    return cards.root, data, cards.set, cards.split
 
 
 def _kitti_tree(data, split):
-    img_rel = "2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png"
-    gt_rel = "2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000069.png"
-    img = _rgb(data / "kitti/raw" / img_rel)
-    raw = RNG.integers(0, 80 * 256, (H, W)).astype(np.uint16)
-    raw[0, 0] = 0
-    _png16(data / "kitti/gts" / gt_rel, raw)
-    (data / "kitti/raw/2011_09_26/calib_cam_to_cam.txt").write_text(
-        "calib_time: x\nP_rect_02: 721.5377 0 609.5593 44.85728 0 721.5377 172.854 0.2163791 0 0 1 0.002745884\n")
-    rows = [[img_rel, gt_rel, "721.5377"], ["2011_09_26/x/image_02/data/1.png", "None", "721.5377"]]
-    return img, raw, rows
+    return kitti_tree(data, H, W)
 
 
 def test_kitti_reader(repo):
@@ -184,7 +149,7 @@ def test_size_mismatch_and_corrupt_image(repo):
     _, data, set_card, split = repo
     img, raw, rows = _kitti_tree(data, split)
     set_card("kitti", split_file={"test": split("k", rows)})
-    _png16(data / "kitti/gts" / rows[0][1], np.ones((H + 1, W), np.uint16))
+    png16(data / "kitti/gts" / rows[0][1], np.ones((H + 1, W), np.uint16))
     with pytest.raises(DataError, match=rf"is {H}x{W} but depth .* is {H + 1}x{W}"):
         build_dataset("kitti", data_root=data)[0]
     (data / "kitti/raw" / rows[0][0]).write_bytes(b"not a png")
@@ -196,7 +161,7 @@ def test_nyu_extracted_and_mat(repo):
     _, data, set_card, split = repo
     base = data / "nyu/official_splits/test/bathroom"
     img = _rgb(base / "rgb_00002.jpg", 8, 8)
-    _png16(base / "sync_depth_00002.png", np.full((8, 8), 2500))
+    png16(base / "sync_depth_00002.png", np.full((8, 8), 2500))
     set_card("nyu", split_file={"test": split("n", [["bathroom/rgb_00002.jpg", "bathroom/sync_depth_00002.png", "518.8579"]])})
     s = build_dataset("nyu", data_root=data)[0]
     assert s["image"].shape == (8, 8, 3) and np.abs(s["image"].astype(int) - img).mean() < 6  # JPEG
@@ -218,7 +183,7 @@ def test_nyu_extracted_and_mat(repo):
     np.testing.assert_allclose(s["depth"][s["valid"]], np.floor(depths[2] * 1000)[s["valid"]] / 1000, rtol=1e-6)
     # the train split reads the BTS sync folder (leading '/' in the list, as shipped)
     _rgb(data / "nyu/sync/kitchen_0028b/rgb_00045.jpg", 8, 8)
-    _png16(data / "nyu/sync/kitchen_0028b/sync_depth_00045.png", np.full((8, 8), 1200))
+    png16(data / "nyu/sync/kitchen_0028b/sync_depth_00045.png", np.full((8, 8), 1200))
     set_card("nyu", split_file={"train": split("nt", [["/kitchen_0028b/rgb_00045.jpg",
                                                        "/kitchen_0028b/sync_depth_00045.png", "518.8579"]]),
                                 "test": "splits/nyu_test.txt"})
@@ -292,7 +257,7 @@ def test_ddad_sunrgbd_ibims_vkitti2_hypersim(repo):
     np.testing.assert_allclose(s["depth"], 42.0)
     # SUN RGB-D: rgb/img-000001.jpg + depth/1.png (/10000)
     _rgb(data / "sunrgbd/rgb/img-000001.jpg")
-    _png16(data / "sunrgbd/depth/1.png", np.full((H, W), 31000))
+    png16(data / "sunrgbd/depth/1.png", np.full((H, W), 31000))
     s = build_dataset("sunrgbd", data_root=data)[0]
     np.testing.assert_allclose(s["depth"], 3.1, rtol=1e-6)
     # iBims-1: imagelist + masks
@@ -300,7 +265,7 @@ def test_ddad_sunrgbd_ibims_vkitti2_hypersim(repo):
     root.mkdir(parents=True)
     (root / "imagelist.txt").write_text("corridor_01\n")
     _rgb(root / "rgb/corridor_01.png")
-    _png16(root / "depth/corridor_01.png", np.full((H, W), 6553))
+    png16(root / "depth/corridor_01.png", np.full((H, W), 6553))
     m = np.ones((H, W), np.uint8)
     m[0, 0] = 0
     for d in ("mask_invalid", "mask_transp"):
@@ -314,7 +279,7 @@ def test_ddad_sunrgbd_ibims_vkitti2_hypersim(repo):
     _rgb(base / "rgb/Camera_0/rgb_00000.jpg")
     dep = np.full((H, W), 1234, np.uint16)
     dep[0] = 65535
-    _png16(base / "depth/Camera_0/depth_00000.png", dep)
+    png16(base / "depth/Camera_0/depth_00000.png", dep)
     s = build_dataset("vkitti2", data_root=data)[0]
     assert not s["valid"][0].any()
     np.testing.assert_allclose(s["depth"][1:], 12.34, rtol=1e-6)

@@ -13,22 +13,14 @@ import yaml
 from typer.testing import CliRunner
 
 from dabench.cli import app
+from reader_layouts import KITTI_GT, KITTI_IMG, png16, rgb
 
 REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
-KITTI_IMG = "2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png"
-KITTI_GT = "2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000069.png"
 
 
 def _img(path, h, w):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    assert cv2.imwrite(str(path), img)  # PNG: lossless
-
-
-def _png16(path, arr):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), np.asarray(arr, np.uint16))
+    rgb(path, h, w, RNG)  # PNG: lossless (the .jpg frames are PNGs renamed, as in the tree below)
 
 
 @pytest.fixture
@@ -53,12 +45,12 @@ def tree(tmp_path, monkeypatch):
     # NYU extracted test frame (480x640, uint16 mm)
     _img(data / "nyu/official_splits/test/bathroom/rgb_00045.jpg".replace(".jpg", ".png"), 480, 640)
     shutil.copy(data / "nyu/official_splits/test/bathroom/rgb_00045.png", data / "nyu/official_splits/test/bathroom/rgb_00045.jpg")
-    _png16(data / "nyu/official_splits/test/bathroom/sync_depth_00045.png", RNG.integers(0, 10500, (480, 640)))
+    png16(data / "nyu/official_splits/test/bathroom/sync_depth_00045.png", RNG.integers(0, 10500, (480, 640)))
     card("nyu", split_file={"test": split("n", ["bathroom/rgb_00045.jpg", "bathroom/sync_depth_00045.png", "518.8579"])})
     # KITTI raw frame + annotated depth (uint16 / 256), 375x1242, 30 % LiDAR coverage
     _img(data / "kitti/raw" / KITTI_IMG, 375, 1242)
     gt = RNG.integers(256, 85 * 256, (375, 1242)) * (RNG.random((375, 1242)) < 0.3)
-    _png16(data / "kitti/gts" / KITTI_GT, gt)
+    png16(data / "kitti/gts" / KITTI_GT, gt)
     card("kitti", split_file={"test": split("k", [KITTI_IMG, KITTI_GT, "721.5377"])})
     # ETH3D: raw float32 depth (inf = none), image as a .JPG name
     rel_img, rel_d = "rgb/office/images/dslr_images/DSC_0219.JPG", \
@@ -75,7 +67,7 @@ def tree(tmp_path, monkeypatch):
     sroot = data / "scannet/scannet_val_sampled_800_1"
     _img(sroot / "scene0406_02/color/tmp.png", 48, 64)
     shutil.move(sroot / "scene0406_02/color/tmp.png", sroot / "scene0406_02/color/000300.jpg")
-    _png16(sroot / "scene0406_02/depth/000300.png", RNG.integers(0, 9000, (48, 64)))
+    png16(sroot / "scene0406_02/depth/000300.png", RNG.integers(0, 9000, (48, 64)))
     card("scannet", split_file={"test": split("s", ["scene0406_02/color/000300.jpg", "scene0406_02/depth/000300.png"])})
     # DIODE: png + HxWx1 depth npy + mask npy
     rel = "outdoor/scene_00022/scan_00193/00022_00193_outdoor_000_010"
