@@ -20,12 +20,10 @@ from dabench.models.inference import predict_batch
 @pytest.fixture
 def registry_snapshot():
     """Names registered by a test are removed afterwards (the registry is process-wide)."""
-    MODELS.names()  # load the families first
-    before = set(MODELS._entries)
+    before = set(MODELS.names())
     yield
-    for name in set(MODELS._entries) - before:
-        MODELS._entries.pop(name)
-        MODELS._meta.pop(name)
+    for name in set(MODELS.names()) - before:
+        MODELS.unregister(name)
 
 
 class MeanColour(nn.Module):

@@ -138,14 +138,14 @@ def _load_plugins(registry: Registry) -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in registry._entries:
+        if ep.name in registry:  # (the registry is marked loaded before plug-ins are read: no recursion)
             continue
         try:
             factory = ep.load()
         except Exception as e:  # noqa: BLE001 - third-party code: report it, keep the rest working
             warnings.warn(f"dabench model plug-in {ep.name!r} ({ep.value}) failed to load: {e}", stacklevel=2)
             continue
-        if ep.name in registry._entries:  # the plug-in's module registered it itself on import
+        if ep.name in registry:  # the plug-in's module registered it itself on import
             continue
         try:
             register_model(ep.name, factory, data_config=getattr(factory, "data_config", None),
