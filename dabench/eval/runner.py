@@ -44,6 +44,9 @@ from dabench.eval.align import ALIGNMENT_INPUT_SPACE, DegenerateAlignmentError, 
 from dabench.eval.suites import Protocol, Suite, load_suite, resolve_protocol
 from dabench.metrics.registry import depth_engine_metrics
 from dabench.models.inference import resolve_amp_dtype
+# One model resolver for every command; ModelRun, resolve_models, ... stay importable from here.
+from dabench.models.resolve import (ModelRun, build_model, checkpoint_label, local_checkpoints,  # noqa: F401
+                                    local_checkpoints_hint, model_provenance, resolve_models)
 from dabench.results.tables import print_suite_table
 from dabench.tasks import METRIC_DEPTH_TASKS, TASKS, TaskRequest
 
@@ -297,11 +300,6 @@ def evaluate_dataset(model, dataset, protocol: Protocol | dict | None = None, *,
 # ----------------------------------------------------------------------------------------------
 # models
 # ----------------------------------------------------------------------------------------------
-# One resolver for every command (``dabench.models.resolve``); re-exported here for existing callers.
-from dabench.models.resolve import (ModelRun, build_model, checkpoint_label, local_checkpoints,  # noqa: E402,F401
-                                    local_checkpoints_hint, model_provenance, resolve_models)
-
-
 def _is_seg_checkpoint(path) -> bool:
     """A `dabench finetune seg` checkpoint (metadata dabench.head = seg_*): not a depth model."""
     from dabench.models import checkpoint as ckpt

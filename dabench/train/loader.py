@@ -129,6 +129,12 @@ class StepBatches(torch.utils.data.Dataset):
 def _worker_init(_worker_id: int) -> None:
     # one thread per worker: N workers x M threads on N cores only thrash
     torch.set_num_threads(1)
+
+
+def quiet_cv2_threads_before_fork() -> None:
+    """Stop OpenCV's thread pool in the parent before DataLoader workers are forked: a forked child
+    inherits the pool's locks but not its threads, and its first cv2 call (or cv2.setNumThreads in the
+    child) then waits forever — seen after evaluation (cv2.resize) and training ran in one process."""
     try:
         import cv2
 
@@ -153,6 +159,7 @@ def build_step_loader(batch_fn: Callable[[int, torch.Generator], Any], *, start:
         # init_dist may have switched the default start method to spawn)
         if "fork" in mp.get_all_start_methods():
             kw["multiprocessing_context"] = "fork"
+            quiet_cv2_threads_before_fork()
     pin = cuda if cfg.pin_memory is None else bool(cfg.pin_memory) and cuda
     # an explicit generator: building the loader must not consume the global RNG state
     return torch.utils.data.DataLoader(ds, batch_size=None, sampler=range(int(start), int(stop)), num_workers=workers,

@@ -160,9 +160,11 @@ class _Indexed(torch.utils.data.Dataset):
 
 def _image_loader(unl, order, bs, cfg):
     """(index, image) batches of ``order``, read in order by ``data.num_workers`` workers."""
-    from dabench.train.loader import LoaderConfig
+    from dabench.train.loader import LoaderConfig, quiet_cv2_threads_before_fork
 
     workers = LoaderConfig(num_workers=cfg["data"]["num_workers"]).workers()
+    if workers:
+        quiet_cv2_threads_before_fork()  # the teacher's inference used cv2 in this process
     kw = dict(prefetch_factor=cfg["data"]["prefetch_factor"], multiprocessing_context="fork") if workers else {}
     return torch.utils.data.DataLoader(_Indexed(unl, order), batch_size=bs, shuffle=False, num_workers=workers,
                                        collate_fn=list, generator=torch.Generator().manual_seed(0), **kw)
