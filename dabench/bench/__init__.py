@@ -132,6 +132,13 @@ def run_bench(quick: bool = False, sections=None, threads: int | None = None, de
         if on_section is not None:
             on_section(name, result[name])
 
+    # train_data first: its DataLoader workers fork, and a fork taken after the other sections have
+    # started torch.compile's worker threads can inherit a held lock and hang (seen in a full run)
+    if "train_data" in sections:
+        from dabench.bench import train_data
+
+        done("train_data", train_data.run() if not quick else
+             train_data.run(images=4, size=(64, 84), crop=56, steps=3))
     if "metric_engine" in sections:
         from dabench.bench import metric_engine
 
@@ -166,11 +173,6 @@ def run_bench(quick: bool = False, sections=None, threads: int | None = None, de
         done("gpu_vitl_bf16", gpu.run(batch_size=sizes.gpu_batch, size=sizes.gpu_size, iters=sizes.gpu_iters,
                                       train_iters=sizes.gpu_train_iters, model_name=sizes.gpu_model,
                                       compile=gpu_compile, device=gpu_device))
-    if "train_data" in sections:
-        from dabench.bench import train_data
-
-        done("train_data", train_data.run() if not quick else
-             train_data.run(images=4, size=(64, 84), crop=56, steps=3))
     result.update(provenance(None, {"quick": quick, "sections": sections, "threads": threads, "device": device,
                                     "sizes": asdict(sizes)}))
     return result
