@@ -42,7 +42,7 @@ class BenchSizes:
     infer_size: tuple[int, int] = (480, 640)  # NYU frames
     infer_input_size: int = 518
     infer_batch: int = 4  # run_suite's default evaluation batch
-    infer_repeats: int = 3
+    infer_repeats: int = 5  # interleaved pairs: the median resists load spikes on shared CPUs
     infer_model: str = "da2_vits14"  # real width (random weights): the forward, not preprocessing, is timed
     train_warmup: int = 8
     train_steps: int = 20
