@@ -1,40 +1,50 @@
-"""``--cfg-option KEY=VALUE`` overrides for mmengine configs (``dabench finetune seg|metric``).
+"""``KEY=VALUE`` overrides for mmengine configs: ``--cfg-option`` (``dabench finetune seg|metric``)
+and ``--set`` (``dabench train``), one parser for both.
 
 Values are read as JSON when they parse (``null``, ``true``, ``1e-4``, ``[56, 70]``,
-``{"a": 1}``), else with mmengine's own ``DictAction`` rules (``None``, ``(1, 2)``, ``a,b,c``,
-plain strings); the dotted keys are merged into the config by ``Config.merge_from_dict``.
+``{"a": 1}``), a value in braces also as a Python literal (``{'name': 'nyu'}``), else with
+mmengine's own ``DictAction`` rules (``None``, ``(1, 2)``, ``a,b,c``, plain strings); the dotted
+keys are merged into the config by ``Config.merge_from_dict``.
 """
 from __future__ import annotations
 
+import ast
 import json
 from typing import Any, Sequence
 
 from dabench.errors import ConfigError
 
 
-def parse_value(text: str) -> Any:
-    """One override value: JSON first, then mmengine's ``DictAction`` parsing."""
+def parse_value(text: str, flag: str = "--cfg-option") -> Any:
+    """One override value: JSON first; a value holding a mapping (``{...}`` or a list of them) as a
+    Python literal; then mmengine's ``DictAction`` parsing."""
     text = text.strip()
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         pass
+    if text.startswith("{") or (text.startswith("[") and "{" in text):  # e.g. dataset specs
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"{flag} value {text!r} is not valid JSON") from None
     from mmengine.config import DictAction
 
     try:
         return DictAction._parse_iterable(text)
     except AssertionError:  # mmengine asserts balanced brackets
-        raise ConfigError(f"--cfg-option value {text!r} has unbalanced brackets") from None
+        raise ConfigError(f"{flag} value {text!r} has unbalanced brackets") from None
 
 
-def parse_cfg_options(items: Sequence[str] | None, flag: str = "--cfg-option") -> dict[str, Any]:
+def parse_cfg_options(items: Sequence[str] | None, flag: str = "--cfg-option",
+                      example: str = "optimizer.lr=1e-4") -> dict[str, Any]:
     """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}`` (dotted keys, as ``merge_from_dict`` takes)."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. optimizer.lr=1e-4), got {item!r}")
-        out[key.strip()] = parse_value(raw)
+            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. {example}), got {item!r}")
+        out[key.strip()] = parse_value(raw, flag)
     return out
 
 

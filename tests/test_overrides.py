@@ -31,3 +31,16 @@ def test_merge_into_an_mmengine_config():
     assert cfg.new.key == 1
     with pytest.raises(ConfigError, match="could not be applied to <cfg>"):
         apply_cfg_options(cfg, {"optimizer.lr.deeper": 1}, "<cfg>")
+
+
+def test_train_set_is_the_same_parser_and_takes_python_literal_specs():
+    from dabench.train.config import parse_overrides
+
+    items = ["a=1e-4", "b=x,y", "c=(1, 2)", 'd=[{"name": "nyu"}]']
+    assert parse_overrides(items) == parse_cfg_options(items)
+    assert parse_overrides(["data.labelled=[{'name': 'nyu', 'weight': 2}]"]) == {
+        "data.labelled": [{"name": "nyu", "weight": 2}]}
+    with pytest.raises(ConfigError, match=r"--set value .* is not valid JSON"):
+        parse_overrides(["data.labelled=[{'name': nyu}]"])
+    with pytest.raises(ConfigError, match=r"--set expects KEY=VALUE \(e.g. student.feat_alpha=0.7\)"):
+        parse_overrides(["student.feat_alpha"])

@@ -82,7 +82,7 @@ def test_unknown_override_and_preset_and_missing_file(tmp_path):
         load_config(preset="huge")
     with pytest.raises(MissingFileError):
         load_config(config=tmp_path / "nope.py")
-    with pytest.raises(ConfigError, match="key=value"):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["student.alpha"])
 
 

@@ -52,12 +52,12 @@ class StepRunner:
     def step(self) -> float:
         import contextlib
 
-        from dabench.train.engine import StepContext, _to_device, step_generator
+        from dabench.train.engine import StepContext, to_device, step_generator
 
         torch, t, cfg = self.torch, self.t, self.t.cfg
         s = self.step_idx
         t.model.train()
-        batch = _to_device(t.batch_fn(s, step_generator(cfg.seed, s, 0, stream=0)), t.device)
+        batch = to_device(t.batch_fn(s, step_generator(cfg.seed, s, 0, stream=0)), t.device)
         ctx = StepContext(s, cfg.steps, step_generator(cfg.seed, s, 0, stream=1), t.device, 0, 1, t.amp_dtype)
         amp = torch.autocast(t.device.type, dtype=t.amp_dtype) if t.amp_dtype is not None else contextlib.nullcontext()
         with amp:

@@ -307,13 +307,6 @@ def depth_panel(depth, valid):
     return colorize_depth(depth, valid, "depth")
 
 
-def label_panel(labels):
-    """Semantic ids as RGB uint8 with a fixed palette (255 = ignore is black)."""
-    from dabench.viz import colorize_labels
-
-    return colorize_labels(labels)
-
-
 def label_panel_with_legend(labels, dataset: str) -> dict:
     """The labels panel plus a legend of the classes present (names from the synthetic world's
     ``SEMANTIC_CLASSES`` for the synthetic sets, else ``class <id>``)."""

@@ -234,7 +234,7 @@ def _rel_name(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _listed_or_scanned(card: dict, split: str, root: Path, pattern: str) -> list[str]:
+def listed_or_scanned(card: dict, split: str, root: Path, pattern: str) -> list[str]:
     """Image names (relative to ``root``): the split file's first column when the card has one for
     ``split``, else every ``root.glob(pattern)`` match; ``MissingFileError`` naming the folder if none."""
     if card["split_file"].get(split):
@@ -418,7 +418,7 @@ class DdadDataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        names = _listed_or_scanned(card, split, root, "**/*_rgb.png")
+        names = listed_or_scanned(card, split, root, "**/*_rgb.png")
         return [Entry(n, root / n, (root / n.replace("_rgb.png", "_depth.npy"),)) for n in names]
 
     def read_depth(self, e):
@@ -433,7 +433,7 @@ class SunRgbdDataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        names = _listed_or_scanned(card, split, root, "rgb/img-*.jpg")
+        names = listed_or_scanned(card, split, root, "rgb/img-*.jpg")
         out = []
         for n in names:
             num = int(Path(n).stem.replace("img-", ""))
@@ -471,7 +471,7 @@ class HypersimDataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        names = _listed_or_scanned(card, split, root, "*/images/scene_cam_*_final_preview/frame.*.tonemap.jpg")
+        names = listed_or_scanned(card, split, root, "*/images/scene_cam_*_final_preview/frame.*.tonemap.jpg")
         f = float(card.get("focal", 886.81))
         out = []
         for n in names:
@@ -491,7 +491,7 @@ class Vkitti2Dataset(FileDepthDataset):
 
     @classmethod
     def entries(cls, card, split, root):
-        names = _listed_or_scanned(card, split, root, "Scene*/*/frames/rgb/Camera_*/rgb_*.jpg")
+        names = listed_or_scanned(card, split, root, "Scene*/*/frames/rgb/Camera_*/rgb_*.jpg")
         K = intrinsics_matrix(725.0087, 725.0087, 620.5, 187.0)
         out = []
         for n in names:

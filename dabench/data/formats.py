@@ -162,7 +162,7 @@ def read_npy_header(path, what: str = "array file") -> tuple[tuple[int, ...], np
     """``(shape, dtype)`` from a ``.npy`` header, checked before any data is read: a real ``.npy``
     (not an ``.npz`` archive or pickle), a plain (non-object) dtype, at most :func:`max_pixels`
     pixels, and a file long enough to hold the array."""
-    p = _exists(path)
+    p = existing_file(path)
     with open(p, "rb") as f:
         return _npy_header(f, os.path.getsize(p), f"{what} {p}")
 
@@ -178,14 +178,15 @@ def load_npy_bytes(data: bytes, label: str) -> np.ndarray:
         raise DataError(f"{label} is not a readable .npy: {e}") from None
 
 
-def _exists(path) -> Path:
+def existing_file(path) -> Path:
+    """``path`` as a Path when it is a file; ``MissingFileError`` naming it otherwise."""
     p = Path(path)
     if not p.is_file():
         raise MissingFileError(f"depth file {p} does not exist")
     return p
 
 
-def _finish(depth: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def finish_depth(depth: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mark non-finite and non-positive depth invalid; zero the invalid pixels."""
     depth = np.asarray(depth, dtype=np.float32)
     ok = np.isfinite(depth) & (depth > 0)
@@ -194,18 +195,18 @@ def _finish(depth: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndar
     return np.where(ok, depth, 0.0).astype(np.float32), ok
 
 
-def _decode_png(path, what: str) -> np.ndarray:
+def decode_png(path, what: str) -> np.ndarray:
     """The PNG at ``path`` decoded as stored (bit depth and channels kept), its header checked against
     the pixel cap first; ``DataError`` naming it if corrupt."""
     import cv2
 
-    p = _exists(path)
+    p = existing_file(path)
     return decode_image_file(p, cv2.IMREAD_UNCHANGED, what)
 
 
 def read_png_uint16(path) -> np.ndarray:
     """A single-channel 16-bit PNG as uint16 H×W; ``DataError`` if corrupt or not 16-bit."""
-    arr = _decode_png(path, "depth PNG")
+    arr = decode_png(path, "depth PNG")
     if arr.dtype != np.uint16 or arr.ndim != 2:
         raise DataError(f"depth PNG {path} must be single-channel 16-bit, got {arr.dtype} with shape {arr.shape}")
     return arr
@@ -213,7 +214,7 @@ def read_png_uint16(path) -> np.ndarray:
 
 def read_png_mask(path) -> np.ndarray:
     """A mask PNG (any bit depth, first channel) as bool: non-zero is True."""
-    arr = _decode_png(path, "mask PNG")
+    arr = decode_png(path, "mask PNG")
     if arr.ndim == 3:
         arr = arr[..., 0]
     return arr > 0
@@ -222,13 +223,13 @@ def read_png_mask(path) -> np.ndarray:
 def read_kitti_depth(path) -> tuple[np.ndarray, np.ndarray]:
     """KITTI annotated depth (data_depth_annotated): uint16 PNG, metres = value / 256, 0 = no LiDAR point."""
     raw = read_png_uint16(path)
-    return _finish(raw.astype(np.float32) / 256.0, raw > 0)
+    return finish_depth(raw.astype(np.float32) / 256.0, raw > 0)
 
 
 def read_nyu_depth(path) -> tuple[np.ndarray, np.ndarray]:
     """NYUv2 extracted test depth (``sync_depth_XXXXX.png``): uint16 PNG in millimetres, 0 invalid."""
     raw = read_png_uint16(path)
-    return _finish(raw.astype(np.float32) / 1000.0, raw > 0)
+    return finish_depth(raw.astype(np.float32) / 1000.0, raw > 0)
 
 
 def read_nyu_mat(path, index: int, key: str = "rawDepths") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -241,7 +242,7 @@ def read_nyu_mat(path, index: int, key: str = "rawDepths") -> tuple[np.ndarray, 
     """
     import h5py
 
-    p = _exists(path)
+    p = existing_file(path)
     try:
         with h5py.File(p, "r") as f:
             if key not in f or "images" not in f:
@@ -253,14 +254,14 @@ def read_nyu_mat(path, index: int, key: str = "rawDepths") -> tuple[np.ndarray, 
             image = np.asarray(f["images"][index - 1]).transpose(2, 1, 0)
     except OSError as e:
         raise DataError(f"NYU .mat {p} is not a readable HDF5 (MATLAB v7.3) file: {e}") from None
-    depth, valid = _finish(depth)
+    depth, valid = finish_depth(depth)
     return np.ascontiguousarray(image.astype(np.uint8)), depth, valid
 
 
 def read_sintel_depth(path) -> tuple[np.ndarray, np.ndarray]:
     """MPI Sintel ``.dpt``: float32 tag 202021.25, int32 width, int32 height, then width*height
     float32 depths (row-major, little-endian)."""
-    p = _exists(path)
+    p = existing_file(path)
     data = p.read_bytes()
     if len(data) < 12:
         raise DataError(f"Sintel depth {p} is truncated: {len(data)} bytes, need a 12-byte header")
@@ -273,12 +274,12 @@ def read_sintel_depth(path) -> tuple[np.ndarray, np.ndarray]:
     if len(data) < need:
         raise DataError(f"Sintel depth {p} is truncated: {len(data)} bytes, expected {need} for {width}x{height}")
     depth = np.frombuffer(data, dtype="<f4", count=width * height, offset=12).reshape(height, width)
-    return _finish(depth)
+    return finish_depth(depth)
 
 
 def read_sintel_cam(path) -> tuple[np.ndarray, np.ndarray]:
     """MPI Sintel ``.cam``: tag, then 3×3 intrinsics K and 3×4 extrinsics [R|t] as float64 row-major."""
-    p = _exists(path)
+    p = existing_file(path)
     data = p.read_bytes()
     if len(data) < 4 + 8 * 21:
         raise DataError(f"Sintel camera {p} is truncated: {len(data)} bytes, expected {4 + 8 * 21}")
@@ -292,18 +293,18 @@ def read_sintel_cam(path) -> tuple[np.ndarray, np.ndarray]:
 def read_eth3d_depth(path, height: int = ETH3D_SIZE[0], width: int = ETH3D_SIZE[1]) -> tuple[np.ndarray, np.ndarray]:
     """ETH3D DSLR ground truth: headerless little-endian float32, ``height``×``width`` row-major,
     ``inf`` where there is no ground truth."""
-    p = _exists(path)
+    p = existing_file(path)
     need = 4 * height * width
     size = os.path.getsize(p)
     if size != need:
         raise DataError(f"ETH3D depth {p} has {size} bytes, expected {need} (float32 {width}x{height})")
     depth = np.fromfile(str(p), dtype="<f4").reshape(height, width)
-    return _finish(depth)
+    return finish_depth(depth)
 
 
-def _load_npy(path, what: str) -> np.ndarray:
+def load_npy(path, what: str) -> np.ndarray:
     """A numeric (or bool) ``.npy`` array, its header checked (:func:`read_npy_header`) before loading."""
-    p = _exists(path)
+    p = existing_file(path)
     _, dtype = read_npy_header(p, what)
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise DataError(f"{what} {p} has dtype {dtype}; expected numbers (float depth, 0/1 or bool mask)")
@@ -315,26 +316,26 @@ def _load_npy(path, what: str) -> np.ndarray:
 
 def read_diode_depth(depth_npy, mask_npy) -> tuple[np.ndarray, np.ndarray]:
     """DIODE: ``*_depth.npy`` (H×W×1 float32 metres) + ``*_depth_mask.npy`` (H×W, 1 = valid)."""
-    depth = _load_npy(depth_npy, "DIODE depth")
-    mask = _load_npy(mask_npy, "DIODE depth mask")
+    depth = load_npy(depth_npy, "DIODE depth")
+    mask = load_npy(mask_npy, "DIODE depth mask")
     if depth.ndim == 3 and depth.shape[-1] == 1:
         depth = depth[..., 0]
     if depth.ndim != 2:
         raise DataError(f"DIODE depth {depth_npy} must be HxWx1, got shape {depth.shape}")
     if mask.shape != depth.shape:
         raise DataError(f"DIODE mask {mask_npy} is {mask.shape} but depth {depth_npy} is {depth.shape}")
-    return _finish(depth, mask > 0)
+    return finish_depth(depth, mask > 0)
 
 
 def read_npy_depth(path) -> tuple[np.ndarray, np.ndarray]:
     """A preprocessed ``.npy`` depth map in metres (H×W or H×W×1), 0 / NaN / inf invalid. Used for
     DDAD as distributed with ZoeDepth/Depth Anything's metric-depth evaluation (``*_depth.npy``)."""
-    depth = _load_npy(path, "depth .npy")
+    depth = load_npy(path, "depth .npy")
     if depth.ndim == 3 and depth.shape[-1] == 1:
         depth = depth[..., 0]
     if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
         raise DataError(f"depth .npy {path} must be a numeric HxW array, got {depth.dtype} {depth.shape}")
-    return _finish(depth)
+    return finish_depth(depth)
 
 
 read_ddad_depth = read_npy_depth
@@ -344,7 +345,7 @@ def read_sunrgbd_depth(path, scale: float = 10000.0) -> tuple[np.ndarray, np.nda
     """SUN RGB-D test depth as used by Depth Anything's metric evaluation: uint16 PNG, metres =
     value / 10000, 0 invalid."""
     raw = read_png_uint16(path)
-    return _finish(raw.astype(np.float32) / float(scale), raw > 0)
+    return finish_depth(raw.astype(np.float32) / float(scale), raw > 0)
 
 
 def read_ibims_depth(depth_png, mask_invalid_png=None, mask_transp_png=None) -> tuple[np.ndarray, np.ndarray]:
@@ -358,7 +359,7 @@ def read_ibims_depth(depth_png, mask_invalid_png=None, mask_transp_png=None) -> 
             if mask.shape != raw.shape:
                 raise DataError(f"iBims mask {m} is {mask.shape} but depth {depth_png} is {raw.shape}")
             valid &= mask
-    return _finish(raw.astype(np.float32) * (50.0 / 65535.0), valid)
+    return finish_depth(raw.astype(np.float32) * (50.0 / 65535.0), valid)
 
 
 def distance_to_planar(distance: np.ndarray, focal: float) -> np.ndarray:
@@ -377,7 +378,7 @@ def read_hypersim_depth(path, focal: float = HYPERSIM_FOCAL) -> tuple[np.ndarray
     (NaN where no geometry), converted to planar depth with the focal length in pixels."""
     import h5py
 
-    p = _exists(path)
+    p = existing_file(path)
     try:
         with h5py.File(p, "r") as f:
             if "dataset" not in f:
@@ -392,14 +393,14 @@ def read_hypersim_depth(path, focal: float = HYPERSIM_FOCAL) -> tuple[np.ndarray
     if dist.ndim != 2:
         raise DataError(f"HyperSim depth {p} must be HxW, got shape {dist.shape}")
     with np.errstate(invalid="ignore"):
-        return _finish(distance_to_planar(dist, focal))
+        return finish_depth(distance_to_planar(dist, focal))
 
 
 def read_vkitti2_depth(path) -> tuple[np.ndarray, np.ndarray]:
     """Virtual KITTI 2 depth: uint16 PNG in centimetres (metres = value / 100); the far plane
     (65535 = 655.35 m, sky) is invalid."""
     raw = read_png_uint16(path)
-    return _finish(raw.astype(np.float32) / 100.0, (raw > 0) & (raw < 65535))
+    return finish_depth(raw.astype(np.float32) / 100.0, (raw > 0) & (raw < 65535))
 
 
 def write_png_uint16(path, array: np.ndarray) -> None:

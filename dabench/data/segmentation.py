@@ -38,7 +38,7 @@ def check_seg_split(card: dict, root: Path, split: str, limit: int | None = None
     card's classes (after ``reduce_zero_label``) or 255. Returns counts, image sizes, the label ids seen
     and a list of problems (each naming its file)."""
     from dabench.data.datasets import read_image
-    from dabench.data.formats import _decode_png
+    from dabench.data.formats import decode_png
 
     seg = card["segmentation"]
     n_classes, reduce_zero = int(seg["num_classes"]), bool(seg["reduce_zero_label"])
@@ -54,7 +54,7 @@ def check_seg_split(card: dict, root: Path, split: str, limit: int | None = None
             continue
         try:
             img = read_image(img_path)
-            lab = _decode_png(ann_path, "label map")
+            lab = decode_png(ann_path, "label map")
             if lab.ndim != 2:
                 raise DataError(f"label map {ann_path}: expected a single-channel PNG of class ids, got shape "
                                 f"{lab.shape}")

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from dabench.data.cards import GROUND_TRUTHS  # noqa: F401  (what a card's ground_truth may say)
-from dabench.data.datasets import Entry, FileDepthDataset, _listed_or_scanned
-from dabench.data.formats import _exists, _finish, _load_npy, read_png_mask
+from dabench.data.datasets import Entry, FileDepthDataset, listed_or_scanned
+from dabench.data.formats import existing_file, finish_depth, load_npy, read_png_mask
 from dabench.errors import DataError
 
 
@@ -34,7 +34,7 @@ from dabench.errors import DataError
 def read_pfm(path) -> np.ndarray:
     """A PFM image (``Pf`` grey or ``PF`` colour; first channel) as float32 H×W, top row first
     (PFM stores rows bottom-up; a negative scale means little-endian)."""
-    p = _exists(path)
+    p = existing_file(path)
     data = p.read_bytes()
     parts, pos = [], 0
     while len(parts) < 4 and pos < len(data) and pos < 256:  # header: type, width, height, scale
@@ -70,7 +70,7 @@ _EXR_NAMES = {0: "NONE", 1: "RLE", 2: "ZIPS", 3: "ZIP", 4: "PIZ", 5: "PXR24", 6:
 def read_exr(path) -> np.ndarray:
     """The first channel (``R``, ``Y`` or the only one) of a single-part scanline OpenEXR file as
     float32 H×W. Supported compressions: NONE, ZIPS, ZIP; others are a ``DataError`` naming them."""
-    p = _exists(path)
+    p = existing_file(path)
     data = p.read_bytes()
     if len(data) < 8 or struct.unpack_from("<i", data, 0)[0] != _EXR_MAGIC:
         raise DataError(f"{p} is not an OpenEXR file (bad magic number)")
@@ -151,7 +151,7 @@ def read_megadepth_depth(path) -> tuple[np.ndarray, np.ndarray]:
     """MegaDepth ``depths/<name>.h5``: HDF5 dataset ``depth``, up-to-scale depth, 0 invalid."""
     import h5py
 
-    p = _exists(path)
+    p = existing_file(path)
     try:
         with h5py.File(p, "r") as f:
             if "depth" not in f:
@@ -165,7 +165,7 @@ def read_megadepth_depth(path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"MegaDepth depth {p} is not a readable HDF5 file: {e}") from None
     if d.ndim != 2:
         raise DataError(f"MegaDepth depth {p} must be HxW, got shape {d.shape}")
-    return _finish(d)
+    return finish_depth(d)
 
 
 # ---------------------------------------------------------------- readers
@@ -199,7 +199,7 @@ class TrainDepthDataset(FileDepthDataset):
 
 def _pairs(card, split, root, pattern, to_depth) -> list[Entry]:
     return [Entry(n, root / n, tuple(root / d for d in to_depth(n))) for n in
-            _listed_or_scanned(card, split, root, pattern.format(split=split))]
+            listed_or_scanned(card, split, root, pattern.format(split=split))]
 
 
 class BlendedMvsDataset(TrainDepthDataset):
@@ -213,7 +213,7 @@ class BlendedMvsDataset(TrainDepthDataset):
         return [e for e in es if not e.name.endswith("_masked.jpg")]
 
     def read_depth(self, e):
-        return _finish(read_pfm(e.depth[0]))
+        return finish_depth(read_pfm(e.depth[0]))
 
 
 class DimlIndoorDataset(TrainDepthDataset):
@@ -229,7 +229,7 @@ class DimlIndoorDataset(TrainDepthDataset):
         from dabench.data.formats import read_png_uint16
 
         raw = read_png_uint16(e.depth[0])
-        return _finish(raw.astype(np.float32) / 1000.0, raw > 0)
+        return finish_depth(raw.astype(np.float32) / 1000.0, raw > 0)
 
 
 class DimlOutdoorDataset(TrainDepthDataset):
@@ -255,9 +255,9 @@ class HrwsiDataset(TrainDepthDataset):
                                  n.replace("/imgs/", "/valid_masks/").replace(".jpg", ".png")))
 
     def read_labels(self, e):
-        from dabench.data.formats import _decode_png
+        from dabench.data.formats import decode_png
 
-        disp = _decode_png(e.depth[0], "HRWSI disparity PNG")
+        disp = decode_png(e.depth[0], "HRWSI disparity PNG")
         if disp.ndim == 3:
             disp = disp[..., 0]
         mask = read_png_mask(e.depth[1])
@@ -285,7 +285,7 @@ class IrsDataset(TrainDepthDataset):
         disp = read_exr(e.depth[0])
         ok = np.isfinite(disp) & (disp > 0)
         fb = float(self.card.get("focal", 480.0)) * float(self.card.get("baseline", 0.1))
-        return _finish(np.where(ok, fb / np.where(ok, disp, 1.0), 0.0), ok)
+        return finish_depth(np.where(ok, fb / np.where(ok, disp, 1.0), 0.0), ok)
 
 
 class MegaDepthDataset(TrainDepthDataset):
@@ -311,11 +311,11 @@ class TartanAirDataset(TrainDepthDataset):
                       lambda n: (n.replace("/image_left/", "/depth_left/").replace("_left.png", "_left_depth.npy"),))
 
     def read_labels(self, e):
-        d = _load_npy(e.depth[0], "TartanAir depth")
+        d = load_npy(e.depth[0], "TartanAir depth")
         if d.ndim != 2 or not np.issubdtype(d.dtype, np.floating):
             raise DataError(f"TartanAir depth {e.depth[0]} must be a float HxW array, got {d.dtype} {d.shape}")
         sky = np.isfinite(d) & (d >= float(self.card.get("sky_min_depth", 1000.0)))
-        depth, valid = _finish(np.where(sky, 0.0, d))
+        depth, valid = finish_depth(np.where(sky, 0.0, d))
         return depth, valid, sky
 
 

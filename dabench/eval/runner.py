@@ -567,9 +567,9 @@ def _sample_logger(results_dir: Path, run_id: str, model: str, dataset: str):
     (float16 ``pred``, ``aligned``, ``gt``; bool ``valid``; strings ``output_space``, ``score_space``,
     ``status``). ``sample_id`` is the sample name made file-safe."""
     from dabench.provenance import atomic_path
-    from dabench.results.store import _safe, run_dir
+    from dabench.results.store import safe_name, run_dir
 
-    folder = run_dir(results_dir, run_id) / "samples" / _safe(model) / _safe(dataset)
+    folder = run_dir(results_dir, run_id) / "samples" / safe_name(model) / safe_name(dataset)
     f16 = np.finfo(np.float16).max
 
     def log(name, pred, sample, protocol, status, info):
@@ -580,7 +580,7 @@ def _sample_logger(results_dir: Path, run_id: str, model: str, dataset: str):
                   "valid": eval_valid_mask(sample, protocol), "aligned": half(info.get("aligned")),
                   "output_space": np.array(str(info.get("output_space", ""))),
                   "score_space": np.array(protocol.score_space), "status": np.array(status)}
-        path = folder / f"{_safe(name)}.npz"
+        path = folder / f"{safe_name(name)}.npz"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **{k: v for k, v in arrays.items() if v is not None})

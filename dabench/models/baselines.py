@@ -18,14 +18,14 @@ from torch import nn
 
 from dabench.errors import ConfigError
 from dabench.models import register_model
-from dabench.models.depth_anything import _cfg
+from dabench.models.depth_anything import default_data_config
 
 FAMILY = "baseline"
 OUTPUT_SPACE = "disparity"
 IS_METRIC = False
 #: The baselines look only at the input's shape; they take Depth Anything's input so that their
 #: predictions go through the same resizing as the networks they are compared with.
-default_cfgs = {"constant": _cfg(), "horizon_prior": _cfg()}
+default_cfgs = {"constant": default_data_config(), "horizon_prior": default_data_config()}
 
 
 class ConstantDisparity(nn.Module):

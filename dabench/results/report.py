@@ -51,9 +51,9 @@ def _esc(x) -> str:
 
 
 def _slug(*parts) -> str:
-    from dabench.results.store import _safe
+    from dabench.results.store import safe_name
 
-    return "/".join(_safe(p) for p in parts)
+    return "/".join(safe_name(p) for p in parts)
 
 
 def _png(rgb: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
@@ -147,13 +147,13 @@ def _record_protocol(record: dict):
 
 def _logged_prediction(record: dict, results_root: Path, name: str):
     """(raw prediction, output space) from a ``--log-samples`` ``.npz`` of this record, or None."""
-    from dabench.results.store import _safe
+    from dabench.results.store import safe_name
 
     run_id = record.get("run_id")
     if not run_id:
         return None
-    path = (results_root / "runs" / _safe(run_id) / "samples" / _safe(record.get("model"))
-            / _safe(record.get("dataset")) / f"{_safe(name)}.npz")
+    path = (results_root / "runs" / safe_name(run_id) / "samples" / safe_name(record.get("model"))
+            / safe_name(record.get("dataset")) / f"{safe_name(name)}.npz")
     if not path.is_file():
         return None
     try:

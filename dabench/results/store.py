@@ -28,7 +28,8 @@ RUN_SCHEMA = "dabench.run/1"
 PARTIAL_SUFFIX = ".partial"
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` with every character outside letters, digits and ``-_.+`` replaced by ``_`` (a file name)."""
     return "".join(c if (c.isalnum() or c in "-_.+") else "_" for c in str(name))
 
 
@@ -39,16 +40,16 @@ def record_path(results_dir: str | os.PathLike, suite: str, model: str, dataset:
     from dabench.safety import safe_join
 
     for what, name in (("suite", suite), ("model", model), ("dataset", dataset)):
-        safe_join(results_dir, _safe(name), what=f"record {what}", error=DataError)
-    stem = _safe(dataset) + (PARTIAL_SUFFIX if partial else "")
-    return safe_join(results_dir, _safe(suite), _safe(model), f"{stem}.json", what="record path", error=DataError)
+        safe_join(results_dir, safe_name(name), what=f"record {what}", error=DataError)
+    stem = safe_name(dataset) + (PARTIAL_SUFFIX if partial else "")
+    return safe_join(results_dir, safe_name(suite), safe_name(model), f"{stem}.json", what="record path", error=DataError)
 
 
 def run_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
     """The history folder of one run (``results_dir/runs/<run_id>``)."""
     from dabench.safety import safe_join
 
-    return safe_join(results_dir, RUNS_DIR, _safe(run_id), what="run id", error=DataError)
+    return safe_join(results_dir, RUNS_DIR, safe_name(run_id), what="run id", error=DataError)
 
 
 def samples_csv_path(record_file: str | os.PathLike) -> Path:

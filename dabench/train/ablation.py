@@ -129,7 +129,9 @@ def summary_table(arms: Mapping[str, Mapping]) -> str:
 
 def run_seed_ablation(cfg: Mapping, out_dir: str | Path, seeds: Sequence[int], resume: bool = False) -> dict:
     """Table 9 per seed into ``out_dir/seed_<s>/``, then ``out_dir/summary.json`` / ``summary.md``."""
-    from dabench.train.pipeline import _is_main, run_ablation
+    from mmengine.dist import is_main_process
+
+    from dabench.train.pipeline import run_ablation
 
     if not cfg["evaluation"]["datasets"]:
         raise ConfigError("the ablation needs held-out sets: config key 'evaluation.datasets' is empty")
@@ -147,7 +149,7 @@ def run_seed_ablation(cfg: Mapping, out_dir: str | Path, seeds: Sequence[int], r
                "protocol": "least-squares scale+shift in disparity, scored in disparity; held-out test scenes",
                "evaluation": cfg["evaluation"]["datasets"], "arms": arms,
                **provenance(int(seeds[0]), dict(cfg))}
-    if _is_main():
+    if is_main_process():
         atomic_write_json(out_dir / "summary.json", summary)
         atomic_write_text(out_dir / "summary.md", f"Ablation over seeds {', '.join(map(str, seeds))} "
                           f"(preset {cfg.get('preset')}): mean ± std (ddof=1).\n\n" + summary_table(arms))

@@ -9,7 +9,6 @@ key=value`` overrides single keys (``--set student.feat_alpha=0.7``).
 """
 from __future__ import annotations
 
-import ast
 import copy
 import json
 import os
@@ -174,38 +173,12 @@ def preset_path(name: str) -> Path:
     return p
 
 
-def parse_value(text: str) -> Any:
-    """``--set`` values, parsed as mmengine's ``--cfg-options`` (``DictAction``): numbers,
-    ``true``/``false``, ``None``, lists ``[1, 2]`` / ``1,2`` and tuples; also ``null`` (-> None) and
-    JSON objects ``{...}`` (dataset specs); anything else stays text (``runtime.amp=none``)."""
-    from mmengine.config import DictAction
-
-    text = text.strip()
-    if text.lower() == "null":
-        return None
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if text.startswith("{") or (text.startswith("[") and "{" in text):
-        for parse in (json.loads, ast.literal_eval):
-            try:
-                return parse(text)
-            except (ValueError, SyntaxError):
-                pass
-        raise ConfigError(f"--set value {text!r} is not valid JSON")
-    try:
-        return DictAction._parse_iterable(text)
-    except AssertionError as e:  # mmengine asserts balanced brackets
-        raise ConfigError(f"--set value {text!r}: {e}") from None
-
-
 def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = parse_value(v)
-    return out
+    """``--set key=value`` items -> ``{"key": value}``, parsed as ``--cfg-option`` is
+    (``dabench.overrides``: JSON, then mmengine's ``DictAction``)."""
+    from dabench.overrides import parse_cfg_options
+
+    return parse_cfg_options(items, flag="--set", example="student.feat_alpha=0.7")
 
 
 def _check_override_keys(overrides: Mapping[str, Any]) -> None:

@@ -200,13 +200,14 @@ class _StepModule(nn.Module):
         return self._step_fn(self.model, batch, ctx)
 
 
-def _to_device(obj, device):
+def to_device(obj, device):
+    """``obj`` with every tensor in it (nested dicts, lists, tuples) moved to ``device``."""
     if torch.is_tensor(obj):
         return obj.to(device, non_blocking=True)
     if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
+        return {k: to_device(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device) for v in obj)
+        return type(obj)(to_device(v, device) for v in obj)
     return obj
 
 
@@ -388,7 +389,7 @@ class Trainer:
             batches = iter(loader)
             while self.step < cfg.steps:
                 step = self.step
-                batch = _to_device(next(batches), self.device)
+                batch = to_device(next(batches), self.device)
                 ctx = StepContext(step, cfg.steps, step_generator(cfg.seed, step, self.dist.rank, stream=1),
                                   self.device, self.dist.rank, self.dist.world_size, self.amp_dtype)
                 amp = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None

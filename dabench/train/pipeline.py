@@ -20,6 +20,8 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
+from mmengine.dist import is_main_process
+
 from dabench.errors import ConfigError
 from dabench.provenance import atomic_write_json, atomic_write_text, provenance
 from dabench.train.common import StageResult
@@ -69,12 +71,6 @@ def run_stage(stage: str, cfg: Mapping, out_dir: str | Path, resume: bool = Fals
     raise ConfigError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
 
 
-def _is_main() -> bool:
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def run_pipeline(cfg: Mapping, out_dir: str | Path, resume: bool = False, evaluate: bool = True) -> StageResult:
     from dabench.train.pseudo_label import make_pseudo_labels
     from dabench.train.student import check_switches, train_student
@@ -82,7 +78,7 @@ def run_pipeline(cfg: Mapping, out_dir: str | Path, resume: bool = False, evalua
 
     check_switches(cfg)
     out_dir = Path(out_dir)
-    if _is_main():
+    if is_main_process():
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.py")
     t = train_teacher(cfg, out_dir / "teacher", resume=resume)
@@ -94,7 +90,7 @@ def run_pipeline(cfg: Mapping, out_dir: str | Path, resume: bool = False, evalua
     info = {"teacher": str(t.final), "student": str(s.final), "registered_as": s.info.get("registered_as")}
     if evaluate and cfg["evaluation"]["datasets"]:
         results = evaluate_checkpoints(cfg, {"teacher": t.final, "student": s.final})
-        if _is_main():
+        if is_main_process():
             atomic_write_json(out_dir / "eval.json", {"results": results, **provenance(cfg["seed"], dict(cfg))})
             atomic_write_text(out_dir / "eval.md", results_table(results, cfg))
         info["eval"] = results
@@ -182,7 +178,7 @@ def run_ablation(cfg: Mapping, out_dir: str | Path, resume: bool = False,
     if not cfg["evaluation"]["datasets"]:
         raise ConfigError("the ablation needs held-out sets: config key 'evaluation.datasets' is empty")
     out_dir = Path(out_dir)
-    if _is_main():
+    if is_main_process():
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.py")
     base = dict(cfg)
@@ -197,7 +193,7 @@ def run_ablation(cfg: Mapping, out_dir: str | Path, resume: bool = False,
                           register=False)
         finals[row] = s.final
     results = evaluate_checkpoints(cfg, finals)
-    if _is_main():
+    if is_main_process():
         atomic_write_json(out_dir / "ablation.json", {"results": results, "rows": {r: ABLATION_ROWS[r] for r in rows},
                                                       **provenance(cfg["seed"], dict(cfg))})
         note = ("Table 9 ablation (student rows; teacher and horizon_prior for reference). Protocol: least-squares "
