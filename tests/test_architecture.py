@@ -21,7 +21,15 @@ FORBIDDEN = {
     "dabench.data": ("dabench.finetune", "dabench.train", "dabench.cli", "dabench.bench", "dabench.results",
                      "dabench.models", "dabench.eval.runner", "dabench.eval.suites", "dabench.eval.cache"),
     "dabench.results": ("dabench.finetune", "dabench.train", "dabench.cli", "dabench.bench"),
+    "dabench.train": ("dabench.finetune", "dabench.cli", "dabench.bench"),
+    "dabench.finetune": ("dabench.cli", "dabench.bench"),
 }
+# The core modules every layer may use import no layer (tasks names its runners as lazy strings).
+CORE = ("dabench.errors", "dabench.registry", "dabench.provenance", "dabench.safety", "dabench.progress",
+        "dabench.viz", "dabench.overrides", "dabench.tasks")
+LAYERS = ("dabench.metrics", "dabench.data", "dabench.models", "dabench.eval", "dabench.results", "dabench.train",
+          "dabench.finetune", "dabench.cli", "dabench.bench")
+FORBIDDEN.update({core: LAYERS for core in CORE})
 
 
 def _module_name(path: Path) -> str:
