@@ -46,6 +46,8 @@ def test_two_process_gloo_equals_one_process(tmp_path):
         for k in DEPTH_METRICS:
             assert two["metrics"][k] == pytest.approx(one["metrics"][k], rel=1e-6, abs=1e-9), (model, k)
             assert two["metrics_pixel_pooled"][k] == pytest.approx(one["metrics_pixel_pooled"][k], rel=1e-6, abs=1e-9)
+            # bootstrap CIs are drawn from every rank's per-sample values gathered on rank 0: the same interval
+            assert two["ci"][k] == pytest.approx(one["ci"][k], rel=1e-6, abs=1e-9), (model, k)
         rows1 = list(csv.DictReader((tmp_path / "one" / "ddp" / model / "synthetic-indoor.partial.samples.csv").open()))
         rows2 = list(csv.DictReader((tmp_path / "two" / "ddp" / model / "synthetic-indoor.partial.samples.csv").open()))
         assert [r["name"] for r in rows1] == [r["name"] for r in rows2]

@@ -81,13 +81,15 @@ def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None
     ``grid_models``: own model names (fnmatch patterns) whose predictions the qualitative grid
     shows side by side (default: the first model that can be rebuilt); ``grid_colorbar``: a colorbar
     (metres, or relative disparity) beside every depth picture of the grid."""
-    from dabench.results.store import load_records
+    from dabench.results.store import latest_records, load_records
 
     out_dir = Path(out_dir)
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
-    records = []
+    records, partial_left_out = [], 0
     if results is not None and Path(results).exists():
-        records = load_records(results)
+        every = load_records(results)
+        records = latest_records(every)  # the latest complete record per model/dataset, as `dabench table`
+        partial_left_out = len({(r.get("suite"), r.get("model"), r.get("dataset")) for r in every}) - len(records)
     ok_records = [r for r in records if r.get("status", "ok") == "ok"]
     result = PaperOutput(out_dir=out_dir, index=out_dir / "index.md", own_records=len(ok_records))
     if not records:
@@ -95,6 +97,9 @@ def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None
                             f"only (run `dabench run --suite zero-shot` to add dabench rows).")
     elif not ok_records:
         result.notes.append(f"All {len(records)} records in `{results}` are skipped runs; no own numbers to show.")
+    if partial_left_out:
+        result.notes.append(f"{partial_left_out} model/dataset pair(s) have only partial (--limit) records; "
+                            "papers show complete runs only (`dabench table --include-partial` shows them).")
 
     placed: set[int] = set()
     for t in load_published(published_dir):
