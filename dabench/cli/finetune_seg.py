@@ -45,7 +45,7 @@ def seg(
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="After training, score the held-out test split "
                                                                  "and the majority-class baseline (results records, "
                                                                  "suite finetune-seg)."),
-    results: Path = typer.Option(None, "--results", "-o", help="Results directory for the evaluation records "
+    results: Path = typer.Option(None, "--results", help="Results directory for the evaluation records "
                                                                "(default $DABENCH_HOME/results)."),
 ):
     """Fine-tune a segmentation head on a Depth Anything encoder with mmsegmentation's Runner.
