@@ -133,7 +133,8 @@ def run_bench(quick: bool = False, sections=None, threads: int | None = None, de
             on_section(name, result[name])
 
     # train_data first: its DataLoader workers fork, and a fork taken after the other sections have
-    # started torch.compile's worker threads can inherit a held lock and hang (seen in a full run)
+    # started thread pools (OpenCV's in the inference baseline, torch.compile's) can inherit a held
+    # lock and hang; a full run hung there before this order
     if "train_data" in sections:
         from dabench.bench import train_data
 
