@@ -47,3 +47,19 @@ def test_update_batch_counts_empty_maps_and_rejects_bad_predictions():
     pred[0, 5, 5] = -1.0
     with pytest.raises(DataError, match="valid pixels"):
         DepthMetricState().update_batch(pred, gt, names=["a", "b"])
+
+
+@pytest.mark.slow
+def test_compiled_pass_equals_the_numpy_engine():
+    """The torch.compile'd kernel (what the bench and GPU runs use) gives the numpy engine's metrics."""
+    from dabench.metrics import DepthMetricState
+
+    gt, pred = _maps(2, 20, 28)
+    ref, fast = DepthMetricState(), DepthMetricState()
+    for i in range(2):
+        ref.update(np.clip(pred[i], 1e-3, 10.0), gt[i], (gt[i] > 1e-3) & (gt[i] < 10))
+    fast.update_batch(torch.from_numpy(pred), torch.from_numpy(gt), min_depth=1e-3, max_depth=10.0,
+                      clamp_pred=True, compile=True)
+    a, b = ref.compute(), fast.compute()
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-9), k
