@@ -47,6 +47,14 @@ def safe_join(root: str | os.PathLike, *names: str, what: str = "name", subdirs:
     return path
 
 
+def registered_checkpoint_path(name: str) -> Path:
+    """``checkpoints_dir()/<name>.safetensors``, where train/finetune register their final weights;
+    a ``--name`` that would leave the folder (``../x``) is a ``ConfigError`` (checked before training)."""
+    from dabench.provenance import checkpoints_dir
+
+    return safe_join(checkpoints_dir(), f"{name}.safetensors", what="checkpoint name (--name)")
+
+
 def _has_marker(folder: Path) -> bool:
     marker = folder / OUT_MARKER
     if not marker.is_file():

@@ -297,6 +297,8 @@ def test_preprocessing_and_colouring_keep_memory_near_the_image_size():
     h, w = 700, 900
     image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     pred = np.random.default_rng(1).random((h, w), dtype=np.float32)
+    preprocess_numpy(image[:28, :28], 14)  # first calls import cv2/matplotlib: not what is measured
+    colorize_depth(pred[:4, :4], None, "disparity", robust=False)
     tracemalloc.start()
     try:
         preprocess_numpy(image, 70)
@@ -448,3 +450,15 @@ def test_run_recomputes_a_wrong_shape_cached_prediction(tmp_path):
                if not p.name.endswith(".samples.json")]
     rec = json.loads(path.read_text())
     assert rec["cache"] == {"hits": 0, "misses": 1}
+
+
+def test_checkpoint_name_cannot_leave_the_checkpoints_folder(tmp_path):
+    from dabench.safety import registered_checkpoint_path
+
+    assert registered_checkpoint_path("run-1").name == "run-1.safetensors"
+    with pytest.raises(ConfigError, match="--name"):
+        registered_checkpoint_path("../../escaped")
+    res, text = _invoke(["finetune", "seg", "--dataset", "synthetic", "--random-init", "--arch", "da2_test",
+                         "--name", "../../escaped", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "--name" in text, res.output
+    assert not (tmp_path / "run").exists()

@@ -400,6 +400,9 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
     warmup = effective_warmup(int(scfg.get("warmup_steps") or 0), int(steps))
     head_name = HEAD_NAMES[mcfg["head"]]
     run_name = run_name or run_name_for(arch, mcfg["head"], dataset, preset)
+    from dabench.safety import registered_checkpoint_path
+
+    registered_checkpoint_path(run_name)  # a --name leaving the checkpoints folder fails before training
     train_cfg = TrainConfig(
         steps=int(steps), checkpoint_every=int(tcfg.get("checkpoint_every") or 0),
         keep_checkpoints=int(tcfg.get("keep_checkpoints", 2)), log_every=int(tcfg.get("log_every", 10)),
@@ -424,10 +427,8 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
                                                     "warmup_steps": warmup, "train_samples": len(train_ds),
                                                     "train_skipped_missing": train_missing, "config": cfg})
     model = trainer.fit(resume=resume)
-    from dabench.provenance import checkpoints_dir
-
     result = FinetuneResult(out_dir=out_dir, checkpoint=final_path, arch=arch, head=head_name, config=cfg,
-                            registered=checkpoints_dir() / f"{run_name}.safetensors",
+                            registered=registered_checkpoint_path(run_name),
                             train_skipped_missing=train_missing, warmup_steps=warmup)
     if evaluate:  # every rank takes part (the runner shards and reduces under torch.distributed)
         del model, trainer

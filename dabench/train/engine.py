@@ -63,7 +63,7 @@ import torch
 from torch import nn
 
 from dabench.errors import CheckpointError, ConfigError
-from dabench.provenance import atomic_path, atomic_write_json, atomic_write_text, checkpoints_dir
+from dabench.provenance import atomic_path, atomic_write_json, atomic_write_text
 from dabench.train.checkpoint import (LAST_CHECKPOINT, fingerprint_diff, flatten_dict, latest_checkpoint,  # noqa: F401
                                       load_weights, rng_state, save_weights, set_rng_state)
 from dabench.train.distributed import (DistInfo, all_gather_object, all_reduce_mean, barrier,  # noqa: F401
@@ -478,7 +478,9 @@ class Trainer:
         save_checkpoint(self.model, path, arch=self.final.arch, head=self.final.head, config=self.final.config)
         log.info("final weights %s", path)
         if self.final.register_as:
-            dst = checkpoints_dir() / f"{self.final.register_as}.safetensors"
+            from dabench.safety import registered_checkpoint_path
+
+            dst = registered_checkpoint_path(self.final.register_as)
             with atomic_path(dst) as tmp:
                 shutil.copyfile(path, tmp)
             log.info("registered as %s", dst)

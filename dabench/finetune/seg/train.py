@@ -82,6 +82,9 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
         print(f"WARNING: --random-init: the {arch} encoder starts from RANDOM weights; this measures the "
               "head and the schedule, not the transfer of Depth Anything features.", file=sys.stderr)
     name = name or f"seg_{head_name(cfg)}_{arch}_{dataset}_{preset if not config else Path(config).stem}"
+    from dabench.safety import registered_checkpoint_path
+
+    registered = registered_checkpoint_path(name)  # a --name leaving the checkpoints folder fails before training
     work_dir = Path(out) if out else Path("runs") / "seg" / name
     launcher = detect_launcher(launcher)
     configure(cfg, work_dir=work_dir, arch=arch, init=init, dataset=dataset, data_root=data_root,
@@ -111,11 +114,10 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
                                "head": head_name(cfg), "dataset": dataset, "preset": preset,
                                "iters": int(cfg.train_cfg.max_iters), "val": val_metrics,
                                "held_out": held_out_split(cfg)}
-    from dabench.provenance import atomic_write_json, checkpoints_dir
+    from dabench.provenance import atomic_write_json
 
     model = _unwrap(runner.model)
     model.dataset_meta = dict(runner.train_dataloader.dataset.metainfo)
-    registered = checkpoints_dir() / f"{name}.safetensors"
     summary.update(final=str(work_dir / "final.safetensors"), registered=str(registered))
     if dist.is_main_process():
         final = save_seg_checkpoint(model, work_dir / "final.safetensors", cfg, dataset=dataset, preset=preset,
