@@ -73,3 +73,30 @@ def test_student_weights_identical_for_0_1_and_4_workers(tmp_path):
     t4 = load_config(preset="smoke", overrides={"data.num_workers": 4, "teacher.steps": 3})
     run_stage("teacher", t4, tmp_path / "teacher_w4")
     _assert_same(out / "teacher" / "final.safetensors", tmp_path / "teacher_w4" / "final.safetensors")
+
+
+def test_workers_do_not_deadlock_after_the_parent_used_opencv_threads(tmp_path):
+    """Forked workers of a process that already ran OpenCV's thread pool (a long test session, a
+    notebook) must not touch that pool's settings: that deadlocks. Run in a subprocess so a
+    regression fails instead of hanging."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "fork.py"
+    script.write_text(
+        "import cv2, numpy as np, torch\n"
+        "from dabench.train.loader import LoaderConfig, build_step_loader\n"
+        "img = np.random.default_rng(0).integers(0, 255, (2000, 2000, 3), dtype=np.uint8)\n"
+        "cv2.setNumThreads(4)\n"
+        "for _ in range(3):\n"
+        "    cv2.resize(img, (1000, 1000), interpolation=cv2.INTER_AREA)\n"
+        "    cv2.GaussianBlur(img, (15, 15), 3)\n"
+        "def batch_fn(step, g):\n"
+        "    return torch.from_numpy(cv2.resize(img, (300, 300), interpolation=cv2.INTER_AREA)).float().mean()\n"
+        "out = list(build_step_loader(batch_fn, start=0, stop=4, seed=0, rank=0, cfg=LoaderConfig(num_workers=2)))\n"
+        "assert len(out) == 4\n")
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(script)], env={**__import__("os").environ, "PYTHONPATH": str(repo)},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -6,7 +6,7 @@ function (``dabench.train.student.student_batch``: shorter side resized to the c
 flips, colour jitter / grayscale / blur and CutMix on the unlabelled images, 1:2 labelled to
 unlabelled) in ``dabench.train.loader``'s DataLoader with 1 and then 2 workers. The training
 process only takes the batches, so the rate is what the pipeline delivers. The per-core figure is
-images per CPU-second of the single worker (one torch and one OpenCV thread), so a busy shared
+images per CPU-second of the single worker (one torch thread; all its CPU time counted), so a busy shared
 machine does not deflate it; the 1 → 2 worker scaling is wall-clock (it says whether a second core
 was there to use). Pseudo-labels
 are a constant in-memory map here (reading a float16 shard entry is not what is measured).
@@ -80,7 +80,7 @@ class _ConstantLabels:
 
 class _CpuTimed:
     """Wraps a batch function: each batch carries the CPU seconds its worker spent making it
-    (``time.process_time`` of the worker process, which runs one torch and one OpenCV thread)."""
+    (``time.process_time`` of the worker process: all its threads; torch runs one)."""
 
     def __init__(self, batch_fn):
         self.batch_fn = batch_fn
@@ -171,7 +171,7 @@ def run(images: int = 24, size: tuple[int, int] = (720, 960), crop: int = 518, l
     cores = demand / per_core
     return {"images_per_second_per_core": per_core, "gpu_demand_images_per_second": demand,
             "cores_per_gpu": cores, "ratio": cores, "goal": 8.0, "goal_op": "<=",
-            "per_core_basis": "images per CPU-second of one worker (1 torch + 1 OpenCV thread); wall-clock "
+            "per_core_basis": "images per CPU-second of one worker (1 torch thread); wall-clock "
                               "rates per worker count are under workers.<n>.images_per_second",
             "worker_scaling_1_to_2": two["images_per_second"] / one["images_per_second"],
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
