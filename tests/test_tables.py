@@ -221,3 +221,15 @@ def test_latex_footnotes_wrap_in_a_paragraph_column():
     tex = to_latex(build_table([], published=[pub]))
     assert r"\multicolumn{3}{p{17.6em}}{\footnotesize $^{1}$ A very long" in tex
     assert r"{l}{\footnotesize" not in tex
+
+
+def test_partial_row_label_counts_the_scored_records_not_a_skipped_one():
+    """`run --limit 4` with the real set absent writes a skipped record (n=0) before the stand-in's
+    scored one (n=4): the row must say n=4."""
+    sel = {"limit": 4, "n_total": 32, "complete": False, "indices_sha256": None}
+    records = [
+        _rec("m", "kitti", {}, status="skipped", selection={**sel, "n_selected": 0, "n_total": None}),
+        _rec("m", "synthetic-outdoor", {"abs_rel": 0.3, "delta1": 0.6}, selection={**sel, "n_selected": 4}),
+    ]
+    table = build_table(records, metrics=["abs_rel"])
+    assert [r.label for r in table.rows] == ["m (dabench, partial n=4)"]

@@ -58,7 +58,7 @@ def metric(
 
       dabench finetune metric --dataset synthetic-indoor --head zoe --init runs/tiny/student/final.safetensors --preset tiny --baseline
 
-      dabench finetune metric --dataset nyu --head zoe --init runs/tiny/final.safetensors --preset tiny --data-root /data --skip-missing
+      dabench finetune metric --dataset nyu --head zoe --init runs/tiny/student/final.safetensors --preset tiny --data-root /data --skip-missing
 
       torchrun --nproc_per_node 8 -m dabench finetune metric --dataset nyu --head zoe --init depth_anything_vitl14.pth --out runs/nyu
     """

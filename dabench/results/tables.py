@@ -187,6 +187,7 @@ def build_table(records: list[dict] | None = None, *, published: list[PublishedT
     record_metrics: list[str] = []
     score_spaces: dict[str, set[str]] = {}
     skipped: dict[str, list[dict]] = {}
+    labelled_by_scored: set[str] = set()
     for rec in records:
         model = str(rec.get("model"))
         baseline = record_is_baseline(rec)
@@ -196,8 +197,13 @@ def build_table(records: list[dict] | None = None, *, published: list[PublishedT
         if partial:
             label += f", partial n={selection_of(rec)['n_selected']}"
         label += ")"
-        row = own.setdefault(model + ("\0partial" if partial else ""),
-                             TableRow(label=label, model=model, kind="own", baseline=baseline, partial=partial))
+        row_key = model + ("\0partial" if partial else "")
+        row = own.setdefault(row_key, TableRow(label=label, model=model, kind="own", baseline=baseline,
+                                               partial=partial))
+        # a skipped record (dataset not on disk: n=0) must not name the row when a scored one exists
+        if rec.get("status", "ok") == "ok" and row_key not in labelled_by_scored:
+            row.label = label
+            labelled_by_scored.add(row_key)
         if rec.get("model_params") is not None:
             row.params = rec["model_params"]
         ds, multi_scale = own_column_key(rec, published)
