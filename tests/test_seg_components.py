@@ -277,6 +277,47 @@ def test_majority_class_segmentor_predicts_one_class(mm):
     assert bool((out[0].pred_sem_seg.data == 2).all())
 
 
+def test_synthetic_held_out_split_holds_both_families_and_scores_indoor_classes(mm):
+    """The tiny synthetic config's held-out test split mixes indoor and outdoor scenes (issue 16), so
+    indoor-only classes get an IoU (not null). Scored with the majority-class segmentor through the
+    same evaluation as `finetune seg`, against per-class IoU counted with numpy on the label maps."""
+    import copy
+
+    from dabench.data.synthetic import CLASS_ID, SEMANTIC_CLASSES, SyntheticDataset
+    from dabench.finetune.seg.config import _datasets
+    from dabench.finetune.seg.evaluate import evaluate
+    from dabench.finetune.seg.metric import split_metrics
+    from dabench.finetune.seg.train import held_out_split
+
+    cfg = mm.load_config(mm.resolve_config("synthetic", "upernet", "tiny"))
+    assert sorted(held_out_split(cfg)["families"]) == ["indoor", "outdoor"]
+    loader = copy.deepcopy(cfg.test_dataloader.to_dict())
+    test_sets = list(_datasets(loader["dataset"]))
+    assert sorted(d["family"] for d in test_sets) == ["indoor", "outdoor"]
+    assert {d["split"] for d in test_sets} == {"test"}
+    size = (42, 42)
+    for d in test_sets:  # two scenes per family, small: the split definition is what is tested
+        d.update(num_samples=2, size=size)
+    labels = np.stack([SyntheticDataset(d["family"], 2, size, 0, "test")[i]["labels"]
+                       for d in test_sets for i in range(2)])
+    indoor_only = [CLASS_ID[c] for c in ("floor", "wall", "ceiling")]
+    assert all((labels == c).any() for c in indoor_only) and (labels == CLASS_ID["road"]).any()
+
+    n, cls = len(SEMANTIC_CLASSES), CLASS_ID["road"]
+    model = mm.majority_model(cls, n, cfg.model.data_preprocessor)
+    model.dataset_meta = {"classes": tuple(SEMANTIC_CLASSES)}
+    summary, per_class = split_metrics(evaluate(model, loader))
+    valid = labels != 255
+    for c, name in enumerate(SEMANTIC_CLASSES):  # predicting `cls` everywhere: IoU 0 for any other labelled class
+        present = bool((labels[valid] == c).any())
+        expect = (100.0 * (labels[valid] == c).sum() / valid.sum()) if c == cls else (0.0 if present else None)
+        if expect is None:
+            assert per_class[name] is None, name
+        else:
+            assert per_class[name] == pytest.approx(expect, abs=1e-6), name
+    assert all(per_class[SEMANTIC_CLASSES[c]] is not None for c in indoor_only)
+
+
 def test_cityscapes_layout_through_the_suite_protocol(mm, tmp_path):
     """mmseg's CityscapesDataset on the standard layout, as the seg-cityscapes suite builds it."""
     import cv2

@@ -80,7 +80,8 @@ def synthetic_train_split(test_dataset: dict) -> dict:
 
 def train_split_for(test_dataset: dict, train_dataset: dict) -> dict:
     """The training split that matches ``test_dataset`` (whose majority class is the baseline):
-    for a synthetic family its own ``train`` scenes, otherwise the config's training set."""
+    for one synthetic family its own ``train`` scenes, otherwise (a mix of families, as the tiny
+    synthetic config's held-out split, or real data) the config's training set."""
     if test_dataset.get("type") == "DabenchSyntheticSegDataset":
         return synthetic_train_split(test_dataset)
     return train_dataset

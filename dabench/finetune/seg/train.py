@@ -155,10 +155,13 @@ def write_finetune_records(summary: dict, cfg, *, name: str, seed: int, results_
     from dabench.results.record import make_data_source, make_record, make_run_id
     from dabench.results.store import write_record
 
-    test_ds = next(_datasets(cfg.test_dataloader.dataset.to_dict()
-                             if hasattr(cfg.test_dataloader.dataset, "to_dict") else dict(cfg.test_dataloader.dataset)))
-    synthetic = test_ds.get("type") == "DabenchSyntheticSegDataset"
-    dataset = f"synthetic-{test_ds.get('family', 'outdoor')}" if synthetic else summary["dataset"]
+    test_sets = list(_datasets(cfg.test_dataloader.dataset.to_dict()
+                               if hasattr(cfg.test_dataloader.dataset, "to_dict") else dict(cfg.test_dataloader.dataset)))
+    test_ds = test_sets[0]
+    synthetic = all(d.get("type") == "DabenchSyntheticSegDataset" for d in test_sets)
+    families = sorted({d.get("family", "outdoor") for d in test_sets}) if synthetic else []
+    # one family: the seg-synthetic suite's dataset name; both (the default): the --dataset name
+    dataset = (f"synthetic-{families[0]}" if len(families) == 1 else "synthetic") if synthetic else summary["dataset"]
     tc = cfg.model.get("test_cfg") or {}
     held = summary["held_out"]
     protocol = {"split": held["split"], "inference": tc.get("mode", "whole"),

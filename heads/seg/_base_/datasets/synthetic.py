@@ -1,7 +1,9 @@
 # The synthetic world's semantic labels (dabench.data.synthetic.SEMANTIC_CLASSES: 13 classes over
 # indoor rooms and outdoor streets; 255 = ignore). Scenes are rendered once into the dabench cache
-# in mmseg's img_dir/ann_dir layout. Training mixes both families; the `test` split (disjoint
-# scene seeds) is held out for `dabench run --suite seg-synthetic`.
+# in mmseg's img_dir/ann_dir layout. Training, validation and the held-out `test` split (disjoint
+# scene seeds) all mix both families: indoor-only classes (floor, wall, ceiling, box, sphere) never
+# appear in outdoor scenes, so a test split of one family would score them nothing.
+# `dabench run --suite seg-synthetic` scores the same `test` scenes per family.
 synthetic_num_classes = 13
 crop_size = (70, 70)
 scene_size = (84, 84)
@@ -54,8 +56,12 @@ test_dataloader = dict(
     batch_size=4,
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='DabenchSyntheticSegDataset', family='outdoor', split='test', num_samples=64,
-                 size=scene_size, pipeline=test_pipeline))
+    dataset=dict(type='ConcatDataset', datasets=[
+        dict(type='DabenchSyntheticSegDataset', family='outdoor', split='test', num_samples=32,
+             size=scene_size, pipeline=test_pipeline),
+        dict(type='DabenchSyntheticSegDataset', family='indoor', split='test', num_samples=32,
+             size=scene_size, pipeline=test_pipeline),
+    ]))
 val_evaluator = dict(type='DabenchIoUMetric')
 test_evaluator = val_evaluator
 # the dataset's sliding-window protocol; configs copy it into model.test_cfg and
