@@ -117,3 +117,52 @@ def test_predict_cli_with_an_hf_model(snapshots, image, tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["predict", str(tmp_path / "a.png"), "--model", f"hf:{snapshots['glpn']}",
                                    "--checkpoint", str(tmp_path / "a.png"), "--out", str(tmp_path / "o2")])
     assert res.exit_code == 2 and "dabench network" in res.output
+
+
+def _hostile_copy(src, dst, config=None, processor=None, weights=None):
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    if config is not None:
+        (dst / "config.json").write_text(config if isinstance(config, str) else
+                                         json.dumps({**json.loads((src / "config.json").read_text()), **config}))
+    if processor is not None:
+        p = json.loads((src / "preprocessor_config.json").read_text())
+        (dst / "preprocessor_config.json").write_text(json.dumps({**p, **processor}))
+    if weights is not None:
+        (dst / "model.safetensors").write_bytes(weights)
+    return dst
+
+
+@pytest.mark.parametrize("case,phrase", [
+    ({"config": "[" * 100000 + "]" * 100000}, "nested too deeply"),
+    ({"config": "null"}, "expected a JSON object"),
+    ({"config": {"hidden_size": 10 ** 9, "intermediate_size": 10 ** 9}}, "weights hold"),
+    ({"config": {"num_hidden_layers": 10 ** 7}}, "num_hidden_layers"),
+    ({"processor": {"size": {"height": 100000, "width": 100000}}}, "pixel cap"),
+    ({"weights": b"\xff" * 8 + b"garbage"}, "not a readable safetensors"),
+])
+def test_hostile_hf_snapshots_are_one_clear_error_before_building(case, phrase, snapshots, tmp_path, monkeypatch):
+    """A stranger's snapshot folder: deep/non-object JSON, sizes the weights do not back (terabytes to
+    initialise), 10**7 layers, a 10-gigapixel processor size, a damaged safetensors header."""
+    from dabench.errors import DataError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = _hostile_copy(snapshots["dpt"], tmp_path / "hostile", **case)
+    with pytest.raises(DataError, match=phrase) as err:
+        build_model(resolve_models([f"hf:{folder}"])[0])
+    assert str(folder) in str(err.value)
+
+
+def test_hf_snapshot_with_an_empty_weights_file_is_refused_before_allocating(snapshots, tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+    import torch
+
+    from dabench.errors import DataError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = _hostile_copy(snapshots["dpt"], tmp_path / "empty", config={"hidden_size": 10 ** 9})
+    save_file({"x": torch.zeros(1)}, str(folder / "model.safetensors"))
+    with pytest.raises(DataError, match="weights hold 1;"):
+        build_model(resolve_models([f"hf:{folder}"])[0])

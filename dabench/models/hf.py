@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from dabench.errors import ConfigError, MissingFileError
+from dabench.errors import ConfigError, DataError, MissingFileError
+from dabench.models import snapshot_check
 
 #: config.model_type → (output_space, is_metric) for the relative/metric kinds transformers ships.
 OUTPUT_BY_MODEL_TYPE = {
@@ -126,6 +127,25 @@ def weights_sha256(folder: Path) -> str | None:
     return h.hexdigest()
 
 
+def _check_local_snapshot(folder: Path, model_cls) -> None:
+    """Refuse a hostile snapshot folder before transformers builds anything from it (see snapshot_check)."""
+    from transformers import AutoConfig
+
+    config = snapshot_check.read_json_object(folder / "config.json", "transformers config.json")
+    snapshot_check.check_layer_counts(config, folder / "config.json")
+    proc = folder / "preprocessor_config.json"
+    if proc.is_file():
+        snapshot_check.check_processor_size(
+            snapshot_check.read_json_object(proc, "transformers preprocessor_config.json"), proc)
+    weights = snapshot_check.safetensors_elements(sorted(folder.glob("*.safetensors")))
+    try:
+        cfg = AutoConfig.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
+    except Exception as e:
+        raise DataError(f"{folder / 'config.json'}: not a transformers config dabench can read "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    snapshot_check.check_parameters_fit(model_cls, cfg, weights, folder / "config.json")
+
+
 def load_hf_model(location: str, **options: Any) -> HFDepthModel:
     """Load ``location`` (a snapshot folder, else a hub id) as an :class:`HFDepthModel`.
 
@@ -148,6 +168,8 @@ def load_hf_model(location: str, **options: Any) -> HFDepthModel:
     if local and not any(folder.glob("*.safetensors")):
         raise MissingFileError(f"hf:{location}: {folder} holds no .safetensors weights (expected {SNAPSHOT_LAYOUT}; "
                                "pickled .bin weights are refused)")
+    if local:
+        _check_local_snapshot(folder, AutoModelForDepthEstimation)
     src = str(folder) if local else location
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     kw: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
@@ -158,7 +180,9 @@ def load_hf_model(location: str, **options: Any) -> HFDepthModel:
     try:
         model = AutoModelForDepthEstimation.from_pretrained(src, **kw)
         processor = AutoImageProcessor.from_pretrained(src, **{k: v for k, v in kw.items() if k != "use_safetensors"})
-    except (OSError, ValueError, KeyError) as e:
+    except DataError:
+        raise
+    except Exception as e:  # transformers raises many kinds (OSError, ValueError, RuntimeError, SafetensorError)
         where = (f"folder {folder}" if local else
                  f"hub id {location!r}" + (" (HF_HUB_OFFLINE is set: only the local cache is read)" if offline else ""))
         raise MissingFileError(f"hf:{location}: could not load a depth-estimation model from the {where}: "
