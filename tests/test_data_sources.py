@@ -156,3 +156,37 @@ def test_fp16_labels_keep_their_shape_and_never_overflow():
     assert np.allclose(ratio[0], ratio[0, 0], rtol=1e-3)  # divided by one power of two: relative values kept
     small = np.array([[0.5, 2.0]], dtype=np.float32)
     np.testing.assert_array_equal(to_fp16_label(small, 0).float().numpy(), small)
+
+
+def test_hostile_lists_indexes_shards_and_shard_outputs(folder, tmp_path):
+    """Binary list/index files, a tar member declaring more bytes than the shard holds, and `data shard`
+    --out that is a file, the input folder itself, or a non-empty folder: one clear error each."""
+    (tmp_path / "bin.list").write_bytes(b"\xff\xfe\x00bad\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        S.build_image_source(f"list:{tmp_path / 'bin.list'}")
+    (folder / ".dabench-index").write_bytes(b"\xff\xfe\x00\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        S.build_image_source(f"folder:{folder}")
+    (folder / ".dabench-index").unlink()
+
+    info = tarfile.TarInfo("000.jpg")
+    info.size = 10 ** 12  # declared, not present: reading it would allocate a terabyte
+    buf = io.BytesIO()
+    buf.write(info.tobuf(format=tarfile.GNU_FORMAT))
+    buf.write(b"\0" * 1024)
+    (tmp_path / "huge.tar").write_bytes(buf.getvalue())
+    with pytest.raises(DataError, match="past the file's end"):
+        S.build_image_source(f"wds:{tmp_path / 'huge.tar'}")
+
+    src = S.FolderImages(folder)
+    with pytest.raises(ConfigError, match="is a file"):
+        S.write_shards(src, tmp_path / "bin.list")
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        S.write_shards(src, folder)
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        S.write_shards(src, folder / "shards")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        S.write_shards(src, tmp_path / "full")
+    assert sorted(p.name for p in folder.iterdir()) == [".dabench-index", "a", "b", "c.jpg", "notes.txt"]

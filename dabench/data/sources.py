@@ -134,8 +134,19 @@ def _write_index(path: Path, names: list[str]) -> None:
     atomic_write_text(path, f"{INDEX_HEADER} {len(names)}\n" + "".join(n + "\n" for n in names))
 
 
+def _read_lines(path: Path, what: str) -> list[str]:
+    """``path``'s lines (UTF-8), or one DataError naming it (binary, unreadable)."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start}); expected one relative "
+                        "image path a line") from None
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path} ({e.strerror or e})") from None
+
+
 def _read_index(path: Path, root: Path) -> list[str]:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _read_lines(path, "folder index")
     if not lines or not lines[0].startswith(INDEX_HEADER):
         raise DataError(f"{path} is not a dabench folder index (first line should be {INDEX_HEADER!r}); delete it "
                         "to rebuild")
@@ -161,7 +172,7 @@ class ListImages(_Files):
             raise MissingFileError(f"image list {self.listing} does not exist")
         root = self.listing.resolve().parent
         names = []
-        for ln in self.listing.read_text(encoding="utf-8").splitlines():
+        for ln in _read_lines(self.listing, "image list"):
             ln = ln.strip()
             if ln and not ln.startswith("#"):
                 _inside(root, ln, f"image list {self.listing}")
@@ -208,6 +219,9 @@ def shard_index(shard: Path) -> list[dict]:
                     continue
                 if not samples or samples[-1]["key"] != base:
                     samples.append({"key": base, "members": {}})
+                if m.offset_data + m.size > st.st_size:  # a header may declare any size: never read past the end
+                    raise DataError(f"WebDataset shard {shard}: member {m.name!r} declares {m.size} bytes at "
+                                    f"byte {m.offset_data}, past the file's end ({st.st_size} bytes; truncated?)")
                 samples[-1]["members"][ext.lower()] = [m.offset_data, m.size]
     except (tarfile.TarError, OSError) as e:
         raise DataError(f"WebDataset shard {shard} is not a readable (uncompressed) tar file: {e}") from None
@@ -279,8 +293,16 @@ def write_shards(source, out_dir: str | os.PathLike, *, maxcount: int = 1000, pr
     import webdataset as wds
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; shards go into an empty folder")
+    root = getattr(source, "root", None)
+    if root is not None and (out_dir.resolve() == Path(root).resolve()
+                             or Path(root).resolve() in out_dir.resolve().parents):
+        raise ConfigError(f"--out {out_dir} is inside the input folder {root}; choose a folder outside the data")
     if out_dir.exists() and any(out_dir.glob(f"{prefix}-*.tar")):
         raise ConfigError(f"{out_dir} already holds {prefix}-*.tar shards; choose an empty --out")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"--out {out_dir} is not empty; shards go into an empty (or new) folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     pattern = str(out_dir / f"{prefix}-%06d.tar")
     with wds.ShardWriter(pattern, maxcount=int(maxcount), verbose=0) as sink:
