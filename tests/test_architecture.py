@@ -19,7 +19,9 @@ FORBIDDEN = {
                         "dabench.results", "dabench.models"),
     # data may read dabench.eval.align's list of alignment modes to validate cards (no other eval use)
     "dabench.data": ("dabench.finetune", "dabench.train", "dabench.cli", "dabench.bench", "dabench.results",
-                     "dabench.models", "dabench.eval.runner", "dabench.eval.suites", "dabench.eval.cache"),
+                     "dabench.models", "dabench.eval.runner", "dabench.eval.suites", "dabench.eval.cache",
+                     "dabench.eval.plan", "dabench.eval.models", "dabench.eval.loop", "dabench.eval.scoring",
+                     "dabench.eval.records", "dabench.eval.ordinal", "dabench.eval.protocol_table"),
     "dabench.results": ("dabench.finetune", "dabench.train", "dabench.cli", "dabench.bench"),
     "dabench.train": ("dabench.finetune", "dabench.cli", "dabench.bench"),
     "dabench.finetune": ("dabench.cli", "dabench.bench"),

@@ -88,7 +88,7 @@ def _metrics(p, g):
 
 
 def test_marigold_preset_runs_and_matches_its_pipeline(tree, tmp_path):
-    from dabench.eval.runner import predict_images
+    from dabench.eval.loop import predict_images
     from dabench.eval.suites import Protocol
     from dabench.models import create_model
 
@@ -198,7 +198,7 @@ def test_metric_presets_match_zoedepth(tree, suite, dataset):
     import torch
 
     from dabench.data import build_dataset, load_card
-    from dabench.eval.runner import evaluate_dataset
+    from dabench.eval.loop import evaluate_dataset
     from dabench.eval.suites import load_suite, resolve_protocol
 
     class Flat(torch.nn.Module, _Flat):

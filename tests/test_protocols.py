@@ -84,7 +84,7 @@ def _zoedepth_reference(gt_full, pred_window, lo, hi):
 
 
 def test_metric_kitti_scoring_matches_zoedepth_reference():
-    from dabench.eval.runner import prepare_sample, score_sample
+    from dabench.eval.scoring import prepare_sample, score_sample
 
     rng = np.random.default_rng(0)
     h, w = KITTI
@@ -114,7 +114,7 @@ def test_pred_floor_is_a_named_protocol_value():
 
 
 def test_pred_floor_changes_the_score_by_hand():
-    from dabench.eval.runner import score_sample
+    from dabench.eval.scoring import score_sample
 
     gt = np.array([[2.0, 4.0]], np.float32)
     pred = np.array([[0.0005, 4.0]], np.float32)  # one prediction below ZoeDepth's... and dabench's old floor

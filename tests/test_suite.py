@@ -283,7 +283,7 @@ def test_cli_run_and_ls(tmp_path):
 
 def test_kb_crop_cuts_before_inference_and_masks_like_full_frame():
     from dabench.data.crops import crop_mask
-    from dabench.eval.runner import eval_valid_mask, prepare_sample
+    from dabench.eval.scoring import eval_valid_mask, prepare_sample
 
     h, w = 375, 1242
     depth = np.linspace(1, 70, h * w, dtype=np.float32).reshape(h, w)

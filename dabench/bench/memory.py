@@ -3,7 +3,7 @@ process (``ru_maxrss`` of that child from ``os.wait4``). Streaming evaluation ke
 predictions, so the ratio should stay near 1 (goal <= 1.10).
 
 The child streams an in-memory dataset of NYU-sized samples (480×640 RGB, depth in metres,
-validity) through ``dabench.eval.runner.evaluate_dataset`` with the tiny ``da2_test`` network at a
+validity) through ``dabench.eval.loop.evaluate_dataset`` with the tiny ``da2_test`` network at a
 small input size (the prediction is resized back to 480×640 as in every evaluation): a run that
 kept its predictions would grow by 1.2 MB per sample.
 """
@@ -60,7 +60,7 @@ def child_main(argv: list[str]) -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from dabench.eval.runner import evaluate_dataset
+    from dabench.eval.loop import evaluate_dataset
     from dabench.eval.suites import Protocol
     from dabench.models import create_model
 

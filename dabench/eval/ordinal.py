@@ -28,7 +28,7 @@ def evaluate_pairs(model, dataset, protocol, *, output_space: str, device: str =
 
     Returns ``(result, rows)``: ``result`` = ``{"metrics", "per_scene", "pairs", "images"}``,
     ``rows`` = one dict per pair (image, index, scene, correct)."""
-    from dabench.eval.runner import predict_images
+    from dabench.eval.loop import predict_images
     from dabench.metrics.ordinal import PairAccuracyState, pairs_correct
 
     state = PairAccuracyState()
@@ -77,10 +77,11 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
     dataset; one record (+ per-pair CSV, also in the run's history) each, the table printed on
     request. Single process."""
     from dabench.data import load_card
-    from dabench.eval.runner import _base_record, _clean, _data_source, _plan_datasets, build_model, split_size
+    from dabench.eval.plan import plan_datasets, split_size
+    from dabench.eval.records import base_record, clean_value, data_source
     from dabench.eval.suites import resolve_protocol
     from dabench.metrics.registry import higher_is_better
-    from dabench.models.resolve import model_provenance
+    from dabench.models.resolve import build_model, model_provenance
     from dabench.provenance import sha256_file
     from dabench.results.record import make_selection
     from dabench.results.store import history_path, write_record
@@ -88,7 +89,7 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
 
     r = request
     device = r.device
-    plan, skipped = _plan_datasets(suite, r.datasets, r.root, r.allow_fallback)
+    plan, skipped = plan_datasets(suite, r.datasets, r.root, r.allow_fallback)
     config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(r.root) if r.root else None,
               "datasets": r.datasets, "limit": r.limit, "batch_size": r.batch_size, "device": str(device),
               "amp_dtype": r.amp_dtype, "flip_tta_override": r.flip_tta, "skip_missing": r.skip_missing,
@@ -112,7 +113,7 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
         n_params = int(sum(p.numel() for p in model.parameters()))
         ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
         for sk in skipped:
-            rec = _base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
+            rec = base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
                                config, r.seed, n_params, ck_sha, r.run_id, metric_names=suite.metrics,
                                model_fields=model_fields)
             rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
@@ -126,8 +127,8 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
             t0 = time.time()
             res, rows = evaluate_pairs(model, dataset, proto, output_space=output_space, device=device,
                                        amp_dtype=r.amp_dtype, batch_size=r.batch_size)
-            rec = _base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha, r.run_id,
-                               _data_source(card, r.root, fb), metric_names=suite.metrics, model_fields=model_fields)
+            rec = base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha, r.run_id,
+                               data_source(card, r.root, fb), metric_names=suite.metrics, model_fields=model_fields)
             rec["samples"] = {"used": res["images"], "skipped_no_valid": 0, "skipped_degenerate": 0,
                               "skipped_missing": int(getattr(dataset, "skipped_missing", 0) or 0)}
             rec["split"] = proto.split
@@ -137,7 +138,7 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
             if res["pairs"]["total"] == 0:
                 rec.update(status="skipped", skip_reason=f"no annotated pair in {ds}")
             else:
-                rec["metrics"] = {k: _clean(v) for k, v in res["metrics"].items()}
+                rec["metrics"] = {k: clean_value(v) for k, v in res["metrics"].items()}
             rec["per_scene"] = res["per_scene"]
             rec["pairs"] = res["pairs"]
             rec["seconds"] = round(time.time() - t0, 3)

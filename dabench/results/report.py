@@ -14,7 +14,7 @@ Where a gallery's pictures come from:
   the record's model run again (``dabench.results.paper.load_record_model``); otherwise the gallery
   says the predictions were not logged;
 - error map: per-pixel |p − g| / g in the record's score space after the record's alignment
-  (``dabench.eval.runner.score_sample``), so its mean over valid pixels is the sample's AbsRel.
+  (``dabench.eval.scoring.score_sample``), so its mean over valid pixels is the sample's AbsRel.
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ class _Predictor:
         self.space = getattr(self.model, "output_space", "disparity")
 
     def __call__(self, image: np.ndarray, protocol) -> np.ndarray:
-        from dabench.eval.runner import predict_images
+        from dabench.eval.loop import predict_images
 
         return predict_images(self.model, [image], protocol.for_model(self.model), self.device)[0]
 
@@ -323,7 +323,7 @@ def _suite_table(suite: str, recs: list[dict], record_links) -> str:
 def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samples: int, predict: bool,
              device: str, data_root, record_links) -> str:
     from dabench.errors import DabenchError
-    from dabench.eval.runner import score_sample
+    from dabench.eval.scoring import score_sample
     from dabench.results.frame import format_value, metric_info
     from dabench.viz import colorize_depth
 
@@ -369,7 +369,7 @@ def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samp
             out.append(f'<tr data-sample="{_esc(name)}" data-abs-rel="{_esc(repr(row.get("abs_rel")))}">' + "".join(cells)
                        + f'<td class="m">{metrics_html}</td></tr>')
             continue
-        from dabench.eval.runner import prepare_sample
+        from dabench.eval.scoring import prepare_sample
 
         sample = prepare_sample(sample, protocol)
         stem = _slug(rec.get("suite"), model, ds, f"{idx:06d}")

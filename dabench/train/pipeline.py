@@ -101,10 +101,10 @@ def run_pipeline(cfg: Mapping, out_dir: str | Path, resume: bool = False, evalua
 def evaluate_checkpoints(cfg: Mapping, checkpoints: Mapping[str, str | Path | None],
                          baselines: tuple[str, ...] = ("horizon_prior",)) -> dict[str, dict[str, dict]]:
     """AbsRel/δ1/... of each checkpoint (and the weight-free ``baselines``) on every held-out set
-    of ``cfg.evaluation.datasets``, through ``dabench.eval.runner.evaluate_dataset`` with the
+    of ``cfg.evaluation.datasets``, through ``dabench.eval.loop.evaluate_dataset`` with the
     ``synthetic`` suite's protocol (least-squares scale+shift in disparity, scored in disparity)
     and the dataset card's depth range. ``{label: {dataset: {"metrics": ..., "counts": ...}}}``."""
-    from dabench.eval.runner import evaluate_dataset
+    from dabench.eval.loop import evaluate_dataset
     from dabench.models.inference import resolve_device
     from dabench.eval.suites import load_suite, resolve_protocol
     from dabench.models import create_model
