@@ -146,3 +146,13 @@ def test_the_checker_sees_a_cycle_and_a_layer_breach():
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     g = _graph()
     assert "dabench.eval.runner" in g and g["dabench.eval.runner"], "the import scan found nothing"
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_longer_than_500_lines():
+    """Modules are split by what they do before they grow past ~500 lines (issue 13)."""
+    long = {str(p.relative_to(PKG.parent)): n for p in sorted(PKG.rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by what they do): {long}"
