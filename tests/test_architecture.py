@@ -156,3 +156,17 @@ def test_no_module_is_longer_than_500_lines():
     long = {str(p.relative_to(PKG.parent)): n for p in sorted(PKG.rglob("*.py"))
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by what they do): {long}"
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """``from dabench.x import _name`` reaches into another module's internals: make the name public
+    (with a docstring) or keep the code in one module."""
+    bad = []
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("dabench"):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if private and node.module != name:
+                    bad.append(f"{name}:{node.lineno} imports {', '.join(private)} from {node.module}")
+    assert not bad, "\n".join(bad)

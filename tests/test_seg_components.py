@@ -18,11 +18,11 @@ def mm():
     """The seg fine-tuning helpers these tests use, with mmseg imported and dabench's parts registered."""
     from types import SimpleNamespace
 
-    from dabench.finetune.seg import checkpoint, config, evaluate
+    from dabench.finetune.seg import config, evaluate
 
     config.import_mmseg()
     return SimpleNamespace(mmseg_scope=config.mmseg_scope, load_config=config.load_config,
-                           resolve_config=config.resolve_config, _replace_syncbn=checkpoint._replace_syncbn,
+                           resolve_config=config.resolve_config,
                            majority_model=evaluate.majority_model)
 
 
@@ -117,9 +117,10 @@ def test_tiny_segmentor_trains_one_step(mm):
     from mmengine.structures import PixelData
 
     cfg = mm.load_config(mm.resolve_config("synthetic", "upernet", "tiny"))
-    mm._replace_syncbn(cfg.model)
+    from mmengine.model import revert_sync_batchnorm
+
     with mm.mmseg_scope():
-        model = MODELS.build(cfg.model)
+        model = revert_sync_batchnorm(MODELS.build(cfg.model))  # one process: SyncBN layers as BN
     torch.manual_seed(0)
     imgs = [torch.randint(0, 255, (3, 70, 70), dtype=torch.uint8) for _ in range(2)]
     samples = []

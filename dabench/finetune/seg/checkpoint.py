@@ -98,6 +98,12 @@ def _unpickling_reason(e: Exception) -> str:
 _PRELOADED: dict[str, dict] = {}  # resolved path -> checkpoint already read (and checked) by resume_checkpoint
 
 
+def preload_checkpoint(path: str, ckpt: dict) -> None:
+    """Hand mmengine's loader the checkpoint at ``path`` already read and checked (by
+    ``resume_checkpoint``), so it is read once."""
+    _PRELOADED[str(Path(path).resolve())] = ckpt
+
+
 def _mmengine_local_loader(filename, map_location=None):
     path = Path(os.path.expanduser(filename))
     cached = _PRELOADED.pop(str(path.resolve()), None)
@@ -170,8 +176,11 @@ def resume_checkpoint(work_dir: str | os.PathLike, warn=None) -> tuple[Path, dic
 # ---------------------------------------------------------------------------------------------
 # checkpoints
 # ---------------------------------------------------------------------------------------------
-def _unwrap(model):
-    return model.module if hasattr(model, "module") and not hasattr(model, "backbone") else model
+def unwrap_model(model):
+    """The segmentor inside an mmengine/torch model wrapper (DDP), else ``model``."""
+    from mmengine.model import is_model_wrapper
+
+    return model.module if is_model_wrapper(model) else model
 
 
 def save_seg_checkpoint(model, path: str | os.PathLike, cfg, *, dataset: str, preset: str | None,
@@ -180,7 +189,7 @@ def save_seg_checkpoint(model, path: str | os.PathLike, cfg, *, dataset: str, pr
     (encoder ``init`` cleared: the weights are in the file) and the class names."""
     from dabench.models import save_checkpoint
 
-    model = _unwrap(model)
+    model = unwrap_model(model)
     model_cfg = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model))
     model_cfg["backbone"]["init"] = None
     meta = getattr(model, "dataset_meta", None) or {}
@@ -223,10 +232,10 @@ def build_seg_model(config: dict, state_dict: dict | None = None, source: str = 
 
     cfg = ConfigDict(copy.deepcopy(config["model"]))
     check_head_available(ConfigDict(model=cfg))
-    if cfg.get("neck", {}).get("norm_cfg", {}).get("type") == "SyncBN":  # evaluation is single-process
-        _replace_syncbn(cfg)
+    from mmengine.model import revert_sync_batchnorm
+
     with mmseg_scope():
-        model = MODELS.build(cfg)
+        model = revert_sync_batchnorm(MODELS.build(cfg))  # evaluation is single-process: SyncBN -> BN
     if state_dict is not None:
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         if missing or unexpected:
@@ -235,15 +244,3 @@ def build_seg_model(config: dict, state_dict: dict | None = None, source: str = 
     if config.get("classes"):
         model.dataset_meta = {"classes": tuple(config["classes"])}
     return model
-
-
-def _replace_syncbn(obj):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k == "type" and v == "SyncBN":
-                obj[k] = "BN"
-            else:
-                _replace_syncbn(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            _replace_syncbn(v)

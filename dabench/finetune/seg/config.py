@@ -142,14 +142,15 @@ def _pipelines(cfg):
     yield from walk(cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg)
 
 
-def _datasets(ds_cfg):
+def leaf_datasets(ds_cfg):
+    """The leaf dataset configs of an mmseg dataset config (inside ``ConcatDataset`` / ``RepeatDataset``)."""
     if ds_cfg is None:
         return
     if ds_cfg.get("type") == "ConcatDataset":
         for d in ds_cfg["datasets"]:
-            yield from _datasets(d)
+            yield from leaf_datasets(d)
     elif "dataset" in ds_cfg and isinstance(ds_cfg["dataset"], dict):  # RepeatDataset etc.
-        yield from _datasets(ds_cfg["dataset"])
+        yield from leaf_datasets(ds_cfg["dataset"])
     else:
         yield ds_cfg
 
@@ -215,7 +216,7 @@ def set_data_root(cfg, dataset: str, data_root: str | os.PathLike | None) -> Non
               "test_dataloader": card["default_split"]}
     for loader, split in splits.items():
         if cfg.get(loader):
-            for ds in _datasets(cfg[loader]["dataset"]):
+            for ds in leaf_datasets(cfg[loader]["dataset"]):
                 if ds.get("type") == "DabenchSyntheticSegDataset":
                     raise ConfigError(f"this config trains on the synthetic world, not {dataset}: use "
                                       f"--preset tiny or paper with --dataset {dataset}, or a config that reads "
@@ -231,7 +232,7 @@ def check_layout(cfg, loaders=("train_dataloader", "val_dataloader")) -> None:
     for loader in loaders:
         if not cfg.get(loader):
             continue
-        for ds in _datasets(cfg[loader]["dataset"]):
+        for ds in leaf_datasets(cfg[loader]["dataset"]):
             if "data_root" not in ds or ds.get("type") == "DabenchSyntheticSegDataset":
                 continue
             prefix = ds.get("data_prefix", {})

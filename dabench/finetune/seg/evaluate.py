@@ -8,7 +8,7 @@ import tempfile
 import uuid
 
 from dabench.errors import ConfigError
-from dabench.finetune.seg.config import _datasets, import_mmseg, mmseg_scope
+from dabench.finetune.seg.config import import_mmseg, leaf_datasets, mmseg_scope
 
 # ---------------------------------------------------------------------------------------------
 # evaluation
@@ -52,7 +52,7 @@ def majority_class(dataset_cfg: dict, num_classes: int, max_images: int = 2000) 
 
     import_mmseg()
     counts = np.zeros(num_classes, dtype=np.int64)
-    for ds_cfg in _datasets(copy.deepcopy(dataset_cfg)):
+    for ds_cfg in leaf_datasets(copy.deepcopy(dataset_cfg)):
         ds_cfg = dict(ds_cfg)
         ds_cfg["pipeline"] = [dict(type="DabenchLoadAnnotations", num_classes=num_classes)]
         with mmseg_scope():
@@ -96,7 +96,8 @@ def majority_model(class_id: int, num_classes: int, data_preprocessor: dict):
                                  data_preprocessor=copy.deepcopy(data_preprocessor)))
 
 
-def _split(metrics: dict) -> dict:
+def with_per_class(metrics: dict) -> dict:
+    """mmseg's IoUMetric output as dabench's summary (mIoU, mAcc, aAcc) plus ``per_class`` IoU."""
     from dabench.finetune.seg.metric import split_metrics
 
     summary, per_class = split_metrics(metrics)

@@ -11,11 +11,11 @@ from typing import Any
 
 from dabench.errors import ConfigError, MissingFileError
 from dabench.overrides import apply_cfg_options
-from dabench.finetune.seg.checkpoint import (_PRELOADED, _unwrap, resume_checkpoint, save_seg_checkpoint,
+from dabench.finetune.seg.checkpoint import (preload_checkpoint, resume_checkpoint, save_seg_checkpoint, unwrap_model,
                                              use_safe_checkpoint_loader)
-from dabench.finetune.seg.config import (_datasets, check_head_available, check_layout, configure, head_name,
-                                         import_mmseg, load_config, num_classes_of, resolve_config)
-from dabench.finetune.seg.evaluate import _split, evaluate, majority_class, majority_model, train_split_for
+from dabench.finetune.seg.config import (check_head_available, check_layout, configure, head_name, import_mmseg,
+                                         leaf_datasets, load_config, num_classes_of, resolve_config)
+from dabench.finetune.seg.evaluate import evaluate, majority_class, majority_model, train_split_for, with_per_class
 
 # ---------------------------------------------------------------------------------------------
 # distributed (torchrun)
@@ -94,7 +94,7 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
     if resume:
         last, ckpt = resume_checkpoint(work_dir)  # checked here, so a bad file stops before anything is built
         cfg.load_from = str(last.resolve())
-        _PRELOADED[cfg.load_from] = ckpt
+        preload_checkpoint(cfg.load_from, ckpt)
         cfg.resume = True
 
     from mmengine import dist
@@ -107,7 +107,7 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
     capture = _LastValMetrics()
     runner.register_hook(capture, priority="LOWEST")
     runner.train()
-    val_metrics = _split(capture.metrics) if capture.metrics else {}
+    val_metrics = with_per_class(capture.metrics) if capture.metrics else {}
 
     summary: dict[str, Any] = {"config": str(cfg_path), "work_dir": str(work_dir), "arch": arch,
                                "init": str(init) if init else None, "random_init": bool(random_init),
@@ -116,7 +116,7 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
                                "held_out": held_out_split(cfg)}
     from dabench.provenance import atomic_write_json
 
-    model = _unwrap(runner.model)
+    model = unwrap_model(runner.model)
     model.dataset_meta = dict(runner.train_dataloader.dataset.metainfo)
     summary.update(final=str(work_dir / "final.safetensors"), registered=str(registered))
     if dist.is_main_process():
@@ -129,13 +129,13 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
         # every rank takes part (mmengine's evaluator gathers the per-rank results), and every rank
         # must score the saved model: plain BN running stats drift apart between DDP ranks
         _broadcast_buffers(model)
-        summary["test"] = _split(runner.test())
+        summary["test"] = with_per_class(runner.test())
         n = num_classes_of(cfg)
         cls = majority_class(train_split_for(cfg.test_dataloader.dataset, cfg.train_dataloader.dataset), n)
         base = majority_model(cls, n, cfg.model.data_preprocessor)
         base.dataset_meta = model.dataset_meta
         summary["majority_class"] = model.dataset_meta["classes"][cls]
-        summary["test_majority_baseline"] = _split(evaluate(base, cfg.test_dataloader))
+        summary["test_majority_baseline"] = with_per_class(evaluate(base, cfg.test_dataloader))
     if dist.is_main_process():
         if summary.get("test"):
             summary["records"] = write_finetune_records(summary, cfg, name=name, seed=seed, results_dir=results_dir)
@@ -155,8 +155,8 @@ def write_finetune_records(summary: dict, cfg, *, name: str, seed: int, results_
     from dabench.results.record import make_data_source, make_record, make_run_id
     from dabench.results.store import write_record
 
-    test_sets = list(_datasets(cfg.test_dataloader.dataset.to_dict()
-                               if hasattr(cfg.test_dataloader.dataset, "to_dict") else dict(cfg.test_dataloader.dataset)))
+    test_sets = list(leaf_datasets(cfg.test_dataloader.dataset.to_dict()
+                                   if hasattr(cfg.test_dataloader.dataset, "to_dict") else dict(cfg.test_dataloader.dataset)))
     test_ds = test_sets[0]
     synthetic = all(d.get("type") == "DabenchSyntheticSegDataset" for d in test_sets)
     families = sorted({d.get("family", "outdoor") for d in test_sets}) if synthetic else []
@@ -191,7 +191,7 @@ def write_finetune_records(summary: dict, cfg, *, name: str, seed: int, results_
 
 def _split_name(ds_cfg) -> str | None:
     """The split a dataset config reads: ``split`` (synthetic) or its image folder."""
-    ds = next(_datasets(ds_cfg.to_dict() if hasattr(ds_cfg, "to_dict") else dict(ds_cfg)), {})
+    ds = next(leaf_datasets(ds_cfg.to_dict() if hasattr(ds_cfg, "to_dict") else dict(ds_cfg)), {})
     return ds.get("split") or (ds.get("data_prefix") or {}).get("img_path")
 
 
@@ -205,7 +205,7 @@ def held_out_split(cfg) -> dict[str, Any]:
         return {"split": None, "same_as_val": False, "selects_checkpoint": False, "note": "no test split"}
     same = bool(val) and _split_name(test["dataset"]) == _split_name(val["dataset"])
     test_cfg = test["dataset"].to_dict() if hasattr(test["dataset"], "to_dict") else dict(test["dataset"])
-    families = [d["family"] for d in _datasets(test_cfg) if d.get("family")]
+    families = [d["family"] for d in leaf_datasets(test_cfg) if d.get("family")]
     best = (cfg.default_hooks.get("checkpoint") or {}).get("save_best")
     info = {"split": _split_name(test["dataset"]), "same_as_val": same, "selects_checkpoint": bool(best and same),
             "families": families or None}
