@@ -285,7 +285,7 @@ def test_synthetic_held_out_split_holds_both_families_and_scores_indoor_classes(
     import copy
 
     from dabench.data.synthetic import CLASS_ID, SEMANTIC_CLASSES, SyntheticDataset
-    from dabench.finetune.seg.config import _datasets
+    from dabench.finetune.seg.config import leaf_datasets
     from dabench.finetune.seg.evaluate import evaluate
     from dabench.finetune.seg.metric import split_metrics
     from dabench.finetune.seg.train import held_out_split
@@ -293,7 +293,7 @@ def test_synthetic_held_out_split_holds_both_families_and_scores_indoor_classes(
     cfg = mm.load_config(mm.resolve_config("synthetic", "upernet", "tiny"))
     assert sorted(held_out_split(cfg)["families"]) == ["indoor", "outdoor"]
     loader = copy.deepcopy(cfg.test_dataloader.to_dict())
-    test_sets = list(_datasets(loader["dataset"]))
+    test_sets = list(leaf_datasets(loader["dataset"]))
     assert sorted(d["family"] for d in test_sets) == ["indoor", "outdoor"]
     assert {d["split"] for d in test_sets} == {"test"}
     size = (42, 42)
