@@ -150,6 +150,10 @@ def test_cli_errors(results, tmp_path):
     assert r.exit_code == 2 and "inside the results directory" in " ".join(r.output.split())
     r = runner.invoke(app, ["report", "--out", str(tmp_path / "s"), "--results", str(tmp_path / "none")])
     assert r.exit_code == 2 and "does not exist" in " ".join(r.output.split())
+    (tmp_path / "afile").write_text("mine")
+    r = runner.invoke(app, ["report", "--out", str(tmp_path / "afile"), "--results", str(results)])
+    assert r.exit_code == 2 and "is a file" in " ".join(r.output.split())
+    assert (tmp_path / "afile").read_text() == "mine"
     (tmp_path / "empty").mkdir()
     r = runner.invoke(app, ["report", "--out", str(tmp_path / "s"), "--results", str(tmp_path / "empty")])
     assert r.exit_code == 2 and "no result records" in " ".join(r.output.split())

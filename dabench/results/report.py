@@ -213,6 +213,8 @@ def generate_report(out_dir: str | os.PathLike, results: str | os.PathLike, *, s
 
     results = Path(results)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir} is a file; the report is a folder (index.html, assets/, records/)")
     if out_dir.resolve() == results.resolve() or results.resolve() in out_dir.resolve().parents:
         raise DataError(f"--out {out_dir} is inside the results directory {results}; choose another folder "
                         "(the report never writes into its input)")
