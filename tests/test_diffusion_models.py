@@ -90,3 +90,31 @@ def test_dabench_run_with_a_diffusers_model_and_options(pipeline_folder, tmp_pat
     assert rec["model_options"] == {"ensemble_size": 2} and rec["config"]["model_options"] == {"ensemble_size": 2}
     assert rec["protocol"]["alignment"] == "scale_shift_depth" and rec["protocol"]["input_size"] is None
     assert json.loads((out / "marigold" / "constant" / "synthetic-indoor.partial.json").read_text())["model_options"] is None
+
+
+@pytest.mark.parametrize("edit", ["custom_component", "deep_json", "not_object"])
+def test_hostile_pipeline_folders_run_no_code_and_are_one_clear_error(edit, pipeline_folder, tmp_path, monkeypatch):
+    """A stranger's folder naming a component class in its own .py file must not import it (diffusers
+    runs such code only with trust_remote_code); broken model_index.json is one error naming it."""
+    import shutil
+
+    from dabench.errors import DabenchError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "hostile"
+    shutil.copytree(pipeline_folder, folder)
+    witness = tmp_path / "code-ran"
+    index = folder / "model_index.json"
+    if edit == "custom_component":
+        spec = json.loads(index.read_text())
+        spec["unet"] = ["evil", "EvilUNet"]
+        index.write_text(json.dumps(spec))
+        (folder / "unet" / "evil.py").write_text(f"open({str(witness)!r}, 'w').write('ran')\nclass EvilUNet: pass\n")
+    elif edit == "deep_json":
+        index.write_text("[" * 100000 + "]" * 100000)
+    else:
+        index.write_text("[1, 2]")
+    with pytest.raises(DabenchError) as err:
+        build_model(resolve_models([f"diffusers:{folder}"])[0])
+    assert not witness.exists()
+    assert "model_index.json" in str(err.value) or str(folder) in str(err.value)

@@ -114,13 +114,20 @@ def load_marigold(location: str, **options: Any) -> MarigoldDepthModel:
                                "such as prs-eth/marigold-depth-v1-1)")
     if local and not (folder / "model_index.json").is_file():
         raise MissingFileError(f"diffusers:{location}: {folder} has no model_index.json (expected {PIPELINE_LAYOUT})")
+    if local:  # a stranger's folder: its JSON is read with caps before diffusers trusts it
+        from dabench.models.snapshot_check import read_json_object
+
+        read_json_object(folder / "model_index.json", "diffusers model_index.json")
+        for sub in sorted(folder.glob("*/*config.json")):
+            read_json_object(sub, f"diffusers {sub.name}")
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    kw: dict[str, Any] = {"use_safetensors": True}
+    # no code from the folder runs: custom components/pipelines need trust_remote_code, never set
+    kw: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
     if offline:
         kw["local_files_only"] = True
     try:
         pipe = diffusers.MarigoldDepthPipeline.from_pretrained(str(folder) if local else location, **kw)
-    except (OSError, ValueError, KeyError, EnvironmentError) as e:
+    except Exception as e:  # diffusers raises many kinds (OSError, ValueError, TypeError, RuntimeError, ...)
         where = f"folder {folder}" if local else f"hub id {location!r}" + (" (HF_HUB_OFFLINE is set)" if offline else "")
         raise MissingFileError(f"diffusers:{location}: could not load a Marigold depth pipeline from the {where}: "
                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Expected {PIPELINE_LAYOUT}."
