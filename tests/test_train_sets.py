@@ -153,3 +153,22 @@ def test_paper_presets_name_the_papers_labelled_sets(tmp_path):
                                  "--unlabelled", "wds:/nowhere/shard-{0..1}.tar", "--out", str(tmp_path / "o"),
                                  "--no-progress"])
     assert r.exit_code == 2 and "blendedmvs" in r.output, r.output
+
+
+def test_hostile_exr_sizes_and_chunk_lines(tmp_path, monkeypatch):
+    """The data window is checked against the pixel cap before the H×W output is allocated (ZIP chunks
+    inflate ~1000×, so a small file could fill memory); a chunk naming a line outside the window is refused."""
+    import struct
+
+    disp = RNG.uniform(5, 90, (20, 20)).astype(np.float32)
+    exr(tmp_path / "a.exr", {"R": disp}, 0)
+    monkeypatch.setenv("DABENCH_MAX_PIXELS", "100")
+    with pytest.raises(DataError, match="a.exr"):
+        read_exr(tmp_path / "a.exr")
+    monkeypatch.delenv("DABENCH_MAX_PIXELS")
+    data = bytearray((tmp_path / "a.exr").read_bytes())
+    first_chunk = struct.unpack_from("<Q", data, len(data) - 20 * (8 + 20 * 4) - 8 * 20)[0]
+    struct.pack_into("<i", data, first_chunk, 10 ** 6)
+    (tmp_path / "b.exr").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="outside its data window"):
+        read_exr(tmp_path / "b.exr")

@@ -102,6 +102,9 @@ def read_exr(path) -> np.ndarray:
     w, h = x1 - x0 + 1, y1 - y0 + 1
     if not (0 < w < 100000 and 0 < h < 100000) or not channels:
         raise DataError(f"OpenEXR file {p} has implausible size {w}x{h} or no channels")
+    from dabench.data.formats import check_pixels
+
+    check_pixels(h, w, f"OpenEXR file {p}")  # before allocating the H×W output (ZIP chunks inflate ~1000×)
     names = [c for c, _ in channels]
     want = next((c for c in ("R", "Y") if c in names), names[0])
     sizes = {0: 4, 1: 2, 2: 4}
@@ -120,8 +123,10 @@ def read_exr(path) -> np.ndarray:
             raw = data[off + 8:off + 8 + size]
             rows = min(lines, y1 - y + 1)
             expect = rows * w * sum(sizes[t] for _, t in channels)
+            if not 0 <= y - y0 < h:
+                raise DataError(f"OpenEXR file {p}: a chunk names line {y}, outside its data window {y0}..{y1}")
             if comp != 0 and size < expect:
-                raw = _exr_unzip(raw)
+                raw = _exr_unzip(raw, expect)
             if len(raw) != expect:
                 raise DataError(f"OpenEXR file {p}: chunk at line {y} holds {len(raw)} bytes, expected {expect}")
         except (struct.error, zlib.error) as e:
@@ -137,9 +142,10 @@ def read_exr(path) -> np.ndarray:
     return out
 
 
-def _exr_unzip(raw: bytes) -> bytes:
-    """OpenEXR ZIP(S) chunk: zlib, then undo the byte predictor and the two-halves interleave."""
-    t = np.frombuffer(zlib.decompress(raw), dtype=np.uint8).astype(np.int64)
+def _exr_unzip(raw: bytes, expect: int) -> bytes:
+    """OpenEXR ZIP(S) chunk: zlib (inflated to at most ``expect`` + 1 bytes: a bomb stops there), then
+    undo the byte predictor and the two-halves interleave."""
+    t = np.frombuffer(zlib.decompressobj().decompress(raw, expect + 1), dtype=np.uint8).astype(np.int64)
     t = ((np.cumsum(t - 128) + 128) % 256).astype(np.uint8)  # t[i] = t[i-1] + t[i] - 128 (t[0] kept)
     half = (len(t) + 1) // 2
     out = np.empty_like(t)
