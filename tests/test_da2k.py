@@ -100,11 +100,14 @@ def test_synthetic_pairs_come_from_exact_depth():
     ({"indoor/a.png": [{"point1": [0, 0]}]}, "expected"),
     ({"indoor/a.png": []}, "non-empty list"),
     ([1, 2], "JSON object"),
+    ({"indoor/a.png": [{"point1": [10 ** 30, 1], "point2": [1, 1], "closer_point": "point1"}]},
+     "non-negative integers"),  # overflowed int64 (a traceback) before
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
 ])
 def test_hostile_annotations_are_refused(tmp_path, ann, phrase):
     d = tmp_path / "da2k"
     d.mkdir()
-    (d / "annotations.json").write_text(json.dumps(ann))
+    (d / "annotations.json").write_text(ann if isinstance(ann, str) else json.dumps(ann))
     with pytest.raises(DataError, match=phrase):
         read_annotations(d / "annotations.json", d)
 

@@ -32,8 +32,8 @@ MAX_ANNOTATION_BYTES = 64 * 2**20
 
 def _point(v, where: str) -> tuple[int, int]:
     if (not isinstance(v, list) or len(v) != 2
-            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)):
-        raise DataError(f"{where}: expected [h, w], two non-negative integers, got {v!r}")
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**31 for x in v)):
+        raise DataError(f"{where}: expected [h, w], two non-negative integers (pixel rows/columns), got {v!r}")
     return int(v[0]), int(v[1])
 
 
@@ -68,6 +68,8 @@ def read_annotations(path: Path, root: Path) -> list[dict]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{path}: not valid UTF-8 JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not a DA-2K annotation file (JSON nested too deeply to read)") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object mapping image paths to pair lists, got {type(data).__name__}")
     out = []
