@@ -101,3 +101,26 @@ def test_results_ls_missing_dir_is_a_clear_error(tmp_path):
     assert res.exit_code == 2
     text = " ".join(res.output.replace("│", " ").split())  # the error box wraps long lines
     assert "does not exist" in text and "none" in text
+
+
+@pytest.mark.parametrize("field,value,phrase", [
+    ("metrics", "abc", "'metrics' must be an object"),  # was an AttributeError traceback in `dabench table`
+    ("model", 12, "'model' must be a string"),
+    ("dataset", None, "'dataset' must be a string"),
+])
+def test_hostile_record_fields_are_one_error_naming_the_file(tmp_path, field, value, phrase):
+    (tmp_path / "x.json").write_text(json.dumps({**_rec(), "schema": SCHEMA, field: value}))
+    with pytest.raises(DataError, match=phrase) as err:
+        load_records(tmp_path)
+    assert "x.json" in str(err.value)
+    r = CliRunner().invoke(app, ["table", "--results", str(tmp_path)])
+    assert r.exit_code == 2, r.output  # one clear error, not a traceback (exit 1)
+
+
+def test_oversized_record_file_is_not_read(tmp_path, monkeypatch):
+    import dabench.results.store as store
+
+    monkeypatch.setattr(store, "MAX_RECORD_BYTES", 1000)
+    (tmp_path / "x.json").write_text(json.dumps({**_rec(), "schema": SCHEMA, "junk": "x" * 2000}))
+    with pytest.raises(DataError, match="too large for a result record"):
+        load_records(tmp_path)

@@ -58,6 +58,10 @@ def samples_csv_path(record_file: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".samples.csv")
 
 
+#: A record is a few KiB (per-sample values go to the CSV beside it); larger files are not read.
+MAX_RECORD_BYTES = 64 << 20
+
+
 def validate_record(record: dict, source: str = "<record>") -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
@@ -65,6 +69,13 @@ def validate_record(record: dict, source: str = "<record>") -> dict:
     if record["schema"] not in READABLE_SCHEMAS:
         raise DataError(f"{source}: unsupported record schema {record['schema']!r}; expected one of "
                         f"{', '.join(map(repr, READABLE_SCHEMAS))}")
+    # a stranger's record: the fields every table, report and comparison reads must have their types
+    for key in ("suite", "model", "dataset"):
+        if key in record and not isinstance(record[key], str):
+            raise DataError(f"{source}: record field {key!r} must be a string, got {type(record[key]).__name__}")
+    if "metrics" in record and not isinstance(record["metrics"], dict):
+        raise DataError(f"{source}: record field 'metrics' must be an object of metric name -> value, got "
+                        f"{type(record['metrics']).__name__}")
     return record
 
 
@@ -120,6 +131,9 @@ def load_records(paths, *, skip_foreign: bool = True, history: bool = False) -> 
     records = []
     for f in iter_record_files(paths, history=history):
         try:
+            if f.stat().st_size > MAX_RECORD_BYTES:
+                raise DataError(f"{f}: {f.stat().st_size} bytes is too large for a result record (at most "
+                                f"{MAX_RECORD_BYTES})")
             rec = json.loads(f.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataError(f"{f}: corrupt result record ({e})") from None
