@@ -172,3 +172,25 @@ def test_hostile_exr_sizes_and_chunk_lines(tmp_path, monkeypatch):
     (tmp_path / "b.exr").write_bytes(bytes(data))
     with pytest.raises(DataError, match="outside its data window"):
         read_exr(tmp_path / "b.exr")
+
+
+def test_hostile_megadepth_h5_and_pfm_sizes(tmp_path, monkeypatch):
+    """A 3-D 'depth' dataset is refused from its header (it was read whole, then refused); a group or
+    strings named 'depth' are one error; a PFM above the pixel cap is refused."""
+    import h5py
+
+    with h5py.File(tmp_path / "cube.h5", "w") as f:
+        f.create_dataset("depth", shape=(4, 4, 3), dtype="f4")
+    with h5py.File(tmp_path / "group.h5", "w") as f:
+        f.create_group("depth")
+    with h5py.File(tmp_path / "text.h5", "w") as f:
+        f.create_dataset("depth", data=np.array([[b"a", b"b"]]))
+    from dabench.data.train_sets import read_megadepth_depth
+
+    for name, phrase in (("cube", "HxW dataset"), ("group", "HxW dataset"), ("text", "expected numbers")):
+        with pytest.raises(DataError, match=phrase):
+            read_megadepth_depth(tmp_path / f"{name}.h5")
+    pfm(tmp_path / "a.pfm", RNG.uniform(1, 2, (20, 20)).astype(np.float32))
+    monkeypatch.setenv("DABENCH_MAX_PIXELS", "100")
+    with pytest.raises(DataError, match="a.pfm"):
+        read_pfm(tmp_path / "a.pfm")

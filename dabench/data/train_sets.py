@@ -55,6 +55,9 @@ def read_pfm(path) -> np.ndarray:
     c = 3 if parts[0] == "PF" else 1
     if not (0 < w < 100000 and 0 < h < 100000):
         raise DataError(f"PFM file {p} has implausible size {w}x{h}")
+    from dabench.data.formats import check_pixels
+
+    check_pixels(h, w, f"PFM file {p}")
     need = 4 * w * h * c
     if len(data) - pos < need:
         raise DataError(f"PFM file {p} is truncated: {len(data) - pos} data bytes, expected {need}")
@@ -162,15 +165,19 @@ def read_megadepth_depth(path) -> tuple[np.ndarray, np.ndarray]:
         with h5py.File(p, "r") as f:
             if "depth" not in f:
                 raise DataError(f"MegaDepth depth {p} lacks the HDF5 dataset 'depth'")
-            if len(f["depth"].shape) == 2:  # the header's size, before anything is read
-                from dabench.data.formats import check_pixels
+            ds = f["depth"]
+            # the header's shape and type, before anything is read (a 3-D or huge dataset is never loaded)
+            if not isinstance(ds, h5py.Dataset) or len(ds.shape) != 2:
+                raise DataError(f"MegaDepth depth {p}: 'depth' must be an HxW dataset, got "
+                                f"{getattr(ds, 'shape', type(ds).__name__)}")
+            if ds.dtype.kind not in "fiu":
+                raise DataError(f"MegaDepth depth {p}: 'depth' holds {ds.dtype}, expected numbers")
+            from dabench.data.formats import check_pixels
 
-                check_pixels(*f["depth"].shape, f"MegaDepth depth {p}")
-            d = np.asarray(f["depth"], dtype=np.float32)
+            check_pixels(*ds.shape, f"MegaDepth depth {p}")
+            d = np.asarray(ds, dtype=np.float32)
     except OSError as e:
         raise DataError(f"MegaDepth depth {p} is not a readable HDF5 file: {e}") from None
-    if d.ndim != 2:
-        raise DataError(f"MegaDepth depth {p} must be HxW, got shape {d.shape}")
     return finish_depth(d)
 
 
