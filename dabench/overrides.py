@@ -19,15 +19,20 @@ def parse_value(text: str, flag: str = "--cfg-option") -> Any:
     """One override value: JSON first; a value holding a mapping (``{...}`` or a list of them) as a
     Python literal; then mmengine's ``DictAction`` parsing."""
     text = text.strip()
+    too_deep = ConfigError(f"{flag} value {text[:40]!r}... is nested too deeply to read")
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         pass
+    except RecursionError:
+        raise too_deep from None
     if text.startswith("{") or (text.startswith("[") and "{" in text):  # e.g. dataset specs
         try:
-            return ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise ConfigError(f"{flag} value {text!r} is not valid JSON") from None
+            return ast.literal_eval(text)  # literals only: no name, call or attribute is evaluated
+        except (ValueError, SyntaxError, TypeError):
+            raise ConfigError(f"{flag} value {text[:80]!r} is not valid JSON or a Python literal") from None
+        except (RecursionError, MemoryError):
+            raise too_deep from None
     from mmengine.config import DictAction
 
     try:

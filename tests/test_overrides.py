@@ -44,3 +44,16 @@ def test_train_set_is_the_same_parser_and_takes_python_literal_specs():
         parse_overrides(["data.labelled=[{'name': nyu}]"])
     with pytest.raises(ConfigError, match=r"--set expects KEY=VALUE \(e.g. student.feat_alpha=0.7\)"):
         parse_overrides(["student.feat_alpha"])
+
+
+@pytest.mark.parametrize("value", ["[" * 100000 + "]" * 100000, "{'a': " * 5000 + "1" + "}" * 5000])
+def test_values_nested_too_deeply_are_one_error(value):
+    with pytest.raises(ConfigError, match="nested too deeply|not valid"):
+        parse_cfg_options([f"a={value}"])
+
+
+@pytest.mark.parametrize("value", ["{'a': __import__('os').system('true')}", "{'a': open('/etc/passwd').read()}"])
+def test_values_never_run_code(value):
+    """Values are literals: a call in braces is an error, never evaluated."""
+    with pytest.raises(ConfigError, match="not valid"):
+        parse_cfg_options([f"a={value}"])
