@@ -205,3 +205,33 @@ def test_resolver_sources_and_errors(tmp_path):
         resolve_models(["hf:" + str(tmp_path / "a" / "m"), "hf:" + str(tmp_path / "b" / "m")])
     with pytest.raises(ConfigError, match="one dabench network"):
         resolve_models(["da2_test", "da1_test"], checkpoint=tmp_path / "x.pth")
+
+
+def test_broken_and_clashing_plugins_warn_and_ls_models_works(registry_snapshot, tmp_path, monkeypatch):
+    """Plug-ins raising (or calling sys.exit) on import, and one named like a built-in model: a warning
+    each, `dabench ls models` still lists the built-ins, the built-in is not replaced."""
+    site = tmp_path / "site"
+    for mod, body in (("dabench_raise_plugin", "raise RuntimeError('boom')\n"),
+                      ("dabench_exit_plugin", "import sys\nsys.exit(3)\n"),
+                      ("dabench_clash_plugin", PLUGIN)):
+        (site / mod).mkdir(parents=True)
+        (site / mod / "__init__.py").write_text(body)
+    info = site / "dabench_bad_plugins-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: dabench-bad-plugins\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[dabench.models]\nraisenet = dabench_raise_plugin:x\n"
+                                           "exitnet = dabench_exit_plugin:x\nda2_vits14 = dabench_clash_plugin:flatnet\n")
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        with pytest.warns(UserWarning) as caught:
+            refresh_plugins()
+        text = " ".join(str(w.message) for w in caught)
+        assert "raisenet" in text and "exitnet" in text and "already has a model named 'da2_vits14'" in text
+        assert model_info("da2_vits14")["source"] == "dabench"
+        from dabench.cli import app
+
+        res = CliRunner().invoke(app, ["ls", "models", "--json"])
+        assert res.exit_code == 0 and "da2_vits14" in {i["name"] for i in json.loads(res.output)}
+    finally:
+        for mod in ("dabench_raise_plugin", "dabench_exit_plugin", "dabench_clash_plugin"):
+            sys.modules.pop(mod, None)

@@ -139,10 +139,13 @@ def _load_plugins(registry: Registry) -> None:
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in registry:  # (the registry is marked loaded before plug-ins are read: no recursion)
+            if registry.meta(ep.name).get("source") != "plugin":  # never replaces one of dabench's own models
+                warnings.warn(f"dabench model plug-in {ep.name!r} ({ep.value}) was not registered: dabench already "
+                              f"has a model named {ep.name!r}", stacklevel=2)
             continue
         try:
             factory = ep.load()
-        except Exception as e:  # noqa: BLE001 - third-party code: report it, keep the rest working
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - third-party code: report it, keep the rest working
             warnings.warn(f"dabench model plug-in {ep.name!r} ({ep.value}) failed to load: {e}", stacklevel=2)
             continue
         if ep.name in registry:  # the plug-in's module registered it itself on import
