@@ -202,3 +202,18 @@ def test_hostile_names_are_escaped_and_stay_inside_the_output(results, tmp_path)
     assert "<script>alert" not in text and "onerror=alert(2)>" not in text and "<b>x</b>" not in text
     assert all(out.resolve() in p.resolve().parents for p in res.images)
     assert sorted(q.name for q in tmp_path.iterdir()) == ["results", "site"]  # nothing written beside
+
+
+def test_dot_dot_names_never_lead_outside_the_output(results, tmp_path):
+    """suite and model '..' (safe_name keeps '..' as it is): gallery PNGs stay under --out."""
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    rec_path = Path(next(r["_path"] for r in load_records(copy) if r["model"] == "constant"))
+    rec = json.loads(rec_path.read_text())
+    rec.update(suite="..", model="..")
+    rec_path.write_text(json.dumps(rec))
+    out = tmp_path / "o1" / "o2" / "site"
+    res = generate_report(out, copy, samples=1)
+    assert res.images and all(out.resolve() in p.resolve().parents for p in res.images)
+    assert sorted(q.name for q in (tmp_path / "o1" / "o2").iterdir()) == ["site"]
+    assert sorted(q.name for q in (tmp_path / "o1").iterdir()) == ["o2"]

@@ -50,10 +50,16 @@ def _esc(x) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _slug(*parts) -> str:
+def _part(name) -> str:
+    """One file-safe path part: safe_name, with '.'/'..' (which safe_name keeps) made plain underscores."""
     from dabench.results.store import safe_name
 
-    return "/".join(safe_name(p) for p in parts)
+    s = safe_name(name)
+    return s if s.strip(".") else "_" * len(s)
+
+
+def _slug(*parts) -> str:
+    return "/".join(_part(p) for p in parts)
 
 
 def _png(rgb: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
@@ -147,13 +153,11 @@ def _record_protocol(record: dict):
 
 def _logged_prediction(record: dict, results_root: Path, name: str):
     """(raw prediction, output space) from a ``--log-samples`` ``.npz`` of this record, or None."""
-    from dabench.results.store import safe_name
-
     run_id = record.get("run_id")
     if not run_id:
         return None
-    path = (results_root / "runs" / safe_name(run_id) / "samples" / safe_name(record.get("model"))
-            / safe_name(record.get("dataset")) / f"{safe_name(name)}.npz")
+    path = (results_root / "runs" / _part(run_id) / "samples" / _part(record.get("model"))
+            / _part(record.get("dataset")) / f"{_part(name)}.npz")
     if not path.is_file():
         return None
     try:
