@@ -175,3 +175,21 @@ def test_grid_models_side_by_side_at_real_resolution(tmp_path):
     assert res.exit_code == 0
     res = generate_paper(out, results, published_dir=pub, grid_samples=1, grid_models=["nope"])
     assert any("--grid-models nope matched no record" in n for n in res.notes)
+
+
+def test_paper_out_that_is_a_file_or_inside_the_results_is_refused(tmp_path):
+    """One clear error each (a file was a NotADirectoryError traceback; inside the results, tables were
+    written into the input)."""
+    import pytest
+
+    from dabench.errors import DataError
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(DataError, match="is a file"):
+        generate_paper(tmp_path / "afile", results, figures=False)
+    assert (tmp_path / "afile").read_text() == "mine"
+    with pytest.raises(DataError, match="inside the results directory"):
+        generate_paper(results / "paper", results, figures=False)
+    assert list(results.iterdir()) == []

@@ -83,7 +83,15 @@ def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None
     (metres, or relative disparity) beside every depth picture of the grid."""
     from dabench.results.store import latest_records, load_records
 
+    from dabench.errors import DataError
+
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir} is a file; the paper is a folder (tables/, figures/, index.md)")
+    if results is not None and Path(results).is_dir() and (
+            out_dir.resolve() == Path(results).resolve() or Path(results).resolve() in out_dir.resolve().parents):
+        raise DataError(f"--out {out_dir} is inside the results directory {results}; choose another folder "
+                        "(the paper never writes into its input)")
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     records, partial_left_out = [], 0
     if results is not None and Path(results).exists():
