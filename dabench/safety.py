@@ -93,3 +93,19 @@ def claim_out_dir(out: str | os.PathLike, *, command: str, resume: bool = False,
     if not _is_dabench_run(out):
         atomic_write_json(out / OUT_MARKER, {"created_by": "dabench", "command": command, "date": now_iso()})
     return out
+
+
+def refuse_out_over_inputs(out, inputs, flag: str = "--out") -> None:
+    """``ConfigError`` when the output file ``out`` is one of ``inputs`` (files or folders of result
+    records) or an existing file inside one of the folders: a command never overwrites what it reads
+    (a new file beside the records is allowed)."""
+    if out is None:
+        return
+    real = Path(out).resolve()
+    for p in inputs:
+        if p is None or not Path(p).exists():
+            continue
+        src = Path(p).resolve()
+        if real == src or (src.is_dir() and src in real.parents and real.exists()):
+            raise ConfigError(f"{flag} {out} is an existing file inside the input {p}; write the output somewhere else "
+                              "(dabench never overwrites what it reads)")

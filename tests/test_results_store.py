@@ -124,3 +124,20 @@ def test_oversized_record_file_is_not_read(tmp_path, monkeypatch):
     (tmp_path / "x.json").write_text(json.dumps({**_rec(), "schema": SCHEMA, "junk": "x" * 2000}))
     with pytest.raises(DataError, match="too large for a result record"):
         load_records(tmp_path)
+
+
+def test_out_flags_never_overwrite_result_records(tmp_path):
+    """table/export/compare/regress --out naming a record (or another existing file of the results): one
+    clear error, the record untouched (table --out over a record replaced it with Markdown before)."""
+    path = write_record({**_rec(), "selection": {"complete": True}}, tmp_path / "res")
+    before = path.read_bytes()
+    runner = CliRunner()
+    for args in (["table", "--results", str(tmp_path / "res"), "--out", str(path)],
+                 ["results", "export", "--results", str(tmp_path / "res"), "--out", str(path)],
+                 ["compare", "m1", "m2", "--suite", "zero-shot", "--results", str(tmp_path / "res"), "--out", str(path)],
+                 ["regress", "--baseline", str(tmp_path / "res"), "--current", str(tmp_path / "res"),
+                  "--out", str(path)]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and "inside the input" in " ".join(r.output.split()), (args, r.output)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]

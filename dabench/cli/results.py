@@ -156,6 +156,9 @@ def results_export(
     from dabench.provenance import atomic_write_text
     from dabench.results.store import records_dataframe
 
+    from dabench.safety import refuse_out_over_inputs
+
+    refuse_out_over_inputs(out, [_results_path(results)])
     frame = records_dataframe(_results_path(results))
     atomic_write_text(out, frame.to_csv(index=False))
     typer.echo(f"wrote {len(frame)} rows to {out}")
@@ -194,9 +197,12 @@ def table_cmd(
 
     from dabench.provenance import default_results_dir
 
+    from dabench.safety import refuse_out_over_inputs
+
     path = Path(results) if results is not None else default_results_dir()
     if not with_published:
         path = _results_path(path)
+    refuse_out_over_inputs(out, [path])
     table = table_for_suite(path, suite=suite, models=_split(models), with_published=with_published,
                             metrics=_split(metrics), datasets=_split(datasets), include_partial=include_partial,
                             show_ci=ci)
@@ -250,6 +256,10 @@ def regress_cmd(
                         alpha=alpha)
     if json_out is None and out is not None:
         json_out = out.with_suffix(".json")
+    from dabench.safety import refuse_out_over_inputs
+
+    refuse_out_over_inputs(out, [baseline, current])
+    refuse_out_over_inputs(json_out, [baseline, current], flag="--json")
     rg.write_reports(report, out, json_out)
     typer.echo(report.verdict() if quiet else report.to_markdown(), nl=quiet)
     raise typer.Exit(report.exit_code)
@@ -281,6 +291,11 @@ def compare_cmd(
     from dabench.provenance import atomic_write_text
     from dabench.results.compare import compare, render
 
+    from dabench.safety import refuse_out_over_inputs
+
+    from dabench.provenance import default_results_dir
+
+    refuse_out_over_inputs(out, [results if results is not None else default_results_dir(), Path(a), Path(b)])
     metric_names = _split(metrics)
     if metric_names:
         _check_metric_names(metric_names)
