@@ -155,6 +155,12 @@ def check(
     for i, label in enumerate(rows):
         table.add_row(label, *(columns[sp][i] for sp in columns))
     console.print(table)
+    _finish_check(console, problems)
+
+
+def _finish_check(console, problems: list[str]) -> None:
+    """End of every `data check`: "ok", or the first 20 problems (file names printed verbatim, no rich
+    markup) and how many more, then exit 1."""
     if problems:
         console.print(f"[red]{len(problems)} problem(s):[/red]")
         for p in problems[:20]:
@@ -193,12 +199,7 @@ def _check_pairs(name: str, data_root, limit) -> None:
     table.add_row("all", str(sum(images.values())), str(sum(pairs.values())))
     console = Console()
     console.print(table)
-    if problems:
-        console.print(f"[red]{len(problems)} problem(s):[/red]")
-        for p in problems[:20]:
-            console.print(f"  {p}", markup=False, highlight=False)
-        raise typer.Exit(1)
-    console.print("[green]ok[/green]")
+    _finish_check(console, problems)
 
 
 def _check_segmentation(card: dict, data_root, split, limit) -> None:
@@ -233,14 +234,7 @@ def _check_segmentation(card: dict, data_root, split, limit) -> None:
         table.add_row(label, *(fn(results[sp]) for sp in splits))
     console.print(table)
     problems = [p for sp in splits for p in results[sp]["problems"]]
-    if problems:
-        console.print(f"[red]{len(problems)} problem(s):[/red]")
-        for p in problems[:20]:
-            console.print(f"  {p}", markup=False, highlight=False)
-        if len(problems) > 20:
-            console.print(f"  ... and {len(problems) - 20} more")
-        raise typer.Exit(1)
-    console.print("[green]ok[/green]")
+    _finish_check(console, problems)
 
 
 @data_app.command("show")

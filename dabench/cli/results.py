@@ -95,12 +95,7 @@ def results_ls(
                      "run": r.get("run_id") or "", "commit": (r.get("git_commit") or "")[:12], "date": r.get("date"),
                      "path": r.get("_path")})
     if fmt == "csv":
-        import csv
-        import sys
-
-        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["suite"])
-        w.writeheader()
-        w.writerows(rows)
+        _write_csv(rows, empty_header="suite")
         return
     if not rows:
         typer.echo(f"no result records in {path}" + (f" for suite {suite!r}" if suite else ""))
@@ -109,6 +104,16 @@ def results_ls(
 
     typer.echo(tabulate([{k: v for k, v in r.items() if k != "path"} for r in rows], headers="keys"))
     typer.echo(f"\n{len(rows)} record(s) in {path}")
+
+
+def _write_csv(rows: list[dict], empty_header: str) -> None:
+    """``rows`` as CSV on stdout (columns from the first row; a lone ``empty_header`` column when empty)."""
+    import csv
+    import sys
+
+    w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [empty_header])
+    w.writeheader()
+    w.writerows(rows)
 
 
 def _print_history(runs: list[dict], path: Path, fmt: str, suite: Optional[str], models: Optional[list]) -> None:
@@ -127,12 +132,7 @@ def _print_history(runs: list[dict], path: Path, fmt: str, suite: Optional[str],
                               default=str))
         return
     if fmt == "csv":
-        import csv
-        import sys
-
-        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["run"])
-        w.writeheader()
-        w.writerows(rows)
+        _write_csv(rows, empty_header="run")
         return
     if not rows:
         typer.echo(f"no runs in {path / 'runs'}")
