@@ -91,7 +91,15 @@ def run(count: int = NYU_COUNT, size: tuple[int, int] = NYU_SIZE, batch: int = 6
 
     from dabench.data.crops import EIGEN_BOX_480x640, NYU_SIZE as _NYU, eigen_box
     from dabench.metrics import DEPTH_METRICS, DepthMetricState
+    from dabench.metrics.depth_torch import pick_engine
+    from dabench.metrics.registry import depth_engine_metrics, depth_sum_terms
     from dabench.bench.timing import timed
+
+    engine = pick_engine(torch.device(device).type, depth_sum_terms(depth_engine_metrics()), "auto", compile)
+    if engine == "native":
+        from dabench.metrics.depth_native import available
+
+        engine = f"native ({available()[1]})"
 
     maps = _Maps(size, seed)
     h, w = size
@@ -109,7 +117,7 @@ def run(count: int = NYU_COUNT, size: tuple[int, int] = NYU_SIZE, batch: int = 6
         g = torch.from_numpy(gt).to(device)[:, t:b_, l:r]
         state.update_batch(p, g, None, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH, clamp_pred=True, compile=compile)
 
-    # warm-up: compile the fused kernel (reported, not timed in the ratio)
+    # warm-up: build/compile the fused kernel (reported, not timed in the ratio)
     gt, pred = maps.batch(batch)
     compile_s = timed(lambda: dabench_batch(DepthMetricState(), gt, pred))
 
@@ -160,8 +168,9 @@ def run(count: int = NYU_COUNT, size: tuple[int, int] = NYU_SIZE, batch: int = 6
             "floor": "read floor: torch sum over the same prediction and ground-truth crop views, timed in the same "
                      "loop (dabench_seconds / floor_seconds is how far the fused pass is from merely reading its input)",
             "baseline": "per-image numpy, ZoeDepth compute_metrics/compute_errors (NYU: clip, 1e-3<gt<10, Eigen crop)",
-            "dabench": f"DepthMetricState.update_batch, torch {'compiled' if compile else 'eager'} fused pass over "
-                       f"the Eigen-crop views (clip, range mask, 9 metrics), batches of {batch} maps on {device}",
+            "dabench": f"DepthMetricState.update_batch, {engine} fused pass over the Eigen-crop views (clip, range "
+                       f"mask, 9 metrics), batches of {batch} maps on {device}, {torch.get_num_threads()} threads",
+            "engine": engine,
             "maps": count, "size": list(size), "images_scored": int(state.n_images), "compile_warmup_s": compile_s,
             "values_agree": bool(max_rel < 1e-5 and int(state.n_images) == zoe_n[0]),
             "max_relative_difference": max_rel, "metrics_dabench": ours, "metrics_baseline": theirs,

@@ -181,17 +181,20 @@ class DepthMetricState:
         return [dict(zip(self.metrics, next(rows))) if o else None for o in ok]
 
     def update_batch(self, pred, gt, valid=None, *, min_depth: float = 0.0, max_depth: float = float("inf"),
-                     clamp_pred: bool = False, compile: bool = False, names=None) -> list[dict[str, float] | None]:
-        """Add B maps at once (torch, one fused pass on their device; see ``dabench.metrics.depth_torch``).
+                     clamp_pred: bool = False, compile: bool = False, names=None,
+                     engine: str = "auto") -> list[dict[str, float] | None]:
+        """Add B maps at once in one fused pass (on the CPU the native C kernel, else torch on the maps'
+        device; see ``dabench.metrics.depth_torch.pick_engine``).
 
         ``valid`` is B×H×W or one H×W mask for all maps; pixels also need ``min_depth < gt < max_depth``;
-        ``clamp_pred`` clips predictions to that range first; ``compile`` fuses the pass with torch.compile.
+        ``clamp_pred`` clips predictions to that range first; ``compile`` fuses the torch pass with torch.compile;
+        ``engine``: ``"auto"``, ``"native"`` or ``"torch"``.
         Returns each map's metrics (None, counted as skipped, when it has no valid pixel).
         """
         from dabench.metrics.depth_torch import depth_sums_batch
 
         sums = depth_sums_batch(pred, gt, valid, min_depth=min_depth, max_depth=max_depth, clamp_pred=clamp_pred,
-                                compile=compile, names=names, metrics=self.metrics)
+                                compile=compile, names=names, metrics=self.metrics, engine=engine)
         return self.update_sums_batch(sums)
 
     def compute(self, averaging: str | None = None) -> dict[str, float]:

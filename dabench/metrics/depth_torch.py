@@ -74,8 +74,31 @@ def _kernel_for(terms: tuple[str, ...], compile: bool, device_type: str) -> Call
     return fn
 
 
+ENGINES = ("auto", "native", "torch")
+
+
+def pick_engine(device_type: str, terms, engine: str = "auto", compile: bool = False) -> str:
+    """Which pass scores a batch: ``"native"`` (the C kernel, CPU, built-in terms only; see
+    ``dabench.metrics.depth_native``), ``"torch-compiled"`` or ``"torch-eager"``. ``engine="auto"``
+    takes the native kernel where it applies and is available; ``"native"`` raises where it is not."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine != "torch" and device_type == "cpu":
+        from dabench.metrics import depth_native
+
+        ok, why = depth_native.available()
+        if ok and depth_native.supports(terms):
+            return "native"
+        if engine == "native":
+            raise RuntimeError(f"native depth-metric kernel: {why if not ok else 'a requested sum term is not built in'}")
+    elif engine == "native":
+        raise RuntimeError(f"the native depth-metric kernel runs on the CPU, not {device_type}")
+    return "torch-compiled" if compile else "torch-eager"
+
+
 def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth: float = math.inf,
-                     clamp_pred: bool = False, compile: bool = False, names=None, metrics=None) -> np.ndarray:
+                     clamp_pred: bool = False, compile: bool = False, names=None, metrics=None,
+                     engine: str = "auto") -> np.ndarray:
     """B×T float64 per-image sums of B maps in one pass (T = ``len(depth_sum_terms(metrics))``).
 
     ``pred``/``gt``: B×H×W tensors or arrays (same unit: metres, or 1/metres for disparity; views
@@ -85,6 +108,8 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
     predictions to [min_depth, max_depth] first (the ZoeDepth protocol), inside the same pass.
     ``metrics``: whose sums (default: every registered depth metric with sums). Predictions on
     counted pixels must be finite and > 0, else ``DataError`` naming the map (``names[i]`` or its index).
+    ``engine``: see ``pick_engine`` (on the CPU the native C pass by default; ``compile`` applies to
+    the torch pass).
     """
     import torch
 
@@ -96,19 +121,26 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
     b, h, w = pred.shape
     p = pred.float()
     g = gt.float()
-    if valid is None:
-        weight = torch.ones(1, 1, 1, dtype=torch.float32, device=p.device)
-    else:
+    if valid is not None:
         valid = torch.as_tensor(valid, device=p.device)
         if tuple(valid.shape) not in ((b, h, w), (h, w)):
             raise DataError(f"valid mask shape {tuple(valid.shape)} fits neither the batch {(b, h, w)} "
                             f"nor one map {(h, w)}")
-        weight = valid.reshape(-1, h, w).to(torch.float32)
     terms = depth_sum_terms(tuple(metrics or depth_engine_metrics()))
-    fn = _kernel_for(terms, bool(compile), p.device.type)
-    with torch.inference_mode():
-        sums = fn(p, g, weight, float(min_depth), float(max_depth), bool(clamp_pred))
-    sums = sums.double().cpu().numpy()
+    if pick_engine(p.device.type, terms, engine, compile) == "native":
+        from dabench.metrics.depth_native import depth_sums_native
+
+        sums = depth_sums_native(p, g, valid, min_depth=min_depth, max_depth=max_depth, clamp_pred=clamp_pred,
+                                 terms=terms)
+    else:
+        if valid is None:
+            weight = torch.ones(1, 1, 1, dtype=torch.float32, device=p.device)
+        else:
+            weight = valid.reshape(-1, h, w).to(torch.float32)
+        fn = _kernel_for(terms, bool(compile), p.device.type)
+        with torch.inference_mode():
+            sums = fn(p, g, weight, float(min_depth), float(max_depth), bool(clamp_pred))
+        sums = sums.double().cpu().numpy()
     bad = np.flatnonzero(sums[:, -1] > 0)
     if bad.size:
         i = int(bad[0])
@@ -118,4 +150,4 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
     return sums[:, :-1]
 
 
-__all__: list[Any] = ["depth_sums_batch"]
+__all__: list[Any] = ["depth_sums_batch", "pick_engine", "ENGINES"]

@@ -289,6 +289,11 @@ DA2_METRICS: tuple[str, ...] = ("da2_d1", "da2_d2", "da2_d3", "da2_abs_rel", "da
 _add(MetricSpec("pair_accuracy", "Pair acc", True, ".1%", "", "pair", "ordinal",
                 "fraction of point pairs whose closer point the model ranks closer (ties wrong)"))
 
+# the built-in per-pixel sum terms, as registered at import: dabench.metrics.depth_native computes exactly
+# these in C and is used only while every requested term is still this very function
+BUILTIN_DEPTH_TERMS: dict[str, Term] = {t: _TERMS[t] for t in ("abs_rel", "sq_rel", "sq_err", "sq_log", "abs_log10",
+                                                               "log_err", "delta1", "delta2", "delta3")}
+
 # the nine standard depth metrics (the published tables' columns); the engines compute
 # ``depth_engine_metrics()``, which also holds any metric registered later
 DEPTH_METRICS: tuple[str, ...] = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog",

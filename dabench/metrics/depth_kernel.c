@@ -1,0 +1,255 @@
+/* Depth-metric sums of B maps in one pass over prediction and ground truth (float32), for
+ * dabench.metrics.depth_native: the per-pixel terms of dabench.metrics.registry's depth metrics,
+ * written out by hand so that the whole pass is one loop with every sum in a register.
+ *
+ * Per pixel (the same rules as dabench.metrics.depth_torch):
+ *   p = clamp(pred, cl, ch)                       (cl = -inf, ch = +inf when not clamping; NaN stays NaN)
+ *   ok = valid && lo < gt < hi                     (NaN/inf ground truth fails the range test)
+ *   good = 0 < p < inf                             (a counted pixel with !good is reported as bad)
+ *   use = ok && good; p, g = use ? (p, gt) : (1, 1)  (every term of an unused pixel is then 0)
+ *   r = p / g, e = ln r
+ * Sums, in this order: |r - 1|, (p - g)(r - 1), (p - g)^2, e^2, |e|, e   (float lanes per block)
+ * Counts:              ok, ok && max(g/p, r) < 1.25^k for k = 1, 2, 3, ok && !good
+ *
+ * ln r: exponent/mantissa split (m in [sqrt(1/2), sqrt(2))) and the Cephes logf polynomial
+ * (about 1e-7 relative); a chunk where r is not a positive normal number (0, subnormal, inf, NaN, < 0)
+ * takes ln p - ln g in double instead.
+ * Work is split in blocks of BLOCK_ROWS rows of one map; each block's sums go to out[block * NT + t]
+ * (float lanes added in double), so results do not depend on how blocks are shared among threads.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NF 6
+#define NC 5
+#define NT (NF + NC)
+#define L 16
+#define BLOCK_ROWS 16
+
+int dabench_depth_kernel_layout(void) { return NT * 1000 + BLOCK_ROWS; }
+
+static void exact_log_lanes(const float* p, const float* g, float* e) {
+    for (int j = 0; j < L; j++) e[j] = (float)(log((double)p[j]) - log((double)g[j]));
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+
+int dabench_depth_kernel_isa(void) { return 512; }
+
+static inline __attribute__((always_inline)) __m512 log_ps(__m512 x) {
+    __m512i i = _mm512_castps_si512(x);
+    __m512i k = _mm512_srai_epi32(_mm512_sub_epi32(i, _mm512_set1_epi32(0x3f3504f3)), 23);
+    __m512 m = _mm512_castsi512_ps(_mm512_sub_epi32(i, _mm512_slli_epi32(k, 23)));
+    __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f)), kf = _mm512_cvtepi32_ps(k), z = _mm512_mul_ps(f, f);
+    /* c0 + c1 f + ... + c8 f^8 in Estrin's scheme (a short dependency chain) */
+    __m512 a01 = _mm512_fmadd_ps(f, _mm512_set1_ps(-2.4999993993E-1f), _mm512_set1_ps(3.3333331174E-1f));
+    __m512 a23 = _mm512_fmadd_ps(f, _mm512_set1_ps(-1.6668057665E-1f), _mm512_set1_ps(2.0000714765E-1f));
+    __m512 a45 = _mm512_fmadd_ps(f, _mm512_set1_ps(-1.2420140846E-1f), _mm512_set1_ps(1.4249322787E-1f));
+    __m512 a67 = _mm512_fmadd_ps(f, _mm512_set1_ps(-1.1514610310E-1f), _mm512_set1_ps(1.1676998740E-1f));
+    __m512 b03 = _mm512_fmadd_ps(a23, z, a01), b47 = _mm512_fmadd_ps(a67, z, a45);
+    __m512 z2 = _mm512_mul_ps(z, z);
+    __m512 y = _mm512_fmadd_ps(_mm512_fmadd_ps(z2, _mm512_set1_ps(7.0376836292E-2f), b47), z2, b03);
+    y = _mm512_mul_ps(_mm512_mul_ps(y, f), z);
+    y = _mm512_fmadd_ps(kf, _mm512_set1_ps(-2.12194440e-4f), y);
+    y = _mm512_fnmadd_ps(_mm512_set1_ps(0.5f), z, y);
+    return _mm512_fmadd_ps(kf, _mm512_set1_ps(0.693359375f), _mm512_add_ps(f, y));
+}
+
+static inline __attribute__((always_inline)) void chunk(const float* P, const float* G, __mmask16 kv,
+        __m512 vlo, __m512 vhi, __m512 vcl, __m512 vch, __m512 fa[NF], int64_t ca[NC]) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 pv = _mm512_loadu_ps(P), gv = _mm512_loadu_ps(G);
+    pv = _mm512_min_ps(vch, _mm512_max_ps(vcl, pv)); /* a NaN prediction stays NaN (second operand) */
+    __mmask16 ok = _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(kv, gv, vlo, _CMP_GT_OQ), gv, vhi, _CMP_LT_OQ);
+    __mmask16 good = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(pv, _mm512_setzero_ps(), _CMP_GT_OQ), pv,
+                                             _mm512_set1_ps(INFINITY), _CMP_LT_OQ);
+    __mmask16 use = ok & good;
+    __m512 p = _mm512_mask_blend_ps(use, one, pv), g = _mm512_mask_blend_ps(use, one, gv);
+    __m512 r = _mm512_div_ps(p, g), d = _mm512_sub_ps(p, g), rm1 = _mm512_sub_ps(r, one);
+    __m512 e = log_ps(r);
+    /* anything but a positive normal number (0, subnormal, inf, NaN, negative): no polynomial */
+    if (__builtin_expect(_mm512_fpclass_ps_mask(r, 0xFF) != 0, 0)) {
+        float tp[L], tg[L], te[L];
+        _mm512_storeu_ps(tp, p); _mm512_storeu_ps(tg, g);
+        exact_log_lanes(tp, tg, te);
+        e = _mm512_loadu_ps(te);
+    }
+    __m512 mx = _mm512_max_ps(_mm512_div_ps(g, p), r);
+    fa[0] = _mm512_add_ps(fa[0], _mm512_abs_ps(rm1));
+    fa[1] = _mm512_fmadd_ps(d, rm1, fa[1]);
+    fa[2] = _mm512_fmadd_ps(d, d, fa[2]);
+    fa[3] = _mm512_fmadd_ps(e, e, fa[3]);
+    fa[4] = _mm512_add_ps(fa[4], _mm512_abs_ps(e));
+    fa[5] = _mm512_add_ps(fa[5], e);
+    ca[0] += __builtin_popcount(ok);
+    ca[1] += __builtin_popcount(_mm512_mask_cmp_ps_mask(ok, mx, _mm512_set1_ps(1.25f), _CMP_LT_OQ));
+    ca[2] += __builtin_popcount(_mm512_mask_cmp_ps_mask(ok, mx, _mm512_set1_ps(1.5625f), _CMP_LT_OQ));
+    ca[3] += __builtin_popcount(_mm512_mask_cmp_ps_mask(ok, mx, _mm512_set1_ps(1.953125f), _CMP_LT_OQ));
+    ca[4] += __builtin_popcount(ok & ~good);
+}
+
+static void block(const float* pred, const float* gt, const uint8_t* valid, int64_t y0, int64_t y1, int64_t W,
+                  int64_t psh, int64_t gsh, int64_t vsh, float lo, float hi, float cl, float ch, double* o) {
+    __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vcl = _mm512_set1_ps(cl), vch = _mm512_set1_ps(ch);
+    __m512 fa[NF];
+    int64_t ca[NC] = {0};
+    for (int t = 0; t < NF; t++) fa[t] = _mm512_setzero_ps();
+    for (int64_t y = y0; y < y1; y++) {
+        const float* P = pred + y * psh;
+        const float* G = gt + y * gsh;
+        const uint8_t* V = valid ? valid + y * vsh : 0;
+        int64_t x = 0;
+        if (V) {
+            for (; x + L <= W; x += L) {
+                __m128i v = _mm_loadu_si128((const __m128i*)(V + x));
+                chunk(P + x, G + x, _mm_test_epi8_mask(v, v), vlo, vhi, vcl, vch, fa, ca);
+            }
+        } else {
+            for (; x + L <= W; x += L) chunk(P + x, G + x, 0xffff, vlo, vhi, vcl, vch, fa, ca);
+        }
+        if (x < W) { /* the row's tail: absent lanes are p = g = 1 and not counted */
+            float tp[L], tg[L];
+            __mmask16 kv = 0;
+            for (int j = 0; j < L; j++) {
+                int in = x + j < W;
+                tp[j] = in ? P[x + j] : 1.0f;
+                tg[j] = in ? G[x + j] : 1.0f;
+                if (in && (!V || V[x + j])) kv |= (__mmask16)(1u << j);
+            }
+            chunk(tp, tg, kv, vlo, vhi, vcl, vch, fa, ca);
+        }
+    }
+    for (int t = 0; t < NF; t++) {
+        float lanes[L];
+        _mm512_storeu_ps(lanes, fa[t]);
+        double s = 0.0;
+        for (int j = 0; j < L; j++) s += lanes[j];
+        o[t] = s;
+    }
+    for (int t = 0; t < NC; t++) o[NF + t] = (double)ca[t];
+}
+
+#else /* portable: GCC/Clang vector extensions (SSE/AVX2/NEON as the compiler targets) */
+
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+
+int dabench_depth_kernel_isa(void) { return 0; }
+
+static inline vf splat(float x) { return (vf){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+static inline vf sel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+static inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
+
+static inline vf log_v(vf x) {
+    vi i = (vi)x;
+    vi k = (i - 0x3f3504f3) >> 23;
+    vf m = (vf)(i - (k << 23));
+    vf f = m - 1.0f, kf = __builtin_convertvector(k, vf), z = f * f;
+    vf a01 = f * -2.4999993993E-1f + 3.3333331174E-1f;
+    vf a23 = f * -1.6668057665E-1f + 2.0000714765E-1f;
+    vf a45 = f * -1.2420140846E-1f + 1.4249322787E-1f;
+    vf a67 = f * -1.1514610310E-1f + 1.1676998740E-1f;
+    vf b03 = a23 * z + a01, b47 = a67 * z + a45, z2 = z * z;
+    vf y = (b47 + z2 * 7.0376836292E-2f) * z2 + b03;
+    y = y * f * z;
+    y = y + kf * -2.12194440e-4f;
+    y = y - 0.5f * z;
+    return (f + y) + kf * 0.693359375f;
+}
+
+static inline void chunk(const float* P, const float* G, const uint8_t* V, float lo, float hi, float cl, float ch,
+                         vf fa[NF], vi ca[NC]) {
+    vf pv, gv;
+    vi vm;
+    memcpy(&pv, P, sizeof pv);
+    memcpy(&gv, G, sizeof gv);
+    for (int j = 0; j < L; j++) vm[j] = V[j] ? -1 : 0;
+    pv = sel(pv < cl, splat(cl), pv);
+    pv = sel(pv > ch, splat(ch), pv);
+    vi ok = (gv > lo) & (gv < hi) & vm;
+    vi good = (pv > 0.0f) & (pv < INFINITY);
+    vi use = ok & good;
+    vf one = splat(1.0f);
+    vf p = sel(use, pv, one), g = sel(use, gv, one);
+    vf r = p / g, d = p - g, rm1 = r - 1.0f;
+    vf e = log_v(r);
+    vi odd = ~((r >= 1.17549435e-38f) & (r <= 3.40282347e+38f)); /* not a positive normal number */
+    int any = 0;
+    for (int j = 0; j < L; j++) any |= odd[j];
+    if (__builtin_expect(any != 0, 0)) {
+        float tp[L], tg[L], te[L];
+        memcpy(tp, &p, sizeof tp);
+        memcpy(tg, &g, sizeof tg);
+        exact_log_lanes(tp, tg, te);
+        memcpy(&e, te, sizeof te);
+    }
+    vf q = g / p;
+    vf mx = sel(q > r, q, r);
+    fa[0] += vabs(rm1);
+    fa[1] += d * rm1;
+    fa[2] += d * d;
+    fa[3] += e * e;
+    fa[4] += vabs(e);
+    fa[5] += e;
+    ca[0] -= ok;
+    ca[1] -= ok & (mx < 1.25f);
+    ca[2] -= ok & (mx < 1.5625f);
+    ca[3] -= ok & (mx < 1.953125f);
+    ca[4] -= ok & ~good;
+}
+
+static void block(const float* pred, const float* gt, const uint8_t* valid, int64_t y0, int64_t y1, int64_t W,
+                  int64_t psh, int64_t gsh, int64_t vsh, float lo, float hi, float cl, float ch, double* o) {
+    static const uint8_t all[L] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    vf fa[NF];
+    vi ca[NC];
+    for (int t = 0; t < NF; t++) fa[t] = splat(0.0f);
+    for (int t = 0; t < NC; t++) ca[t] = (vi){0};
+    for (int64_t y = y0; y < y1; y++) {
+        const float* P = pred + y * psh;
+        const float* G = gt + y * gsh;
+        const uint8_t* V = valid ? valid + y * vsh : 0;
+        int64_t x = 0;
+        for (; x + L <= W; x += L) chunk(P + x, G + x, V ? V + x : all, lo, hi, cl, ch, fa, ca);
+        if (x < W) {
+            float tp[L], tg[L];
+            uint8_t tv[L];
+            for (int j = 0; j < L; j++) {
+                int in = x + j < W;
+                tp[j] = in ? P[x + j] : 1.0f;
+                tg[j] = in ? G[x + j] : 1.0f;
+                tv[j] = in && (!V || V[x + j]);
+            }
+            chunk(tp, tg, tv, lo, hi, cl, ch, fa, ca);
+        }
+    }
+    for (int t = 0; t < NF; t++) {
+        double s = 0.0;
+        for (int j = 0; j < L; j++) s += fa[t][j];
+        o[t] = s;
+    }
+    for (int t = 0; t < NC; t++) {
+        int64_t s = 0;
+        for (int j = 0; j < L; j++) s += ca[t][j];
+        o[NF + t] = (double)s;
+    }
+}
+#endif
+
+/* Blocks [k0, k1) of B maps of H x W (block k: map k / nby, rows (k % nby) * BLOCK_ROWS ..., nby =
+ * ceil(H / BLOCK_ROWS)); strides in elements, the last dimension contiguous; valid may be NULL
+ * (every pixel) and vsb = 0 shares one H x W mask. out: NT doubles per block. */
+void dabench_depth_sums_blocks(const float* pred, const float* gt, const uint8_t* valid, int64_t H, int64_t W,
+                               int64_t psb, int64_t psh, int64_t gsb, int64_t gsh, int64_t vsb, int64_t vsh,
+                               float lo, float hi, int clamp, int64_t k0, int64_t k1, double* out) {
+    int64_t nby = (H + BLOCK_ROWS - 1) / BLOCK_ROWS;
+    float cl = clamp ? lo : -INFINITY, ch = clamp ? hi : INFINITY;
+    for (int64_t k = k0; k < k1; k++) {
+        int64_t b = k / nby, y0 = (k % nby) * BLOCK_ROWS;
+        int64_t y1 = y0 + BLOCK_ROWS < H ? y0 + BLOCK_ROWS : H;
+        block(pred + b * psb, gt + b * gsb, valid ? valid + b * vsb : 0, y0, y1, W, psh, gsh, vsh, lo, hi, cl, ch,
+              out + k * NT);
+    }
+}

@@ -1,0 +1,221 @@
+"""The depth-metric sums of a batch of maps on the CPU in one compiled C pass (``depth_kernel.c``).
+
+Scoring is bound by arithmetic, not by reading the maps: per pixel one division for ``p / g``, one
+for the δ tests' ``g / p`` and one logarithm. torch's compiled kernel (``dabench.metrics.depth_torch``)
+spends half its time in the SLEEF ``log`` call and writes the log terms through a second loop; this
+kernel inlines a polynomial ``ln`` (≈1e-7 relative, exact double ``ln`` for 0/subnormal/inf ratios),
+keeps all eleven sums in registers (counts as mask popcounts) and splits the maps in blocks of rows
+over threads (the GIL is released while C runs).
+
+The C source is compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``/
+``clang``; ``-O3 -march=native``) into ``<dabench cache>/kernels/``, keyed by the source, the
+compiler, the flags and the CPU. No compiler, a failed build or ``DABENCH_NATIVE_METRICS=0``: callers
+fall back to the torch pass (``available()`` says why). Results do not depend on the thread count:
+each block of rows has its own sums, added in a fixed order.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from dabench.metrics.registry import BUILTIN_DEPTH_TERMS, term_function
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("depth_kernel.c")
+# the kernel's output columns (depth_kernel.c); abs_log10 is the sum of |ln r|, scaled by 1/ln 10 after
+COLUMNS = ("abs_rel", "sq_rel", "sq_err", "sq_log", "abs_log10", "log_err", "n", "delta1", "delta2", "delta3", "bad")
+_NT, _BLOCK_ROWS = len(COLUMNS), 16
+_LN10 = float(np.log(10.0))
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _cpu_id() -> str:
+    """What the compiled code depends on: the machine and, under -march=native, its CPU features."""
+    ident = [platform.machine(), platform.processor()]
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith(("flags", "Features", "model name", "CPU part")):
+                ident.append(line)
+                if len(ident) > 6:
+                    break
+    except OSError:
+        pass
+    return "\n".join(ident)
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC")
+    if cc:
+        return shutil.which(cc) or cc
+    for name in ("cc", "gcc", "clang"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # the first that compiles wins
+
+
+def _build(cc: str, src: bytes, out_dir: Path, flag_sets=FLAG_SETS) -> Path:
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"C compiler {cc} does not run: {e}") from None
+    errors = []
+    for flags in map(list, flag_sets):
+        key = hashlib.sha256(b"\0".join([src, version.encode(), " ".join(flags).encode(),
+                                         _cpu_id().encode()])).hexdigest()[:20]
+        target = out_dir / f"depth_sums-{key}.so"
+        if target.is_file():
+            return target
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".depth_sums-", suffix=".so")
+        os.close(fd)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                c_file = Path(d) / "depth_kernel.c"
+                c_file.write_bytes(src)
+                proc = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", tmp, str(c_file), "-lm"],
+                                      capture_output=True, text=True, timeout=300)
+            if proc.returncode == 0:
+                os.replace(tmp, target)  # atomic: a concurrent build (another rank) writes the same bytes
+                return target
+            errors.append(f"{' '.join(flags)}: {proc.stderr.strip()[-400:]}")
+        except (OSError, subprocess.SubprocessError) as e:
+            errors.append(f"{' '.join(flags)}: {e}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise RuntimeError(f"building {SOURCE.name} with {cc} failed: " + " | ".join(errors))
+
+
+def build_kernel(flag_sets=FLAG_SETS):
+    """Compile (or find in the cache) and load the kernel: (C function, "avx512"|"portable").
+    Raises RuntimeError when it cannot; ``flag_sets`` lets tests build the portable variant."""
+    if os.environ.get("DABENCH_NATIVE_METRICS", "1").strip().lower() in ("0", "false", "no", "off"):
+        raise RuntimeError("disabled by DABENCH_NATIVE_METRICS=0")
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set $CC, or install gcc/clang)")
+    from dabench.provenance import cache_dir
+
+    src = SOURCE.read_bytes()
+    out_dir = cache_dir() / "kernels"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = tempfile.NamedTemporaryFile(dir=out_dir, delete=True)
+        probe.close()
+    except OSError:  # read-only cache: build for this process only
+        out_dir = Path(tempfile.mkdtemp(prefix="dabench-kernels-"))
+    lib = ctypes.CDLL(str(_build(cc, src, out_dir, flag_sets)))
+    if lib.dabench_depth_kernel_layout() != _NT * 1000 + _BLOCK_ROWS:
+        raise RuntimeError("compiled kernel does not match this dabench version's layout")
+    fn = lib.dabench_depth_sums_blocks
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    fn.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_float,
+                   ctypes.c_int, i64, i64, ptr]
+    fn.restype = None
+    return fn, ("avx512" if lib.dabench_depth_kernel_isa() == 512 else "portable")
+
+
+def _kernel():
+    with _lock:
+        if "fn" not in _state and "error" not in _state:
+            try:
+                _state["fn"], _state["isa"] = build_kernel()
+            except (RuntimeError, OSError) as e:
+                _state["error"] = str(e)
+                log.info("native depth-metric kernel unavailable (%s); using the torch pass", e)
+        return _state.get("fn")
+
+
+def available() -> tuple[bool, str]:
+    """(True, "avx512"|"portable") when the native kernel is built and loaded, else (False, why)."""
+    fn = _kernel()
+    return (True, _state["isa"]) if fn is not None else (False, _state["error"])
+
+
+def supports(terms) -> bool:
+    """True when every term of the sum layout ``terms`` (after ``"n"``) is a built-in term the kernel computes."""
+    try:
+        return all(t == "n" or BUILTIN_DEPTH_TERMS.get(t) is term_function(t) for t in terms)
+    except KeyError:
+        return False
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    pool = _state.get("pool")
+    if pool is None or _state.get("pool_key") != (os.getpid(), n):  # a forked child needs its own threads
+        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="dabench-metrics")
+        _state["pool"], _state["pool_key"] = pool, (os.getpid(), n)
+    return pool
+
+
+def depth_sums_native(pred, gt, valid, *, min_depth: float, max_depth: float, clamp_pred: bool, terms,
+                      threads: int | None = None, kernel=None) -> np.ndarray:
+    """B×(len(terms)+1) float64 sums in the layout ``terms`` plus the bad-prediction count last.
+
+    ``pred``/``gt``: CPU float tensors B×H×W (crop views are read in place when float32 with a
+    contiguous last dimension); ``valid``: None, B×H×W or H×W bool. ``threads``: default
+    ``torch.get_num_threads()``; ``kernel``: a C function from ``build_kernel`` (default: this
+    process's). Raises RuntimeError when the kernel is unavailable.
+    """
+    import torch
+
+    fn = kernel or _kernel()
+    if fn is None:
+        raise RuntimeError(f"native depth-metric kernel unavailable: {_state.get('error')}")
+
+    def plain(x):
+        x = x.float()
+        return x if x.stride(-1) == 1 or x.shape[-1] == 1 else x.contiguous()
+
+    p, g = plain(pred), plain(gt)
+    b, h, w = p.shape
+    if valid is None:
+        v, vsb, vsh = None, 0, 0
+    else:
+        v = valid if valid.dtype == torch.bool else valid != 0
+        if v.stride(-1) != 1 and v.shape[-1] != 1:
+            v = v.contiguous()
+        v = v.view(torch.uint8)
+        vsb, vsh = (v.stride(0), v.stride(1)) if v.dim() == 3 else (0, v.stride(0))
+    nby = -(-h // _BLOCK_ROWS)
+    blocks = b * nby
+    out = np.zeros((blocks, _NT), dtype=np.float64)
+    args = (p.data_ptr(), g.data_ptr(), v.data_ptr() if v is not None else None, h, w,
+            p.stride(0), p.stride(1), g.stride(0), g.stride(1), vsb, vsh,
+            float(min_depth), float(max_depth), int(bool(clamp_pred)))
+    base = out.ctypes.data
+    n = max(1, min(int(threads or torch.get_num_threads()), blocks))
+    if n == 1 or h * w * b < 65536:
+        fn(*args, 0, blocks, base)
+    else:
+        cuts = np.linspace(0, blocks, n + 1).round().astype(np.int64)
+        jobs = [_pool(n).submit(fn, *args, int(k0), int(k1), base) for k0, k1 in zip(cuts[:-1], cuts[1:]) if k1 > k0]
+        for job in jobs:
+            job.result()
+    per_map = out.reshape(b, nby, _NT).sum(1)  # fixed order: the same sums for any thread count
+    col = {name: i for i, name in enumerate(COLUMNS)}
+    res = np.empty((b, len(terms) + 1), dtype=np.float64)
+    for j, t in enumerate(terms):
+        res[:, j] = per_map[:, col[t]] * (1.0 / _LN10 if t == "abs_log10" else 1.0)
+    res[:, -1] = per_map[:, col["bad"]]
+    return res
+
+
+__all__ = ["available", "supports", "depth_sums_native", "build_kernel", "COLUMNS", "FLAG_SETS"]
