@@ -210,12 +210,22 @@ def depth_sums_native(pred, gt, valid, *, min_depth: float, max_depth: float, cl
         for job in jobs:
             job.result()
     per_map = out.reshape(b, nby, _NT).sum(1)  # fixed order: the same sums for any thread count
-    col = {name: i for i, name in enumerate(COLUMNS)}
-    res = np.empty((b, len(terms) + 1), dtype=np.float64)
-    for j, t in enumerate(terms):
-        res[:, j] = per_map[:, col[t]] * (1.0 / _LN10 if t == "abs_log10" else 1.0)
-    res[:, -1] = per_map[:, col["bad"]]
-    return res
+    index, scale = _layout(tuple(terms))
+    return per_map[:, index] * scale
+
+
+_LAYOUTS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _layout(terms: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel columns and scale factors giving the layout ``terms`` + the bad count."""
+    found = _LAYOUTS.get(terms)
+    if found is None:
+        names = (*terms, "bad")
+        found = (np.array([COLUMNS.index(t) for t in names]),
+                 np.array([1.0 / _LN10 if t == "abs_log10" else 1.0 for t in names]))
+        _LAYOUTS[terms] = found
+    return found
 
 
 __all__ = ["available", "supports", "depth_sums_native", "build_kernel", "COLUMNS", "FLAG_SETS"]
