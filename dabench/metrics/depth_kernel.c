@@ -12,8 +12,9 @@
  * Counts:              ok, ok && max(g/p, r) < 1.25^k for k = 1, 2, 3, ok && !good
  *
  * ln r: exponent/mantissa split (m in [sqrt(1/2), sqrt(2))) and the Cephes logf polynomial
- * (about 1e-7 relative); a chunk where r is not a positive normal number (0, subnormal, inf, NaN, < 0)
- * takes ln p - ln g in double instead.
+ * (about 1e-7 relative), inline; lanes where r is not a positive normal number (0, subnormal, inf,
+ * NaN, < 0) take ln p - ln g in double instead (AVX-512: the rare row that has one is redone, so the
+ * hot loop has no branch).
  * Work is split in blocks of BLOCK_ROWS rows of one map; each block's sums go to out[block * NT + t]
  * (float lanes added in double), so results do not depend on how blocks are shared among threads.
  */
@@ -29,10 +30,6 @@
 
 int dabench_depth_kernel_layout(void) { return NT * 1000 + BLOCK_ROWS; }
 
-static void exact_log_lanes(const float* p, const float* g, float* e) {
-    for (int j = 0; j < L; j++) e[j] = (float)(log((double)p[j]) - log((double)g[j]));
-}
-
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 
@@ -43,37 +40,41 @@ static inline __attribute__((always_inline)) __m512 log_ps(__m512 x) {
     __m512i k = _mm512_srai_epi32(_mm512_sub_epi32(i, _mm512_set1_epi32(0x3f3504f3)), 23);
     __m512 m = _mm512_castsi512_ps(_mm512_sub_epi32(i, _mm512_slli_epi32(k, 23)));
     __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f)), kf = _mm512_cvtepi32_ps(k), z = _mm512_mul_ps(f, f);
-    /* c0 + c1 f + ... + c8 f^8 in Estrin's scheme (a short dependency chain) */
+    /* ln(1 + f) = f - f^2/2 + f^3 (c0 + c1 f + ... + c8 f^8), the sum in Estrin's scheme (short chains) */
     __m512 a01 = _mm512_fmadd_ps(f, _mm512_set1_ps(-2.4999993993E-1f), _mm512_set1_ps(3.3333331174E-1f));
     __m512 a23 = _mm512_fmadd_ps(f, _mm512_set1_ps(-1.6668057665E-1f), _mm512_set1_ps(2.0000714765E-1f));
     __m512 a45 = _mm512_fmadd_ps(f, _mm512_set1_ps(-1.2420140846E-1f), _mm512_set1_ps(1.4249322787E-1f));
     __m512 a67 = _mm512_fmadd_ps(f, _mm512_set1_ps(-1.1514610310E-1f), _mm512_set1_ps(1.1676998740E-1f));
     __m512 b03 = _mm512_fmadd_ps(a23, z, a01), b47 = _mm512_fmadd_ps(a67, z, a45);
-    __m512 z2 = _mm512_mul_ps(z, z);
-    __m512 y = _mm512_fmadd_ps(_mm512_fmadd_ps(z2, _mm512_set1_ps(7.0376836292E-2f), b47), z2, b03);
-    y = _mm512_mul_ps(_mm512_mul_ps(y, f), z);
-    y = _mm512_fmadd_ps(kf, _mm512_set1_ps(-2.12194440e-4f), y);
-    y = _mm512_fnmadd_ps(_mm512_set1_ps(0.5f), z, y);
-    return _mm512_fmadd_ps(kf, _mm512_set1_ps(0.693359375f), _mm512_add_ps(f, y));
+    __m512 z2 = _mm512_mul_ps(z, z), fz = _mm512_mul_ps(f, z);
+    __m512 q = _mm512_fmadd_ps(_mm512_fmadd_ps(z2, _mm512_set1_ps(7.0376836292E-2f), b47), z2, b03);
+    __m512 y = _mm512_fmadd_ps(q, fz, _mm512_fnmadd_ps(_mm512_set1_ps(0.5f), z, f));
+    return _mm512_fmadd_ps(kf, _mm512_set1_ps(0.693147180559945f), y);
 }
 
-static inline __attribute__((always_inline)) void chunk(const float* P, const float* G, __mmask16 kv,
-        __m512 vlo, __m512 vhi, __m512 vcl, __m512 vch, __m512 fa[NF], int64_t ca[NC]) {
+/* One chunk of 16 pixels. careful = 0: ln r from the polynomial, and the lanes where it does not
+ * apply (r not a positive normal number: 0, subnormal, inf, NaN, < 0) are returned; careful = 1: those
+ * lanes take ln p - ln g in double (the caller redoes a row that had any). */
+static inline __attribute__((always_inline)) __mmask16 chunk(const float* P, const float* G, __mmask16 kv,
+        __m512 vlo, __m512 vhi, __m512 vcl, __m512 vch, __m512 fa[NF], int64_t ca[NC], const int careful) {
     const __m512 one = _mm512_set1_ps(1.0f);
     __m512 pv = _mm512_loadu_ps(P), gv = _mm512_loadu_ps(G);
     pv = _mm512_min_ps(vch, _mm512_max_ps(vcl, pv)); /* a NaN prediction stays NaN (second operand) */
     __mmask16 ok = _mm512_mask_cmp_ps_mask(_mm512_mask_cmp_ps_mask(kv, gv, vlo, _CMP_GT_OQ), gv, vhi, _CMP_LT_OQ);
-    __mmask16 good = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(pv, _mm512_setzero_ps(), _CMP_GT_OQ), pv,
-                                             _mm512_set1_ps(INFINITY), _CMP_LT_OQ);
+    /* not good: NaN (0x01, 0x80), +-0 (0x02, 0x04), +-inf (0x08, 0x10), negative (0x40) */
+    __mmask16 good = ~_mm512_fpclass_ps_mask(pv, 0xDF);
     __mmask16 use = ok & good;
     __m512 p = _mm512_mask_blend_ps(use, one, pv), g = _mm512_mask_blend_ps(use, one, gv);
     __m512 r = _mm512_div_ps(p, g), d = _mm512_sub_ps(p, g), rm1 = _mm512_sub_ps(r, one);
     __m512 e = log_ps(r);
-    /* anything but a positive normal number (0, subnormal, inf, NaN, negative): no polynomial */
-    if (__builtin_expect(_mm512_fpclass_ps_mask(r, 0xFF) != 0, 0)) {
+    __mmask16 odd = _mm512_fpclass_ps_mask(r, 0xFF);
+    if (careful && odd) {
         float tp[L], tg[L], te[L];
-        _mm512_storeu_ps(tp, p); _mm512_storeu_ps(tg, g);
-        exact_log_lanes(tp, tg, te);
+        _mm512_storeu_ps(tp, p);
+        _mm512_storeu_ps(tg, g);
+        _mm512_storeu_ps(te, e);
+        for (int j = 0; j < L; j++)
+            if (odd & (1u << j)) te[j] = (float)(log((double)tp[j]) - log((double)tg[j]));
         e = _mm512_loadu_ps(te);
     }
     __m512 mx = _mm512_max_ps(_mm512_div_ps(g, p), r);
@@ -88,6 +89,34 @@ static inline __attribute__((always_inline)) void chunk(const float* P, const fl
     ca[2] += __builtin_popcount(_mm512_mask_cmp_ps_mask(ok, mx, _mm512_set1_ps(1.5625f), _CMP_LT_OQ));
     ca[3] += __builtin_popcount(_mm512_mask_cmp_ps_mask(ok, mx, _mm512_set1_ps(1.953125f), _CMP_LT_OQ));
     ca[4] += __builtin_popcount(ok & ~good);
+    return odd;
+}
+
+/* One row into fa/ca; returns the lanes the polynomial did not cover (careful = 0). */
+static inline __attribute__((always_inline)) __mmask16 row(const float* P, const float* G, const uint8_t* V,
+        int64_t W, __m512 vlo, __m512 vhi, __m512 vcl, __m512 vch, __m512 fa[NF], int64_t ca[NC], const int careful) {
+    __mmask16 odd = 0;
+    int64_t x = 0;
+    if (V) {
+        for (; x + L <= W; x += L) {
+            __m128i v = _mm_loadu_si128((const __m128i*)(V + x));
+            odd |= chunk(P + x, G + x, _mm_test_epi8_mask(v, v), vlo, vhi, vcl, vch, fa, ca, careful);
+        }
+    } else {
+        for (; x + L <= W; x += L) odd |= chunk(P + x, G + x, 0xffff, vlo, vhi, vcl, vch, fa, ca, careful);
+    }
+    if (x < W) { /* the row's tail: absent lanes are p = g = 1 and not counted */
+        float tp[L], tg[L];
+        __mmask16 kv = 0;
+        for (int j = 0; j < L; j++) {
+            int in = x + j < W;
+            tp[j] = in ? P[x + j] : 1.0f;
+            tg[j] = in ? G[x + j] : 1.0f;
+            if (in && (!V || V[x + j])) kv |= (__mmask16)(1u << j);
+        }
+        odd |= chunk(tp, tg, kv, vlo, vhi, vcl, vch, fa, ca, careful);
+    }
+    return odd;
 }
 
 static void block(const float* pred, const float* gt, const uint8_t* valid, int64_t y0, int64_t y1, int64_t W,
@@ -100,26 +129,16 @@ static void block(const float* pred, const float* gt, const uint8_t* valid, int6
         const float* P = pred + y * psh;
         const float* G = gt + y * gsh;
         const uint8_t* V = valid ? valid + y * vsh : 0;
-        int64_t x = 0;
-        if (V) {
-            for (; x + L <= W; x += L) {
-                __m128i v = _mm_loadu_si128((const __m128i*)(V + x));
-                chunk(P + x, G + x, _mm_test_epi8_mask(v, v), vlo, vhi, vcl, vch, fa, ca);
-            }
-        } else {
-            for (; x + L <= W; x += L) chunk(P + x, G + x, 0xffff, vlo, vhi, vcl, vch, fa, ca);
+        __m512 rf[NF];
+        int64_t rc[NC] = {0};
+        for (int t = 0; t < NF; t++) rf[t] = _mm512_setzero_ps();
+        if (row(P, G, V, W, vlo, vhi, vcl, vch, rf, rc, 0)) { /* rare: redo the row with exact logs where needed */
+            for (int t = 0; t < NF; t++) rf[t] = _mm512_setzero_ps();
+            for (int t = 0; t < NC; t++) rc[t] = 0;
+            row(P, G, V, W, vlo, vhi, vcl, vch, rf, rc, 1);
         }
-        if (x < W) { /* the row's tail: absent lanes are p = g = 1 and not counted */
-            float tp[L], tg[L];
-            __mmask16 kv = 0;
-            for (int j = 0; j < L; j++) {
-                int in = x + j < W;
-                tp[j] = in ? P[x + j] : 1.0f;
-                tg[j] = in ? G[x + j] : 1.0f;
-                if (in && (!V || V[x + j])) kv |= (__mmask16)(1u << j);
-            }
-            chunk(tp, tg, kv, vlo, vhi, vcl, vch, fa, ca);
-        }
+        for (int t = 0; t < NF; t++) fa[t] = _mm512_add_ps(fa[t], rf[t]);
+        for (int t = 0; t < NC; t++) ca[t] += rc[t];
     }
     for (int t = 0; t < NF; t++) {
         float lanes[L];
@@ -138,6 +157,10 @@ typedef int32_t vi __attribute__((vector_size(64)));
 
 int dabench_depth_kernel_isa(void) { return 0; }
 
+static void exact_log_lanes(const float* p, const float* g, float* e) {
+    for (int j = 0; j < L; j++) e[j] = (float)(log((double)p[j]) - log((double)g[j]));
+}
+
 static inline vf splat(float x) { return (vf){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
 static inline vf sel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
 static inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
@@ -152,11 +175,8 @@ static inline vf log_v(vf x) {
     vf a45 = f * -1.2420140846E-1f + 1.4249322787E-1f;
     vf a67 = f * -1.1514610310E-1f + 1.1676998740E-1f;
     vf b03 = a23 * z + a01, b47 = a67 * z + a45, z2 = z * z;
-    vf y = (b47 + z2 * 7.0376836292E-2f) * z2 + b03;
-    y = y * f * z;
-    y = y + kf * -2.12194440e-4f;
-    y = y - 0.5f * z;
-    return (f + y) + kf * 0.693359375f;
+    vf q = (b47 + z2 * 7.0376836292E-2f) * z2 + b03;
+    return kf * 0.693147180559945f + (q * (f * z) + (f - 0.5f * z));
 }
 
 static inline void chunk(const float* P, const float* G, const uint8_t* V, float lo, float hi, float cl, float ch,
