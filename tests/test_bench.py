@@ -37,6 +37,16 @@ def test_bench_quick_cli_writes_json(tmp_path):
     assert math.isclose(me["seconds_over_floor"], me["dabench_seconds"] / me["floor_seconds"], rel_tol=1e-9)
     assert data["inference"]["model"] == "da2_test"  # --quick; the full run times da2_vits14 at real width
     assert data["metric_engine"]["images_scored"] == data["metric_engine"]["maps"]
+    from dabench.metrics.depth_native import available
+
+    native, isa = available()
+    assert me["engine"] == (f"native ({isa})" if native else "torch-eager")
+    parts = me["kernel_parts"]
+    assert parts["measured"] is (native and isa == "avx512"), parts
+    if parts["measured"]:
+        assert set(parts["ms_per_map"]) == {"full", "without_log", "without_divisions", "without_log_and_divisions",
+                                            "torch_compiled", "read_floor"}
+        assert all(v > 0 for v in parts["ms_per_map"].values())
     assert data["inference"]["outputs_equal"] is True and data["inference"]["output_max"] > 0
     assert data["memory"]["samples_scored"] == [data["memory"]["n"], data["memory"]["n"] * data["memory"]["factor"]]
     gpu = data["gpu_vitl_bf16"]

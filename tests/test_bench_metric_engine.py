@@ -20,3 +20,16 @@ def test_zoedepth_baseline_matches_dabench_metrics():
     ours = depth_metrics(np.clip(pred[0], 1e-3, 10), gt[0], valid)
     for k, zk in ZOE_KEYS.items():
         assert ours[k] == pytest.approx(float(theirs[zk]), rel=1e-5), k
+
+
+def test_kernel_parts_variants_edit_the_real_source():
+    """Each variant of dabench.bench.metric_parts takes out exactly what it names from the kernel source."""
+    from dabench.bench.metric_parts import VARIANTS, variant_source
+    from dabench.metrics.depth_native import SOURCE
+
+    full = SOURCE.read_text()
+    for name, edits in VARIANTS.items():
+        text = variant_source(edits).decode()
+        assert (text == full) == (name == "full"), name
+        assert ("log_ps(r)" in text) == ("log" not in name), name
+        assert ("_mm512_div_ps" in text) == ("divisions" not in name), name

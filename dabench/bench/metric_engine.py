@@ -57,7 +57,7 @@ def zoedepth_compute_metrics(gt: np.ndarray, pred: np.ndarray, min_depth_eval: f
     return zoedepth_compute_errors(gt[valid_mask], pred[valid_mask])
 
 
-class _Maps:
+class NyuLikeMaps:
     """Deterministic NYU-like (gt, pred) float32 map batches: smooth indoor depth 0.6-11 m with holes,
     predictions with multiplicative noise and a slight bias. Generated outside the timed region."""
 
@@ -83,13 +83,24 @@ class _Maps:
         return gt, pred
 
 
+def crop_box(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The Eigen crop (top, bottom, left, right) for maps of ``size``; maps smaller than NYU's (the
+    bench's --quick) get the same fractions (a timing check, not a protocol)."""
+    from dabench.data.crops import EIGEN_BOX_480x640, NYU_SIZE, eigen_box
+
+    h, w = size
+    if h >= NYU_SIZE[0] and w >= NYU_SIZE[1]:
+        return eigen_box(h, w)
+    t0, b0, l0, r0 = EIGEN_BOX_480x640
+    return round(t0 / 480 * h), round(b0 / 480 * h), round(l0 / 640 * w), round(r0 / 640 * w)
+
+
 def run(count: int = NYU_COUNT, size: tuple[int, int] = NYU_SIZE, batch: int = 6, compile: bool = True,
         seed: int = 0, device: str = "cpu") -> dict:
     """Score ``count`` maps of ``size`` with both engines (batch by batch, alternating which goes
     first) and return the timing ratio and the agreement of the reported metrics."""
     import torch
 
-    from dabench.data.crops import EIGEN_BOX_480x640, NYU_SIZE as _NYU, eigen_box
     from dabench.metrics import DEPTH_METRICS, DepthMetricState
     from dabench.metrics.depth_torch import pick_engine
     from dabench.metrics.registry import depth_engine_metrics, depth_sum_terms
@@ -101,14 +112,8 @@ def run(count: int = NYU_COUNT, size: tuple[int, int] = NYU_SIZE, batch: int = 6
 
         engine = f"native ({available()[1]})"
 
-    maps = _Maps(size, seed)
-    h, w = size
-    if h >= _NYU[0] and w >= _NYU[1]:
-        box = eigen_box(h, w)
-    else:  # --quick maps are smaller than NYU's: the same fractions (a timing check, not a protocol)
-        t0, b0, l0, r0 = EIGEN_BOX_480x640
-        box = (round(t0 / 480 * h), round(b0 / 480 * h), round(l0 / 640 * w), round(r0 / 640 * w))
-
+    maps = NyuLikeMaps(size, seed)
+    box = crop_box(size)
     t, b_, l, r = box
 
     def dabench_batch(state, gt, pred):
@@ -178,4 +183,4 @@ def run(count: int = NYU_COUNT, size: tuple[int, int] = NYU_SIZE, batch: int = 6
                            "floor": 1e3 * t_floor / count}}
 
 
-__all__ = ["run", "zoedepth_compute_errors", "zoedepth_compute_metrics"]
+__all__ = ["run", "crop_box", "NyuLikeMaps", "zoedepth_compute_errors", "zoedepth_compute_metrics"]

@@ -103,9 +103,10 @@ def _build(cc: str, src: bytes, out_dir: Path, flag_sets=FLAG_SETS) -> Path:
     raise RuntimeError(f"building {SOURCE.name} with {cc} failed: " + " | ".join(errors))
 
 
-def build_kernel(flag_sets=FLAG_SETS):
+def build_kernel(flag_sets=FLAG_SETS, source: bytes | None = None, out_dir: Path | None = None):
     """Compile (or find in the cache) and load the kernel: (C function, "avx512"|"portable").
-    Raises RuntimeError when it cannot; ``flag_sets`` lets tests build the portable variant."""
+    Raises RuntimeError when it cannot. ``flag_sets`` lets tests build the portable variant;
+    ``source``/``out_dir`` build a modified kernel elsewhere (``dabench.bench.metric_parts``)."""
     if os.environ.get("DABENCH_NATIVE_METRICS", "1").strip().lower() in ("0", "false", "no", "off"):
         raise RuntimeError("disabled by DABENCH_NATIVE_METRICS=0")
     cc = _compiler()
@@ -113,14 +114,15 @@ def build_kernel(flag_sets=FLAG_SETS):
         raise RuntimeError("no C compiler found (set $CC, or install gcc/clang)")
     from dabench.provenance import cache_dir
 
-    src = SOURCE.read_bytes()
-    out_dir = cache_dir() / "kernels"
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        probe = tempfile.NamedTemporaryFile(dir=out_dir, delete=True)
-        probe.close()
-    except OSError:  # read-only cache: build for this process only
-        out_dir = Path(tempfile.mkdtemp(prefix="dabench-kernels-"))
+    src = SOURCE.read_bytes() if source is None else source
+    if out_dir is None:
+        out_dir = cache_dir() / "kernels"
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            probe = tempfile.NamedTemporaryFile(dir=out_dir, delete=True)
+            probe.close()
+        except OSError:  # read-only cache: build for this process only
+            out_dir = Path(tempfile.mkdtemp(prefix="dabench-kernels-"))
     lib = ctypes.CDLL(str(_build(cc, src, out_dir, flag_sets)))
     if lib.dabench_depth_kernel_layout() != _NT * 1000 + _BLOCK_ROWS:
         raise RuntimeError("compiled kernel does not match this dabench version's layout")
@@ -204,9 +206,10 @@ def depth_sums_native(pred, gt, valid, *, min_depth: float, max_depth: float, cl
     n = max(1, min(int(threads or torch.get_num_threads()), blocks))
     if n == 1 or h * w * b < 65536:
         fn(*args, 0, blocks, base)
-    else:
-        cuts = np.linspace(0, blocks, n + 1).round().astype(np.int64)
-        jobs = [_pool(n).submit(fn, *args, int(k0), int(k1), base) for k0, k1 in zip(cuts[:-1], cuts[1:]) if k1 > k0]
+    else:  # n - 1 pool threads and this one
+        cuts = [blocks * i // n for i in range(n + 1)]
+        jobs = [_pool(n - 1).submit(fn, *args, cuts[i], cuts[i + 1], base) for i in range(1, n)]
+        fn(*args, 0, cuts[1], base)
         for job in jobs:
             job.result()
     per_map = out.reshape(b, nby, _NT).sum(1)  # fixed order: the same sums for any thread count
