@@ -193,3 +193,44 @@ def test_metrics_with_their_own_terms_use_the_torch_pass():
     assert pick_engine("cuda", TERMS) == "torch-eager"
     with pytest.raises(RuntimeError, match="CPU"):
         pick_engine("cuda", TERMS, engine="native")
+
+
+@needs_native
+def test_a_cached_library_others_could_write_is_rebuilt_not_loaded(monkeypatch, tmp_path):
+    import os
+    import stat
+
+    monkeypatch.setenv("DABENCH_HOME", str(tmp_path))
+    depth_native.build_kernel()
+    (lib,) = (tmp_path / "cache" / "kernels").glob("depth_sums-*.so")
+    assert stat.S_IMODE(lib.stat().st_mode) & 0o022 == 0
+    planted = lib.with_name("planted")  # what another user could have put there (a new file: the
+    planted.write_bytes(b"planted")     # loaded library stays mapped, so never write over it in place)
+    os.chmod(planted, 0o666)
+    os.replace(planted, lib)
+    depth_native.build_kernel()  # would fail to load "planted" if it were used
+    assert lib.read_bytes()[:4] == b"\x7fELF" and stat.S_IMODE(lib.stat().st_mode) & 0o022 == 0
+    os.chmod(lib.parent, 0o777)  # a shared cache folder: build privately, leave it alone
+    before = lib.stat().st_mtime_ns
+    fn, _ = depth_native.build_kernel()
+    assert lib.stat().st_mtime_ns == before and fn is not None
+    os.chmod(lib.parent, 0o700)
+
+
+@needs_native
+def test_odd_layouts_masks_and_empty_maps():
+    gt, pred = _maps(2, 24, 40, seed=6)
+    rng = np.random.default_rng(7)
+    mask = rng.random(gt.shape) > 0.3
+    kw = dict(min_depth=1e-3, max_depth=10.0, clamp_pred=True)
+    ref = depth_sums_batch(pred, gt, mask, engine="torch", **kw)
+    # transposed (last dimension not contiguous) inputs and mask, a uint8 mask
+    got_t = depth_sums_batch(torch.from_numpy(pred.transpose(0, 2, 1).copy()).transpose(1, 2),
+                             torch.from_numpy(gt.transpose(0, 2, 1).copy()).transpose(1, 2),
+                             torch.from_numpy(mask.transpose(0, 2, 1).copy()).transpose(1, 2), engine="native", **kw)
+    got_u8 = depth_sums_batch(pred, gt, mask.astype(np.uint8), engine="native", **kw)
+    np.testing.assert_allclose(got_t, ref, rtol=2e-6)
+    np.testing.assert_array_equal(got_u8, got_t)
+    for shape in ((2, 0, 5), (2, 5, 0)):
+        z = np.zeros(shape, np.float32)
+        np.testing.assert_array_equal(depth_sums_batch(z, z, engine="native"), np.zeros((2, len(TERMS))))

@@ -71,6 +71,20 @@ def _compiler() -> str | None:
 FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # the first that compiles wins
 
 
+def _trusted(path: Path) -> bool:
+    """A cached library is loaded (= run) only when this user owns it and its folder, and nobody else
+    may write either; otherwise it is rebuilt over it."""
+    if not hasattr(os, "getuid"):  # pragma: no cover - Windows
+        return True
+    try:
+        for st in (path.stat(), path.parent.stat()):
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def _build(cc: str, src: bytes, out_dir: Path, flag_sets=FLAG_SETS) -> Path:
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
@@ -81,7 +95,7 @@ def _build(cc: str, src: bytes, out_dir: Path, flag_sets=FLAG_SETS) -> Path:
         key = hashlib.sha256(b"\0".join([src, version.encode(), " ".join(flags).encode(),
                                          _cpu_id().encode()])).hexdigest()[:20]
         target = out_dir / f"depth_sums-{key}.so"
-        if target.is_file():
+        if target.is_file() and _trusted(target):
             return target
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".depth_sums-", suffix=".so")
         os.close(fd)
@@ -92,6 +106,7 @@ def _build(cc: str, src: bytes, out_dir: Path, flag_sets=FLAG_SETS) -> Path:
                 proc = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", tmp, str(c_file), "-lm"],
                                       capture_output=True, text=True, timeout=300)
             if proc.returncode == 0:
+                os.chmod(tmp, 0o755)  # whatever the umask: nobody else may write what will be loaded
                 os.replace(tmp, target)  # atomic: a concurrent build (another rank) writes the same bytes
                 return target
             errors.append(f"{' '.join(flags)}: {proc.stderr.strip()[-400:]}")
@@ -121,7 +136,9 @@ def build_kernel(flag_sets=FLAG_SETS, source: bytes | None = None, out_dir: Path
             out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             probe = tempfile.NamedTemporaryFile(dir=out_dir, delete=True)
             probe.close()
-        except OSError:  # read-only cache: build for this process only
+            if not _trusted(out_dir):
+                raise OSError("cache folder writable by others")
+        except OSError:  # read-only or shared cache: build for this process only
             out_dir = Path(tempfile.mkdtemp(prefix="dabench-kernels-"))
     lib = ctypes.CDLL(str(_build(cc, src, out_dir, flag_sets)))
     if lib.dabench_depth_kernel_layout() != _NT * 1000 + _BLOCK_ROWS:
