@@ -92,18 +92,29 @@ static inline __attribute__((always_inline)) __mmask16 chunk(const float* P, con
     return odd;
 }
 
+/* integer arithmetic: the address may lie past the array's end (a prefetch never faults) */
+#define PREFETCH_NEXT_ROW(ptr, stride) _mm_prefetch((const char*)((uintptr_t)(ptr) + (uintptr_t)(stride) * 4u), _MM_HINT_T0)
+
 /* One row into fa/ca; returns the lanes the polynomial did not cover (careful = 0). */
 static inline __attribute__((always_inline)) __mmask16 row(const float* P, const float* G, const uint8_t* V,
-        int64_t W, __m512 vlo, __m512 vhi, __m512 vcl, __m512 vch, __m512 fa[NF], int64_t ca[NC], const int careful) {
+        int64_t W, int64_t psh, int64_t gsh, __m512 vlo, __m512 vhi, __m512 vcl, __m512 vch, __m512 fa[NF], int64_t ca[NC], const int careful) {
     __mmask16 odd = 0;
     int64_t x = 0;
+    /* the same columns of the next row are prefetched: rows of a crop are short streams that cross
+     * pages, and the hardware prefetcher does not keep ahead of them (bench: 1.62x -> 1.44x the read floor) */
     if (V) {
         for (; x + L <= W; x += L) {
+            PREFETCH_NEXT_ROW(P + x, psh);
+            PREFETCH_NEXT_ROW(G + x, gsh);
             __m128i v = _mm_loadu_si128((const __m128i*)(V + x));
             odd |= chunk(P + x, G + x, _mm_test_epi8_mask(v, v), vlo, vhi, vcl, vch, fa, ca, careful);
         }
     } else {
-        for (; x + L <= W; x += L) odd |= chunk(P + x, G + x, 0xffff, vlo, vhi, vcl, vch, fa, ca, careful);
+        for (; x + L <= W; x += L) {
+            PREFETCH_NEXT_ROW(P + x, psh);
+            PREFETCH_NEXT_ROW(G + x, gsh);
+            odd |= chunk(P + x, G + x, 0xffff, vlo, vhi, vcl, vch, fa, ca, careful);
+        }
     }
     if (x < W) { /* the row's tail: absent lanes are p = g = 1 and not counted */
         float tp[L], tg[L];
@@ -132,10 +143,10 @@ static void block(const float* pred, const float* gt, const uint8_t* valid, int6
         __m512 rf[NF];
         int64_t rc[NC] = {0};
         for (int t = 0; t < NF; t++) rf[t] = _mm512_setzero_ps();
-        if (row(P, G, V, W, vlo, vhi, vcl, vch, rf, rc, 0)) { /* rare: redo the row with exact logs where needed */
+        if (row(P, G, V, W, psh, gsh, vlo, vhi, vcl, vch, rf, rc, 0)) { /* rare: redo the row with exact logs where needed */
             for (int t = 0; t < NF; t++) rf[t] = _mm512_setzero_ps();
             for (int t = 0; t < NC; t++) rc[t] = 0;
-            row(P, G, V, W, vlo, vhi, vcl, vch, rf, rc, 1);
+            row(P, G, V, W, psh, gsh, vlo, vhi, vcl, vch, rf, rc, 1);
         }
         for (int t = 0; t < NF; t++) fa[t] = _mm512_add_ps(fa[t], rf[t]);
         for (int t = 0; t < NC; t++) ca[t] += rc[t];
