@@ -81,10 +81,10 @@ def test_crop_views_and_other_dtypes_are_read_as_the_copies():
 
 @needs_native
 def test_thread_count_does_not_change_a_single_bit():
-    gt, pred = _maps(5, 70, 90, seed=4)
+    gt, pred = _maps(5, 130, 110, seed=4)  # above the size where threads are used
     p, g = torch.from_numpy(pred), torch.from_numpy(gt)
     runs = [depth_native.depth_sums_native(p, g, None, min_depth=1e-3, max_depth=10.0, clamp_pred=True, terms=TERMS,
-                                           threads=n) for n in (1, 2, 3, 7)]
+                                           threads=n) for n in (1, 2, 3, 7, 2, 3)]
     for r in runs[1:]:
         np.testing.assert_array_equal(r, runs[0])
 

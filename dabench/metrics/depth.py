@@ -91,12 +91,14 @@ def metrics_from_sums(sums: np.ndarray, metrics=None, terms=None) -> dict[str, A
     s = np.asarray(sums, dtype=np.float64)
     cols = {t: s[..., i] for i, t in enumerate(terms)}
     empty = cols["n"] <= 0
-    cols["n"] = np.where(empty, np.nan, cols["n"])
+    any_empty = bool(np.any(empty))
+    if any_empty:
+        cols["n"] = np.where(empty, np.nan, cols["n"])
     out = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for m in metrics:
             v = np.asarray(METRICS.get(m).finalize(cols), dtype=np.float64)
-            out[m] = float(v) if v.ndim == 0 else np.where(empty, np.nan, v)
+            out[m] = float(v) if v.ndim == 0 else np.where(empty, np.nan, v) if any_empty else v
     if s.ndim == 1 and empty:
         out = {m: float("nan") for m in metrics}
     return out

@@ -15,8 +15,9 @@
  * (about 1e-7 relative), inline; lanes where r is not a positive normal number (0, subnormal, inf,
  * NaN, < 0) take ln p - ln g in double instead (AVX-512: the rare row that has one is redone, so the
  * hot loop has no branch).
- * Work is split in blocks of BLOCK_ROWS rows of one map; each block's sums go to out[block * NT + t]
- * (float lanes added in double), so results do not depend on how blocks are shared among threads.
+ * Work is split in blocks of BLOCK_ROWS rows of one map, taken by threads from a shared counter; each
+ * block's sums go to out[block * NT + t] (float lanes added in double), so results do not depend on
+ * which thread computed which block.
  */
 #include <math.h>
 #include <stdint.h>
@@ -269,15 +270,19 @@ static void block(const float* pred, const float* gt, const uint8_t* valid, int6
 }
 #endif
 
-/* Blocks [k0, k1) of B maps of H x W (block k: map k / nby, rows (k % nby) * BLOCK_ROWS ..., nby =
+/* Blocks of B maps of H x W (block k: map k / nby, rows (k % nby) * BLOCK_ROWS ..., nby =
  * ceil(H / BLOCK_ROWS)); strides in elements, the last dimension contiguous; valid may be NULL
- * (every pixel) and vsb = 0 shares one H x W mask. out: NT doubles per block. */
-void dabench_depth_sums_blocks(const float* pred, const float* gt, const uint8_t* valid, int64_t H, int64_t W,
+ * (every pixel) and vsb = 0 shares one H x W mask. out: NT doubles per block. Every thread that
+ * calls this with the same counter *next takes the next block until nblocks are done, so a thread
+ * that starts late (woken up after the caller began) simply takes fewer. */
+void dabench_depth_sums_shared(const float* pred, const float* gt, const uint8_t* valid, int64_t H, int64_t W,
                                int64_t psb, int64_t psh, int64_t gsb, int64_t gsh, int64_t vsb, int64_t vsh,
-                               float lo, float hi, int clamp, int64_t k0, int64_t k1, double* out) {
+                               float lo, float hi, int clamp, int64_t* next, int64_t nblocks, double* out) {
     int64_t nby = (H + BLOCK_ROWS - 1) / BLOCK_ROWS;
     float cl = clamp ? lo : -INFINITY, ch = clamp ? hi : INFINITY;
-    for (int64_t k = k0; k < k1; k++) {
+    for (;;) {
+        int64_t k = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+        if (k >= nblocks) break;
         int64_t b = k / nby, y0 = (k % nby) * BLOCK_ROWS;
         int64_t y1 = y0 + BLOCK_ROWS < H ? y0 + BLOCK_ROWS : H;
         block(pred + b * psb, gt + b * gsb, valid ? valid + b * vsb : 0, y0, y1, W, psh, gsh, vsh, lo, hi, cl, ch,

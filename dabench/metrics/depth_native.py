@@ -4,8 +4,8 @@ Scoring is bound by arithmetic, not by reading the maps: per pixel one division 
 for the δ tests' ``g / p`` and one logarithm. torch's compiled kernel (``dabench.metrics.depth_torch``)
 spends half its time in the SLEEF ``log`` call and writes the log terms through a second loop; this
 kernel inlines a polynomial ``ln`` (≈1e-7 relative, exact double ``ln`` for 0/subnormal/inf ratios),
-keeps all eleven sums in registers (counts as mask popcounts) and splits the maps in blocks of rows
-over threads (the GIL is released while C runs).
+keeps all eleven sums in registers (counts as mask popcounts) and hands blocks of rows to threads
+from a shared counter (the GIL is released while C runs).
 
 The C source is compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``/
 ``clang``; ``-O3 -march=native``) into ``<dabench cache>/kernels/``, keyed by the source, the
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dabench.metrics.registry import BUILTIN_DEPTH_TERMS, term_function
+from dabench.metrics.registry import BUILTIN_DEPTH_TERMS, registry_generation, term_function
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +143,10 @@ def build_kernel(flag_sets=FLAG_SETS, source: bytes | None = None, out_dir: Path
     lib = ctypes.CDLL(str(_build(cc, src, out_dir, flag_sets)))
     if lib.dabench_depth_kernel_layout() != _NT * 1000 + _BLOCK_ROWS:
         raise RuntimeError("compiled kernel does not match this dabench version's layout")
-    fn = lib.dabench_depth_sums_blocks
+    fn = lib.dabench_depth_sums_shared
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     fn.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_float,
-                   ctypes.c_int, i64, i64, ptr]
+                   ctypes.c_int, ptr, i64, ptr]
     fn.restype = None
     return fn, ("avx512" if lib.dabench_depth_kernel_isa() == 512 else "portable")
 
@@ -168,12 +168,22 @@ def available() -> tuple[bool, str]:
     return (True, _state["isa"]) if fn is not None else (False, _state["error"])
 
 
+_SUPPORTED: dict[tuple, bool] = {}
+
+
 def supports(terms) -> bool:
     """True when every term of the sum layout ``terms`` (after ``"n"``) is a built-in term the kernel computes."""
-    try:
-        return all(t == "n" or BUILTIN_DEPTH_TERMS.get(t) is term_function(t) for t in terms)
-    except KeyError:
-        return False
+    key = (tuple(terms), registry_generation())
+    found = _SUPPORTED.get(key)
+    if found is None:
+        try:
+            found = all(t == "n" or BUILTIN_DEPTH_TERMS.get(t) is term_function(t) for t in key[0])
+        except KeyError:
+            found = False
+        if len(_SUPPORTED) > 256:
+            _SUPPORTED.clear()
+        _SUPPORTED[key] = found
+    return found
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
@@ -220,15 +230,15 @@ def depth_sums_native(pred, gt, valid, *, min_depth: float, max_depth: float, cl
             p.stride(0), p.stride(1), g.stride(0), g.stride(1), vsb, vsh,
             float(min_depth), float(max_depth), int(bool(clamp_pred)))
     base = out.ctypes.data
+    counter = np.zeros(1, dtype=np.int64)  # the next block to take, shared by the threads
     n = max(1, min(int(threads or torch.get_num_threads()), blocks))
-    if n == 1 or h * w * b < 65536:
-        fn(*args, 0, blocks, base)
-    else:  # n - 1 pool threads and this one
-        cuts = [blocks * i // n for i in range(n + 1)]
-        jobs = [_pool(n - 1).submit(fn, *args, cuts[i], cuts[i + 1], base) for i in range(1, n)]
-        fn(*args, 0, cuts[1], base)
+    if n > 1 and h * w * b >= 65536:  # n - 1 pool threads and this one
+        jobs = [_pool(n - 1).submit(fn, *args, counter.ctypes.data, blocks, base) for _ in range(n - 1)]
+        fn(*args, counter.ctypes.data, blocks, base)
         for job in jobs:
             job.result()
+    else:
+        fn(*args, counter.ctypes.data, blocks, base)
     per_map = out.reshape(b, nby, _NT).sum(1)  # fixed order: the same sums for any thread count
     index, scale = _layout(tuple(terms))
     return per_map[:, index] * scale

@@ -126,6 +126,12 @@ class MetricSpec:
 
 METRICS = Registry("metric")
 _TERMS: dict[str, Term] = {}  # every depth sum term by name: one definition per name
+_GENERATION = [0]  # bumped whenever a metric is registered or removed: derived layouts are cached on it
+
+
+def registry_generation() -> int:
+    """A number that changes whenever a metric is registered or unregistered (a cache key)."""
+    return _GENERATION[0]
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:
@@ -146,6 +152,7 @@ def register_metric(spec: MetricSpec) -> MetricSpec:
                              "reuse that function or pick another name")
     METRICS.register(spec.name, spec)
     _TERMS.update(spec.sums)
+    _GENERATION[0] += 1
     return spec
 
 
@@ -160,6 +167,7 @@ def unregister_metric(name: str) -> MetricSpec:
     for t in spec.sums:
         if t not in still:
             _TERMS.pop(t, None)
+    _GENERATION[0] += 1
     return spec
 
 
@@ -169,8 +177,21 @@ def depth_engine_metrics(family: str = "depth") -> tuple[str, ...]:
     return tuple(n for n in list_metrics(family) if METRICS.get(n).finalize is not None)
 
 
+_LAYOUTS: dict[tuple, tuple[str, ...]] = {}
+
+
 def depth_sum_terms(metrics=None) -> tuple[str, ...]:
     """The sum layout of those metrics: ``"n"`` (valid pixel count) then each term once, in order."""
+    key = (tuple(metrics) if metrics else None, _GENERATION[0])
+    found = _LAYOUTS.get(key)
+    if found is None:
+        if len(_LAYOUTS) > 256:
+            _LAYOUTS.clear()
+        found = _LAYOUTS[key] = _depth_sum_terms(key[0])
+    return found
+
+
+def _depth_sum_terms(metrics) -> tuple[str, ...]:
     out = ["n"]
     for m in metrics or depth_engine_metrics():
         out += [t for t in METRICS.get(m).sums if t not in out]
