@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 _LOG = ("__m512 e = log_ps(r);", "__m512 e = rm1;")
-_DIVS = (("__m512 r = _mm512_div_ps(p, g),", "__m512 r = _mm512_mul_ps(p, g),"),
-         ("_mm512_max_ps(_mm512_div_ps(g, p), r)", "_mm512_max_ps(_mm512_mul_ps(g, p), r)"))
+_DIVS = (("__m512 r = _mm512_mask_div_ps(one, use, pv, gv),", "__m512 r = _mm512_mask_mul_ps(one, use, pv, gv),"),
+         ("_mm512_max_ps(_mm512_mask_div_ps(one, use, gv, pv), r)", "_mm512_max_ps(_mm512_mask_mul_ps(one, use, gv, pv), r)"))
 VARIANTS = {"full": (), "without_log": (_LOG,), "without_divisions": _DIVS,
             "without_log_and_divisions": (_LOG, *_DIVS)}
 

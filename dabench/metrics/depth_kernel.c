@@ -65,20 +65,21 @@ static inline __attribute__((always_inline)) __mmask16 chunk(const float* P, con
     /* not good: NaN (0x01, 0x80), +-0 (0x02, 0x04), +-inf (0x08, 0x10), negative (0x40) */
     __mmask16 good = ~_mm512_fpclass_ps_mask(pv, 0xDF);
     __mmask16 use = ok & good;
-    __m512 p = _mm512_mask_blend_ps(use, one, pv), g = _mm512_mask_blend_ps(use, one, gv);
-    __m512 r = _mm512_div_ps(p, g), d = _mm512_sub_ps(p, g), rm1 = _mm512_sub_ps(r, one);
+    /* unused lanes are never computed (masked operations): r = g/p = 1, d = 0 there, so every term is 0 */
+    __m512 r = _mm512_mask_div_ps(one, use, pv, gv), d = _mm512_maskz_sub_ps(use, pv, gv);
+    __m512 rm1 = _mm512_sub_ps(r, one);
     __m512 e = log_ps(r);
     __mmask16 odd = _mm512_fpclass_ps_mask(r, 0xFF);
     if (careful && odd) {
         float tp[L], tg[L], te[L];
-        _mm512_storeu_ps(tp, p);
-        _mm512_storeu_ps(tg, g);
+        _mm512_storeu_ps(tp, _mm512_mask_blend_ps(use, one, pv));
+        _mm512_storeu_ps(tg, _mm512_mask_blend_ps(use, one, gv));
         _mm512_storeu_ps(te, e);
         for (int j = 0; j < L; j++)
             if (odd & (1u << j)) te[j] = (float)(log((double)tp[j]) - log((double)tg[j]));
         e = _mm512_loadu_ps(te);
     }
-    __m512 mx = _mm512_max_ps(_mm512_div_ps(g, p), r);
+    __m512 mx = _mm512_max_ps(_mm512_mask_div_ps(one, use, gv, pv), r);
     fa[0] = _mm512_add_ps(fa[0], _mm512_abs_ps(rm1));
     fa[1] = _mm512_fmadd_ps(d, rm1, fa[1]);
     fa[2] = _mm512_fmadd_ps(d, d, fa[2]);
