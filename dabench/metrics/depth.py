@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dabench.errors import DataError
-from dabench.metrics.registry import (METRICS, PixelErrors, depth_engine_metrics, depth_sum_terms,
+from dabench.metrics.registry import (METRICS, PixelErrors, depth_engine_metrics, depth_sum_terms, registry_generation,
                                       term_function)
 
 
@@ -82,6 +82,20 @@ def _sums(p: np.ndarray, g: np.ndarray, terms: tuple[str, ...]) -> np.ndarray:
     return out
 
 
+_FINALIZERS: dict[tuple, tuple] = {}
+
+
+def _finalizers(metrics: tuple) -> tuple:
+    """(name, finalize) of each metric, looked up once per metric set and registry state."""
+    key = (metrics, registry_generation())
+    found = _FINALIZERS.get(key)
+    if found is None:
+        if len(_FINALIZERS) > 256:
+            _FINALIZERS.clear()
+        found = _FINALIZERS[key] = tuple((m, METRICS.get(m).finalize) for m in metrics)
+    return found
+
+
 def metrics_from_sums(sums: np.ndarray, metrics=None, terms=None) -> dict[str, Any]:
     """Each metric's ``finalize`` on per-image sums laid out as ``terms`` (default
     ``depth_sum_terms(metrics)``). ``sums`` is one vector (values are floats) or B vectors
@@ -96,8 +110,8 @@ def metrics_from_sums(sums: np.ndarray, metrics=None, terms=None) -> dict[str, A
         cols["n"] = np.where(empty, np.nan, cols["n"])
     out = {}
     with np.errstate(invalid="ignore", divide="ignore"):
-        for m in metrics:
-            v = np.asarray(METRICS.get(m).finalize(cols), dtype=np.float64)
+        for m, finalize in _finalizers(metrics):
+            v = np.asarray(finalize(cols), dtype=np.float64)
             out[m] = float(v) if v.ndim == 0 else np.where(empty, np.nan, v) if any_empty else v
     if s.ndim == 1 and empty:
         out = {m: float("nan") for m in metrics}
@@ -170,8 +184,9 @@ class DepthMetricState:
         """Add B images given their B×T sums; a row with ``n == 0`` counts as skipped (None)."""
         sums = np.asarray(sums, dtype=np.float64)
         ok = sums[:, 0] > 0
-        self.skipped_no_valid += float((~ok).sum())
-        good = sums[ok]
+        n_ok = int(np.count_nonzero(ok))
+        self.skipped_no_valid += float(len(ok) - n_ok)
+        good = sums if n_ok == len(ok) else sums[ok]
         vals = metrics_from_sums(good, self.metrics, self.terms)
         table = np.stack([vals[m] for m in self.metrics], 1) if len(good) else np.zeros((0, len(self.metrics)))
         self.image_sums += table.sum(0)

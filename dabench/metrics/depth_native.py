@@ -152,6 +152,9 @@ def build_kernel(flag_sets=FLAG_SETS, source: bytes | None = None, out_dir: Path
 
 
 def _kernel():
+    fn = _state.get("fn")
+    if fn is not None:
+        return fn
     with _lock:
         if "fn" not in _state and "error" not in _state:
             try:
