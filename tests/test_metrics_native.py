@@ -234,3 +234,26 @@ def test_odd_layouts_masks_and_empty_maps():
     for shape in ((2, 0, 5), (2, 5, 0)):
         z = np.zeros(shape, np.float32)
         np.testing.assert_array_equal(depth_sums_batch(z, z, engine="native"), np.zeros((2, len(TERMS))))
+
+
+@needs_native
+def test_helper_threads_survive_fork_and_concurrent_callers():
+    """The kernel's POSIX helper threads: a forked child (DataLoader workers, DDP launchers) starts its
+    own, and two Python threads scoring at once get their own results."""
+    import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
+
+    gt, pred = _maps(4, 130, 140, seed=8)  # above the size where helpers are used
+    kw = dict(min_depth=1e-3, max_depth=10.0, clamp_pred=True)
+    want = depth_sums_batch(pred, gt, **kw)  # helpers now exist in this process
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(depth_sums_batch, (pred, gt), kw).get(timeout=120)
+    np.testing.assert_array_equal(got, want)
+    other = _maps(4, 130, 140, seed=9)
+    want_other = depth_sums_batch(other[1], other[0], **kw)
+    with ThreadPoolExecutor(2) as ex:
+        for _ in range(5):
+            a = ex.submit(depth_sums_batch, pred, gt, **kw)
+            b = ex.submit(depth_sums_batch, other[1], other[0], **kw)
+            np.testing.assert_array_equal(a.result(), want)
+            np.testing.assert_array_equal(b.result(), want_other)

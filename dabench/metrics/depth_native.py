@@ -4,8 +4,8 @@ Scoring is bound by arithmetic, not by reading the maps: per pixel one division 
 for the δ tests' ``g / p`` and one logarithm. torch's compiled kernel (``dabench.metrics.depth_torch``)
 spends half its time in the SLEEF ``log`` call and writes the log terms through a second loop; this
 kernel inlines a polynomial ``ln`` (≈1e-7 relative, exact double ``ln`` for 0/subnormal/inf ratios),
-keeps all eleven sums in registers (counts as mask popcounts) and hands blocks of rows to threads
-from a shared counter (the GIL is released while C runs).
+keeps all eleven sums in registers (counts as mask popcounts) and hands blocks of rows to its own
+POSIX helper threads from a shared counter (one C call per batch; no GIL involved).
 
 The C source is compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``/
 ``clang``; ``-O3 -march=native``) into ``<dabench cache>/kernels/``, keyed by the source, the
@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +102,7 @@ def _build(cc: str, src: bytes, out_dir: Path, flag_sets=FLAG_SETS) -> Path:
             with tempfile.TemporaryDirectory() as d:
                 c_file = Path(d) / "depth_kernel.c"
                 c_file.write_bytes(src)
-                proc = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", tmp, str(c_file), "-lm"],
+                proc = subprocess.run([cc, *flags, "-shared", "-fPIC", "-pthread", "-o", tmp, str(c_file), "-lm"],
                                       capture_output=True, text=True, timeout=300)
             if proc.returncode == 0:
                 os.chmod(tmp, 0o755)  # whatever the umask: nobody else may write what will be loaded
@@ -148,6 +147,12 @@ def build_kernel(flag_sets=FLAG_SETS, source: bytes | None = None, out_dir: Path
     fn.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_float,
                    ctypes.c_int, ptr, i64, ptr]
     fn.restype = None
+    # the threaded entry points travel with the function (POSIX helper threads in depth_kernel.c)
+    fn.parallel = lib.dabench_depth_sums_parallel
+    fn.parallel.argtypes = [*fn.argtypes, ctypes.c_int, ctypes.c_int]
+    fn.parallel.restype = None
+    fn.wake = lib.dabench_depth_wake
+    fn.wake.argtypes, fn.wake.restype = [ctypes.c_int], ctypes.c_int
     return fn, ("avx512" if lib.dabench_depth_kernel_isa() == 512 else "portable")
 
 
@@ -189,22 +194,26 @@ def supports(terms) -> bool:
     return found
 
 
-def _pool(n: int) -> ThreadPoolExecutor:
-    pool = _state.get("pool")
-    if pool is None or _state.get("pool_key") != (os.getpid(), n):  # a forked child needs its own threads
-        pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="dabench-metrics")
-        _state["pool"], _state["pool_key"] = pool, (os.getpid(), n)
-    return pool
+def wake_helpers(threads: int | None = None) -> bool:
+    """Wake the kernel's ``threads - 1`` helper threads (default: torch's thread count) for a pass that
+    is about to start: waking an idle core takes longer than ``depth_sums_batch``'s own checks.
+    True when they were woken (pass ``woken=True`` on)."""
+    import torch
+
+    n = int(threads or torch.get_num_threads()) - 1
+    fn = _kernel() if n >= 1 else None
+    return bool(fn is not None and fn.wake(n) > 0)
 
 
 def depth_sums_native(pred, gt, valid, *, min_depth: float, max_depth: float, clamp_pred: bool, terms,
-                      threads: int | None = None, kernel=None) -> np.ndarray:
+                      threads: int | None = None, kernel=None, woken: bool = False) -> np.ndarray:
     """B×(len(terms)+1) float64 sums in the layout ``terms`` plus the bad-prediction count last.
 
     ``pred``/``gt``: CPU float tensors B×H×W (crop views are read in place when float32 with a
     contiguous last dimension); ``valid``: None, B×H×W or H×W bool. ``threads``: default
     ``torch.get_num_threads()``; ``kernel``: a C function from ``build_kernel`` (default: this
-    process's). Raises RuntimeError when the kernel is unavailable.
+    process's); ``woken``: ``wake_helpers`` was just called. Raises RuntimeError when the kernel is
+    unavailable.
     """
     import torch
 
@@ -235,11 +244,8 @@ def depth_sums_native(pred, gt, valid, *, min_depth: float, max_depth: float, cl
     base = out.ctypes.data
     counter = np.zeros(1, dtype=np.int64)  # the next block to take, shared by the threads
     n = max(1, min(int(threads or torch.get_num_threads()), blocks))
-    if n > 1 and h * w * b >= 65536:  # n - 1 pool threads and this one
-        jobs = [_pool(n - 1).submit(fn, *args, counter.ctypes.data, blocks, base) for _ in range(n - 1)]
-        fn(*args, counter.ctypes.data, blocks, base)
-        for job in jobs:
-            job.result()
+    if n > 1 and h * w * b >= 65536:  # this thread and n - 1 helper threads (depth_torch.NATIVE_THREADED_PIXELS)
+        fn.parallel(*args, counter.ctypes.data, blocks, base, n, int(bool(woken) and kernel is None))
     else:
         fn(*args, counter.ctypes.data, blocks, base)
     per_map = out.reshape(b, nby, _NT).sum(1)  # fixed order: the same sums for any thread count
@@ -261,4 +267,4 @@ def _layout(terms: tuple) -> tuple[np.ndarray, np.ndarray]:
     return found
 
 
-__all__ = ["available", "supports", "depth_sums_native", "build_kernel", "COLUMNS", "FLAG_SETS"]
+__all__ = ["available", "supports", "depth_sums_native", "build_kernel", "wake_helpers", "COLUMNS", "FLAG_SETS"]

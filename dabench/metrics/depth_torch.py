@@ -75,6 +75,7 @@ def _kernel_for(terms: tuple[str, ...], compile: bool, device_type: str) -> Call
 
 
 ENGINES = ("auto", "native", "torch")
+NATIVE_THREADED_PIXELS = 65536  # smaller batches run the native pass on one thread
 
 
 def pick_engine(device_type: str, terms, engine: str = "auto", compile: bool = False) -> str:
@@ -113,6 +114,12 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
     """
     import torch
 
+    woken = False
+    if (engine != "torch" and not (isinstance(pred, torch.Tensor) and pred.device.type != "cpu")
+            and math.prod(getattr(pred, "shape", ())) >= NATIVE_THREADED_PIXELS):
+        from dabench.metrics.depth_native import wake_helpers
+
+        woken = wake_helpers()  # waking an idle core takes longer than the checks below
     pred = torch.as_tensor(pred)
     gt = torch.as_tensor(gt, device=pred.device)
     if pred.shape != gt.shape or pred.dim() != 3:
@@ -131,7 +138,7 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
         from dabench.metrics.depth_native import depth_sums_native
 
         sums = depth_sums_native(p, g, valid, min_depth=min_depth, max_depth=max_depth, clamp_pred=clamp_pred,
-                                 terms=terms)
+                                 terms=terms, woken=woken)
     else:
         if valid is None:
             weight = torch.ones(1, 1, 1, dtype=torch.float32, device=p.device)
