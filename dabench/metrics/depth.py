@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from dabench.errors import DataError
-from dabench.metrics.registry import (METRICS, PixelErrors, depth_engine_metrics, depth_sum_terms, registry_generation,
-                                      term_function)
+from dabench.metrics.registry import (METRICS, PixelErrors, cached_until_registry_changes, depth_engine_metrics,
+                                      depth_sum_terms, term_function)
 
 
 def to_numpy(x: Any, dtype=None) -> np.ndarray:
@@ -82,18 +82,10 @@ def _sums(p: np.ndarray, g: np.ndarray, terms: tuple[str, ...]) -> np.ndarray:
     return out
 
 
-_FINALIZERS: dict[tuple, tuple] = {}
-
-
+@cached_until_registry_changes
 def _finalizers(metrics: tuple) -> tuple:
-    """(name, finalize) of each metric, looked up once per metric set and registry state."""
-    key = (metrics, registry_generation())
-    found = _FINALIZERS.get(key)
-    if found is None:
-        if len(_FINALIZERS) > 256:
-            _FINALIZERS.clear()
-        found = _FINALIZERS[key] = tuple((m, METRICS.get(m).finalize) for m in metrics)
-    return found
+    """(name, finalize) of each metric."""
+    return tuple((m, METRICS.get(m).finalize) for m in metrics)
 
 
 def metrics_from_sums(sums: np.ndarray, metrics=None, terms=None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ each block of rows has its own sums, added in a fixed order.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dabench.metrics.registry import BUILTIN_DEPTH_TERMS, registry_generation, term_function
+from dabench.metrics.registry import BUILTIN_DEPTH_TERMS, cached_until_registry_changes, term_function
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ SOURCE = Path(__file__).with_name("depth_kernel.c")
 # the kernel's output columns (depth_kernel.c); abs_log10 is the sum of |ln r|, scaled by 1/ln 10 after
 COLUMNS = ("abs_rel", "sq_rel", "sq_err", "sq_log", "abs_log10", "log_err", "n", "delta1", "delta2", "delta3", "bad")
 _NT, _BLOCK_ROWS = len(COLUMNS), 16
+THREADED_MIN_PIXELS = 65536  # smaller batches are scored on the calling thread alone
 _LN10 = float(np.log(10.0))
 
 _lock = threading.Lock()
@@ -176,22 +178,17 @@ def available() -> tuple[bool, str]:
     return (True, _state["isa"]) if fn is not None else (False, _state["error"])
 
 
-_SUPPORTED: dict[tuple, bool] = {}
-
-
 def supports(terms) -> bool:
     """True when every term of the sum layout ``terms`` (after ``"n"``) is a built-in term the kernel computes."""
-    key = (tuple(terms), registry_generation())
-    found = _SUPPORTED.get(key)
-    if found is None:
-        try:
-            found = all(t == "n" or BUILTIN_DEPTH_TERMS.get(t) is term_function(t) for t in key[0])
-        except KeyError:
-            found = False
-        if len(_SUPPORTED) > 256:
-            _SUPPORTED.clear()
-        _SUPPORTED[key] = found
-    return found
+    return _supports(tuple(terms))
+
+
+@cached_until_registry_changes
+def _supports(terms: tuple) -> bool:
+    try:
+        return all(t == "n" or BUILTIN_DEPTH_TERMS.get(t) is term_function(t) for t in terms)
+    except KeyError:
+        return False
 
 
 def wake_helpers(threads: int | None = None) -> bool:
@@ -244,7 +241,7 @@ def depth_sums_native(pred, gt, valid, *, min_depth: float, max_depth: float, cl
     base = out.ctypes.data
     counter = np.zeros(1, dtype=np.int64)  # the next block to take, shared by the threads
     n = max(1, min(int(threads or torch.get_num_threads()), blocks))
-    if n > 1 and h * w * b >= 65536:  # this thread and n - 1 helper threads (depth_torch.NATIVE_THREADED_PIXELS)
+    if n > 1 and h * w * b >= THREADED_MIN_PIXELS:  # this thread and n - 1 helper threads
         fn.parallel(*args, counter.ctypes.data, blocks, base, n, int(bool(woken) and kernel is None))
     else:
         fn(*args, counter.ctypes.data, blocks, base)
@@ -253,18 +250,12 @@ def depth_sums_native(pred, gt, valid, *, min_depth: float, max_depth: float, cl
     return per_map[:, index] * scale
 
 
-_LAYOUTS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-
-
+@functools.lru_cache(maxsize=256)
 def _layout(terms: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Kernel columns and scale factors giving the layout ``terms`` + the bad count."""
-    found = _LAYOUTS.get(terms)
-    if found is None:
-        names = (*terms, "bad")
-        found = (np.array([COLUMNS.index(t) for t in names]),
-                 np.array([1.0 / _LN10 if t == "abs_log10" else 1.0 for t in names]))
-        _LAYOUTS[terms] = found
-    return found
+    names = (*terms, "bad")
+    return (np.array([COLUMNS.index(t) for t in names]),
+            np.array([1.0 / _LN10 if t == "abs_log10" else 1.0 for t in names]))
 
 
 __all__ = ["available", "supports", "depth_sums_native", "build_kernel", "wake_helpers", "COLUMNS", "FLAG_SETS"]

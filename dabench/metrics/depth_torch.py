@@ -75,7 +75,6 @@ def _kernel_for(terms: tuple[str, ...], compile: bool, device_type: str) -> Call
 
 
 ENGINES = ("auto", "native", "torch")
-NATIVE_THREADED_PIXELS = 65536  # smaller batches run the native pass on one thread
 
 
 def pick_engine(device_type: str, terms, engine: str = "auto", compile: bool = False) -> str:
@@ -114,12 +113,12 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
     """
     import torch
 
+    from dabench.metrics import depth_native
+
     woken = False
     if (engine != "torch" and not (isinstance(pred, torch.Tensor) and pred.device.type != "cpu")
-            and math.prod(getattr(pred, "shape", ())) >= NATIVE_THREADED_PIXELS):
-        from dabench.metrics.depth_native import wake_helpers
-
-        woken = wake_helpers()  # waking an idle core takes longer than the checks below
+            and math.prod(getattr(pred, "shape", ())) >= depth_native.THREADED_MIN_PIXELS):
+        woken = depth_native.wake_helpers()  # waking an idle core takes longer than the checks below
     pred = torch.as_tensor(pred)
     gt = torch.as_tensor(gt, device=pred.device)
     if pred.shape != gt.shape or pred.dim() != 3:
@@ -135,10 +134,8 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
                             f"nor one map {(h, w)}")
     terms = depth_sum_terms(tuple(metrics or depth_engine_metrics()))
     if pick_engine(p.device.type, terms, engine, compile) == "native":
-        from dabench.metrics.depth_native import depth_sums_native
-
-        sums = depth_sums_native(p, g, valid, min_depth=min_depth, max_depth=max_depth, clamp_pred=clamp_pred,
-                                 terms=terms, woken=woken)
+        sums = depth_native.depth_sums_native(p, g, valid, min_depth=min_depth, max_depth=max_depth,
+                                              clamp_pred=clamp_pred, terms=terms, woken=woken)
     else:
         if valid is None:
             weight = torch.ones(1, 1, 1, dtype=torch.float32, device=p.device)

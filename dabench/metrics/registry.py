@@ -27,6 +27,7 @@ Averaging:
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -126,12 +127,26 @@ class MetricSpec:
 
 METRICS = Registry("metric")
 _TERMS: dict[str, Term] = {}  # every depth sum term by name: one definition per name
-_GENERATION = [0]  # bumped whenever a metric is registered or removed: derived layouts are cached on it
+_GENERATION = [0]  # bumped when a metric is registered or removed: what is derived from the registry caches on it
 
 
-def registry_generation() -> int:
-    """A number that changes whenever a metric is registered or unregistered (a cache key)."""
-    return _GENERATION[0]
+def cached_until_registry_changes(fn):
+    """Memoise ``fn(*args)`` (hashable arguments) until a metric is registered or unregistered: for what
+    the scoring hot path derives from the registry (sum layouts, finalisers, kernel support)."""
+    cache: dict[tuple, Any] = {}
+
+    @functools.wraps(fn)
+    def cached(*args):
+        key = (args, _GENERATION[0])
+        try:
+            return cache[key]
+        except KeyError:
+            if len(cache) > 256:
+                cache.clear()
+            value = cache[key] = fn(*args)
+            return value
+
+    return cached
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:
@@ -177,20 +192,12 @@ def depth_engine_metrics(family: str = "depth") -> tuple[str, ...]:
     return tuple(n for n in list_metrics(family) if METRICS.get(n).finalize is not None)
 
 
-_LAYOUTS: dict[tuple, tuple[str, ...]] = {}
-
-
 def depth_sum_terms(metrics=None) -> tuple[str, ...]:
     """The sum layout of those metrics: ``"n"`` (valid pixel count) then each term once, in order."""
-    key = (tuple(metrics) if metrics else None, _GENERATION[0])
-    found = _LAYOUTS.get(key)
-    if found is None:
-        if len(_LAYOUTS) > 256:
-            _LAYOUTS.clear()
-        found = _LAYOUTS[key] = _depth_sum_terms(key[0])
-    return found
+    return _depth_sum_terms(tuple(metrics) if metrics else None)
 
 
+@cached_until_registry_changes
 def _depth_sum_terms(metrics) -> tuple[str, ...]:
     out = ["n"]
     for m in metrics or depth_engine_metrics():
