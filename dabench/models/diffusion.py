@@ -14,15 +14,14 @@ from a generator seeded with it, so runs repeat), ``batch_size`` (ensemble membe
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
 from dabench.errors import ConfigError, MissingFileError
+from dabench.models import snapshot_check
 
 MARIGOLD_OPTIONS = {"ensemble_size": 1, "denoising_steps": None, "processing_resolution": None, "seed": 0,
                     "batch_size": 1}
@@ -80,25 +79,9 @@ class MarigoldDepthModel(nn.Module):
         return out
 
 
-def _weights_sha256(folder: Path) -> str | None:
-    files = sorted(folder.rglob("*.safetensors"))
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(folder)).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 def load_marigold(location: str, **options: Any) -> MarigoldDepthModel:
     """Load a Marigold depth pipeline from a ``save_pretrained`` folder or a hub id (see the module docstring)."""
-    unknown = sorted(set(options) - set(MARIGOLD_OPTIONS))
-    if unknown:
-        raise ConfigError(f"diffusers:{location}: unknown --model-option {', '.join(unknown)}; "
-                          f"valid: {', '.join(MARIGOLD_OPTIONS)}")
+    snapshot_check.check_options("diffusers", location, options, MARIGOLD_OPTIONS)
     opts = {**MARIGOLD_OPTIONS, **options}
     for key in ("ensemble_size", "batch_size", "denoising_steps"):
         if opts[key] is not None and (not isinstance(opts[key], int) or opts[key] < 1):
@@ -107,19 +90,14 @@ def load_marigold(location: str, **options: Any) -> MarigoldDepthModel:
         import diffusers
     except ImportError:
         raise ConfigError("diffusers: models need diffusers: pip install 'dabench[diffusion]'") from None
-    folder = Path(location).expanduser()
-    local = folder.is_dir()
-    if not local and location.startswith((".", os.sep, "~")):
-        raise MissingFileError(f"diffusers:{location}: folder not found (expected {PIPELINE_LAYOUT}, or a hub id "
-                               "such as prs-eth/marigold-depth-v1-1)")
+    folder, local = snapshot_check.local_folder(
+        "diffusers", location, f"{PIPELINE_LAYOUT}, or a hub id such as prs-eth/marigold-depth-v1-1")
     if local and not (folder / "model_index.json").is_file():
         raise MissingFileError(f"diffusers:{location}: {folder} has no model_index.json (expected {PIPELINE_LAYOUT})")
     if local:  # a stranger's folder: its JSON is read with caps before diffusers trusts it
-        from dabench.models.snapshot_check import read_json_object
-
-        read_json_object(folder / "model_index.json", "diffusers model_index.json")
+        snapshot_check.read_json_object(folder / "model_index.json", "diffusers model_index.json")
         for sub in sorted(folder.glob("*/*config.json")):
-            read_json_object(sub, f"diffusers {sub.name}")
+            snapshot_check.read_json_object(sub, f"diffusers {sub.name}")
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     # no code from the folder runs: custom components/pipelines need trust_remote_code, never set
     kw: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
@@ -133,7 +111,7 @@ def load_marigold(location: str, **options: Any) -> MarigoldDepthModel:
                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. Expected {PIPELINE_LAYOUT}."
                                ) from None
     pipe.set_progress_bar_config(disable=True)
-    revision = f"sha256:{_weights_sha256(folder)}" if local else getattr(pipe, "_commit_hash", None)
+    revision = f"sha256:{snapshot_check.weights_sha256(folder, recursive=True)}" if local else getattr(pipe, "_commit_hash", None)
     model = MarigoldDepthModel(pipe, location, revision, opts)
     model.arch = None
     return model

@@ -17,7 +17,6 @@ unless ``HF_HUB_OFFLINE=1`` (then a missing snapshot is a clear error naming the
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -113,20 +112,6 @@ def output_kind(config, overrides: dict[str, Any]) -> tuple[str, bool]:
     return space, bool(metric)
 
 
-def weights_sha256(folder: Path) -> str | None:
-    """sha256 over the folder's ``*.safetensors`` files (name + content, sorted): the weights' identity."""
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_local_snapshot(folder: Path, model_cls) -> None:
     """Refuse a hostile snapshot folder before transformers builds anything from it (see snapshot_check)."""
     from transformers import AutoConfig
@@ -151,18 +136,13 @@ def load_hf_model(location: str, **options: Any) -> HFDepthModel:
 
     Options: ``revision`` (hub branch/tag/commit), ``output_space``, ``is_metric``.
     """
-    unknown = sorted(set(options) - set(HF_OPTIONS))
-    if unknown:
-        raise ConfigError(f"hf:{location}: unknown --model-option {', '.join(unknown)}; valid: {', '.join(HF_OPTIONS)}")
+    snapshot_check.check_options("hf", location, options, HF_OPTIONS)
     try:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
     except ImportError:
         raise ConfigError("hf: models need transformers: pip install 'dabench[hf]'") from None
-    folder = Path(location).expanduser()
-    local = folder.is_dir()
-    if not local and location.startswith((".", os.sep, "~")):
-        raise MissingFileError(f"hf:{location}: folder not found (expected a transformers snapshot folder with "
-                               f"{SNAPSHOT_LAYOUT}, or a hub id such as Intel/dpt-large)")
+    folder, local = snapshot_check.local_folder(
+        "hf", location, f"a transformers snapshot folder with {SNAPSHOT_LAYOUT}, or a hub id such as Intel/dpt-large")
     if local and not (folder / "config.json").is_file():
         raise MissingFileError(f"hf:{location}: {folder} has no config.json (expected {SNAPSHOT_LAYOUT})")
     if local and not any(folder.glob("*.safetensors")):
@@ -189,7 +169,7 @@ def load_hf_model(location: str, **options: Any) -> HFDepthModel:
                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}. A snapshot folder needs "
                                f"{SNAPSHOT_LAYOUT}.") from None
     space, metric = output_kind(model.config, options)
-    revision = (f"sha256:{weights_sha256(folder)}" if local
+    revision = (f"sha256:{snapshot_check.weights_sha256(folder)}" if local
                 else getattr(model.config, "_commit_hash", None) or options.get("revision"))
     wrapped = HFDepthModel(model.eval(), processor, location, revision, space, metric)
     wrapped.arch = None

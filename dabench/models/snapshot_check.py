@@ -11,17 +11,52 @@ data) to count the elements the weights hold, and the model the config describes
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from dabench.errors import DataError
+from dabench.errors import ConfigError, DataError, MissingFileError
 
 MAX_JSON_BYTES = 4 << 20  # a real config.json is a few KiB; model_index.json likewise
 #: Layer counts above this are not a depth model (ViT-g has 40 blocks); building them would take hours.
 MAX_LAYERS = 1024
 #: Parameters the config may describe beyond what the weights hold (biases/buffers initialised fresh).
 SPARE_PARAMETERS = 10_000_000
+
+
+def check_options(scheme: str, location: str, options: dict, valid: dict) -> None:
+    """One ConfigError naming any ``--model-option`` of ``scheme:location`` that ``valid`` does not know."""
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"{scheme}:{location}: unknown --model-option {', '.join(unknown)}; "
+                          f"valid: {', '.join(valid)}")
+
+
+def local_folder(scheme: str, location: str, expected: str) -> tuple[Path, bool]:
+    """(folder, whether it exists) for ``scheme:location``; a path-like location (``.``, ``/``, ``~``)
+    that is not a folder is a MissingFileError saying what was ``expected`` (a bare name is a hub id)."""
+    folder = Path(location).expanduser()
+    local = folder.is_dir()
+    if not local and location.startswith((".", os.sep, "~")):
+        raise MissingFileError(f"{scheme}:{location}: folder not found (expected {expected})")
+    return folder, local
+
+
+def weights_sha256(folder: Path, recursive: bool = False) -> str | None:
+    """sha256 over the folder's ``*.safetensors`` files (path relative to ``folder`` + content, sorted):
+    the weights' identity; None when there are none. ``recursive``: also in sub-folders."""
+    files = sorted(folder.rglob("*.safetensors") if recursive else folder.glob("*.safetensors"))
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(folder)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def read_json_object(path: Path, what: str) -> dict[str, Any]:
