@@ -3,8 +3,8 @@
 - ``dabench_home()``: ``$DABENCH_HOME`` or ``~/.cache/dabench``; checkpoints live in
   ``dabench_home()/checkpoints``, prediction caches in ``dabench_home()/cache``.
 - ``data_root()``: ``--data-root`` or ``$DABENCH_DATA`` (datasets on disk).
-- ``repo_root()``: the checkout holding ``datasets/``, ``leaderboards/`` and ``heads/``
-  (``$DABENCH_REPO`` overrides).
+- ``checkout_root()``: the git checkout dabench runs from (editable installs), else None (a wheel);
+  shipped configuration is found through ``dabench.configs``, never through a checkout.
 - ``atomic_write_*``: temp file in the same directory + ``os.replace``, so a crash never leaves
   a half-written result.
 """
@@ -25,9 +25,10 @@ from typing import Any
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def repo_root() -> Path:
-    env = os.environ.get("DABENCH_REPO")
-    return Path(env).resolve() if env else PACKAGE_DIR.parent
+def checkout_root() -> Path | None:
+    """The git checkout holding this package (an editable install), or None (installed from a wheel)."""
+    root = PACKAGE_DIR.parent
+    return root if (root / ".git").exists() and (root / "pyproject.toml").is_file() else None
 
 
 def dabench_home() -> Path:
@@ -58,9 +59,12 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path | None:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """The commit of the dabench checkout (``+dirty`` when it has uncommitted changes), or None."""
+    """The commit of the dabench checkout (``+dirty`` when it has uncommitted changes), or None when
+    dabench is installed from a wheel (records then carry the package version)."""
+    root = checkout_root()
+    if root is None:
+        return None
     try:
-        root = repo_root()
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10).stdout.strip()
         if not sha:

@@ -24,6 +24,7 @@ import yaml
 from real_layouts import write_nyu
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = Path(__file__).resolve().parents[1] / "dabench" / "configs"
 H, W = 20, 28  # frame size of the writers below (pixels)
 RNG = np.random.default_rng(0)
 
@@ -42,7 +43,7 @@ class Frame:
 
 
 class Cards:
-    """A private copy of the repository's dataset cards (``DABENCH_REPO``), so a test can point a
+    """A private copy of the repository's dataset cards (``DABENCH_CONFIG_PATH``), so a test can point a
     card's split list at its tiny fixture and change card fields."""
 
     def __init__(self, root: Path):
@@ -50,8 +51,8 @@ class Cards:
 
     @classmethod
     def copy(cls, dest: Path, monkeypatch) -> "Cards":
-        shutil.copytree(REPO / "datasets", Path(dest) / "datasets")
-        monkeypatch.setenv("DABENCH_REPO", str(dest))
+        shutil.copytree(CONFIGS / "datasets", Path(dest) / "datasets")
+        monkeypatch.setenv("DABENCH_CONFIG_PATH", str(dest))
         return cls(dest)
 
     def set(self, name: str, **changes) -> None:

@@ -1,5 +1,5 @@
 """The CI gate: a tiny, seeded suite run (dabench.results.ci) must not regress against the baseline
-committed in leaderboards/ci-baseline. After an intended change of numbers regenerate it with
+committed in dabench/configs/ci-baseline. After an intended change of numbers regenerate it with
 `python -m dabench.results.ci --update-baseline` and commit the new records."""
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_ci_suite_does_not_regress(ci_run, tmp_path):
                                    "--out", str(report)])
     assert res.exit_code == 0, (res.output + "\nIf this change of numbers is intended (new synthetic data, model "
                                 "or metric code), regenerate the baseline: python -m dabench.results.ci "
-                                "--update-baseline, and commit leaderboards/ci-baseline.")
+                                "--update-baseline, and commit dabench/configs/ci-baseline.")
     assert report.read_text().startswith("**✅ PASS")
     assert json.loads(report.with_suffix(".json").read_text())["counts"]["unchanged"] == 36
 

@@ -15,6 +15,7 @@ from dabench.cli import app
 from dabench.data import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = Path(__file__).resolve().parents[1] / "dabench" / "configs"
 runner = CliRunner()
 
 
@@ -72,8 +73,8 @@ def test_check_needs_data_root():
 @pytest.fixture
 def kitti_tree(tmp_path, monkeypatch):
     root = tmp_path / "repo"
-    shutil.copytree(REPO / "datasets", root / "datasets")
-    monkeypatch.setenv("DABENCH_REPO", str(root))
+    shutil.copytree(CONFIGS / "datasets", root / "datasets")
+    monkeypatch.setenv("DABENCH_CONFIG_PATH", str(root))
     data = tmp_path / "data"
     rows = []
     for k in range(3):
@@ -132,7 +133,7 @@ def test_split_list_cannot_name_files_outside_the_dataset_folder(kitti_tree):
 
     outside = kitti_tree / "secret.png"
     cv2.imwrite(str(outside), np.full((6, 8, 3), 1, np.uint8))
-    split = Path(os.environ["DABENCH_REPO"]) / "datasets/splits/k.txt"
+    split = Path(os.environ["DABENCH_CONFIG_PATH"]) / "datasets/splits/k.txt"
     split.write_text("../../secret.png 2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000000.png "
                      "721.5377\n")
     r = _run("data", "check", "kitti", "--data-root", kitti_tree)

@@ -16,6 +16,7 @@ from dabench.errors import ConfigError, DataError, MissingFileError
 from reader_layouts import Cards, kitti_tree, png16, rgb
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = Path(__file__).resolve().parents[1] / "dabench" / "configs"
 H, W = 6, 8
 RNG = np.random.default_rng(0)
 
@@ -37,7 +38,7 @@ def test_all_cards_present_and_valid():
             assert card["fallback"] in ("synthetic-indoor", "synthetic-outdoor")
             assert card["protocol_source"]
     assert set(list_datasets(task="segmentation")) == {"cityscapes", "ade20k"}
-    assert not list((REPO / "datasets").rglob("*.py")), "datasets/ must never contain python"
+    assert not list((CONFIGS / "datasets").rglob("*.py")), "datasets/ must never contain python"
 
 
 def test_zero_shot_defaults_follow_the_authors():
@@ -106,7 +107,7 @@ def _rgb(path, h=H, w=W):
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    """A private copy of the cards (DABENCH_REPO) so tests can point split files at tiny lists."""
+    """A private copy of the cards (DABENCH_CONFIG_PATH) so tests can point split files at tiny lists."""
     cards = Cards.copy(tmp_path / "repo", monkeypatch)
     data = tmp_path / "data"
     data.mkdir()
@@ -326,9 +327,9 @@ def test_runner_missing_entry_errors_or_counts_with_skip_missing(repo, tmp_path)
     kw = dict(models=["horizon_prior"], data_root=data, datasets=["kitti"], results_dir=tmp_path / "res",
               show_progress=False, use_cache=False)
     with pytest.raises(MissingFileError, match=r"0000000070.png"):
-        run_suite(REPO / "leaderboards/suites/zero-shot.yaml", **kw)
+        run_suite(CONFIGS / "suites/zero-shot.yaml", **kw)
     assert not (tmp_path / "res" / "zero-shot" / "horizon_prior" / "kitti.json").exists()
-    (rec,) = run_suite(REPO / "leaderboards/suites/zero-shot.yaml", skip_missing=True, **kw)
+    (rec,) = run_suite(CONFIGS / "suites/zero-shot.yaml", skip_missing=True, **kw)
     assert rec["dataset"] == "kitti" and rec["status"] == "ok"
     assert rec["samples"]["skipped_missing"] == 1 and rec["samples"]["used"] == 1
     assert rec["config"]["skip_missing"] is True

@@ -19,6 +19,7 @@ from real_layouts import write_nyu
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = Path(__file__).resolve().parents[1] / "dabench" / "configs"
 FAST = ["--cfg-option", "data.train_limit=4", "--cfg-option", "train.batch_size=2",
         "--cfg-option", "train.checkpoint_every=0"]
 
@@ -30,13 +31,13 @@ def _run(args):
 
 @pytest.fixture
 def nyu(tmp_path, monkeypatch):
-    """A private copy of the cards (DABENCH_REPO) whose nyu split lists name a tiny NYU under data/,
+    """A private copy of the cards (DABENCH_CONFIG_PATH) whose nyu split lists name a tiny NYU under data/,
     with one training entry missing on disk."""
     root = tmp_path / "repo"
-    shutil.copytree(REPO / "datasets", root / "datasets")
-    shutil.copytree(REPO / "leaderboards", root / "leaderboards")
-    shutil.copytree(REPO / "heads", root / "heads")
-    monkeypatch.setenv("DABENCH_REPO", str(root))
+    shutil.copytree(CONFIGS / "datasets", root / "datasets")
+    shutil.copytree(CONFIGS / "suites", root / "suites")
+    shutil.copytree(CONFIGS / "heads", root / "heads")
+    monkeypatch.setenv("DABENCH_CONFIG_PATH", str(root))
     data = tmp_path / "data"
     train, test = write_nyu(data, train=4, test=2)
     train.insert(1, ["/kitchen_9999/rgb_00099.jpg", "/kitchen_9999/sync_depth_00099.png", "518.8579"])

@@ -16,6 +16,7 @@ from dabench.cli import app
 from reader_layouts import KITTI_GT, KITTI_IMG, png16, rgb
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIGS = Path(__file__).resolve().parents[1] / "dabench" / "configs"
 RNG = np.random.default_rng(0)
 
 
@@ -27,9 +28,9 @@ def _img(path, h, w):
 def tree(tmp_path, monkeypatch):
     """A private repo copy (cards, splits, suites) and a data root with one frame per Marigold set."""
     root = tmp_path / "repo"
-    shutil.copytree(REPO / "datasets", root / "datasets")
-    shutil.copytree(REPO / "leaderboards", root / "leaderboards")
-    monkeypatch.setenv("DABENCH_REPO", str(root))
+    shutil.copytree(CONFIGS / "datasets", root / "datasets")
+    shutil.copytree(CONFIGS / "suites", root / "suites")
+    monkeypatch.setenv("DABENCH_CONFIG_PATH", str(root))
     data = tmp_path / "data"
 
     def card(name, **changes):

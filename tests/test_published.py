@@ -1,4 +1,4 @@
-"""Published numbers (leaderboards/published): schema, source labels, dataset/metric names, and the
+"""Published numbers (dabench/configs/published): schema, source labels, dataset/metric names, and the
 paper's winners. Expected winners below were read off the paper's tables by hand (PAPER.md)."""
 from __future__ import annotations
 

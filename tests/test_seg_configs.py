@@ -1,4 +1,4 @@
-"""heads/seg configs: mmseg naming, `_base_` composition, the paper's recipe values, presets."""
+"""dabench/configs/heads/seg configs: mmseg naming, `_base_` composition, the paper's recipe values, presets."""
 from __future__ import annotations
 
 import re

@@ -50,8 +50,11 @@ def ls_datasets(
         raise ConfigError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
     table = Table(title="dabench datasets")
     table.add_column("name", no_wrap=True)
-    for col in ("task", "splits", "range (m)", "crop", "alignment", "score", "on disk", "fallback"):
+    for col in ("task", "splits", "range (m)", "crop", "alignment", "score", "on disk", "fallback", "origin"):
         table.add_column(col, overflow="fold")
+    from dabench import configs
+
+    entries = configs.entries("datasets")
     for name in list_datasets(task=task):
         c = load_card(name)
         rng = "-" if c.get("min_depth") is None else f"{c['min_depth']:g}–{c['max_depth']:g}"
@@ -59,7 +62,7 @@ def ls_datasets(
         on_disk = "synthetic" if c["reader"] == "synthetic" else ("yes" if avail else "no")
         table.add_row(name, c["task"], ",".join(card_splits(c)), rng, str(c.get("eval_crop") or "-"),
                       str(c.get("alignment") or "-"), str(c.get("score_space") or "-"), on_disk,
-                      str(c.get("fallback") or "-"))
+                      str(c.get("fallback") or "-"), configs.origin_label(entries.get(name)))
     Console().print(table)
 
 

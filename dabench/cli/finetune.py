@@ -30,8 +30,8 @@ def metric(
     preset: str = typer.Option("paper", "--preset", help="paper (the authors' ZoeDepth / V2 recipe) or tiny (CPU smoke run)."),
     arch: str = typer.Option(None, "--arch", help="Relative architecture of --init when it is an official .pth whose "
                                                   "name does not tell (e.g. da2_vits14)."),
-    config: Path = typer.Option(None, "--config", help="A heads/metric-style mmengine config file instead of "
-                                                       "heads/metric/{head}_{dataset}.py."),
+    config: Path = typer.Option(None, "--config", help="A dabench/configs/heads/metric-style mmengine config file instead of "
+                                                       "dabench/configs/heads/metric/{head}_{dataset}.py."),
     cfg_option: list[str] = typer.Option(None, "--cfg-option", help="Override a config key, e.g. optimizer.lr=1e-4 "
                                                                     "(repeatable; values read as JSON, else as "
                                                                     "mmengine's DictAction does)."),

@@ -25,7 +25,7 @@ def seg(
                                                        "synthetic, cityscapes or ade20k; default for synthetic)."),
     arch: str = typer.Option(None, "--arch", help="Encoder arch (da2_vits14, da1_vitl14, da2_test, ...) when the "
                                                   "--init file does not tell or with --random-init."),
-    config: Path = typer.Option(None, "--config", help="Any mmseg config (e.g. one under heads/seg/) instead of "
+    config: Path = typer.Option(None, "--config", help="Any mmseg config (e.g. one under dabench/configs/heads/seg/) instead of "
                                                        "the preset's."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder: mmengine checkpoints, logs, config.py, "
                                                  "final.safetensors, summary.json. Default runs/seg/<name>."),

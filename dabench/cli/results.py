@@ -241,7 +241,7 @@ def regress_cmd(
     --allow-missing); exit 2 when the two sides scored different samples (unless
     --allow-different-samples); else 0.
 
-    Example: dabench regress --baseline leaderboards/ci-baseline --current results/ --out report.md
+    Example: dabench regress --baseline dabench/configs/ci-baseline --current results/ --out report.md
     """
     from dabench.results import regress as rg
 

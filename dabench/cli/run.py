@@ -145,24 +145,27 @@ def ls_protocols(suite: Optional[str] = typer.Option(None, "--suite", help="one 
 
 @ls_app.command("suites")
 def ls_suites() -> None:
-    """List the suites in leaderboards/suites/: task, datasets, reported metrics.
+    """List the suites (shipped, and from $DABENCH_CONFIG_PATH folders): task, datasets, reported metrics.
 
     Example: dabench ls suites
     """
     from rich.console import Console
     from rich.table import Table
 
+    from dabench import configs
     from dabench.errors import DabenchError
-    from dabench.eval.suites import list_suites, load_suite
+    from dabench.eval.suites import load_suite
 
     table = Table(title="suites")
-    for col in ("name", "task", "datasets", "primary metrics", "description"):
+    for col in ("name", "task", "datasets", "primary metrics", "origin", "description"):
         table.add_column(col, overflow="fold")
-    for name in list_suites():
+    for name, entry in configs.entries("suites").items():
+        origin = configs.origin_label(entry)
         try:
             s = load_suite(name)
         except DabenchError as e:  # one broken file must not hide the others
-            table.add_row(name, "[red]invalid[/red]", "", "", str(e))
+            table.add_row(name, "[red]invalid[/red]", "", "", origin, str(e))
             continue
-        table.add_row(s.name, s.task, ", ".join(s.dataset_names), ", ".join(s.primary_metrics), s.description)
+        table.add_row(s.name, s.task, ", ".join(s.dataset_names), ", ".join(s.primary_metrics), origin,
+                      s.description)
     Console().print(table)

@@ -1,4 +1,4 @@
-"""Dataset cards: one YAML file per dataset in ``<repo>/datasets/<name>.yaml``.
+"""Dataset cards: one YAML file per dataset, ``dabench/configs/datasets/<name>.yaml`` (or a ``$DABENCH_CONFIG_PATH`` folder).
 
 Card schema (every field is checked by ``validate_card``):
 
@@ -6,7 +6,7 @@ Card schema (every field is checked by ``validate_card``):
 - ``task``: ``depth`` | ``segmentation`` | ``ordinal`` (annotated point pairs, e.g. DA-2K; the depth
   protocol fields may be null).
 - ``reader``: the dataset reader (a ``READERS`` name in ``dabench.data.datasets``).
-- ``split_file``: ``{split: path}`` of split lists, relative to ``<repo>/datasets/``
+- ``split_file``: ``{split: path}`` of split lists, relative to the card's folder (``dabench/configs/datasets/``)
   (``{}`` for synthetic sets and sets listed by directory scan); ``default_split``.
 - ``root``: the dataset folder relative to ``--data-root`` / ``$DABENCH_DATA`` (null: synthetic).
 - ``min_depth`` / ``max_depth``: metres; ground truth outside is invalid for evaluation.
@@ -21,7 +21,7 @@ Card schema (every field is checked by ``validate_card``):
 - ``source``: one-line citation; ``protocol_source``: where the protocol defaults come from;
   ``notes``: caveats.
 - ``segmentation`` (optional; cards the seg-* suites and ``dabench finetune seg`` read through
-  mmseg): ``config`` (a file under ``heads/seg/_base_/datasets/``), ``num_classes``,
+  mmseg): ``config`` (a file under ``dabench/configs/heads/seg/_base_/datasets/``), ``num_classes``,
   ``train_split``; real sets also ``folders: {split: [img_path, seg_map_path]}`` (relative to
   ``root``, one per split of ``split_file``), ``img_suffix``, ``seg_map_suffix``,
   ``reduce_zero_label``; synthetic sets ``train_scenes``.
@@ -37,7 +37,7 @@ import yaml
 
 from dabench.data.crops import CROPS as EVAL_CROPS
 from dabench.errors import ConfigError, MissingFileError
-from dabench.provenance import repo_root
+from dabench import configs
 
 TASKS = ("depth", "segmentation", "ordinal")
 SCORE_SPACES = ("disparity", "depth")
@@ -47,13 +47,13 @@ REQUIRED = ("name", "display_name", "task", "reader", "split_file", "root", "min
 
 
 def cards_dir() -> Path:
-    """``<repo>/datasets``: the YAML cards and ``splits/``."""
-    return repo_root() / "datasets"
+    """The shipped cards folder (``dabench/configs/datasets``: the YAML cards and ``splits/``)."""
+    return configs.shipped_dir("datasets")
 
 
 def list_datasets(task: str | None = None) -> list[str]:
-    """Names of all dataset cards (optionally only those of ``task``)."""
-    names = sorted(p.stem for p in cards_dir().glob("*.yaml"))
+    """Names of all dataset cards, shipped and from ``$DABENCH_CONFIG_PATH`` (optionally only ``task``'s)."""
+    names = configs.names("datasets")
     if task is not None:
         names = [n for n in names if load_card(n)["task"] == task]
     return names
@@ -65,20 +65,22 @@ def load_card(name: str) -> dict:
 
     from dabench.safety import safe_join
 
-    path = safe_join(cards_dir(), f"{name}.yaml", what="dataset name")
+    safe_join(cards_dir(), f"{name}.yaml", what="dataset name")  # refuses separators and traversal
+    path = configs.find("datasets", str(name))
+    if path is None:
+        known = ", ".join(configs.names("datasets")) or "(none)"
+        raise ConfigError(f"unknown dataset {name!r}: no card {name}.yaml in {', '.join(map(str, configs.search_path('datasets')))}; "
+                          f"valid datasets: {known}")
     try:
         stamp = path.stat().st_mtime_ns
     except OSError:
         stamp = None
-    return copy.deepcopy(_load_card_cached(str(name), str(cards_dir()), stamp))
+    return copy.deepcopy(_load_card_cached(str(path), stamp))
 
 
 @lru_cache(maxsize=256)
-def _load_card_cached(name: str, directory: str, stamp) -> dict:
-    path = Path(directory) / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in Path(directory).glob("*.yaml"))) or "(none)"
-        raise ConfigError(f"unknown dataset {name!r}: no card {path}; valid datasets: {known}")
+def _load_card_cached(path_str: str, stamp) -> dict:
+    path = Path(path_str)
     try:
         card = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -151,7 +153,7 @@ def _check_segmentation(card: dict, path) -> None:
         if not isinstance(seg.get(key), kind) or isinstance(seg.get(key), bool):
             raise ConfigError(f"{where}.{key} must be a {kind.__name__}, got {seg.get(key)!r}")
     if "/" in seg["config"] or not seg["config"].endswith(".py"):
-        raise ConfigError(f"{where}.config must name a file in heads/seg/_base_/datasets/, got {seg['config']!r}")
+        raise ConfigError(f"{where}.config must name a file in dabench/configs/heads/seg/_base_/datasets/, got {seg['config']!r}")
     if card["reader"] == "synthetic":
         return
     folders = seg.get("folders")
@@ -213,7 +215,10 @@ def split_file_path(card: dict, split: str) -> Path:
     if not rel:
         raise ConfigError(f"dataset {card['name']!r} split {split!r} has no split file (its folder is scanned)")
     p = Path(rel)
-    return p if p.is_absolute() else cards_dir() / p
+    if p.is_absolute():
+        return p
+    card_file = configs.find("datasets", str(card["name"]))  # relative to the card's own folder
+    return (card_file.parent if card_file is not None else cards_dir()) / p
 
 
 def per_split(card: dict, key: str, split: str, default=None):

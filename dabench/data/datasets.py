@@ -30,7 +30,7 @@ READERS = Registry("dataset reader")
 
 def build_dataset(name: str, split: str | None = None, data_root=None, limit: int | None = None,
                   skip_missing: bool = False, **kw: Any) -> torch.utils.data.Dataset:
-    """The dataset ``name`` (a card in ``datasets/``) for ``split`` (default: the card's).
+    """The dataset ``name`` (a card in ``dabench/configs/datasets/``) for ``split`` (default: the card's).
 
     ``data_root``: folder holding the real datasets (default ``$DABENCH_DATA``); the card's ``root``
     is relative to it. ``limit``: keep the first N entries. ``skip_missing``: skip (and count in

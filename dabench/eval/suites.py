@@ -1,4 +1,4 @@
-"""Suites declared as data: ``leaderboards/suites/<name>.yaml``.
+"""Suites declared as data: ``dabench/configs/suites/<name>.yaml`` (plus ``$DABENCH_CONFIG_PATH`` folders).
 
 A suite names a task, the datasets it runs (each optionally overriding its dataset card's
 evaluation defaults) and the metrics it reports. Schema (every key is checked; an unknown key,
@@ -31,7 +31,7 @@ from dabench.data.crops import CROPS
 from dabench.errors import ConfigError, MissingFileError
 from dabench.eval.align import ALIGNMENT_MODES
 from dabench.metrics.registry import METRICS, list_metrics
-from dabench.provenance import repo_root
+from dabench import configs
 from dabench.tasks import TASKS, metric_task
 
 SCORE_SPACES = ("disparity", "depth")
@@ -82,12 +82,13 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def suites_dir() -> Path:
-    return repo_root() / "leaderboards" / "suites"
+    """The shipped suites folder (``dabench/configs/suites``)."""
+    return configs.shipped_dir("suites")
 
 
 def list_suites() -> list[str]:
-    d = suites_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    """Suite names, shipped and from ``$DABENCH_CONFIG_PATH``."""
+    return configs.names("suites")
 
 
 def default_pred_floor(min_depth: float, task: str) -> float:
@@ -261,7 +262,7 @@ def parse_suite(data: Any, source: str = "<suite>", default_name: str | None = N
 
 
 def load_suite(name_or_path: str | os.PathLike | Suite) -> Suite:
-    """A suite by registered name (``leaderboards/suites/<name>.yaml``) or by YAML path."""
+    """A suite by name (``dabench/configs/suites/<name>.yaml`` or a ``$DABENCH_CONFIG_PATH`` folder) or by YAML path."""
     if isinstance(name_or_path, Suite):
         return name_or_path
     import yaml
@@ -269,8 +270,9 @@ def load_suite(name_or_path: str | os.PathLike | Suite) -> Suite:
     s = str(name_or_path)
     path = Path(s)
     if not (s.endswith((".yaml", ".yml")) or os.sep in s or "/" in s):
-        path = suites_dir() / f"{s}.yaml"
-        if not path.is_file():
+        found = configs.find("suites", s)
+        path = found if found is not None else suites_dir() / f"{s}.yaml"
+        if found is None:
             raise ConfigError(f"unknown suite {s!r}; valid suites: {', '.join(list_suites()) or '(none)'} "
                               f"(or pass a path to a suite YAML)")
     if not path.is_file():

@@ -1,6 +1,6 @@
 """`dabench finetune metric`: fine-tune a relative Depth Anything model into a metric-depth one.
 
-Flow: config (``heads/metric/{head}_{dataset}.py`` on ``_base_/``, + ``_base_/tiny.py`` for ``--preset
+Flow: config (``dabench/configs/heads/metric/{head}_{dataset}.py`` on ``_base_/``, + ``_base_/tiny.py`` for ``--preset
 tiny`` + ``--cfg-option`` overrides, merged by mmengine)
 -> checks (init checkpoint, dataset card, depth range; all before any training step) -> the
 relative model from ``--init`` wrapped with a metric head (``dabench.finetune.metric_heads``) ->
@@ -27,7 +27,7 @@ from torch import nn
 
 from dabench.errors import CheckpointError, ConfigError, MissingFileError
 from dabench.finetune.metric_heads import HEAD_NAMES, resolve_head_config, wrap_relative_model
-from dabench.provenance import repo_root
+from dabench import configs
 
 PRESETS = ("paper", "tiny")
 HEADS = tuple(HEAD_NAMES)  # ("zoe", "simple")
@@ -65,15 +65,16 @@ LOSSES = {"silog": silog_loss}
 # configuration
 # ---------------------------------------------------------------------------------------------
 def heads_dir() -> Path:
-    return repo_root() / "heads" / "metric"
+    """The shipped metric-head configs (``dabench/configs/heads/metric``)."""
+    return configs.shipped_dir("dabench/configs/heads/metric")
 
 
 def config_file_for(head: str, dataset: str) -> Path:
-    """``heads/metric/{head}_{dataset}.py`` if it exists, else the head's recipe ``heads/metric/_base_/{head}.py``."""
+    """``dabench/configs/heads/metric/{head}_{dataset}.py`` if it exists, else the head's recipe ``dabench/configs/heads/metric/_base_/{head}.py``."""
     if head not in HEADS:
         raise ConfigError(f"unknown metric head {head!r}; valid heads: {', '.join(HEADS)}")
-    specific = heads_dir() / f"{head}_{dataset.replace('-', '_')}.py"
-    if specific.is_file():
+    specific = configs.find("dabench/configs/heads/metric", f"{head}_{dataset.replace('-', '_')}")
+    if specific is not None:
         return specific
     return heads_dir() / "_base_" / f"{head}.py"
 
@@ -180,13 +181,13 @@ def resolve_init_arch(init: str | os.PathLike, arch: str | None = None) -> str:
                               "checkpoint (official .pth or dabench train's final.safetensors)")
     if arch is not None:
         MODELS.check(arch)
-        if is_baseline(arch) or MODELS.meta(arch).get("kind") != "depth_anything":
+        if is_baseline(arch) or MODELS.meta(arch).get("family") != "depth_anything":
             raise ConfigError(f"--arch {arch!r} is not a Depth Anything model")
         if meta_arch and meta_arch != arch:
             raise CheckpointError(f"--init {path} was written for {meta_arch!r}, not --arch {arch!r}")
         return arch
     if meta_arch:
-        if meta_arch not in MODELS or MODELS.meta(meta_arch).get("kind") != "depth_anything":
+        if meta_arch not in MODELS or MODELS.meta(meta_arch).get("family") != "depth_anything":
             raise CheckpointError(f"--init {path} names {meta_arch!r}, which is not a Depth Anything model")
         return meta_arch
     sd = ckpt.to_dabench_keys(ckpt.read_state_dict(path))

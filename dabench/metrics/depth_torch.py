@@ -84,7 +84,7 @@ def pick_engine(device_type: str, terms, engine: str = "auto", compile: bool = F
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine != "torch" and device_type == "cpu":
-        from dabench.metrics import depth_native
+        import dabench.metrics.depth_native as depth_native
 
         ok, why = depth_native.available()
         if ok and depth_native.supports(terms):
@@ -113,7 +113,7 @@ def depth_sums_batch(pred, gt, valid=None, *, min_depth: float = 0.0, max_depth:
     """
     import torch
 
-    from dabench.metrics import depth_native
+    import dabench.metrics.depth_native as depth_native
 
     woken = False
     if (engine != "torch" and not (isinstance(pred, torch.Tensor) and pred.device.type != "cpu")

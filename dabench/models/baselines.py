@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from dabench.errors import ConfigError
-from dabench.models import register_model
+from dabench.models._registry import register_model
 from dabench.models.depth_anything import default_data_config
 
 FAMILY = "baseline"

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dabench.models import dinov2 as _dinov2
-from dabench.models import register_model
+import dabench.models.dinov2 as _dinov2
+from dabench.models._registry import register_model
 from dabench.models.contract import DataConfig
 from dabench.models.dpt import DPTHead
 
@@ -206,6 +206,13 @@ def da1_test(**kwargs) -> DepthAnything:
 def da2_test(**kwargs) -> DepthAnything:
     """tiny V2-style test model (width 32, 6 blocks)."""
     return build("da2_test", **kwargs)
+
+
+def family_info(name: str) -> dict:
+    """What ``model_info`` adds for a Depth Anything variant: version, encoder, taps and decoder widths."""
+    cfg = CONFIGS[name]
+    return {"version": cfg.version, "encoder": cfg.encoder, "taps": list(official_tap_indices(name)),
+            "features": cfg.features, "out_channels": list(cfg.out_channels)}
 
 
 def official_tap_indices(arch: str) -> Sequence[int]:

@@ -1,8 +1,8 @@
 """The project's CI regression gate: a tiny, seeded suite run compared with the baseline committed in
-``leaderboards/ci-baseline/``.
+``dabench/configs/ci-baseline/``.
 
 - ``tests/test_ci_regression.py`` calls :func:`run_ci_suite` into a temporary directory and then
-  ``dabench regress --baseline leaderboards/ci-baseline --current <tmp>``; a metric that got worse
+  ``dabench regress --baseline dabench/configs/ci-baseline --current <tmp>``; a metric that got worse
   beyond tolerance fails the test suite.
 - After an intended change of numbers, regenerate the baseline (and commit it)::
 
@@ -37,9 +37,10 @@ CI_SEED = 4
 
 
 def ci_baseline_dir() -> Path:
-    from dabench.provenance import repo_root
+    """The shipped CI baseline (``dabench/configs/ci-baseline``)."""
+    from dabench import configs
 
-    return repo_root() / "leaderboards" / "ci-baseline"
+    return configs.shipped_dir("ci-baseline")
 
 
 def run_ci_suite(results_dir) -> list[dict]:
@@ -53,8 +54,8 @@ def run_ci_suite(results_dir) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dabench.results.ci", description=__doc__.split("\n\n")[0])
     parser.add_argument("--update-baseline", action="store_true",
-                        help="overwrite leaderboards/ci-baseline with this run's records")
-    parser.add_argument("--baseline", type=Path, default=None, help="baseline directory (default leaderboards/ci-baseline)")
+                        help="overwrite dabench/configs/ci-baseline with this run's records")
+    parser.add_argument("--baseline", type=Path, default=None, help="baseline directory (default dabench/configs/ci-baseline)")
     parser.add_argument("--out", type=Path, default=None, help="keep this run's records here (default: a temp dir)")
     args = parser.parse_args(argv)
 

@@ -1,4 +1,4 @@
-"""`dabench paper --out DIR`: every table of the paper's layouts (from ``leaderboards/published``)
+"""`dabench paper --out DIR`: every table of the paper's layouts (from ``dabench/configs/published``)
 with the stored own results next to the published rows, figures (per-dataset bar charts,
 parameters vs AbsRel, a qualitative grid) as PNG and PDF, and ``index.md`` linking everything.
 

@@ -1,4 +1,4 @@
-"""Published numbers (``leaderboards/published/*.yaml``): one file per paper table, each labelled
+"""Published numbers (``dabench/configs/published/*.yaml``): one file per paper table, each labelled
 with its source. They are data, never computed: dabench only prints them next to its own results.
 
 File schema (``dabench.published/1``)::
@@ -73,9 +73,10 @@ class PublishedTable:
 
 
 def published_dir() -> Path:
-    from dabench.provenance import repo_root
+    """The shipped published tables (``dabench/configs/published``)."""
+    from dabench import configs
 
-    return repo_root() / "leaderboards" / "published"
+    return configs.shipped_dir("published")
 
 
 def _as_list(v, what: str, src: str) -> list:
@@ -132,15 +133,23 @@ def parse_published(data: dict, src: str = "<published>") -> PublishedTable:
 
 
 def load_published(directory: str | os.PathLike | None = None) -> list[PublishedTable]:
-    """All published tables in ``directory`` (default ``leaderboards/published``), sorted by table number."""
+    """All published tables in ``directory`` (default: the shipped ``dabench/configs/published`` plus
+    ``$DABENCH_CONFIG_PATH`` folders, a user file shadowing a shipped one of the same name), sorted by
+    table number."""
     import yaml
 
-    d = Path(directory) if directory is not None else published_dir()
-    if not d.is_dir():
-        raise MissingFileError(f"published-results directory {d} does not exist (expected leaderboards/published/)")
+    from dabench import configs
+
+    if directory is not None:
+        d = Path(directory)
+        if not d.is_dir():
+            raise MissingFileError(f"published-results directory {d} does not exist")
+        files = sorted(d.glob("*.y*ml"))
+    else:
+        files = [e.path for e in configs.entries("published").values()]
     tables = []
     seen: dict[str, str] = {}
-    for f in sorted(d.glob("*.y*ml")):
+    for f in files:
         try:
             data = yaml.safe_load(f.read_text())
         except yaml.YAMLError as e:

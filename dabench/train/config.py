@@ -1,7 +1,7 @@
 """Training configs: mmengine ``Config`` files composed through ``_base_``, validated against one
 schema so an unknown key or a wrong type fails before anything runs, naming the key.
 
-Presets live in ``dabench/train/configs/<preset>.py`` (``-`` in a preset name reads as ``_``):
+Presets live in ``dabench/configs/train/<preset>.py`` (``-`` in a preset name reads as ``_``):
 ``tiny`` (CPU minutes, synthetic world, ``da2_test``), ``tiny-ll`` / ``tiny-lu`` / ``tiny-strong``
 (the Table 9 ablation rows; ``tiny`` is the full "+L_feat" row), ``paper`` (ViT-L at 518),
 ``paper-vitb``, ``paper-vits``. ``--config FILE`` may ``_base_`` on any of them; ``--set
@@ -17,7 +17,6 @@ from typing import Any, Mapping, Sequence
 
 from dabench.errors import ConfigError, MissingFileError
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 #: data keys that set how batches are made, not what they are
 LOADER_KEYS = ("num_workers", "prefetch_factor")
 
@@ -163,12 +162,17 @@ def validate(cfg: Mapping) -> dict:
 
 # ---------------------------------------------------------------- loading
 def preset_names() -> list[str]:
-    return sorted(p.stem.replace("_", "-") for p in CONFIG_DIR.glob("*.py") if not p.name.startswith("_"))
+    """Training presets, shipped (``dabench/configs/train``) and from ``$DABENCH_CONFIG_PATH``."""
+    from dabench import configs
+
+    return sorted(n.replace("_", "-") for n in configs.names("train"))
 
 
 def preset_path(name: str) -> Path:
-    p = CONFIG_DIR / f"{name.replace('-', '_')}.py"
-    if not p.is_file() or name.startswith("_"):
+    from dabench import configs
+
+    p = None if name.startswith("_") else configs.find("train", name.replace("-", "_"))
+    if p is None:
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
     return p
 

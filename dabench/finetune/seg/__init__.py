@@ -8,7 +8,7 @@ Importing this package is cheap; mmseg (7–9 s to import) is loaded only by the
 - ``transforms``: ``DabenchLoadAnnotations`` (label loading + checks that name the bad file).
 - ``metric``: ``DabenchIoUMetric`` (mmseg ``IoUMetric`` → dabench ``SegMetricState``).
 - ``segmentors``: ``MajorityClassSegmentor`` (the baseline).
-- ``config``: mmseg import and scope, presets under ``heads/seg/``, the command line applied to a config.
+- ``config``: mmseg import and scope, presets under ``dabench/configs/heads/seg/``, the command line applied to a config.
 - ``checkpoint``: dabench seg checkpoints (``final.safetensors``) and trusted resume of a run folder.
 - ``evaluate``: ``Runner.test`` with ``DabenchIoUMetric``; the majority-class baseline.
 - ``train``: ``finetune_seg`` (mmengine ``Runner``, DDP through torchrun, the held-out evaluation).

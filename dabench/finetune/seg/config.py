@@ -1,10 +1,10 @@
-"""Segmentation fine-tuning configs: presets under ``heads/seg/``, mmseg import and scope, and the
+"""Segmentation fine-tuning configs: presets under ``dabench/configs/heads/seg/``, mmseg import and scope, and the
 command line applied to an mmengine ``Config`` (encoder, classes, data root, iterations, launcher).
 
 - :func:`import_mmseg` imports mmseg (through the mmcv-lite shim) and registers dabench's
   components: ``DepthAnythingEncoder``, ``DabenchSyntheticSegDataset``,
   ``DabenchLoadAnnotations``, ``DabenchIoUMetric``, ``MajorityClassSegmentor``.
-- :func:`resolve_config` maps ``(preset, dataset, head)`` to a config under ``heads/seg/``;
+- :func:`resolve_config` maps ``(preset, dataset, head)`` to a config under ``dabench/configs/heads/seg/``;
   :func:`configure` applies the command line to it.
 """
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 
 from dabench.errors import ConfigError, MissingFileError
 from dabench.finetune.seg.mmcv_compat import INSTALL_HINT, ensure_mmcv_ops, full_mmcv_available
-from dabench.provenance import repo_root
+from dabench import configs
 
 DATASETS = ("cityscapes", "ade20k", "synthetic")
 HEAD_NAMES = ("upernet", "mask2former")
 PRESET_NAMES = ("tiny", "paper")
-#: (preset, dataset, head) -> config file under heads/seg/
+#: (preset, dataset, head) -> config file under dabench/configs/heads/seg/
 PRESETS: dict[tuple[str, str, str], str] = {
     ("paper", "cityscapes", "upernet"): "upernet_da2-vits14_8xb2-80k_cityscapes-896x896.py",
     ("paper", "ade20k", "upernet"): "upernet_da2-vits14_8xb2-160k_ade20k-896x896.py",
@@ -35,7 +35,8 @@ PRESETS: dict[tuple[str, str, str], str] = {
 
 
 def heads_dir() -> Path:
-    return repo_root() / "heads" / "seg"
+    """The shipped segmentation-head configs (``dabench/configs/heads/seg``)."""
+    return configs.shipped_dir("dabench/configs/heads/seg")
 
 
 def import_mmseg():
@@ -75,7 +76,7 @@ def resolve_config(dataset: str, head: str, preset: str) -> Path:
         combos = "; ".join(f"--preset {p} --dataset {d} --head {h}" for p, d, h in PRESETS)
         raise ConfigError(f"no {preset} config for {head} on {dataset}; available: {combos} "
                           f"(or pass any mmseg config with --config)")
-    path = heads_dir() / PRESETS[key]
+    path = configs.find("dabench/configs/heads/seg", PRESETS[key][: -len(".py")]) or heads_dir() / PRESETS[key]
     if not path.is_file():
         raise MissingFileError(f"config {path} does not exist")
     return path

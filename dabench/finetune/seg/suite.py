@@ -1,10 +1,10 @@
-"""Segmentation suites (``leaderboards/suites/seg-*.yaml``): evaluate a fine-tuned segmentation
+"""Segmentation suites (``dabench/configs/suites/seg-*.yaml``): evaluate a fine-tuned segmentation
 checkpoint, and the majority-class baseline, on held-out data; one results record per
 (model, dataset).
 
 ``dabench.eval.runner.run_suite`` dispatches ``task: segmentation`` suites through the task registry
 (``dabench.tasks.TASKS``) to :func:`run_seg_task`, which calls :func:`run_seg_suite` per model.
-Each suite dataset names its protocol source under ``heads/seg/_base_/datasets/``:
+Each suite dataset names its protocol source under ``dabench/configs/heads/seg/_base_/datasets/``:
 
 =================== ========================= ===============================================
 suite dataset       mmseg dataset              protocol
@@ -53,7 +53,7 @@ def dataset_protocol(dataset: str, *, split: str | None = None, limit: int | Non
     """Everything needed to evaluate on suite dataset ``dataset``: ``test_dataloader`` and
     ``train_dataset`` (for the majority class) configs, ``test_cfg`` (slide windows), ``classes``.
     The split folders, file suffixes and class count come from the dataset card's ``segmentation``
-    block; pipelines and slide windows from ``heads/seg/_base_/datasets/<config>``."""
+    block; pipelines and slide windows from ``dabench/configs/heads/seg/_base_/datasets/<config>``."""
     from dabench.finetune.seg.config import card_dataset_cfg, heads_dir, load_config
 
     card = seg_card(dataset)
