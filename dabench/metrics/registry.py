@@ -343,3 +343,8 @@ def list_metrics(task: str | None = None) -> list[str]:
 
 def higher_is_better(names) -> dict[str, bool]:
     return {n: METRICS.get(n).higher_is_better for n in names if n in METRICS}
+
+
+# MoGe's invariance levels and Depth Pro's boundary metrics (no sums: scored per image by
+# dabench.metrics.geometry); registered here so that suites can name them
+from dabench.metrics import geometry_specs as _geometry_specs  # noqa: E402,F401
