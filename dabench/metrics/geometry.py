@@ -40,7 +40,9 @@ Both compare neighbouring pixels' inverse depths: an edge at threshold ``t`` is 
 inverse-depth ratio exceeds ``t``, in each of four directions. The F1 averages precision and recall
 over the directions; the recall thins predicted edges to one pixel per run (non-maximum
 suppression) and takes mask edges from ``mask > 0.1``. Both are averaged over ``n`` thresholds in
-``[t_min, t_max]`` weighted by the threshold. Scale-invariant by construction: no alignment.
+``[t_min, t_max]`` weighted by the threshold. Scale-invariant by construction: no alignment. As in
+the reference, a direction without ground-truth (or predicted) edges counts 0 in the mean over
+directions: an exact copy of a map whose edges all face one way scores 0.25, not 1.
 
 Records and tables use the flat names of :data:`LEVEL_METRICS` (``<level>_<metric>``), registered in
 the metric registry under the ``geometry`` task, and ``si_boundary_f1`` / ``si_boundary_recall``

@@ -46,13 +46,15 @@ def l1_scale(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, eps: float = 1e-
 
 
 def _best_anchor(src_flat: torch.Tensor, tgt_flat: torch.Tensor, w_flat: torch.Tensor, anchors: torch.Tensor,
-                 anchor_rows) -> tuple[int, int]:
-    """The anchor (position in ``anchors``) of least anchored-L1 loss and its scale index into the flat
-    arrays. ``anchor_rows(idx)`` gives the (src, tgt) values subtracted for a chunk of anchors. Of anchors
+                 anchor_rows, key: torch.Tensor) -> tuple[int, int]:
+    """The anchor (an element of ``anchors``) of least anchored-L1 loss and its scale index into the flat
+    arrays. ``anchor_rows(idx)`` gives the (src, tgt) values subtracted for a chunk of anchors; ``key``
+    one row of values per element (anchors with equal rows pose the same sub-problem). Of anchors
     whose float losses tie, the last wins, as in MoGe's solver on the CPU (its ``scatter_min`` writes
     every tied anchor and keeps the last): tied lines are equally optimal, this keeps the same one."""
     n = src_flat.shape[-1]
     chunk = max(1, _ANCHOR_CHUNK // max(n, 1))
+    anchors = _distinct_anchors(anchors, key)
     best = (math.inf, 0, 0)
     for start in range(0, anchors.numel(), chunk):
         idx = anchors[start:start + chunk]
@@ -60,8 +62,19 @@ def _best_anchor(src_flat: torch.Tensor, tgt_flat: torch.Tensor, w_flat: torch.T
         _, loss, index = l1_scale(src_flat[None] - s0, tgt_flat[None] - t0, w_flat[None].expand(len(idx), n))
         m = len(idx) - 1 - int(torch.argmin(loss.flip(0)))  # the last of the chunk's minima
         if float(loss[m]) <= best[0]:
-            best = (float(loss[m]), start + m, int(index[m]))
+            best = (float(loss[m]), int(idx[m]), int(index[m]))
     return best[1], best[2]
+
+
+def _distinct_anchors(anchors: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """``anchors`` without repeats of one anchor's values (a subsample of an image smaller than the grid
+    repeats pixels): a repeat poses the identical sub-problem, with the identical loss, so only its last
+    occurrence is kept, which leaves the choice among tied anchors unchanged."""
+    _, inverse = torch.unique(key[anchors], dim=0, return_inverse=True)
+    pos = torch.arange(anchors.numel(), device=anchors.device)
+    last = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.long, device=anchors.device)
+    last = last.scatter_reduce(0, inverse, pos, reduce="amax")
+    return anchors[last.sort().values]
 
 
 @torch.no_grad()
@@ -70,8 +83,8 @@ def l1_affine(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
     anchors = torch.nonzero(w > 0).flatten()
     if anchors.numel() == 0:
         raise ValueError("l1_affine: no positive weight")
-    k, i2 = _best_anchor(x, y, w, anchors, lambda idx: (x[idx, None], y[idx, None]))
-    i1 = int(anchors[k])
+    i1, i2 = _best_anchor(x, y, w, anchors, lambda idx: (x[idx, None], y[idx, None]),
+                          torch.stack([x, y], 1))
     den = x[i2] - x[i1]
     scale = (y[i2] - y[i1]) / torch.where(den != 0, den, torch.full_like(den, 1e-7))
     return scale, y[i1] - scale * x[i1]
@@ -97,9 +110,9 @@ def l1_points_scale_shift(src: torch.Tensor, tgt: torch.Tensor, w: torch.Tensor)
         raise ValueError("l1_points_scale_shift: no positive weight")
     sf, tf = src.flatten(), tgt.flatten()
     wf = w[:, None].expand_as(src).flatten()
-    k, i2 = _best_anchor(sf, tf, wf, anchors,
-                         lambda idx: (src[idx].repeat(1, src.shape[0]), tgt[idx].repeat(1, src.shape[0])))
-    p = int(anchors[k])
+    p, i2 = _best_anchor(sf, tf, wf, anchors,
+                         lambda idx: (src[idx].repeat(1, src.shape[0]), tgt[idx].repeat(1, src.shape[0])),
+                         torch.cat([src, tgt], 1))
     i1 = p * 3 + i2 % 3  # the same coordinate of the anchor point
     den = sf[i2] - sf[i1]
     scale = (tf[i2] - tf[i1]) / torch.where(den != 0, den, torch.ones_like(den))
