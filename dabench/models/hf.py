@@ -11,6 +11,9 @@ override it for model types not listed here):
 - DPT (MiDaS v3/v3.1) and relative Depth Anything: relative inverse depth → ``disparity``;
 - ZoeDepth, Depth Pro, GLPN and Depth Anything with ``depth_estimation_type: metric``: depth in metres.
 
+Depth Pro also declares intrinsics (``geometry_outputs``, ``predict_geometry``: K from the focal
+length its field-of-view head gives), so the ``moge`` suite scores its field of view and point maps.
+
 Weights are read from safetensors only (``use_safetensors=True``: no pickled code runs) and no
 remote code is trusted. A folder is used when it exists; otherwise the name is a hub id, downloaded
 unless ``HF_HUB_OFFLINE=1`` (then a missing snapshot is a clear error naming the folder layout).
@@ -66,22 +69,41 @@ class HFDepthModel(nn.Module):
         self.model_type = str(getattr(model.config, "model_type", ""))
         self.family = f"hf-{self.model_type}"
         self.processor_config = {k: _jsonable(v) for k, v in processor.to_dict().items() if k in _PROCESSOR_KEYS}
+        if self.model_type == "depth_pro" and output_space == "depth" and self.is_metric:
+            # Depth Pro also estimates its field of view: metric depth plus intrinsics (dabench.models.outputs)
+            self.geometry_outputs = {"depth": "metric", "intrinsics": "metric"}
+            self.predict_geometry = self._predict_with_focal
 
     def forward(self, pixel_values):
         return self.hf_model(pixel_values=pixel_values).predicted_depth
 
-    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """One image at a time, as the pipeline (processors may resize images of one batch differently)."""
+    def _post(self, image: np.ndarray) -> dict:
         import torch
 
         device = next(self.hf_model.parameters()).device
+        inputs = self.processor(images=image, return_tensors="pt").to(device)
+        inputs = {k: (v.to(self.hf_model.dtype) if torch.is_floating_point(v) else v) for k, v in inputs.items()}
+        outputs = self.hf_model(**inputs)
+        return self.processor.post_process_depth_estimation(outputs, [tuple(image.shape[:2])])[0]
+
+    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """One image at a time, as the pipeline (processors may resize images of one batch differently)."""
+        return [self._post(image)["predicted_depth"].float().cpu().numpy() for image in images]
+
+    def _predict_with_focal(self, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Depth Pro: ``{"depth", "intrinsics"}`` per image; K from the focal length (pixels of the image)
+        that ``post_process_depth_estimation`` derives from the estimated field of view, square pixels,
+        principal point at the image centre."""
         out = []
         for image in images:
-            inputs = self.processor(images=image, return_tensors="pt").to(device)
-            inputs = {k: (v.to(self.hf_model.dtype) if torch.is_floating_point(v) else v) for k, v in inputs.items()}
-            outputs = self.hf_model(**inputs)
-            post = self.processor.post_process_depth_estimation(outputs, [tuple(image.shape[:2])])
-            out.append(post[0]["predicted_depth"].float().cpu().numpy())
+            post = self._post(image)
+            f = post.get("focal_length")
+            if f is None:
+                raise DataError(f"hf:{self.location}: the model returned no field of view, so no focal length")
+            f = float(f)
+            h, w = image.shape[:2]
+            K = np.array([[f, 0.0, (w - 1) / 2.0], [0.0, f, (h - 1) / 2.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+            out.append({"depth": post["predicted_depth"].float().cpu().numpy(), "intrinsics": K})
         return out
 
 

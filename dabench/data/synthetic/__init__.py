@@ -33,7 +33,7 @@ and read back bit-identically afterwards. Only CPU rendering is cached.
 """
 from __future__ import annotations
 
-from dabench.data.synthetic.geometry import Camera
+from dabench.data.synthetic.geometry import Camera, point_map
 from dabench.data.synthetic.scenes import (CLASS_ID, FAMILIES, IGNORE_INDEX, SEMANTIC_CLASSES, FamilySpec, Scene,
                                           make_scene)
 from dabench.data.synthetic.render import VECTORISE_LIMIT, render_scene
@@ -57,6 +57,7 @@ __all__ = [
     "SyntheticWorld",
     "VECTORISE_LIMIT",
     "make_scene",
+    "point_map",
     "render_batch",
     "render_scene",
     "renderer_version",

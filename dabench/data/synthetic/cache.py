@@ -15,7 +15,7 @@ from dabench.data.synthetic.render import render_scene
 from dabench.data.synthetic.scenes import make_scene
 
 CACHE_ENV = "DABENCH_SYNTHETIC_CACHE"
-CACHE_KEYS = ("image", "depth", "valid", "labels", "sky", "intrinsics")
+CACHE_KEYS = ("image", "depth", "valid", "labels", "sky", "intrinsics", "instances", "n_planes")
 # the modules (in this package) whose code decides a rendered sample
 RENDER_SOURCES = ("geometry.py", "scenes.py", "render.py", "cache.py")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from dabench.data.synthetic.cache import CACHE_KEYS, render_arrays, resolve_cache
+from dabench.data.synthetic.geometry import point_map
 from dabench.data.synthetic.render import render_scene
 from dabench.data.synthetic.scenes import FAMILIES, Scene, make_scene
 from dabench.errors import ConfigError
@@ -31,7 +32,9 @@ def render_batch(family: str, seeds, size: tuple[int, int] = (98, 126), *, spars
 
     Returns ``image`` uint8 B×H×W×3, ``depth`` float32 B×H×W (planar metres, 0 where invalid),
     ``valid`` bool, ``labels`` int64 (ids into ``SEMANTIC_CLASSES``), ``sky`` bool,
-    ``intrinsics`` float32 B×3×3 and ``seeds`` int64 B. numpy arrays by default; torch tensors on
+    ``intrinsics`` float32 B×3×3 (pixels; principal point at ``((W-1)/2, (H-1)/2)``), ``instances`` int32
+    (the primitive each pixel sees: planes first, then boxes and spheres; -1 for sky), ``n_planes``
+    int32 B (ids below it are the room / street planes) and ``seeds`` int64 B. numpy arrays by default; torch tensors on
     ``device`` with ``as_tensor=True`` (rendering itself runs on ``device``, default CPU).
     ``sparse=True`` keeps only LiDAR-like pixels of the outdoor ground truth. ``cache_dir``: the
     persistent render cache (see the module doc; default ``$DABENCH_SYNTHETIC_CACHE``, False: none).
@@ -85,11 +88,14 @@ class SyntheticWorld:
         return make_scene(self.family, seed)
 
     def sample(self, seed: int, name: str | None = None) -> dict:
-        """One dabench sample dict (numpy arrays) for scene ``seed``."""
+        """One dabench sample dict (numpy arrays) for scene ``seed``: the ``render_batch`` arrays of one
+        scene plus ``points`` (H×W×3 float32, camera frame, exact) and ``sharp_boundary`` (True)."""
         if int(seed) < 0:
             raise ConfigError(f"synthetic scene seed must be >= 0, got {seed}")
         s = render_arrays(self.family, int(seed), self.size, self.sparse, self.device, self.cache)
         s["name"] = name or f"synthetic-{self.family}-{seed}"
+        s["points"] = point_map(s["depth"], s["intrinsics"])  # exact, from the rays cast (0 where invalid)
+        s["sharp_boundary"] = True  # ray-cast: depth jumps between neighbouring pixels, never blended
         return s
 
 

@@ -41,6 +41,17 @@ class Camera:
         return Camera(np.asarray(position, dtype=np.float64), right, -up, fwd, float(hfov_deg))
 
 
+def point_map(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """H×W×3 camera-frame points (OpenCV axes, metres) of a planar depth map: pixel ``(i, j)`` at depth
+    ``z`` is ``z * ((j - cx) / fx, (i - cy) / fy, 1)``, the ray the renderer casts (computed in float64)."""
+    h, w = depth.shape
+    K = np.asarray(K, dtype=np.float64)
+    x = (np.arange(w) - K[0, 2]) / K[0, 0]
+    y = (np.arange(h) - K[1, 2]) / K[1, 1]
+    z = np.asarray(depth, dtype=np.float64)
+    return np.stack([z * x[None, :], z * y[:, None], z], -1).astype(np.float32)
+
+
 def project_rects(points: np.ndarray, cam: Camera, K: np.ndarray, size) -> list:
     """Pixel rectangles (i0, i1, j0, j1) containing the projections of the convex hulls of N point
     sets (``points``: N×M×3), in one numpy pass: the full image for a set with a point behind the

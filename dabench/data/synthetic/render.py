@@ -242,8 +242,10 @@ class _Renderer:
         if sparse:
             valid &= self._lidar_mask(xc, yc, g)
         depth = torch.where(valid, depth, torch.zeros_like(depth))
+        # instances: the primitive each pixel sees (planes, then boxes, then spheres; -1: sky)
         return {"image": image, "depth": depth, "valid": valid, "labels": labels, "sky": sky,
-                "intrinsics": torch.as_tensor(K, dtype=torch.float32, device=dev)}
+                "intrinsics": torch.as_tensor(K, dtype=torch.float32, device=dev),
+                "instances": obj.to(torch.int32), "n_planes": torch.tensor(n_planes, dtype=torch.int32)}
 
     def _shadow(self, vis, lit, po, rect, fn):
         """Occlusion of the light by one object, tested only inside ``rect``, the screen rectangle
