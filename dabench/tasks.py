@@ -30,6 +30,11 @@ TASKS.register("metric_da2", "dabench.eval.runner:run_depth_task", metric_task="
                            "no crop), reported as da2_* metrics")
 TASKS.register("ordinal", "dabench.eval.ordinal:run_ordinal_task", metric_task="ordinal",
                description="pairwise relative depth on annotated point pairs (DA-2K), no alignment")
+TASKS.register("geometry", "dabench.eval.geometry:run_geometry_task", metric_task="geometry",
+               description="MoGe's invariance ladder: depth, disparity, point maps, local points, field of view and "
+                           "boundary F1 at every level the model's outputs admit")
+TASKS.register("boundary", "dabench.eval.geometry:run_geometry_task", metric_task="boundary",
+               description="Depth Pro's scale-invariant boundary F1 (dense depth) and recall (object masks)")
 TASKS.register("segmentation", "dabench.finetune.seg.suite:run_seg_task", metric_task="segmentation",
                description="semantic segmentation with a fine-tuned head (mmseg)")
 

@@ -180,6 +180,11 @@ def segmentation_cards() -> list[str]:
 
 
 def _check_common(card: dict, path) -> None:
+    for key in ("metric_depth", "sharp_boundary"):  # the geometry suites' facts (dabench.eval.geometry)
+        if key in card and not isinstance(card[key], bool):
+            raise ConfigError(f"dataset card {path}: {key} must be true or false, got {card[key]!r}")
+    if "intrinsics_source" in card and not isinstance(card["intrinsics_source"], str):
+        raise ConfigError(f"dataset card {path}: intrinsics_source must be a sentence naming where K comes from")
     if "ground_truth" in card and card["ground_truth"] not in GROUND_TRUTHS:
         raise ConfigError(f"dataset card {path}: ground_truth {card['ground_truth']!r} is not one of "
                           f"{', '.join(GROUND_TRUTHS)}")

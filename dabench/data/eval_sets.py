@@ -152,6 +152,26 @@ class Eth3dDataset(FileDepthDataset):
     def entries(cls, card, split, root):
         return [Entry(r[0], root / r[0], (root / r[1],)) for r in split_rows(card, split)]
 
+    def read_sample(self, e):
+        image, depth, valid, _ = super().read_sample(e)
+        return image, depth, valid, self._intrinsics(e)
+
+    def _intrinsics(self, e):
+        """K from the scene's COLMAP calibration (``<scene>/dslr_calibration_undistorted/`` or
+        ``dslr_calibration_jpg/`` next to ``images/``: cameras.txt + images.txt), None when absent."""
+        from dabench.data.formats import read_colmap_intrinsics
+
+        scene_dir = e.image.parent.parent.parent  # <scene>/images/dslr_images/DSC_XXXX.JPG
+        cache = self.__dict__.setdefault("_calib", {})
+        if scene_dir not in cache:
+            cache[scene_dir] = {}
+            for sub in ("dslr_calibration_undistorted", "dslr_calibration_jpg"):
+                d = scene_dir / sub
+                if (d / "cameras.txt").is_file() and (d / "images.txt").is_file():
+                    cache[scene_dir] = read_colmap_intrinsics(d / "cameras.txt", d / "images.txt")
+                    break
+        return cache[scene_dir].get(f"{e.image.parent.name}/{e.image.name}")
+
     def read_depth(self, e):
         from dabench.data.formats import read_eth3d_depth
 

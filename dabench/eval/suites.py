@@ -76,6 +76,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                    "pred_floor": None, "alignment_max_res": None, "range_inclusive": True, "clamp_pred": False,
                    "min_valid_pixels": 10},
     "segmentation": {"split": None},
+    # MoGe / Depth Pro: each level fits its own alignment (dabench.metrics.geometry); no crop
+    "geometry": {"split": None, "alignment": "none", "crop": "none", "input_size": None, "flip_tta": False},
+    "boundary": {"split": None, "alignment": "none", "crop": "none", "input_size": None, "flip_tta": False},
     # ordinal pairs are read at exact pixels of the full-resolution prediction: no alignment, no crop
     "ordinal": {"split": None, "alignment": "none", "crop": "none", "input_size": None, "flip_tta": False},
 }

@@ -139,7 +139,10 @@ def compute_levels(pred: Mapping[str, Any], gt: Mapping[str, Any]) -> dict[str, 
         raise ValueError(f"compute_levels: unknown prediction key(s) {unknown}; expected some of {list(PRED_KEYS)}")
     pred = {k: _t(v) for k, v in pred.items()}
     mask = _t(gt["depth_mask"]).bool()
-    gd, gp = _t(gt["depth"]), _t(gt["points"])
+    gd = _t(gt["depth"])
+    gp = _t(gt["points"]) if gt.get("points") is not None else None
+    if gp is None and any("points" in k for k in pred):
+        raise ValueError("compute_levels: point-map predictions need gt['points']")
     if not bool(mask.any()):
         raise ValueError("compute_levels: the ground-truth mask has no valid pixel")
     cell, idx = masked_nearest_subsample(mask, SUBSAMPLE)
@@ -193,7 +196,7 @@ def compute_levels(pred: Mapping[str, Any], gt: Mapping[str, Any]) -> dict[str, 
         out["points_affine_invariant"] = _point_scores(p[mask], gp[mask])
 
     points_keys = [k for k in pred if "points" in k]
-    if "segmentation_mask" in gt and points_keys:
+    if gt.get("segmentation_mask") is not None and points_keys:
         out["local_points"] = _local_points(pred[points_keys[0]], gp, mask, _t(gt["segmentation_mask"]),
                                             gt["segmentation_labels"], cell, idx)
     if "intrinsics" in pred and gt.get("intrinsics") is not None:
@@ -274,8 +277,10 @@ def _direction_mean(hits, totals) -> float:
     return 0.25 * sum(np.count_nonzero(h) / max(np.count_nonzero(t), 1) for h, t in zip(hits, totals))
 
 
-def _f1_at(p_inv: np.ndarray, g_inv: np.ndarray, t: float) -> float:
+def _f1_at(p_inv: np.ndarray, g_inv: np.ndarray, t: float, pairs=None) -> float:
     pe, ge = _edges(p_inv, t), _edges(g_inv, t)
+    if pairs is not None:
+        pe, ge = [e & v for e, v in zip(pe, pairs)], [e & v for e, v in zip(ge, pairs)]
     both = [a & b for a, b in zip(pe, ge)]
     r, p = _direction_mean(both, ge), _direction_mean(both, pe)
     return 0.0 if r + p == 0 else 2 * r * p / (r + p)
@@ -288,12 +293,22 @@ def _check_2d(name: str, *arrays) -> list[np.ndarray]:
     return out
 
 
-def si_boundary_f1(pred_depth, gt_depth, t_min: float = 1.05, t_max: float = 1.25, n: int = 10) -> float:
-    """Depth Pro's scale-invariant boundary F1 of a depth map against dense ground-truth depth."""
+def si_boundary_f1(pred_depth, gt_depth, t_min: float = 1.05, t_max: float = 1.25, n: int = 10, *,
+                   mask=None) -> float:
+    """Depth Pro's scale-invariant boundary F1 of a depth map against dense ground-truth depth.
+
+    ``mask`` (dabench's extension, default None = the reference): H×W valid ground truth; neighbour
+    pairs with an invalid pixel are left out of both edge sets (sparse or sky-less ground truth)."""
     p, g = _check_2d("si_boundary_f1", pred_depth, gt_depth)
     ts, ws = _thresholds(t_min, t_max, n)
     pi, gi = _inverse(p), _inverse(g)
-    return float(sum(w * _f1_at(pi, gi, t) for t, w in zip(ts, ws)))
+    pairs = None
+    if mask is not None:
+        (m,) = _check_2d("si_boundary_f1 mask", mask)
+        m = m.astype(bool)
+        h, v = m[:, :-1] & m[:, 1:], m[:-1, :] & m[1:, :]
+        pairs = (h, v, h, v)
+    return float(sum(w * _f1_at(pi, gi, t, pairs) for t, w in zip(ts, ws)))
 
 
 def si_boundary_recall(pred_depth, mask, t_min: float = 1.05, t_max: float = 1.25, n: int = 10,
