@@ -124,3 +124,20 @@ def test_suite_runs_on_the_synthetic_world(tmp_path, monkeypatch, suite, model, 
         assert "points_affine_invariant" not in stored["levels"]
     if model == "constant":  # a flat prediction has no edge at all
         assert rec["metrics"]["si_boundary_f1"] == 0.0 and rec["metrics"]["si_boundary_recall"] == 0.0
+
+
+def test_colmap_intrinsics_hand_written(tmp_path):
+    from dabench.data.formats import read_colmap_intrinsics
+    from dabench.errors import DataError
+
+    (tmp_path / "cameras.txt").write_text("# Camera list\n0 PINHOLE 6048 4032 3410.34 3409.98 3043.68 2014.39\n"
+                                          "1 SIMPLE_RADIAL 640 480 500.0 320.0 240.0 0.01\n")
+    (tmp_path / "images.txt").write_text("# Image list\n5 1 0 0 0 0 0 0 0 dslr_images/DSC_0286.JPG\n1.0 2.0 -1\n"
+                                         "6 1 0 0 0 0 0 0 1 dslr_images/DSC_0287.JPG\n\n")
+    K = read_colmap_intrinsics(tmp_path / "cameras.txt", tmp_path / "images.txt")
+    # COLMAP puts the first pixel's centre at 0.5: dabench's K at 0
+    assert np.allclose(K["dslr_images/DSC_0286.JPG"], [[3410.34, 0, 3043.18], [0, 3409.98, 2013.89], [0, 0, 1]])
+    assert np.allclose(K["dslr_images/DSC_0287.JPG"], [[500, 0, 319.5], [0, 500, 239.5], [0, 0, 1]])
+    (tmp_path / "images.txt").write_text("5 1 0 0 0 0 0 0 9 dslr_images/x.JPG\n\n")
+    with pytest.raises(DataError, match="camera 9"):
+        read_colmap_intrinsics(tmp_path / "cameras.txt", tmp_path / "images.txt")

@@ -47,10 +47,11 @@ def protocol_rows(suites: list[str] | None = None) -> list[dict[str, str]]:
             card = load_card(entry.dataset)
             p = resolve_protocol(suite, entry.dataset, card)
             ordinal = suite.task == "ordinal"
+            geometry = suite.task in ("geometry", "boundary")  # each level fits its own (dabench.metrics.geometry)
             rows.append({
                 "suite": suite.name, "dataset": entry.dataset,
-                "alignment": "- (pair order)" if ordinal else p.alignment,
-                "space": "-" if ordinal else p.score_space,
+                "alignment": "- (pair order)" if ordinal else "- (per level)" if geometry else p.alignment,
+                "space": "-" if ordinal or geometry else p.score_space,
                 "range (m)": "-" if ordinal else f"{_num(p.min_depth)}–{_num(p.max_depth)}",
                 "crop": "-" if ordinal else p.crop,
                 "fit res": "-" if ordinal or p.alignment == "none" else
