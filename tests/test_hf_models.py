@@ -166,3 +166,31 @@ def test_hf_snapshot_with_an_empty_weights_file_is_refused_before_allocating(sna
     save_file({"x": torch.zeros(1)}, str(folder / "model.safetensors"))
     with pytest.raises(DataError, match="weights hold 1;"):
         build_model(resolve_models([f"hf:{folder}"])[0])
+
+
+def test_depth_pro_declares_intrinsics_from_its_focal_length(snapshots, image, monkeypatch):
+    """hf: Depth Pro gives K: the focal length transformers' post-processing derives from the predicted field
+    of view, f = W / 2 / tan(fov / 2), at the image's size; other hf models declare depth / disparity only."""
+    import torch
+    import transformers as T
+
+    from dabench.models.hf import load_hf_model
+    from dabench.models.outputs import declared_outputs, moge_prediction
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    m = load_hf_model(str(snapshots["depth_pro"]))
+    assert declared_outputs(m) == {"depth": "metric", "intrinsics": "metric"}
+    (out,) = m.predict_geometry([image])
+    ref = T.DepthProForDepthEstimation.from_pretrained(snapshots["depth_pro"]).eval()
+    proc = T.DepthProImageProcessor.from_pretrained(snapshots["depth_pro"])
+    with torch.inference_mode():
+        fov = float(ref(**proc(images=image, return_tensors="pt")).field_of_view[0])
+    h, w = image.shape[:2]
+    f = 0.5 * w / np.tan(0.5 * np.deg2rad(fov))
+    assert out["intrinsics"][0, 0] == pytest.approx(f, rel=1e-5) and out["intrinsics"][1, 1] == out["intrinsics"][0, 0]
+    with torch.inference_mode():
+        assert np.allclose(out["depth"], m.predict([image])[0])
+    pred = moge_prediction(out, declared_outputs(m), (h, w))
+    assert set(pred) == {"depth_metric", "points_metric", "intrinsics"}
+    assert 2 * np.degrees(np.arctan(0.5 / pred["intrinsics"][0, 0])) == pytest.approx(fov, rel=1e-4)
+    assert declared_outputs(load_hf_model(str(snapshots["dpt"]))) == {"disparity": "affine_invariant"}

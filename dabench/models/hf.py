@@ -94,9 +94,12 @@ class HFDepthModel(nn.Module):
         """Depth Pro: ``{"depth", "intrinsics"}`` per image; K from the focal length (pixels of the image)
         that ``post_process_depth_estimation`` derives from the estimated field of view, square pixels,
         principal point at the image centre."""
+        import torch
+
         out = []
         for image in images:
-            post = self._post(image)
+            with torch.inference_mode():
+                post = self._post(image)
             f = post.get("focal_length")
             if f is None:
                 raise DataError(f"hf:{self.location}: the model returned no field of view, so no focal length")
