@@ -72,12 +72,12 @@ def test_mmengine_base_inheritance_from_shipped_and_user_folders(tmp_path, monke
 
     from dabench.finetune.metric import config_file_for
 
-    shipped = Config.fromfile(str(configs.shipped_dir("dabench/configs/heads/metric") / "zoe_nyu.py"))
+    shipped = Config.fromfile(str(configs.shipped_dir("heads/metric") / "zoe_nyu.py"))
     user = tmp_path / "heads" / "metric"
     (user / "_base_").mkdir(parents=True)
     # a user recipe inheriting a shipped base by absolute path and its own base by a relative one
     (user / "_base_" / "mine.py").write_text("note = 'from the user base'\n")
-    (user / "zoe_nyu.py").write_text(f"_base_ = [{str(configs.shipped_dir('dabench/configs/heads/metric') / 'zoe_nyu.py')!r}, "
+    (user / "zoe_nyu.py").write_text(f"_base_ = [{str(configs.shipped_dir('heads/metric') / 'zoe_nyu.py')!r}, "
                                      "'./_base_/mine.py']\noptimizer = dict(lr=0.5)\n")
     monkeypatch.setenv("DABENCH_CONFIG_PATH", str(tmp_path))
     path = config_file_for("zoe", "nyu")

@@ -66,14 +66,14 @@ LOSSES = {"silog": silog_loss}
 # ---------------------------------------------------------------------------------------------
 def heads_dir() -> Path:
     """The shipped metric-head configs (``dabench/configs/heads/metric``)."""
-    return configs.shipped_dir("dabench/configs/heads/metric")
+    return configs.shipped_dir("heads/metric")
 
 
 def config_file_for(head: str, dataset: str) -> Path:
     """``dabench/configs/heads/metric/{head}_{dataset}.py`` if it exists, else the head's recipe ``dabench/configs/heads/metric/_base_/{head}.py``."""
     if head not in HEADS:
         raise ConfigError(f"unknown metric head {head!r}; valid heads: {', '.join(HEADS)}")
-    specific = configs.find("dabench/configs/heads/metric", f"{head}_{dataset.replace('-', '_')}")
+    specific = configs.find("heads/metric", f"{head}_{dataset.replace('-', '_')}")
     if specific is not None:
         return specific
     return heads_dir() / "_base_" / f"{head}.py"

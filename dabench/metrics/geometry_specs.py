@@ -1,10 +1,9 @@
 """Registry entries of the geometry metrics (``dabench.metrics.geometry``), kept free of torch so that
 suites can name them without importing the math: the flat ``<level>_<metric>`` names of MoGe's
 invariance ladder (task ``geometry``) and Depth Pro's ``si_boundary_f1`` / ``si_boundary_recall``
-(task ``boundary``). Imported by ``dabench.metrics.registry``."""
+(task ``boundary``). Plain data: ``dabench.metrics.registry`` registers them (this module imports
+nothing of dabench, so the registry can read it at import time without a cycle)."""
 from __future__ import annotations
-
-from dabench.metrics.registry import METRICS, MetricSpec, register_metric
 
 # level -> its metrics, in report order; the flat record name is f"{level}_{metric}"
 LEVELS: dict[str, tuple[str, ...]] = {
@@ -30,21 +29,22 @@ _METRIC = {"rel": ("Rel", False, ".3f", "", "mean relative error after the level
            "radius3_f1": ("F1 r3", True, ".3f", "", "MoGe boundary F1, radius 3 px")}
 
 
-def _register() -> None:
+#: (name, display name, higher is better, format, unit, description) of the boundary metrics
+BOUNDARY_METRICS = (
+    ("si_boundary_f1", "SI-BF1", True, ".3f", "", "Depth Pro scale-invariant boundary F1 against dense depth "
+                                                  "(thresholds 1.05-1.25)"),
+    ("si_boundary_recall", "SI-BR", True, ".3f", "", "Depth Pro scale-invariant boundary recall against a "
+                                                      "foreground mask"),
+)
+
+
+def metric_specs():
+    """``(name, display, higher_is_better, fmt, unit, averaging, task, description)`` of every geometry and
+    boundary metric, in report order."""
     for lv, ms in LEVELS.items():
         for m in ms:
-            name = f"{lv}_{m}"
-            if name in METRICS:
-                continue
             disp, hib, fmt, unit, desc = _METRIC[m]
-            register_metric(MetricSpec(name, f"{_DISPLAY[lv]} {disp}", hib, fmt, unit, "image", "geometry",
-                                       f"{desc} (MoGe compute_metrics, level {lv})"))
-    if "si_boundary_f1" not in METRICS:
-        register_metric(MetricSpec("si_boundary_f1", "SI-BF1", True, ".3f", "", "image", "boundary",
-                                   "Depth Pro scale-invariant boundary F1 against dense depth (thresholds 1.05-1.25)"))
-    if "si_boundary_recall" not in METRICS:
-        register_metric(MetricSpec("si_boundary_recall", "SI-BR", True, ".3f", "", "image", "boundary",
-                                   "Depth Pro scale-invariant boundary recall against a foreground mask"))
-
-
-_register()
+            yield (f"{lv}_{m}", f"{_DISPLAY[lv]} {disp}", hib, fmt, unit, "image", "geometry",
+                   f"{desc} (MoGe compute_metrics, level {lv})")
+    for name, disp, hib, fmt, unit, desc in BOUNDARY_METRICS:
+        yield (name, disp, hib, fmt, unit, "image", "boundary", desc)

@@ -347,4 +347,12 @@ def higher_is_better(names) -> dict[str, bool]:
 
 # MoGe's invariance levels and Depth Pro's boundary metrics (no sums: scored per image by
 # dabench.metrics.geometry); registered here so that suites can name them
-from dabench.metrics import geometry_specs as _geometry_specs  # noqa: E402,F401
+def _register_geometry_metrics() -> None:
+    import dabench.metrics.geometry_specs as geometry_specs
+
+    for spec in geometry_specs.metric_specs():
+        if spec[0] not in METRICS:
+            register_metric(MetricSpec(*spec))
+
+
+_register_geometry_metrics()

@@ -36,7 +36,7 @@ PRESETS: dict[tuple[str, str, str], str] = {
 
 def heads_dir() -> Path:
     """The shipped segmentation-head configs (``dabench/configs/heads/seg``)."""
-    return configs.shipped_dir("dabench/configs/heads/seg")
+    return configs.shipped_dir("heads/seg")
 
 
 def import_mmseg():
@@ -76,7 +76,7 @@ def resolve_config(dataset: str, head: str, preset: str) -> Path:
         combos = "; ".join(f"--preset {p} --dataset {d} --head {h}" for p, d, h in PRESETS)
         raise ConfigError(f"no {preset} config for {head} on {dataset}; available: {combos} "
                           f"(or pass any mmseg config with --config)")
-    path = configs.find("dabench/configs/heads/seg", PRESETS[key][: -len(".py")]) or heads_dir() / PRESETS[key]
+    path = configs.find("heads/seg", PRESETS[key][: -len(".py")]) or heads_dir() / PRESETS[key]
     if not path.is_file():
         raise MissingFileError(f"config {path} does not exist")
     return path
