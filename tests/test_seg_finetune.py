@@ -14,7 +14,7 @@ pytest.importorskip("mmseg")
 from dabench.cli import app  # noqa: E402
 
 runner = CliRunner()
-# a shortened tiny preset: fewer scenes and iterations (the full preset: see README, "Semantic segmentation")
+# a shortened tiny preset: fewer scenes and iterations (the full preset: see docs/finetune.md, "Semantic segmentation")
 SMALL = ["--batch-size", "4",
          "--cfg-option", "train_dataloader.dataset.datasets.0.num_samples=64",
          "--cfg-option", "train_dataloader.dataset.datasets.1.num_samples=64",

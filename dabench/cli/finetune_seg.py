@@ -14,7 +14,7 @@ def seg(
     dataset: str = typer.Option("synthetic", "--dataset", help="cityscapes | ade20k | synthetic (the synthetic "
                                                                "world's labels; no download)."),
     head: str = typer.Option("upernet", "--head", help="upernet (default; runs with mmcv-lite) or mask2former (the "
-                                                       "paper's head; needs the mmcv-full extra: see README)."),
+                                                       "paper's head; needs the mmcv-full extra: see docs/finetune.md)."),
     init: Path = typer.Option(None, "--init", help="Encoder weights: an official Depth Anything .pth "
                                                    "(pretrained.* keys) or a dabench .safetensors."),
     random_init: bool = typer.Option(False, "--random-init", help="Start from a RANDOM encoder instead of --init "

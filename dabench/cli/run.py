@@ -120,7 +120,7 @@ def ls_metrics(task: Optional[str] = typer.Option(None, "--task", help="a metric
 @ls_app.command("protocols")
 def ls_protocols(suite: Optional[str] = typer.Option(None, "--suite", help="one suite (default: every depth and "
                                                      "ordinal suite)"),
-                 markdown: bool = typer.Option(False, "--markdown", help="print the README's Markdown table")) -> None:
+                 markdown: bool = typer.Option(False, "--markdown", help="print it as a Markdown table (the docs' Protocols page)")) -> None:
     """Per suite and dataset: alignment, score space, depth range, crop, the resolution the alignment
     is fitted at, split size and the source of the protocol.
 

@@ -19,7 +19,7 @@ Anything protocol): the fit runs on a nearest-neighbour subsample exactly as Mar
 tensor as (N, C, L), so only the *columns* are subsampled (a 4032×6048 ETH3D map is fitted on
 4032×1024 pixels); dabench reproduces that, rows included. The aligned map is full resolution.
 
-Degenerate-case policy (documented in README, "Alignment"):
+Degenerate-case policy (documented in docs/evaluate.md, "Alignment"):
 - fewer than 2 valid pixels in a fitting mode (median, scale, scale_shift_*): a fit would be
   trivially perfect, so ``DegenerateAlignmentError`` is raised; the runner skips the sample and
   counts it under ``samples.skipped_degenerate``. ``none`` needs no fit and never raises.

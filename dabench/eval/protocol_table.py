@@ -1,4 +1,4 @@
-"""The protocol of every suite and dataset as one table (``dabench ls protocols``, README).
+"""The protocol of every suite and dataset as one table (``dabench ls protocols``, the docs' Protocols page).
 
 Each row is what ``resolve_protocol`` gives for a dataset of a suite — alignment, the space it is
 scored in, the ground-truth range, the crop, the resolution the alignment is fitted at — with the
@@ -63,7 +63,7 @@ def protocol_rows(suites: list[str] | None = None) -> list[dict[str, str]]:
 
 
 def protocol_markdown(rows: list[dict[str, str]]) -> str:
-    """The rows as a GitHub Markdown table (the README's "Protocols" table)."""
+    """The rows as a GitHub Markdown table (the docs' Protocols page)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(str(r[c]).replace("|", "\\|") for c in COLUMNS) + " |")

@@ -65,7 +65,7 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
     ``fallback_for`` naming them; once a data root is given a missing dataset is a ``MissingFileError``
     naming the expected folder and layout, unless ``allow_fallback``.
     ``bootstrap``: resamples of the per-image 95 % CIs (``record["ci"]``; 0 = none), seeded by ``seed``.
-    ``log_samples``: keep each sample's raw prediction as float16 ``.npz`` (layout: README, "Per-sample
+    ``log_samples``: keep each sample's raw prediction as float16 ``.npz`` (layout: docs/results.md, "Per-sample
     predictions"). The table goes to ``table_console``, else ``console``, else stdout. The suite's task runs through ``dabench.tasks.TASKS`` (depth
     tasks: :func:`run_depth_task`; ``segmentation``: mmseg, in the fine-tuning code). ``name`` relabels a single model in the records
     (default: the registered name, or a local checkpoint's file stem). A split entry whose files are

@@ -12,36 +12,39 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _command_markdown(cmd, path: list[str], out: list[str]) -> None:
-    import click
+def _is_group(cmd) -> bool:
+    return hasattr(cmd, "list_commands")  # typer vendors click: no isinstance against click's classes
 
+
+def _command_markdown(cmd, path: list[str], out: list[str]) -> None:
     name = " ".join(path)
     depth = min(len(path) + 1, 4)
     out.append(f"{'#' * depth} `{name}`\n")
     help_text = (cmd.help or "").strip()
     if help_text:
         out.append(help_text.replace("\n\n", "\n\n").strip() + "\n")
-    if isinstance(cmd, click.Group):
-        subs = cmd.list_commands(click.Context(cmd))
+    if _is_group(cmd):
+        ctx = cmd.context_class(cmd, info_name=name)
+        subs = cmd.list_commands(ctx)
         out.append("| command | what it does |\n|---|---|")
         for sub in subs:
-            c = cmd.get_command(click.Context(cmd), sub)
+            c = cmd.get_command(ctx, sub)
             out.append(f"| [`{name} {sub}`](#{'-'.join([*path, sub]).lower()}) | {_escape(c.get_short_help_str(200))} |")
         out.append("")
         for sub in subs:
-            _command_markdown(cmd.get_command(click.Context(cmd), sub), [*path, sub], out)
+            _command_markdown(cmd.get_command(ctx, sub), [*path, sub], out)
         return
-    ctx = click.Context(cmd, info_name=name)
+    ctx = cmd.context_class(cmd, info_name=name)
     out.append(f"```text\n{cmd.get_usage(ctx).strip()}\n```\n")
     rows = []
     for p in cmd.params:
-        if isinstance(p, click.Option):
+        if p.param_type_name == "option":
             if p.hidden:
                 continue
             flags = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
             default = "" if p.default in (None, False, (), []) or callable(p.default) else f"`{p.default}`"
             rows.append(f"| {flags} | {_escape(p.help or '')} | {default} |")
-        elif isinstance(p, click.Argument):
+        elif p.param_type_name == "argument":
             rows.append(f"| `{p.name.upper()}` | {'required' if p.required else 'optional'} argument | |")
     if rows:
         out.append("| option | meaning | default |\n|---|---|---|")

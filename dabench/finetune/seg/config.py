@@ -211,7 +211,7 @@ def set_data_root(cfg, dataset: str, data_root: str | os.PathLike | None) -> Non
     root = _data_root(data_root)
     if root is None:
         raise ConfigError(f"{dataset} needs a data root: pass --data-root DIR or set DABENCH_DATA "
-                          f"(expects DIR/{card['root']}; see README, 'Semantic segmentation')")
+                          f"(expects DIR/{card['root']}; see docs/finetune.md, 'Semantic segmentation')")
     full = Path(root) / card["root"]
     splits = {"train_dataloader": card["segmentation"]["train_split"], "val_dataloader": card["default_split"],
               "test_dataloader": card["default_split"]}
@@ -242,7 +242,7 @@ def check_layout(cfg, loaders=("train_dataloader", "val_dataloader")) -> None:
                     p = Path(ds["data_root"]) / prefix[key]
                     if not p.is_dir():
                         raise MissingFileError(f"{ds.get('type')}: folder {p} does not exist "
-                                               "(see README, 'Semantic segmentation', for the expected layout)")
+                                               "(see docs/finetune.md, 'Semantic segmentation', for the expected layout)")
 
 
 def num_classes_of(cfg) -> int:

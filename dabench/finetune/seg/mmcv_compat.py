@@ -17,7 +17,7 @@ mmsegmentation 1.2.2 imports compiled mmcv ops at package import time
   fails with a clear message instead of a segfault or an obscure ``_ext`` error.
 
 The default dabench head (UPerNet) uses no compiled op. Mask2Former needs full mmcv and mmdet:
-``pip install -e '.[mmcv-full]'`` (see README, "mmcv-lite, the mmcv.ops shim, and the mmcv-full extra").
+``pip install -e '.[mmcv-full]'`` (see docs/finetune.md, "mmcv-lite, the mmcv.ops shim, and the mmcv-full extra").
 """
 from __future__ import annotations
 
