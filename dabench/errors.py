@@ -43,3 +43,20 @@ class MissingFileError(DabenchError, FileNotFoundError):
 
 class CheckpointError(DabenchError, ValueError):
     """A checkpoint is missing keys, has unexpected keys, or belongs to another architecture."""
+
+
+def excerpt(value, limit: int = 80) -> str:
+    """A short ``repr`` of ``value`` for an error message: at most ``limit`` characters, built without
+    ever rendering the whole value (a 25-million-number list from a file, or a YAML structure whose
+    aliases expand to millions of nodes, costs a few hundred characters of work, not gigabytes).
+    Cut text ends in ``...``."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset, r.maxfrozenset, r.maxdeque = 3, 6, 6, 4, 6, 6, 6
+    r.maxstring = r.maxother = r.maxlong = max(12, limit)
+    try:
+        text = r.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not replace the real error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."

@@ -12,14 +12,14 @@ import ast
 import json
 from typing import Any, Sequence
 
-from dabench.errors import ConfigError
+from dabench.errors import ConfigError, excerpt
 
 
 def parse_value(text: str, flag: str = "--cfg-option") -> Any:
     """One override value: JSON first; a value holding a mapping (``{...}`` or a list of them) as a
     Python literal; then mmengine's ``DictAction`` parsing."""
     text = text.strip()
-    too_deep = ConfigError(f"{flag} value {text[:40]!r}... is nested too deeply to read")
+    too_deep = ConfigError(f"{flag} value {excerpt(text[:40])}... is nested too deeply to read")
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -30,7 +30,7 @@ def parse_value(text: str, flag: str = "--cfg-option") -> Any:
         try:
             return ast.literal_eval(text)  # literals only: no name, call or attribute is evaluated
         except (ValueError, SyntaxError, TypeError):
-            raise ConfigError(f"{flag} value {text[:80]!r} is not valid JSON or a Python literal") from None
+            raise ConfigError(f"{flag} value {excerpt(text[:80])} is not valid JSON or a Python literal") from None
         except (RecursionError, MemoryError):
             raise too_deep from None
     from mmengine.config import DictAction
@@ -38,7 +38,7 @@ def parse_value(text: str, flag: str = "--cfg-option") -> Any:
     try:
         return DictAction._parse_iterable(text)
     except AssertionError:  # mmengine asserts balanced brackets
-        raise ConfigError(f"{flag} value {text!r} has unbalanced brackets") from None
+        raise ConfigError(f"{flag} value {excerpt(text)} has unbalanced brackets") from None
 
 
 def parse_cfg_options(items: Sequence[str] | None, flag: str = "--cfg-option",
@@ -48,7 +48,7 @@ def parse_cfg_options(items: Sequence[str] | None, flag: str = "--cfg-option",
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. {example}), got {item!r}")
+            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. {example}), got {excerpt(item)}")
         out[key.strip()] = parse_value(raw, flag)
     return out
 

@@ -33,10 +33,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 
 from dabench.data.crops import CROPS as EVAL_CROPS
-from dabench.errors import ConfigError, MissingFileError
+from dabench.errors import ConfigError, MissingFileError, excerpt
 from dabench import configs
 
 TASKS = ("depth", "segmentation", "ordinal")
@@ -69,7 +68,7 @@ def load_card(name: str) -> dict:
     path = configs.find("datasets", str(name))
     if path is None:
         known = ", ".join(configs.names("datasets")) or "(none)"
-        raise ConfigError(f"unknown dataset {name!r}: no card {name}.yaml in {', '.join(map(str, configs.search_path('datasets')))}; "
+        raise ConfigError(f"unknown dataset {excerpt(name)}: no card {name}.yaml in {', '.join(map(str, configs.search_path('datasets')))}; "
                           f"valid datasets: {known}")
     try:
         stamp = path.stat().st_mtime_ns
@@ -81,10 +80,9 @@ def load_card(name: str) -> dict:
 @lru_cache(maxsize=256)
 def _load_card_cached(path_str: str, stamp) -> dict:
     path = Path(path_str)
-    try:
-        card = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"dataset card {path} is not valid YAML: {e}") from None
+    from dabench.safety import load_yaml
+
+    card = load_yaml(path, "dataset card")
     validate_card(card, path)
     return card
 
@@ -98,18 +96,18 @@ def validate_card(card, path: Path | str = "<card>") -> None:
         raise ConfigError(f"dataset card {path} lacks field(s): {', '.join(missing)}")
     stem = Path(str(path)).stem
     if str(path) != "<card>" and card["name"] != stem:
-        raise ConfigError(f"dataset card {path}: name {card['name']!r} must equal the file name {stem!r}")
+        raise ConfigError(f"dataset card {path}: name {excerpt(card['name'])} must equal the file name {excerpt(stem)}")
 
     def one_of(key, allowed):
         if card[key] not in allowed:
-            raise ConfigError(f"dataset card {path}: {key} {card[key]!r} is not one of {', '.join(map(str, allowed))}")
+            raise ConfigError(f"dataset card {path}: {key} {excerpt(card[key])} is not one of {', '.join(map(str, allowed))}")
 
     one_of("task", TASKS)
     if card["fallback"] is not None:
         one_of("fallback", FALLBACKS)
     if not isinstance(card["split_file"], dict) or not all(v is None or isinstance(v, str) for v in card["split_file"].values()):
         raise ConfigError(f"dataset card {path}: split_file must map split -> file (or null to scan the dataset "
-                          f"folder), got {card['split_file']!r}")
+                          f"folder), got {excerpt(card['split_file'])}")
     if card.get("segmentation") is not None:
         _check_segmentation(card, path)
     if card["task"] == "segmentation" and card.get("segmentation") is None:
@@ -125,7 +123,7 @@ def validate_card(card, path: Path | str = "<card>") -> None:
     one_of("score_space", SCORE_SPACES)
     for key in ("min_depth", "max_depth"):
         if not isinstance(card[key], (int, float)) or isinstance(card[key], bool):
-            raise ConfigError(f"dataset card {path}: {key} must be a number of metres, got {card[key]!r}")
+            raise ConfigError(f"dataset card {path}: {key} must be a number of metres, got {excerpt(card[key])}")
     if not card["min_depth"] < card["max_depth"]:
         raise ConfigError(f"dataset card {path}: min_depth {card['min_depth']} must be < max_depth {card['max_depth']}")
     if card["depth_cap"] is not None and not (isinstance(card["depth_cap"], (int, float)) and card["depth_cap"] > 0):
@@ -140,7 +138,7 @@ GROUND_TRUTHS = ("metric_depth", "disparity", "up_to_scale_depth")
 def _safe_relative(value, where: str) -> str:
     """A relative folder that stays inside the dataset root (no absolute path, no ``..``)."""
     if not isinstance(value, str) or not value or Path(value).is_absolute() or ".." in Path(value).parts:
-        raise ConfigError(f"{where} must be a folder relative to the dataset root (no '..'), got {value!r}")
+        raise ConfigError(f"{where} must be a folder relative to the dataset root (no '..'), got {excerpt(value)}")
     return value
 
 
@@ -148,30 +146,30 @@ def _check_segmentation(card: dict, path) -> None:
     seg = card["segmentation"]
     where = f"dataset card {path}: segmentation"
     if not isinstance(seg, dict):
-        raise ConfigError(f"{where} must be a mapping, got {seg!r}")
+        raise ConfigError(f"{where} must be a mapping, got {excerpt(seg)}")
     for key, kind in (("config", str), ("num_classes", int), ("train_split", str)):
         if not isinstance(seg.get(key), kind) or isinstance(seg.get(key), bool):
-            raise ConfigError(f"{where}.{key} must be a {kind.__name__}, got {seg.get(key)!r}")
+            raise ConfigError(f"{where}.{key} must be a {kind.__name__}, got {excerpt(seg.get(key))}")
     if "/" in seg["config"] or not seg["config"].endswith(".py"):
-        raise ConfigError(f"{where}.config must name a file in dabench/configs/heads/seg/_base_/datasets/, got {seg['config']!r}")
+        raise ConfigError(f"{where}.config must name a file in dabench/configs/heads/seg/_base_/datasets/, got {excerpt(seg['config'])}")
     if card["reader"] == "synthetic":
         return
     folders = seg.get("folders")
     if not isinstance(folders, dict) or set(folders) != set(card["split_file"]):
         raise ConfigError(f"{where}.folders must map each split ({', '.join(card['split_file'])}) to "
-                          f"[img_path, seg_map_path], got {folders!r}")
+                          f"[img_path, seg_map_path], got {excerpt(folders)}")
     for split, pair in folders.items():
         if not isinstance(pair, list) or len(pair) != 2:
-            raise ConfigError(f"{where}.folders.{split} must be [img_path, seg_map_path], got {pair!r}")
+            raise ConfigError(f"{where}.folders.{split} must be [img_path, seg_map_path], got {excerpt(pair)}")
         for p in pair:
             _safe_relative(p, f"{where}.folders.{split}")
     if seg["train_split"] not in folders:
-        raise ConfigError(f"{where}.train_split {seg['train_split']!r} is not one of {', '.join(folders)}")
+        raise ConfigError(f"{where}.train_split {excerpt(seg['train_split'])} is not one of {excerpt(', '.join(map(str, folders)), 200)}")
     for key in ("img_suffix", "seg_map_suffix"):
         if not isinstance(seg.get(key), str):
-            raise ConfigError(f"{where}.{key} must be a file-name suffix, got {seg.get(key)!r}")
+            raise ConfigError(f"{where}.{key} must be a file-name suffix, got {excerpt(seg.get(key))}")
     if not isinstance(seg.get("reduce_zero_label"), bool):
-        raise ConfigError(f"{where}.reduce_zero_label must be true or false, got {seg.get('reduce_zero_label')!r}")
+        raise ConfigError(f"{where}.reduce_zero_label must be true or false, got {excerpt(seg.get('reduce_zero_label'))}")
 
 
 def segmentation_cards() -> list[str]:
@@ -182,11 +180,11 @@ def segmentation_cards() -> list[str]:
 def _check_common(card: dict, path) -> None:
     for key in ("metric_depth", "sharp_boundary"):  # the geometry suites' facts (dabench.eval.geometry)
         if key in card and not isinstance(card[key], bool):
-            raise ConfigError(f"dataset card {path}: {key} must be true or false, got {card[key]!r}")
+            raise ConfigError(f"dataset card {path}: {key} must be true or false, got {excerpt(card[key])}")
     if "intrinsics_source" in card and not isinstance(card["intrinsics_source"], str):
         raise ConfigError(f"dataset card {path}: intrinsics_source must be a sentence naming where K comes from")
     if "ground_truth" in card and card["ground_truth"] not in GROUND_TRUTHS:
-        raise ConfigError(f"dataset card {path}: ground_truth {card['ground_truth']!r} is not one of "
+        raise ConfigError(f"dataset card {path}: ground_truth {excerpt(card['ground_truth'])} is not one of "
                           f"{', '.join(GROUND_TRUTHS)}")
     if card["root"] is not None and not isinstance(card["root"], str):
         raise ConfigError(f"dataset card {path}: root must be a folder name relative to the data root or null")
@@ -195,7 +193,7 @@ def _check_common(card: dict, path) -> None:
     splits = card_splits(card)
     default = card.get("default_split")
     if default is not None and splits and default not in splits:
-        raise ConfigError(f"dataset card {path}: default_split {default!r} is not one of {', '.join(splits)}")
+        raise ConfigError(f"dataset card {path}: default_split {excerpt(default)} is not one of {excerpt(', '.join(map(str, splits)), 200)}")
 
 
 def card_splits(card: dict) -> list[str]:
@@ -210,7 +208,7 @@ def resolve_split(card: dict, split: str | None) -> str:
     splits = card_splits(card)
     split = split or card.get("default_split") or (splits[0] if splits else None)
     if split not in splits:
-        raise ConfigError(f"dataset {card['name']!r} has no split {split!r}; valid splits: {', '.join(splits) or '(none)'}")
+        raise ConfigError(f"dataset {excerpt(card['name'])} has no split {excerpt(split)}; valid splits: {', '.join(splits) or '(none)'}")
     return split
 
 
@@ -218,7 +216,7 @@ def split_file_path(card: dict, split: str) -> Path:
     """Absolute path of the split list of ``split`` (``ConfigError`` when the split is scanned)."""
     rel = card["split_file"].get(split)
     if not rel:
-        raise ConfigError(f"dataset {card['name']!r} split {split!r} has no split file (its folder is scanned)")
+        raise ConfigError(f"dataset {excerpt(card['name'])} split {excerpt(split)} has no split file (its folder is scanned)")
     p = Path(rel)
     if p.is_absolute():
         return p

@@ -23,17 +23,17 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from dabench.errors import ConfigError, DataError, MissingFileError
+from dabench.errors import ConfigError, DataError, MissingFileError, excerpt
 
 SCENE_TYPES = ("indoor", "outdoor", "non_real", "transparent_reflective", "adverse_style", "aerial", "underwater",
                "object")
-MAX_ANNOTATION_BYTES = 64 * 2**20
+MAX_ANNOTATION_BYTES = 16 * 2**20  # the official file is well under 1 MiB
 
 
 def _point(v, where: str) -> tuple[int, int]:
     if (not isinstance(v, list) or len(v) != 2
             or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**31 for x in v)):
-        raise DataError(f"{where}: expected [h, w], two non-negative integers (pixel rows/columns), got {v!r}")
+        raise DataError(f"{where}: expected [h, w], two non-negative integers (pixel rows/columns), got {excerpt(v)}")
     return int(v[0]), int(v[1])
 
 
@@ -41,32 +41,32 @@ def safe_relative_path(root: Path, rel, where: str) -> Path:
     """``root / rel`` when ``rel`` is a relative POSIX path that stays inside ``root`` (symlinks
     resolved); otherwise a ``DataError`` naming ``where``."""
     if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
-        raise DataError(f"{where}: image path {rel!r} must be a non-empty relative POSIX path")
+        raise DataError(f"{where}: image path {excerpt(rel)} must be a non-empty relative POSIX path")
     p = PurePosixPath(rel)
     if p.is_absolute() or ".." in p.parts:
-        raise DataError(f"{where}: image path {rel!r} must stay inside the dataset folder (no absolute path, no '..')")
+        raise DataError(f"{where}: image path {excerpt(rel)} must stay inside the dataset folder (no absolute path, no '..')")
     full = root / Path(*p.parts)
     try:
         inside = full.resolve().is_relative_to(root.resolve())
     except OSError:
         inside = False
     if not inside:
-        raise DataError(f"{where}: image path {rel!r} leaves the dataset folder {root}")
+        raise DataError(f"{where}: image path {excerpt(rel)} leaves the dataset folder {root}")
     return full
 
 
 def read_annotations(path: Path, root: Path) -> list[dict]:
     """Validated entries ``{"name", "path", "scene", "pairs" (N×4), "closer" (N)}`` of a DA-2K
     ``annotations.json``, in file order."""
+    from dabench.safety import read_text_bounded
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MissingFileError(f"DA-2K annotation file {path} does not exist")
-    size = path.stat().st_size
-    if size > MAX_ANNOTATION_BYTES:
-        raise DataError(f"{path}: {size} bytes; an annotation file over {MAX_ANNOTATION_BYTES} bytes is refused")
+    text = read_text_bounded(path, "DA-2K annotation file", MAX_ANNOTATION_BYTES, expected="a JSON object")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 JSON ({e})") from None
     except RecursionError:
         raise DataError(f"{path}: not a DA-2K annotation file (JSON nested too deeply to read)") from None
@@ -74,7 +74,7 @@ def read_annotations(path: Path, root: Path) -> list[dict]:
         raise DataError(f"{path}: expected a JSON object mapping image paths to pair lists, got {type(data).__name__}")
     out = []
     for rel, pairs in data.items():
-        where = f"{path}: {rel!r}"
+        where = f"{path}: {excerpt(rel)}"
         full = safe_relative_path(root, rel, f"{path}")
         parts = PurePosixPath(rel).parts
         if len(parts) < 2:
@@ -87,7 +87,7 @@ def read_annotations(path: Path, root: Path) -> list[dict]:
                 raise DataError(f"{where} pair {i}: expected {{'point1': [h, w], 'point2': [h, w], "
                                 f"'closer_point': 'point1'|'point2'}}")
             if a["closer_point"] not in ("point1", "point2"):
-                raise DataError(f"{where} pair {i}: closer_point must be 'point1' or 'point2', got {a['closer_point']!r}")
+                raise DataError(f"{where} pair {i}: closer_point must be 'point1' or 'point2', got {excerpt(a['closer_point'])}")
             rows.append(_point(a["point1"], f"{where} pair {i} point1") + _point(a["point2"], f"{where} pair {i} point2"))
             closer.append(0 if a["closer_point"] == "point1" else 1)
         out.append({"name": rel, "path": full, "scene": parts[0], "pairs": np.asarray(rows, dtype=np.int64),
@@ -113,7 +113,7 @@ class Da2kDataset(torch.utils.data.Dataset):
             entries = entries[: int(limit)]
         self.missing = [e["name"] for e in entries if not e["path"].is_file()]
         if self.missing and not skip_missing:
-            raise MissingFileError(f"dataset {card['name']!r}: image {self.root / self.missing[0]} listed in the "
+            raise MissingFileError(f"dataset {excerpt(card['name'])}: image {self.root / self.missing[0]} listed in the "
                                    "annotations does not exist (pass --skip-missing to skip and count such images)")
         self.entries = [e for e in entries if e["path"].is_file()]
         self.skipped_missing = len(self.missing)
@@ -124,7 +124,7 @@ class Da2kDataset(torch.utils.data.Dataset):
 
         kw.pop("depth_range", None)  # no dense depth here
         if kw:
-            raise ConfigError(f"dataset {card['name']!r}: unknown option(s) {', '.join(sorted(kw))}")
+            raise ConfigError(f"dataset {excerpt(card['name'])}: unknown option(s) {', '.join(sorted(kw))}")
         root = dataset_root(card, data_root)
         entries = read_annotations(root / card.get("annotations", "annotations.json"), root)
         return cls(card, split, root, entries, limit=limit, skip_missing=skip_missing)
@@ -138,7 +138,7 @@ class Da2kDataset(torch.utils.data.Dataset):
         h, w = image.shape[:2]
         p = e["pairs"]
         if p[:, [0, 2]].max() >= h or p[:, [1, 3]].max() >= w:
-            raise DataError(f"{self.root / 'annotations.json'}: {e['name']!r} has a point outside its {h}x{w} image "
+            raise DataError(f"{self.root / 'annotations.json'}: {excerpt(e['name'])} has a point outside its {h}x{w} image "
                             "(points are [h, w], 0-based)")
         return {"image": image, "pairs": p, "closer": e["closer"], "scene": e["scene"], "name": e["name"]}
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from dabench.data.cards import load_card, read_split_file, resolve_split, split_file_path
-from dabench.errors import ConfigError, DataError, MissingFileError
+from dabench.errors import ConfigError, DataError, MissingFileError, excerpt
 from dabench.provenance import data_root as _data_root
 from dabench.registry import Registry
 
@@ -41,7 +41,7 @@ def build_dataset(name: str, split: str | None = None, data_root=None, limit: in
     card = load_card(name)
     if card["task"] == "segmentation":
         raise ConfigError(
-            f"dataset {name!r} is a segmentation set read through mmsegmentation, not build_dataset; "
+            f"dataset {excerpt(name)} is a segmentation set read through mmsegmentation, not build_dataset; "
             f"use `dabench finetune seg --dataset {name}` (layout: datasets/{name}.yaml notes)")
     if limit is not None and int(limit) < 0:
         raise ConfigError(f"limit must be >= 0, got {limit}")
@@ -72,11 +72,11 @@ def dataset_root(card: dict, data_root=None) -> Path:
     root = _data_root(data_root)
     if root is None:
         raise MissingFileError(
-            f"dataset {card['name']!r} needs a data root: pass --data-root DIR or set DABENCH_DATA "
+            f"dataset {excerpt(card['name'])} needs a data root: pass --data-root DIR or set DABENCH_DATA "
             f"(expected {card['root']}/ inside it)")
     path = root / card["root"]
     if not path.is_dir():
-        raise MissingFileError(f"dataset {card['name']!r}: folder {path} does not exist (data root {root})")
+        raise MissingFileError(f"dataset {excerpt(card['name'])}: folder {path} does not exist (data root {root})")
     return path
 
 
@@ -92,7 +92,7 @@ class _SyntheticReader:
         allowed = {"num_samples", "size", "seed", "sparse"}
         unknown = set(kw) - allowed
         if unknown:
-            raise ConfigError(f"synthetic dataset {card['name']!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+            raise ConfigError(f"synthetic dataset {excerpt(card['name'])}: unknown option(s) {', '.join(sorted(unknown))}; "
                               f"valid: {', '.join(sorted(allowed))}")
         n = kw.get("num_samples")
         n = int(card["num_samples"][split] if n is None else n)
@@ -160,14 +160,14 @@ class FileDepthDataset(torch.utils.data.Dataset):
         for e in entries:
             outside = [p for p in e.files() if _leaves(p, self.root)]
             if outside:  # a split list naming ../../x: never read files outside the dataset folder
-                raise DataError(f"dataset {card['name']!r} split {split!r}: entry {e.name!r} names {outside[0]}, "
+                raise DataError(f"dataset {excerpt(card['name'])} split {excerpt(split)}: entry {excerpt(e.name)} names {outside[0]}, "
                                 f"outside the dataset folder {self.root} (split lists hold paths relative to it, "
                                 "without '..')")
             missing = [p for p in e.files() if not p.is_file()]
             if missing:
                 if not skip_missing:
                     raise MissingFileError(
-                        f"dataset {card['name']!r} split {split!r}: entry {e.name!r} lacks file {missing[0]} "
+                        f"dataset {excerpt(card['name'])} split {excerpt(split)}: entry {excerpt(e.name)} lacks file {missing[0]} "
                         f"(pass --skip-missing to skip and count such entries)")
                 self.missing.append((e.name, missing[0]))
                 continue
@@ -181,7 +181,7 @@ class FileDepthDataset(torch.utils.data.Dataset):
     @classmethod
     def from_card(cls, card, split, data_root=None, limit=None, skip_missing=False, depth_range="card", **kw):
         if kw:
-            raise ConfigError(f"dataset {card['name']!r}: unknown option(s) {', '.join(sorted(kw))}")
+            raise ConfigError(f"dataset {excerpt(card['name'])}: unknown option(s) {', '.join(sorted(kw))}")
         root = dataset_root(card, data_root)
         return cls(card, split, root, cls.entries(card, split, root), limit=limit, skip_missing=skip_missing,
                    depth_range=depth_range)
@@ -206,7 +206,7 @@ class FileDepthDataset(torch.utils.data.Dataset):
         e = self.entries[index]
         image, depth, valid, K = self.read_sample(e)
         if image.shape[:2] != depth.shape:
-            raise DataError(f"dataset {self.card['name']!r} entry {e.name!r}: image {e.image} is "
+            raise DataError(f"dataset {excerpt(self.card['name'])} entry {excerpt(e.name)}: image {e.image} is "
                             f"{image.shape[0]}x{image.shape[1]} but depth {e.depth[0]} is "
                             f"{depth.shape[0]}x{depth.shape[1]} (H x W)")
         if self.depth_range is not None:
@@ -250,7 +250,7 @@ def listed_or_scanned(card: dict, split: str, root: Path, pattern: str) -> list[
     else:
         names = [relative_name(p, root) for p in scan_files(root, pattern)]
     if not names:
-        raise MissingFileError(f"dataset {card['name']!r}: no {pattern} under {root}")
+        raise MissingFileError(f"dataset {excerpt(card['name'])}: no {pattern} under {root}")
     return names
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from dabench.data.cards import per_split, read_split_file, split_file_path
 from dabench.data.datasets import (Entry, FileDepthDataset, intrinsics_matrix, listed_or_scanned, relative_name,
                                    scan_files, split_rows)
-from dabench.errors import DataError, MissingFileError
+from dabench.errors import DataError, MissingFileError, excerpt
 
 
 def _kitti_calib_intrinsics(calib: Path) -> np.ndarray | None:
@@ -41,7 +41,7 @@ class KittiDataset(FileDepthDataset):
         calib_cache: dict[str, np.ndarray | None] = {}
         for row in split_rows(card, split):
             if len(row) < 2:
-                raise DataError(f"split file {split_file_path(card, split)}: row {' '.join(row)!r} needs "
+                raise DataError(f"split file {split_file_path(card, split)}: row {excerpt(' '.join(row))} needs "
                                 f"'<image> <depth|None> [focal]'")
             if row[1] == "None":
                 no_gt += 1
@@ -84,7 +84,7 @@ class NyuDataset(FileDepthDataset):
             if use_mat:
                 digits = "".join(ch for ch in Path(name).stem if ch.isdigit())
                 if not digits:
-                    raise DataError(f"split file {split_file_path(card, split)}: cannot take a .mat index from {name!r}")
+                    raise DataError(f"split file {split_file_path(card, split)}: cannot take a .mat index from {excerpt(name)}")
                 out.append(Entry(name, mat, (mat,), K, {"mat_index": int(digits) + 1}))
             else:
                 out.append(Entry(name, base / name, (base / row[1].lstrip("/"),), K))
@@ -121,7 +121,7 @@ class SintelDataset(FileDepthDataset):
         else:
             names = [relative_name(p, root / "training" / pass_) for p in scan_files(root / "training" / pass_, "*/frame_*.png")]
             if not names:
-                raise MissingFileError(f"dataset {card['name']!r}: no frames under {root / 'training' / pass_}/*/frame_*.png")
+                raise MissingFileError(f"dataset {excerpt(card['name'])}: no frames under {root / 'training' / pass_}/*/frame_*.png")
         out = []
         for n in names:
             stem = Path(n).with_suffix("")
@@ -189,7 +189,7 @@ class DiodeDataset(FileDepthDataset):
         out = []
         for r in split_rows(card, split):
             if len(r) < 3:
-                raise DataError(f"split file {split_file_path(card, split)}: row {' '.join(r)!r} needs "
+                raise DataError(f"split file {split_file_path(card, split)}: row {excerpt(' '.join(r))} needs "
                                 f"'<image> <depth.npy> <mask.npy>'")
             out.append(Entry(r[0], base / r[0], (base / r[1], base / r[2])))
         return out

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dabench.errors import ConfigError, DataError, MissingFileError
+from dabench.errors import ConfigError, DataError, MissingFileError, excerpt
 
 log = logging.getLogger("dabench.data")
 
@@ -53,14 +53,14 @@ def build_image_source(name: str, limit: int | None = None):
     """The source a ``wds:`` / ``list:`` / ``folder:`` name stands for (first ``limit`` samples)."""
     kind, _, arg = name.partition(":")
     if not arg:
-        raise ConfigError(f"source {name!r} names no path (e.g. folder:/data/images)")
+        raise ConfigError(f"source {excerpt(name)} names no path (e.g. folder:/data/images)")
     if kind == "folder":
         return FolderImages(arg, limit=limit)
     if kind == "list":
         return ListImages(arg, limit=limit)
     if kind == "wds":
         return WdsImages(arg, limit=limit)
-    raise ConfigError(f"unknown source kind {kind!r}; valid: {', '.join(k[:-1] for k in SOURCE_KINDS)}")
+    raise ConfigError(f"unknown source kind {excerpt(kind)}; valid: {', '.join(k[:-1] for k in SOURCE_KINDS)}")
 
 
 def decode_image(data: bytes, what: str) -> np.ndarray:
@@ -77,7 +77,7 @@ def _inside(root: Path, rel: str, what: str) -> Path:
     """``root / rel`` when ``rel`` is a relative path that stays inside ``root``; else ``DataError``."""
     p = Path(rel)
     if p.is_absolute() or ".." in p.parts or not rel:
-        raise DataError(f"{what}: entry {rel!r} must be a relative path inside {root} (no '..', not absolute)")
+        raise DataError(f"{what}: entry {excerpt(rel)} must be a relative path inside {root} (no '..', not absolute)")
     return root / p
 
 
@@ -148,12 +148,12 @@ def _read_lines(path: Path, what: str) -> list[str]:
 def _read_index(path: Path, root: Path) -> list[str]:
     lines = _read_lines(path, "folder index")
     if not lines or not lines[0].startswith(INDEX_HEADER):
-        raise DataError(f"{path} is not a dabench folder index (first line should be {INDEX_HEADER!r}); delete it "
+        raise DataError(f"{path} is not a dabench folder index (first line should be {excerpt(INDEX_HEADER)}); delete it "
                         "to rebuild")
     try:
         count = int(lines[0].split()[-1])
     except ValueError:
-        raise DataError(f"{path}: bad header {lines[0]!r}") from None
+        raise DataError(f"{path}: bad header {excerpt(lines[0])}") from None
     names = [ln for ln in lines[1:] if ln]
     if len(names) != count:
         raise DataError(f"{path} lists {len(names)} images but its header says {count} (truncated?); delete it "
@@ -187,7 +187,7 @@ def expand_pattern(pattern: str) -> list[Path]:
     try:
         shards = [Path(s) for s in braceexpand(pattern)]
     except Exception as e:  # noqa: BLE001 - braceexpand raises plain errors on bad patterns
-        raise ConfigError(f"bad shard pattern {pattern!r}: {e}") from None
+        raise ConfigError(f"bad shard pattern {excerpt(pattern)}: {e}") from None
     missing = [s for s in shards if not s.is_file()]
     if missing:
         raise MissingFileError(f"shard {missing[0]} of wds:{pattern} does not exist ({len(missing)} of "
@@ -220,7 +220,7 @@ def shard_index(shard: Path) -> list[dict]:
                 if not samples or samples[-1]["key"] != base:
                     samples.append({"key": base, "members": {}})
                 if m.offset_data + m.size > st.st_size:  # a header may declare any size: never read past the end
-                    raise DataError(f"WebDataset shard {shard}: member {m.name!r} declares {m.size} bytes at "
+                    raise DataError(f"WebDataset shard {shard}: member {excerpt(m.name)} declares {m.size} bytes at "
                                     f"byte {m.offset_data}, past the file's end ({st.st_size} bytes; truncated?)")
                 samples[-1]["members"][ext.lower()] = [m.offset_data, m.size]
     except (tarfile.TarError, OSError) as e:
@@ -263,7 +263,7 @@ class WdsImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         k, s = self.samples[int(i)]
-        where = f"sample {s['key']!r} of shard {self.shards[k]}"
+        where = f"sample {excerpt(s['key'])} of shard {self.shards[k]}"
         out = {"image": decode_image(self._read(k, *s["image"]), where), "name": f"{self.shards[k].name}/{s['key']}"}
         if s["depth"] is not None:
             from dabench.data.formats import load_npy_bytes

@@ -27,7 +27,7 @@ import numpy as np
 from dabench.data.cards import GROUND_TRUTHS  # noqa: F401  (what a card's ground_truth may say)
 from dabench.data.datasets import Entry, FileDepthDataset, listed_or_scanned
 from dabench.data.formats import existing_file, finish_depth, load_npy, read_png_mask
-from dabench.errors import DataError
+from dabench.errors import DataError, excerpt
 
 
 # ---------------------------------------------------------------- formats
@@ -51,7 +51,7 @@ def read_pfm(path) -> np.ndarray:
     try:
         w, h, scale = int(parts[1]), int(parts[2]), float(parts[3])
     except ValueError:
-        raise DataError(f"PFM file {p} has a bad header {parts!r}") from None
+        raise DataError(f"PFM file {p} has a bad header {excerpt(parts)}") from None
     c = 3 if parts[0] == "PF" else 1
     if not (0 < w < 100000 and 0 < h < 100000):
         raise DataError(f"PFM file {p} has implausible size {w}x{h}")
@@ -197,7 +197,7 @@ class TrainDepthDataset(FileDepthDataset):
         image = read_image(e.image)
         depth, valid, sky = self.read_labels(e)
         if image.shape[:2] != depth.shape:
-            raise DataError(f"dataset {self.card['name']!r} entry {e.name!r}: image {e.image} is "
+            raise DataError(f"dataset {excerpt(self.card['name'])} entry {excerpt(e.name)}: image {e.image} is "
                             f"{image.shape[0]}x{image.shape[1]} but its ground truth is "
                             f"{depth.shape[0]}x{depth.shape[1]}")
         if self.depth_range is not None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dabench.data.crops import CROPS
-from dabench.errors import ConfigError, MissingFileError
+from dabench.errors import ConfigError, MissingFileError, excerpt
 from dabench.eval.align import ALIGNMENT_MODES
 from dabench.metrics.registry import METRICS, list_metrics
 from dabench import configs
@@ -177,7 +177,7 @@ class Suite:
         for e in self.datasets:
             if e.dataset == dataset:
                 return e
-        raise ConfigError(f"suite {self.name!r} has no dataset {dataset!r}; its datasets: {', '.join(self.dataset_names)}")
+        raise ConfigError(f"suite {excerpt(self.name)} has no dataset {excerpt(dataset)}; its datasets: {', '.join(self.dataset_names)}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "task": self.task, "description": self.description, "source": self.source,
@@ -190,26 +190,26 @@ def _check_protocol_keys(d: dict, where: str, task: str) -> dict:
     out = {}
     for k, v in d.items():
         if k not in PROTOCOL_KEYS:
-            raise ConfigError(f"{where}: unknown key {k!r}; valid keys: dataset, source, {', '.join(PROTOCOL_KEYS)}")
+            raise ConfigError(f"{where}: unknown key {excerpt(k)}; valid keys: dataset, source, {', '.join(PROTOCOL_KEYS)}")
         types, _ = PROTOCOL_KEYS[k]
         if isinstance(v, bool) and bool not in types:
-            raise ConfigError(f"{where}: {k} must be {'/'.join(t.__name__ for t in types)}, got {v!r}")
+            raise ConfigError(f"{where}: {k} must be {'/'.join(t.__name__ for t in types)}, got {excerpt(v)}")
         if not isinstance(v, types):
-            raise ConfigError(f"{where}: {k} must be {'/'.join(t.__name__ for t in types)}, got {v!r}")
+            raise ConfigError(f"{where}: {k} must be {'/'.join(t.__name__ for t in types)}, got {excerpt(v)}")
         if k == "alignment" and v not in ALIGNMENT_MODES:
-            raise ConfigError(f"{where}: unknown alignment {v!r}; valid modes: {', '.join(ALIGNMENT_MODES)}")
+            raise ConfigError(f"{where}: unknown alignment {excerpt(v)}; valid modes: {', '.join(ALIGNMENT_MODES)}")
         if k == "crop" and v not in CROPS:
-            raise ConfigError(f"{where}: unknown crop {v!r}; valid crops: {', '.join(CROPS)}")
+            raise ConfigError(f"{where}: unknown crop {excerpt(v)}; valid crops: {', '.join(CROPS)}")
         if k == "min_valid_pixels" and v < 1:
-            raise ConfigError(f"{where}: min_valid_pixels must be >= 1, got {v!r}")
+            raise ConfigError(f"{where}: min_valid_pixels must be >= 1, got {excerpt(v)}")
         if k == "alignment_max_res" and v is not None and v < 1:
-            raise ConfigError(f"{where}: alignment_max_res must be a positive number of pixels or null, got {v!r}")
+            raise ConfigError(f"{where}: alignment_max_res must be a positive number of pixels or null, got {excerpt(v)}")
         if k == "score_space" and v not in SCORE_SPACES:
-            raise ConfigError(f"{where}: score_space must be one of {', '.join(SCORE_SPACES)}, got {v!r}")
+            raise ConfigError(f"{where}: score_space must be one of {', '.join(SCORE_SPACES)}, got {excerpt(v)}")
         if k in ("min_depth", "max_depth", "depth_cap", "pred_floor") and v is not None and v < 0:
-            raise ConfigError(f"{where}: {k} must be >= 0, got {v!r}")
+            raise ConfigError(f"{where}: {k} must be >= 0, got {excerpt(v)}")
         if k == "input_size" and v is not None and v <= 0:
-            raise ConfigError(f"{where}: input_size must be a positive number of pixels, got {v!r}")
+            raise ConfigError(f"{where}: input_size must be a positive number of pixels, got {excerpt(v)}")
         out[k] = float(v) if k in ("min_depth", "max_depth", "depth_cap", "pred_floor") and v is not None else v
     return out
 
@@ -220,15 +220,15 @@ def parse_suite(data: Any, source: str = "<suite>", default_name: str | None = N
         raise ConfigError(f"{source}: a suite must be a YAML mapping, got {type(data).__name__}")
     for k, v in data.items():
         if k not in SUITE_KEYS:
-            raise ConfigError(f"{source}: unknown suite key {k!r}; valid keys: {', '.join(SUITE_KEYS)}")
+            raise ConfigError(f"{source}: unknown suite key {excerpt(k)}; valid keys: {', '.join(SUITE_KEYS)}")
         if not isinstance(v, SUITE_KEYS[k]):
-            raise ConfigError(f"{source}: {k} must be a {SUITE_KEYS[k].__name__}, got {v!r}")
+            raise ConfigError(f"{source}: {k} must be a {SUITE_KEYS[k].__name__}, got {excerpt(v)}")
     for k in ("task", "datasets"):
         if k not in data:
-            raise ConfigError(f"{source}: missing required key {k!r}")
+            raise ConfigError(f"{source}: missing required key {excerpt(k)}")
     task = data["task"]
     if task not in TASKS:
-        raise ConfigError(f"{source}: task must be one of {', '.join(TASKS)}, got {task!r}")
+        raise ConfigError(f"{source}: task must be one of {', '.join(TASKS)}, got {excerpt(task)}")
     defaults = _check_protocol_keys(data.get("defaults") or {}, f"{source}: defaults", task)
     entries = []
     for i, item in enumerate(data["datasets"]):
@@ -237,11 +237,11 @@ def parse_suite(data: Any, source: str = "<suite>", default_name: str | None = N
             entries.append(DatasetEntry(item))
             continue
         if not isinstance(item, dict) or not isinstance(item.get("dataset"), str):
-            raise ConfigError(f"{where}: expected a dataset name or a mapping with a 'dataset' key, got {item!r}")
+            raise ConfigError(f"{where}: expected a dataset name or a mapping with a 'dataset' key, got {excerpt(item)}")
         rest = {k: v for k, v in item.items() if k not in ("dataset", "source")}
         src = item.get("source", "")
         if not isinstance(src, str):
-            raise ConfigError(f"{where}: source must be a string (repo, file and line), got {src!r}")
+            raise ConfigError(f"{where}: source must be a string (repo, file and line), got {excerpt(src)}")
         entries.append(DatasetEntry(item["dataset"], _check_protocol_keys(rest, where, task), src))
     if not entries:
         raise ConfigError(f"{source}: datasets is empty")
@@ -252,13 +252,13 @@ def parse_suite(data: Any, source: str = "<suite>", default_name: str | None = N
     metrics = data.get("metrics") or task_metrics
     for m in metrics:
         if m not in METRICS:
-            raise ConfigError(f"{source}: unknown metric {m!r}; valid metrics: {', '.join(list_metrics())}")
+            raise ConfigError(f"{source}: unknown metric {excerpt(m)}; valid metrics: {', '.join(list_metrics())}")
         if m not in task_metrics:
-            raise ConfigError(f"{source}: metric {m!r} does not belong to a {task} suite; valid: {', '.join(task_metrics)}")
+            raise ConfigError(f"{source}: metric {excerpt(m)} does not belong to a {task} suite; valid: {', '.join(task_metrics)}")
     primary = data.get("primary_metrics") or metrics[:2]
     for m in primary:
         if m not in metrics:
-            raise ConfigError(f"{source}: primary metric {m!r} is not in metrics {metrics}")
+            raise ConfigError(f"{source}: primary metric {excerpt(m)} is not in metrics {excerpt(metrics, 200)}")
     return Suite(name=data.get("name") or default_name or "suite", task=task, datasets=entries, metrics=list(metrics),
                  primary_metrics=list(primary), description=data.get("description", ""),
                  source=data.get("source", ""), defaults=defaults, path=None if source.startswith("<") else source)
@@ -268,7 +268,7 @@ def load_suite(name_or_path: str | os.PathLike | Suite) -> Suite:
     """A suite by name (``dabench/configs/suites/<name>.yaml`` or a ``$DABENCH_CONFIG_PATH`` folder) or by YAML path."""
     if isinstance(name_or_path, Suite):
         return name_or_path
-    import yaml
+    from dabench.safety import load_yaml
 
     s = str(name_or_path)
     path = Path(s)
@@ -276,16 +276,11 @@ def load_suite(name_or_path: str | os.PathLike | Suite) -> Suite:
         found = configs.find("suites", s)
         path = found if found is not None else suites_dir() / f"{s}.yaml"
         if found is None:
-            raise ConfigError(f"unknown suite {s!r}; valid suites: {', '.join(list_suites()) or '(none)'} "
+            raise ConfigError(f"unknown suite {excerpt(s)}; valid suites: {', '.join(list_suites()) or '(none)'} "
                               f"(or pass a path to a suite YAML)")
     if not path.is_file():
         raise MissingFileError(f"suite file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({e})") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"suite file {path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+    data = load_yaml(path, "suite file")
     return parse_suite(data, str(path), default_name=path.stem)
 
 
@@ -312,14 +307,14 @@ def resolve_protocol(suite: Suite, dataset: str, card: dict | None = None, overr
     ``in_suite=False`` resolves a dataset the suite does not list (a synthetic fallback): no entry."""
     merged: dict[str, Any] = {f.name: f.default for f in fields(Protocol)}
     merged.update(TASK_DEFAULTS.get(suite.task, {}))
-    merged.update(_check_protocol_keys(card_eval_defaults(card), f"dataset card {dataset!r}", suite.task))
+    merged.update(_check_protocol_keys(card_eval_defaults(card), f"dataset card {excerpt(dataset)}", suite.task))
     merged.update(suite.defaults)
     if in_suite:
         merged.update(suite.entry(dataset).overrides)
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     proto = Protocol(**merged)
     if not proto.min_depth < proto.max_depth:
-        raise ConfigError(f"suite {suite.name!r}, dataset {dataset!r}: min_depth {proto.min_depth} must be < "
+        raise ConfigError(f"suite {excerpt(suite.name)}, dataset {excerpt(dataset)}: min_depth {proto.min_depth} must be < "
                           f"max_depth {proto.max_depth}")
     family = metric_task(suite.task)
     if family.startswith("depth"):  # the metric family follows the task, never a suite key
@@ -327,6 +322,6 @@ def resolve_protocol(suite: Suite, dataset: str, card: dict | None = None, overr
     if proto.pred_floor is None:  # record the floor actually used
         proto = replace(proto, pred_floor=default_pred_floor(proto.min_depth, suite.task))
     if not proto.pred_floor < proto.max_depth:
-        raise ConfigError(f"suite {suite.name!r}, dataset {dataset!r}: pred_floor {proto.pred_floor} must be < "
+        raise ConfigError(f"suite {excerpt(suite.name)}, dataset {excerpt(dataset)}: pred_floor {proto.pred_floor} must be < "
                           f"max_depth {proto.max_depth}")
     return proto

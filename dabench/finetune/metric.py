@@ -87,6 +87,7 @@ def load_config(dataset: str, head: str = "zoe", preset: str = "paper", config_f
     from mmengine.config import Config
 
     from dabench.overrides import apply_cfg_options
+    from dabench.safety import load_config_file
 
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
@@ -94,7 +95,7 @@ def load_config(dataset: str, head: str = "zoe", preset: str = "paper", config_f
     if not path.is_file():
         raise MissingFileError(f"metric head config {path} does not exist")
     try:
-        cfg = Config.fromfile(str(path))
+        cfg = load_config_file(path, "metric head config")
         if preset == "tiny":
             cfg.merge_from_dict(Config.fromfile(str(heads_dir() / "_base_" / "tiny.py")).to_dict())
     except (SyntaxError, KeyError, TypeError, ValueError) as e:

@@ -45,7 +45,7 @@ class ModelRun:
 
 def parse_model_options(items: Sequence[str] | None) -> dict[str, Any]:
     """``["ensemble_size=10", "processing_resolution=768"]`` → ``{"ensemble_size": 10, ...}`` (YAML scalars)."""
-    import yaml
+    from dabench.safety import load_yaml_text
 
     out: dict[str, Any] = {}
     for item in items or []:
@@ -54,8 +54,10 @@ def parse_model_options(items: Sequence[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--model-option expects KEY=VALUE, got {item!r}")
         try:
-            out[key] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
+            out[key] = load_yaml_text(value, f"--model-option {key}") if value.strip() else ""
+        except ConfigError as e:
+            if "invalid YAML" not in str(e):  # aliases expanding past the cap: refused, not taken as text
+                raise
             out[key] = value
     return out
 

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dabench.errors import ConfigError, DataError, MissingFileError
+from dabench.errors import ConfigError, DataError, MissingFileError, excerpt
 
 SCHEMA = "dabench.published/1"
 
@@ -57,7 +57,7 @@ class PublishedTable:
         for r in self.rows:
             if r.model == model:
                 return r
-        raise KeyError(f"{self.id}: no published row {model!r}; rows: {', '.join(r.model for r in self.rows)}")
+        raise KeyError(f"{self.id}: no published row {excerpt(model)}; rows: {', '.join(r.model for r in self.rows)}")
 
     def canonical_dataset(self, name: str) -> str | None:
         """The column of this table that an own dataset name belongs to (aliases included), else None."""
@@ -92,10 +92,10 @@ def parse_published(data: dict, src: str = "<published>") -> PublishedTable:
     if not isinstance(data, dict):
         raise DataError(f"{src}: expected a mapping at the top level")
     if data.get("schema") != SCHEMA:
-        raise DataError(f"{src}: schema must be {SCHEMA!r}, got {data.get('schema')!r}")
+        raise DataError(f"{src}: schema must be {excerpt(SCHEMA)}, got {excerpt(data.get('schema'))}")
     for key in ("id", "table", "source", "datasets", "metrics", "rows"):
         if key not in data:
-            raise DataError(f"{src}: missing key {key!r} (every published table needs a source and its rows)")
+            raise DataError(f"{src}: missing key {excerpt(key)} (every published table needs a source and its rows)")
     datasets = [str(d) for d in _as_list(data["datasets"], "datasets", src)]
     metrics = [str(m) for m in _as_list(data["metrics"], "metrics", src)]
     rows = []
@@ -105,14 +105,14 @@ def parse_published(data: dict, src: str = "<published>") -> PublishedTable:
         results: dict[str, dict[str, float | None]] = {}
         for ds, vals in r["results"].items():
             if ds not in datasets:
-                raise DataError(f"{src}: row {r['model']!r} has dataset {ds!r} not in datasets {datasets}")
+                raise DataError(f"{src}: row {excerpt(r['model'])} has dataset {excerpt(ds)} not in datasets {excerpt(datasets, 200)}")
             if not isinstance(vals, dict):
-                raise DataError(f"{src}: row {r['model']!r} dataset {ds!r}: expected a metric -> value mapping")
+                raise DataError(f"{src}: row {excerpt(r['model'])} dataset {excerpt(ds)}: expected a metric -> value mapping")
             for m, v in vals.items():
                 if m not in metrics:
-                    raise DataError(f"{src}: row {r['model']!r} has metric {m!r} not in metrics {metrics}")
+                    raise DataError(f"{src}: row {excerpt(r['model'])} has metric {excerpt(m)} not in metrics {excerpt(metrics, 200)}")
                 if v is not None and not isinstance(v, (int, float)):
-                    raise DataError(f"{src}: row {r['model']!r} {ds}/{m}: value {v!r} is not a number")
+                    raise DataError(f"{src}: row {excerpt(r['model'])} {ds}/{m}: value {excerpt(v)} is not a number")
             results[str(ds)] = {str(m): (None if v is None else float(v)) for m, v in vals.items()}
         params = r.get("params")
         rows.append(PublishedRow(model=str(r["model"]), results=results,
@@ -136,9 +136,8 @@ def load_published(directory: str | os.PathLike | None = None) -> list[Published
     """All published tables in ``directory`` (default: the shipped ``dabench/configs/published`` plus
     ``$DABENCH_CONFIG_PATH`` folders, a user file shadowing a shipped one of the same name), sorted by
     table number."""
-    import yaml
-
     from dabench import configs
+    from dabench.safety import load_yaml
 
     if directory is not None:
         d = Path(directory)
@@ -150,13 +149,10 @@ def load_published(directory: str | os.PathLike | None = None) -> list[Published
     tables = []
     seen: dict[str, str] = {}
     for f in files:
-        try:
-            data = yaml.safe_load(f.read_text())
-        except yaml.YAMLError as e:
-            raise DataError(f"{f}: invalid YAML ({e})") from None
+        data = load_yaml(f, "published table", error=DataError)
         t = parse_published(data, str(f))
         if t.id in seen:
-            raise DataError(f"{f}: published table id {t.id!r} already used by {seen[t.id]}")
+            raise DataError(f"{f}: published table id {excerpt(t.id)} already used by {seen[t.id]}")
         seen[t.id] = str(f)
         tables.append(t)
     return sorted(tables, key=_table_sort_key)
@@ -172,4 +168,4 @@ def get_published(table_id: str, directory=None) -> PublishedTable:
     for t in tables:
         if t.id == table_id:
             return t
-    raise ConfigError(f"unknown published table {table_id!r}; known: {', '.join(t.id for t in tables)}")
+    raise ConfigError(f"unknown published table {excerpt(table_id)}; known: {', '.join(t.id for t in tables)}")

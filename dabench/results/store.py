@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from dabench.errors import DataError, MissingFileError
+from dabench.errors import DataError, MissingFileError, excerpt
 from dabench.provenance import atomic_write_json
 from dabench.results.record import READABLE_SCHEMAS, REQUIRED_KEYS, SCHEMA, is_complete  # noqa: F401
 
@@ -67,12 +67,12 @@ def validate_record(record: dict, source: str = "<record>") -> dict:
     if missing:
         raise DataError(f"{source}: not a dabench result record (missing keys: {', '.join(missing)})")
     if record["schema"] not in READABLE_SCHEMAS:
-        raise DataError(f"{source}: unsupported record schema {record['schema']!r}; expected one of "
+        raise DataError(f"{source}: unsupported record schema {excerpt(record['schema'])}; expected one of "
                         f"{', '.join(map(repr, READABLE_SCHEMAS))}")
     # a stranger's record: the fields every table, report and comparison reads must have their types
     for key in ("suite", "model", "dataset"):
         if key in record and not isinstance(record[key], str):
-            raise DataError(f"{source}: record field {key!r} must be a string, got {type(record[key]).__name__}")
+            raise DataError(f"{source}: record field {excerpt(key)} must be a string, got {type(record[key]).__name__}")
     if "metrics" in record and not isinstance(record["metrics"], dict):
         raise DataError(f"{source}: record field 'metrics' must be an object of metric name -> value, got "
                         f"{type(record['metrics']).__name__}")

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from dabench.errors import ConfigError, MissingFileError
+from dabench.errors import ConfigError, MissingFileError, excerpt
 
 #: data keys that set how batches are made, not what they are
 LOADER_KEYS = ("num_workers", "prefetch_factor")
@@ -96,20 +96,20 @@ def _type_ok(value, spec) -> bool:
 def _validate(value: Any, spec: Any, key: str) -> None:
     if isinstance(spec, dict):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"config key {key!r} must be a dict, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"config key {excerpt(key)} must be a dict, got {type(value).__name__} {excerpt(value)}")
         for k in value:
             if k not in spec:
-                raise ConfigError(f"unknown config key {(key + '.' if key else '') + str(k)!r}; "
+                raise ConfigError(f"unknown config key {excerpt((key + '.' if key else '') + str(k))}; "
                                   f"valid keys{' in ' + repr(key) if key else ''}: {', '.join(sorted(spec))}")
         for k, sub in spec.items():
             full = f"{key}.{k}" if key else k
             if k not in value:
-                raise ConfigError(f"config key {full!r} is missing")
+                raise ConfigError(f"config key {excerpt(full)} is missing")
             _validate(value[k], sub, full)
         return
     if isinstance(spec, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r} must be a list, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"config key {excerpt(key)} must be a list, got {type(value).__name__} {excerpt(value)}")
         for i, item in enumerate(value):
             item_spec = spec[0]
             if isinstance(item_spec, dict) and isinstance(item, Mapping):
@@ -118,12 +118,12 @@ def _validate(value: Any, spec: Any, key: str) -> None:
         return
     if isinstance(spec, Pair):
         if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_type_ok(v, spec.typ) for v in value)):
-            raise ConfigError(f"config key {key!r} must be a pair of numbers, got {value!r}")
+            raise ConfigError(f"config key {excerpt(key)} must be a pair of numbers, got {excerpt(value)}")
         return
     if not _type_ok(value, spec):
-        raise ConfigError(f"config key {key!r} must be {_typename(spec)}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"config key {excerpt(key)} must be {_typename(spec)}, got {type(value).__name__} {excerpt(value)}")
     if key in _CHOICES and value not in _CHOICES[key]:
-        raise ConfigError(f"config key {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+        raise ConfigError(f"config key {excerpt(key)} must be one of {', '.join(_CHOICES[key])}, got {excerpt(value)}")
 
 
 def normalise_dataset_specs(specs: Sequence[Mapping]) -> list[dict]:
@@ -173,7 +173,7 @@ def preset_path(name: str) -> Path:
 
     p = None if name.startswith("_") else configs.find("train", name.replace("-", "_"))
     if p is None:
-        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
+        raise ConfigError(f"unknown preset {excerpt(name)}; valid presets: {', '.join(preset_names())}")
     return p
 
 
@@ -193,7 +193,7 @@ def _check_override_keys(overrides: Mapping[str, Any]) -> None:
             if not isinstance(spec, dict) or part not in spec:
                 where = ".".join(parts[:i]) or "the top level"
                 valid = ", ".join(sorted(spec)) if isinstance(spec, dict) else "(not a section)"
-                raise ConfigError(f"unknown config key {key!r} in --set ({part!r} is not in {where}; valid: {valid})")
+                raise ConfigError(f"unknown config key {excerpt(key)} in --set ({excerpt(part)} is not in {where}; valid: {valid})")
             spec = spec[part]
 
 
@@ -202,6 +202,8 @@ def load_config(config: str | os.PathLike | None = None, preset: str | None = No
     """Compose a training config: a config file (which may ``_base_`` on presets), else a preset
     (default ``tiny``), then ``overrides`` (``{"student.feat_alpha": 0.7}``); validated."""
     from mmengine.config import Config
+
+    from dabench.safety import load_config_file
 
     if config is not None and preset is not None:
         raise ConfigError("give either --config or --preset, not both (a config file can _base_ on a preset)")
@@ -213,7 +215,7 @@ def load_config(config: str | os.PathLike | None = None, preset: str | None = No
         preset = preset or "tiny"
         path = preset_path(preset)
     try:
-        cfg = Config.fromfile(str(path))
+        cfg = load_config_file(path)
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - mmengine raises many types for a bad file

@@ -83,13 +83,15 @@ def resolve_config(dataset: str, head: str, preset: str) -> Path:
 
 
 def load_config(path: str | os.PathLike):
-    from mmengine.config import Config
+    from dabench.safety import load_config_file
 
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"config {path} does not exist")
     try:
-        return Config.fromfile(str(path))
+        return load_config_file(path)
+    except ConfigError:
+        raise
     except Exception as e:  # mmengine raises several types for bad python/config files
         raise ConfigError(f"config {path} could not be loaded: {e}") from None
 
