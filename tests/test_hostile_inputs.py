@@ -114,3 +114,155 @@ def test_suite_and_card_errors_quote_a_bounded_excerpt(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_suite(str(f))
     assert len(str(e.value)) < 600
+
+
+# ------------------------------------------------------------ files that are not what their size or type says
+def _jpeg(h=20, w=28, seed=0) -> bytes:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    ok, buf = cv2.imencode(".jpg", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    return buf.tobytes()
+
+
+@pytest.fixture
+def alarm():
+    """Fail (instead of hanging the suite) when a read blocks for more than 20 s."""
+    import signal
+
+    def boom(*_):
+        raise TimeoutError("blocked: a read waited on a FIFO or device")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _folder_with(tmp_path, extra: dict):
+    """An image folder with one good JPEG and ``extra`` {name: maker(path)}, its index listing all."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "good.jpg").write_bytes(_jpeg())
+    for name, make in extra.items():
+        make(root / name)
+    names = sorted(["good.jpg", *extra])
+    (root / ".dabench-index").write_text(f"# dabench-index/1 {len(names)}\n" + "".join(n + "\n" for n in names))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "sparse", "folder"])
+def test_special_and_sparse_files_in_a_folder_source_are_refused_not_read(tmp_path, alarm, kind):
+    from dabench.data.sources import build_image_source, write_shards
+
+    def make(p):
+        if kind == "fifo":
+            os.mkfifo(p)
+        elif kind == "dev_zero":
+            p.symlink_to("/dev/zero")
+        elif kind == "sparse":
+            with open(p, "wb") as f:
+                f.write(_jpeg())
+                f.truncate(20 * 2**30)  # 20 GiB long, a few KiB on disk
+        else:
+            p.mkdir()
+
+    root = _folder_with(tmp_path, {"x.jpg": make})
+    src = build_image_source(f"folder:{root}", follow_symlinks=True)
+    i = src.names.index("x.jpg")
+    want = {"fifo": "FIFO", "dev_zero": "character device", "sparse": "more than a 28x20 image",
+            "folder": "a folder"}[kind]
+    with pytest.raises(DataError, match=want):
+        src[i]
+    with pytest.raises(DataError, match=want):  # the JPEG fast path of `data shard` makes the same checks
+        write_shards(src, tmp_path / "shards")
+    r = _invoke(["data", "shard", f"folder:{root}", "--out", str(tmp_path / "shards2"), "--follow-symlinks"])
+    assert r.exit_code == 2 and want.split()[0] in r.output and "Traceback" not in r.output
+
+
+def test_a_fresh_folder_index_lists_only_regular_files(tmp_path, alarm):
+    from dabench.data.sources import build_image_source
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "good.jpg").write_bytes(_jpeg())
+    os.mkfifo(root / "pipe.jpg")
+    assert build_image_source(f"folder:{root}").names == ["good.jpg"]
+
+
+def test_predict_on_a_sparse_jpeg_fails_that_image_only(tmp_path, alarm):
+    (tmp_path / "in").mkdir()
+    ok = tmp_path / "in" / "ok.jpg"
+    ok.write_bytes(_jpeg())
+    sparse = tmp_path / "in" / "sparse.jpg"
+    with open(sparse, "wb") as f:
+        f.write(_jpeg())
+        f.truncate(20 * 2**30)
+    r = _invoke(["predict", str(sparse), str(ok), "--model", "constant", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and "sparse.jpg" in r.output and "Traceback" not in r.output
+    assert (tmp_path / "out" / "ok.npy").is_file()
+
+
+def test_image_header_beyond_the_bounded_prefix_is_refused(tmp_path):
+    from dabench.data.formats import IMAGE_HEADER_PREFIX, read_image_file
+
+    f = tmp_path / "junk.png"
+    f.write_bytes(b"\0" * (IMAGE_HEADER_PREFIX + 10))
+    with pytest.raises(DataError, match="not an image"):
+        read_image_file(f)
+
+
+def test_depth_readers_refuse_special_files(tmp_path, alarm):
+    from dabench.data import formats as F
+    from dabench.data.train_sets import read_pfm
+
+    os.mkfifo(tmp_path / "d.dpt")
+    (tmp_path / "z.npy").symlink_to("/dev/zero")
+    with pytest.raises(DataError, match="regular file"):
+        F.read_sintel_depth(tmp_path / "d.dpt")
+    with pytest.raises(DataError, match="regular file"):
+        F.read_npy_depth(tmp_path / "z.npy")
+    with pytest.raises(DataError, match="regular file"):
+        read_pfm(tmp_path / "z.npy")
+
+
+def test_bounded_read_refuses_above_the_cap_before_reading(tmp_path):
+    from dabench.safety import read_bounded
+
+    f = tmp_path / "big.json"
+    with open(f, "wb") as fh:
+        fh.truncate(10**10)
+    with pytest.raises(DataError, match="above the 1000-byte cap"):
+        read_bounded(f, "JSON file", 1000)
+    (tmp_path / "small").write_bytes(b"abc")
+    assert read_bounded(tmp_path / "small", "x", 3) == b"abc"
+
+
+def test_symlinks_leaving_a_folder_source_need_follow_symlinks(tmp_path):
+    from dabench.data.sources import build_image_source
+
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(_jpeg())
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "good.jpg").write_bytes(_jpeg(seed=1))
+    (root / "inner.jpg").symlink_to("good.jpg")  # a link that stays inside is fine
+    (root / "link.jpg").symlink_to(outside)
+    with pytest.raises(DataError, match="symlink leading outside"):
+        build_image_source(f"folder:{root}")
+    src = build_image_source(f"folder:{root}", follow_symlinks=True)
+    assert sorted(src.names) == ["good.jpg", "inner.jpg", "link.jpg"]
+    assert src[src.names.index("link.jpg")]["image"].shape == (20, 28, 3)
+    # an index written with --follow-symlinks does not open the door for later plain reads
+    with pytest.raises(DataError, match="symlink leading outside"):
+        build_image_source(f"folder:{root}")[src.names.index("link.jpg")]
+    listing = tmp_path / "l.txt"
+    (tmp_path / "l").mkdir()
+    (tmp_path / "l" / "a.jpg").symlink_to(outside)
+    listing = tmp_path / "l" / "list.txt"
+    listing.write_text("a.jpg\n")
+    with pytest.raises(DataError, match="symlink leading outside"):
+        build_image_source(f"list:{listing}")[0]
+    r = _invoke(["data", "shard", f"folder:{tmp_path / 'l'}", "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "--follow-symlinks" in r.output

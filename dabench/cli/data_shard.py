@@ -15,6 +15,8 @@ def shard(
     maxcount: int = typer.Option(1000, "--maxcount", min=1, help="Images per shard."),
     quality: int = typer.Option(95, "--quality", min=1, max=100, help="JPEG quality for non-JPEG inputs "
                                 "(JPEGs are copied byte for byte)."),
+    follow_symlinks: bool = typer.Option(False, "--follow-symlinks", help="Read images that are symlinks "
+                                         "leading outside the folder (refused by default)."),
 ) -> None:
     """Write WebDataset shards from a folder or list of images, for `wds:` training sources.
 
@@ -27,7 +29,7 @@ def shard(
     name = src if is_image_source(src) else f"folder:{src}"
     if name.startswith("wds:"):
         raise ConfigError("the source is already WebDataset shards; give folder:<dir> or list:<file>")
-    source = build_image_source(name)
+    source = build_image_source(name, follow_symlinks=follow_symlinks)
     if len(source) == 0:
         raise ConfigError(f"{src} holds no images ({', '.join(('.png', '.jpg', '.jpeg', '.bmp', '.webp'))})")
     shards = write_shards(source, out, maxcount=maxcount, quality=quality)

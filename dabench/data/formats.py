@@ -71,6 +71,50 @@ def check_pixels(height: int, width: int, label: str) -> None:
                         f"{cap / 1e6:g}-megapixel cap (raise it with --max-pixels or {MAX_PIXELS_ENV})")
 
 
+IMAGE_HEADER_PREFIX = 4 * 2**20  # an image's header must lie in its first 4 MiB (EXIF/ICC segments included)
+
+
+def max_file_bytes(pixels: int | None = None) -> int:
+    """The size cap of one data file (image, depth map, PFM/EXR/.dpt), known before reading: 16 bytes
+    a pixel (four float32 channels) of ``pixels`` (default the pixel cap) plus 16 MiB of headers and
+    metadata. A sparse 20 GiB ``.jpg`` is refused by its size, not read."""
+    return 16 * int(max_pixels() if pixels is None else pixels) + 16 * 2**20
+
+
+def read_data_file(path, what: str) -> bytes:
+    """The bytes of the regular file ``path`` (a FIFO, device or folder is refused, never read),
+    at most :func:`max_file_bytes`; ``MissingFileError`` / ``DataError`` naming it."""
+    from dabench.safety import read_bounded
+
+    return read_bounded(path, what, max_file_bytes())
+
+
+def read_image_file(path, what: str = "image file") -> bytes:
+    """The encoded bytes of the image at ``path``, checked before the file is read in full: a regular
+    file (:func:`dabench.safety.open_regular`), its header read from a bounded prefix
+    (:data:`IMAGE_HEADER_PREFIX`) and within the pixel cap, and the file no larger than such an image
+    can need (:func:`max_file_bytes` of its pixels)."""
+    import io
+
+    from dabench.safety import open_regular, read_fd
+
+    fd, size = open_regular(path, what)
+    label = f"{what} {path}"
+    try:
+        prefix = read_fd(fd, 0, min(size, IMAGE_HEADER_PREFIX))
+        height, width = image_header_size(io.BytesIO(prefix), label)
+        cap = max_file_bytes(height * width)
+        if size > cap:
+            raise DataError(f"{label} is {size} bytes, more than a {width}x{height} image can need ({cap}); "
+                            "refused (a padded or sparse file?)")
+        rest = read_fd(fd, len(prefix), size - len(prefix)) if size > len(prefix) else b""
+    except OSError as e:
+        raise DataError(f"cannot read {label} ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
+    return prefix + rest
+
+
 def image_header_size(source, what: str = "image file") -> tuple[int, int]:
     """``(height, width)`` from an image's header (PIL reads only the header: nothing is decoded),
     checked against :func:`max_pixels`; ``DataError`` when it is not an image's header. ``source``:
@@ -79,7 +123,18 @@ def image_header_size(source, what: str = "image file") -> tuple[int, int]:
 
     from PIL import Image, UnidentifiedImageError
 
-    label = what if hasattr(source, "read") else f"{what} {source}"
+    if not hasattr(source, "read"):  # a path: its header from a bounded prefix of a regular file
+        import io
+
+        from dabench.safety import open_regular, read_fd
+
+        fd, size = open_regular(source, what)
+        try:
+            prefix = read_fd(fd, 0, min(size, IMAGE_HEADER_PREFIX))
+        finally:
+            os.close(fd)
+        return image_header_size(io.BytesIO(prefix), f"{what} {source}")
+    label = what
     old = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = None  # dabench's own cap applies (below), with a message naming the file
@@ -116,9 +171,7 @@ def decode_image_file(path, flags: int, what: str = "image file") -> np.ndarray:
     """The image at ``path`` decoded once with ``cv2.imdecode(flags)``, after its header passed the
     pixel cap; ``MissingFileError`` / ``DataError`` naming the file."""
     p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(f"{what} {p} does not exist")
-    return decode_image_bytes(p.read_bytes(), flags, f"{what} {p}")
+    return decode_image_bytes(read_image_file(p, what), flags, f"{what} {p}")
 
 
 def _npy_header(f, size: int, label: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -162,9 +215,12 @@ def read_npy_header(path, what: str = "array file") -> tuple[tuple[int, ...], np
     """``(shape, dtype)`` from a ``.npy`` header, checked before any data is read: a real ``.npy``
     (not an ``.npz`` archive or pickle), a plain (non-object) dtype, at most :func:`max_pixels`
     pixels, and a file long enough to hold the array."""
-    p = existing_file(path)
-    with open(p, "rb") as f:
-        return _npy_header(f, os.path.getsize(p), f"{what} {p}")
+    from dabench.safety import open_regular
+
+    p = existing_file(path, what)
+    fd, size = open_regular(p, what)
+    with os.fdopen(fd, "rb") as f:
+        return _npy_header(f, size, f"{what} {p}")
 
 
 def load_npy_bytes(data: bytes, label: str) -> np.ndarray:
@@ -178,11 +234,20 @@ def load_npy_bytes(data: bytes, label: str) -> np.ndarray:
         raise DataError(f"{label} is not a readable .npy: {e}") from None
 
 
-def existing_file(path) -> Path:
-    """``path`` as a Path when it is a file; ``MissingFileError`` naming it otherwise."""
+def existing_file(path, what: str = "depth file") -> Path:
+    """``path`` as a Path when it is a regular file; ``MissingFileError`` naming it when it does not
+    exist, ``DataError`` when it is a folder, FIFO, device or socket (never opened, never waited on)."""
+    import stat
+
     p = Path(path)
-    if not p.is_file():
-        raise MissingFileError(f"depth file {p} does not exist")
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise MissingFileError(f"{what} {p} does not exist") from None
+    except OSError as e:
+        raise DataError(f"cannot read {what} {p} ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{what} {p} is not a regular file (a folder, FIFO, device or socket)")
     return p
 
 
@@ -262,7 +327,7 @@ def read_sintel_depth(path) -> tuple[np.ndarray, np.ndarray]:
     """MPI Sintel ``.dpt``: float32 tag 202021.25, int32 width, int32 height, then width*height
     float32 depths (row-major, little-endian)."""
     p = existing_file(path)
-    data = p.read_bytes()
+    data = read_data_file(p, "Sintel depth")
     if len(data) < 12:
         raise DataError(f"Sintel depth {p} is truncated: {len(data)} bytes, need a 12-byte header")
     tag, width, height = struct.unpack("<fii", data[:12])
@@ -280,7 +345,7 @@ def read_sintel_depth(path) -> tuple[np.ndarray, np.ndarray]:
 def read_sintel_cam(path) -> tuple[np.ndarray, np.ndarray]:
     """MPI Sintel ``.cam``: tag, then 3×3 intrinsics K and 3×4 extrinsics [R|t] as float64 row-major."""
     p = existing_file(path)
-    data = p.read_bytes()
+    data = read_data_file(p, "Sintel camera")
     if len(data) < 4 + 8 * 21:
         raise DataError(f"Sintel camera {p} is truncated: {len(data)} bytes, expected {4 + 8 * 21}")
     (tag,) = struct.unpack("<f", data[:4])
@@ -348,7 +413,7 @@ def read_eth3d_depth(path, height: int = ETH3D_SIZE[0], width: int = ETH3D_SIZE[
 
 def load_npy(path, what: str) -> np.ndarray:
     """A numeric (or bool) ``.npy`` array, its header checked (:func:`read_npy_header`) before loading."""
-    p = existing_file(path)
+    p = existing_file(path, what)
     _, dtype = read_npy_header(p, what)
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise DataError(f"{what} {p} has dtype {dtype}; expected numbers (float depth, 0/1 or bool mask)")

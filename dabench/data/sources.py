@@ -49,15 +49,17 @@ def is_image_source(name: str) -> bool:
     return isinstance(name, str) and name.startswith(SOURCE_KINDS)
 
 
-def build_image_source(name: str, limit: int | None = None):
-    """The source a ``wds:`` / ``list:`` / ``folder:`` name stands for (first ``limit`` samples)."""
+def build_image_source(name: str, limit: int | None = None, follow_symlinks: bool = False):
+    """The source a ``wds:`` / ``list:`` / ``folder:`` name stands for (first ``limit`` samples).
+    ``follow_symlinks``: let ``folder:``/``list:`` images be symlinks resolving outside their root
+    (refused by default)."""
     kind, _, arg = name.partition(":")
     if not arg:
         raise ConfigError(f"source {excerpt(name)} names no path (e.g. folder:/data/images)")
     if kind == "folder":
-        return FolderImages(arg, limit=limit)
+        return FolderImages(arg, limit=limit, follow_symlinks=follow_symlinks)
     if kind == "list":
-        return ListImages(arg, limit=limit)
+        return ListImages(arg, limit=limit, follow_symlinks=follow_symlinks)
     if kind == "wds":
         return WdsImages(arg, limit=limit)
     raise ConfigError(f"unknown source kind {excerpt(kind)}; valid: {', '.join(k[:-1] for k in SOURCE_KINDS)}")
@@ -81,28 +83,53 @@ def _inside(root: Path, rel: str, what: str) -> Path:
     return root / p
 
 
+def check_link(root: Path, path: Path, follow_symlinks: bool, what: str) -> None:
+    """``DataError`` when ``path`` (under ``root``) resolves outside ``root`` through a symlink and
+    ``follow_symlinks`` is off: a folder or list source stays inside its folder unless asked."""
+    if follow_symlinks:
+        return
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise DataError(f"{what}: {path} is a symlink leading outside {root}; refused (pass --follow-symlinks, or "
+                        "follow_symlinks=True in the source's config entry, to read linked files)")
+
+
 class _Files(torch.utils.data.Dataset):
     """Images at ``root / rel`` for each relative name."""
 
-    def __init__(self, root: Path, names: list[str], limit: int | None):
+    def __init__(self, root: Path, names: list[str], limit: int | None, follow_symlinks: bool = False):
         self.root = root
+        self.follow_symlinks = bool(follow_symlinks)
         self.names = names[: int(limit)] if limit is not None else names
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def image_bytes(self, i: int) -> bytes:
+        """The encoded bytes of image ``i``: a regular file inside the root (symlinks leaving it refused
+        unless ``follow_symlinks``), size-capped, its header checked from a bounded prefix."""
+        from dabench.data.formats import read_image_file
+
+        path = self.root / self.names[int(i)]
+        if not os.path.lexists(path):
+            raise MissingFileError(f"image {path} (listed in {self.listing}) does not exist")
+        check_link(self.root, path, self.follow_symlinks, f"image listed in {self.listing}")
+        return read_image_file(path)
+
     def __getitem__(self, i: int) -> dict:
         rel = self.names[int(i)]
-        path = self.root / rel
-        if not path.is_file():
-            raise MissingFileError(f"image {path} (listed in {self.listing}) does not exist")
-        return {"image": decode_image(path.read_bytes(), f"image file {path}"), "name": rel}
+        return {"image": decode_image(self.image_bytes(i), f"image file {self.root / rel}"), "name": rel}
 
 
 class FolderImages(_Files):
-    """``folder:<dir>``: every image under ``dir``, listed once in ``.dabench-index``."""
+    """``folder:<dir>``: every image under ``dir``, listed once in ``.dabench-index``. Only regular
+    files are listed (a FIFO or device named ``x.jpg`` is skipped); a symlink resolving outside ``dir``
+    is refused unless ``follow_symlinks``."""
 
-    def __init__(self, root: str | os.PathLike, limit: int | None = None):
+    def __init__(self, root: str | os.PathLike, limit: int | None = None, follow_symlinks: bool = False):
         root = Path(root)
         if not root.is_dir():
             raise MissingFileError(f"image folder {root} does not exist")
@@ -110,11 +137,15 @@ class FolderImages(_Files):
         if self.listing.is_file():
             names = _read_index(self.listing, root)
         else:
-            names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                           if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+            names = []
+            for p in root.rglob("*"):
+                if p.suffix.lower() in IMAGE_EXTS and p.is_file():
+                    check_link(root, p, follow_symlinks, f"folder source {root}")
+                    names.append(p.relative_to(root).as_posix())
+            names.sort(key=os.fsencode)
             _write_index(self.listing, names)
             log.info("indexed %d images under %s in %s", len(names), root, self.listing)
-        super().__init__(root, names, limit)
+        super().__init__(root, names, limit, follow_symlinks)
 
 
 def folder_index_path(root: Path) -> Path:
@@ -124,25 +155,32 @@ def folder_index_path(root: Path) -> Path:
         return own
     from dabench.provenance import cache_dir
 
-    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+    key = hashlib.sha1(os.fsencode(root.resolve())).hexdigest()[:16]
     return cache_dir() / "folder-index" / f"{key}{INDEX_NAME}"
 
 
-def _write_index(path: Path, names: list[str]) -> None:
-    from dabench.provenance import atomic_write_text
+MAX_LIST_BYTES = 4 * 2**30  # a list or index file: 40 million paths of 100 bytes
 
-    atomic_write_text(path, f"{INDEX_HEADER} {len(names)}\n" + "".join(n + "\n" for n in names))
+
+def _write_index(path: Path, names: list[str]) -> None:
+    """One name a line, written as the OS gave it (``os.fsencode``: a Latin-1 file name keeps its bytes)."""
+    from dabench.provenance import atomic_write_bytes
+
+    atomic_write_bytes(path, f"{INDEX_HEADER} {len(names)}\n".encode() + b"".join(os.fsencode(n) + b"\n" for n in names))
 
 
 def _read_lines(path: Path, what: str) -> list[str]:
-    """``path``'s lines (UTF-8), or one DataError naming it (binary, unreadable)."""
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise DataError(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start}); expected one relative "
-                        "image path a line") from None
-    except OSError as e:
-        raise DataError(f"cannot read {what} {path} ({e.strerror or e})") from None
+    """``path``'s lines, or one DataError naming it (binary, unreadable, not a regular file, too large).
+    Lines are file names as the OS gives them: bytes that are not UTF-8 are kept (surrogateescape, as
+    ``os.fsdecode``); a NUL byte (no file name holds one) marks a binary file."""
+    from dabench.safety import read_bounded
+
+    data = read_bounded(path, what, MAX_LIST_BYTES)
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"{what} {path} is not UTF-8 text (a NUL byte at byte {nul}: a binary file?); expected one "
+                        "relative image path a line")
+    return data.decode("utf-8", "surrogateescape").splitlines()
 
 
 def _read_index(path: Path, root: Path) -> list[str]:
@@ -166,7 +204,7 @@ def _read_index(path: Path, root: Path) -> list[str]:
 class ListImages(_Files):
     """``list:<file>``: image paths relative to the list's folder, one a line."""
 
-    def __init__(self, listing: str | os.PathLike, limit: int | None = None):
+    def __init__(self, listing: str | os.PathLike, limit: int | None = None, follow_symlinks: bool = False):
         self.listing = Path(listing)
         if not self.listing.is_file():
             raise MissingFileError(f"image list {self.listing} does not exist")
@@ -177,7 +215,7 @@ class ListImages(_Files):
             if ln and not ln.startswith("#"):
                 _inside(root, ln, f"image list {self.listing}")
                 names.append(ln)
-        super().__init__(root, names, limit)
+        super().__init__(root, names, limit, follow_symlinks)
 
 
 # ---------------------------------------------------------------- WebDataset shards
@@ -309,8 +347,10 @@ def write_shards(source, out_dir: str | os.PathLike, *, maxcount: int = 1000, pr
         for i in range(len(source)):
             name = getattr(source, "names", None)
             if name is not None and Path(name[i]).suffix.lower() in (".jpg", ".jpeg"):
-                data = (source.root / name[i]).read_bytes()
-                decode_image(data, f"image {source.root / name[i]}")  # refuse corrupt or oversized inputs
+                # the same checks as training's reads: a regular file inside the root, size-capped,
+                # header and pixel cap from a bounded prefix, then a full decode (corrupt files refused)
+                data = source.image_bytes(i)
+                decode_image(data, f"image {source.root / name[i]}")
             else:
                 data = _encode_jpeg(source[i]["image"], quality)
             sink.write({"__key__": f"{i:09d}", "jpg": data})

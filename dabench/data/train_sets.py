@@ -26,7 +26,7 @@ import numpy as np
 
 from dabench.data.cards import GROUND_TRUTHS  # noqa: F401  (what a card's ground_truth may say)
 from dabench.data.datasets import Entry, FileDepthDataset, listed_or_scanned
-from dabench.data.formats import existing_file, finish_depth, load_npy, read_png_mask
+from dabench.data.formats import existing_file, finish_depth, load_npy, read_data_file, read_png_mask
 from dabench.errors import DataError, excerpt
 
 
@@ -35,7 +35,7 @@ def read_pfm(path) -> np.ndarray:
     """A PFM image (``Pf`` grey or ``PF`` colour; first channel) as float32 H×W, top row first
     (PFM stores rows bottom-up; a negative scale means little-endian)."""
     p = existing_file(path)
-    data = p.read_bytes()
+    data = read_data_file(p, "depth file")
     parts, pos = [], 0
     while len(parts) < 4 and pos < len(data) and pos < 256:  # header: type, width, height, scale
         while pos < len(data) and data[pos:pos + 1].isspace():
@@ -74,7 +74,7 @@ def read_exr(path) -> np.ndarray:
     """The first channel (``R``, ``Y`` or the only one) of a single-part scanline OpenEXR file as
     float32 H×W. Supported compressions: NONE, ZIPS, ZIP; others are a ``DataError`` naming them."""
     p = existing_file(path)
-    data = p.read_bytes()
+    data = read_data_file(p, "depth file")
     if len(data) < 8 or struct.unpack_from("<i", data, 0)[0] != _EXR_MAGIC:
         raise DataError(f"{p} is not an OpenEXR file (bad magic number)")
     flags = struct.unpack_from("<I", data, 4)[0]

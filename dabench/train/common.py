@@ -99,7 +99,7 @@ def build_source(spec: Mapping, data_root: str | None = None):
 
     name = spec["name"]
     if is_image_source(name):
-        return build_image_source(name, limit=spec.get("limit"))
+        return build_image_source(name, limit=spec.get("limit"), follow_symlinks=bool(spec.get("follow_symlinks")))
     from dabench.data import build_dataset
 
     return build_dataset(name, split=spec.get("split"), data_root=data_root, limit=spec.get("limit"),

@@ -31,7 +31,8 @@ class Pair:
 
 
 NUM = (int, float)
-DATASET_SPEC = {"name": str, "split": (str, None), "limit": (int, None), "kwargs": dict}
+DATASET_SPEC = {"name": str, "split": (str, None), "limit": (int, None), "kwargs": dict,
+                "follow_symlinks": (bool, None)}  # folder:/list: sources: read symlinks leading outside
 PERTURB = {
     "brightness": NUM, "contrast": NUM, "saturation": NUM, "hue": NUM, "jitter_p": NUM, "grayscale_p": NUM,
     "blur_p": NUM, "blur_sigma": Pair(NUM), "cutmix_p": NUM, "cutmix_area": Pair(NUM), "cutmix_ratio": Pair(NUM),
@@ -113,7 +114,7 @@ def _validate(value: Any, spec: Any, key: str) -> None:
         for i, item in enumerate(value):
             item_spec = spec[0]
             if isinstance(item_spec, dict) and isinstance(item, Mapping):
-                item = {**{k: None for k in ("split", "limit")}, "kwargs": {}, **item}
+                item = {**{k: None for k in ("split", "limit", "follow_symlinks")}, "kwargs": {}, **item}
             _validate(item, item_spec, f"{key}[{i}]")
         return
     if isinstance(spec, Pair):
@@ -127,7 +128,8 @@ def _validate(value: Any, spec: Any, key: str) -> None:
 
 
 def normalise_dataset_specs(specs: Sequence[Mapping]) -> list[dict]:
-    return [{"name": s["name"], "split": s.get("split"), "limit": s.get("limit"), "kwargs": dict(s.get("kwargs") or {})}
+    return [{"name": s["name"], "split": s.get("split"), "limit": s.get("limit"), "kwargs": dict(s.get("kwargs") or {}),
+             **({"follow_symlinks": True} if s.get("follow_symlinks") else {})}  # absent by default: fingerprints unchanged
             for s in specs]
 
 
