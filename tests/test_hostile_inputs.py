@@ -266,3 +266,76 @@ def test_symlinks_leaving_a_folder_source_need_follow_symlinks(tmp_path):
         build_image_source(f"list:{listing}")[0]
     r = _invoke(["data", "shard", f"folder:{tmp_path / 'l'}", "--out", str(tmp_path / "s")])
     assert r.exit_code == 2 and "--follow-symlinks" in r.output
+
+
+# ------------------------------------------------------------ declared sizes that drive memory
+def test_brace_counting_matches_braceexpand():
+    from braceexpand import braceexpand
+
+    from dabench.data.brace import count_members
+
+    for p in ["a", "item{1..3}", "{a..c}", "x{,.bak}", "py{2.{5..7},3.{2,3}}", "{07..10}", "{a..g..2}", "{4..1}",
+              "{2..-1}", "{1..10..-2}", "{z..a..2}", "{a,b}{1..3}{x,y,z}", "x{}y", "{a}", "{,}", "{{a,b}}",
+              "a{b{c,d}e}f", r"\{a,b\}{1,2}", "s-{000000..000099}.tar"]:
+        assert count_members(p) == len(list(braceexpand(p))), p
+    assert count_members("shard-{000000000..999999999}.tar") == 10**9  # instant: nothing is expanded
+
+
+def test_a_billion_shard_pattern_is_refused_before_expanding(tmp_path):
+    import tracemalloc
+
+    from dabench.data.sources import expand_pattern
+
+    tracemalloc.start()
+    with pytest.raises(ConfigError, match="names 1000000000 shards"):
+        expand_pattern(str(tmp_path / "shard-{000000000..999999999}.tar"))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5 * 2**20
+    with pytest.raises(ConfigError, match="bad shard pattern.*unbalanced"):
+        expand_pattern("a{1,2")
+    (tmp_path / "s-0.tar").write_bytes(b"")
+    with pytest.raises(Exception, match=r"s-1.tar .*\(2 of 3 missing\)"):
+        expand_pattern(str(tmp_path / "s-{0..2}.tar"))
+
+
+def _shard(path, n, cut_in_header_of=None):
+    import io as _io
+    import tarfile
+
+    buf = _io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for i in range(n):
+            data = _jpeg(seed=i)
+            info = tarfile.TarInfo(f"{i:06d}.jpg")
+            info.size = len(data)
+            tf.addfile(info, _io.BytesIO(data))
+    raw = buf.getvalue()
+    if cut_in_header_of is not None:  # keep members before it, then 100 bytes of its 512-byte header
+        with tarfile.open(fileobj=_io.BytesIO(raw)) as tf:
+            start = tf.getmember(f"{cut_in_header_of:06d}.jpg").offset
+        raw = raw[: start + 100]
+    path.write_bytes(raw)
+
+
+def test_a_shard_cut_inside_a_member_header_is_reported_and_recorded(tmp_path, monkeypatch, caplog):
+    from dabench.data.sources import build_image_source
+    from dabench.train.common import Sources, write_data_record
+
+    monkeypatch.setenv("DABENCH_HOME", str(tmp_path / "home"))
+    _shard(tmp_path / "s-0.tar", 3)
+    _shard(tmp_path / "s-1.tar", 5, cut_in_header_of=2)
+    with caplog.at_level("WARNING", logger="dabench.data"):
+        src = build_image_source(f"wds:{tmp_path}/s-{{0..1}}.tar")
+    assert len(src) == 5 and "s-1.tar was cut: 2 members read" in caplog.text
+    rep = src.report()
+    assert rep["shards"] == 2 and rep["samples"] == 5
+    assert rep["cut_shards"] == [{"shard": str(tmp_path / "s-1.tar"), "members_read": 2, "cut_bytes": 100}]
+    again = build_image_source(f"wds:{tmp_path}/s-{{0..1}}.tar")  # from the index cache: the same counts
+    assert again.report() == rep
+    sources = Sources([{"name": f"wds:{tmp_path}/s-{{0..1}}.tar"}], None, "unlabelled", keys=("image",))
+    write_data_record(tmp_path / "run", unlabelled=sources)
+    rec = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert rec["unlabelled"][0]["samples"] == 5 and rec["unlabelled"][0]["cut_shards"][0]["members_read"] == 2
+    complete = build_image_source(f"wds:{tmp_path}/s-0.tar")
+    assert complete.report()["cut_shards"] == []

@@ -219,34 +219,73 @@ class ListImages(_Files):
 
 
 # ---------------------------------------------------------------- WebDataset shards
-def expand_pattern(pattern: str) -> list[Path]:
+MAX_SHARDS = 100_000  # shards one wds: pattern may name (SA-1B is 1000 shards)
+
+
+def expand_pattern(pattern: str, max_shards: int = MAX_SHARDS) -> list[Path]:
+    """The shards a brace pattern names, counted first (:func:`dabench.data.brace.count_members`, no
+    expansion) and refused above ``max_shards``, then expanded lazily: the first missing shard is
+    reported with how many of the named shards are missing."""
     from braceexpand import braceexpand
 
+    from dabench.data.brace import count_members
+
     try:
-        shards = [Path(s) for s in braceexpand(pattern)]
-    except Exception as e:  # noqa: BLE001 - braceexpand raises plain errors on bad patterns
+        count = count_members(pattern)
+    except ValueError as e:
         raise ConfigError(f"bad shard pattern {excerpt(pattern)}: {e}") from None
-    missing = [s for s in shards if not s.is_file()]
+    if count > max_shards:
+        raise ConfigError(f"shard pattern {excerpt(pattern)} names {count} shards, more than the {max_shards} "
+                          "allowed; split the data or check the pattern")
+    shards, missing = [], []
+    try:
+        for s in braceexpand(pattern):
+            shards.append(Path(s))
+            if not shards[-1].is_file():
+                missing.append(shards[-1])
+    except Exception as e:  # noqa: BLE001 - braceexpand raises plain errors on bad patterns
+        raise ConfigError(f"bad shard pattern {excerpt(pattern)}: {type(e).__name__} {excerpt(str(e))}") from None
     if missing:
-        raise MissingFileError(f"shard {missing[0]} of wds:{pattern} does not exist ({len(missing)} of "
+        raise MissingFileError(f"shard {missing[0]} of wds:{excerpt(pattern)} does not exist ({len(missing)} of "
                                f"{len(shards)} missing)")
     return shards
 
 
+def _tail_cut(shard: Path, end: int, size: int) -> int:
+    """Bytes after the last complete member that are not tar's zero end-of-archive blocks (a member
+    cut inside its header or data); 0 for a complete shard."""
+    if end >= size:
+        return 0
+    with open(shard, "rb") as f:
+        f.seek(end)
+        tail = f.read(min(size - end, 1 << 20))
+    return size - end if tail.strip(b"\0") else 0
+
+
 def shard_index(shard: Path) -> list[dict]:
     """``[{"key", "members": {ext: [offset, size]}}]`` of one tar shard, in file order (cached)."""
+    info = shard_scan(shard)
+    return info["samples"]
+
+
+def shard_scan(shard: Path) -> dict:
+    """``{"samples": shard_index, "members": N, "cut_bytes": B}`` of one shard (cached): ``cut_bytes``
+    counts the bytes after the last complete member when the shard was cut (e.g. inside a member
+    header: tar readers silently stop there), 0 for a complete shard."""
     from dabench.provenance import atomic_write_json, cache_dir
     from webdataset.tariterators import base_plus_ext
 
     st = shard.stat()
-    key = hashlib.sha1(f"{shard.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
+    key = hashlib.sha1(os.fsencode(shard.resolve()) + f"|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
     cached = cache_dir() / "wds-index" / f"{key}.json"
     if cached.is_file():
         try:
-            return json.loads(cached.read_text())["samples"]
-        except (ValueError, KeyError):
-            pass  # a damaged cache entry is rebuilt
+            c = json.loads(cached.read_text())
+            return {"samples": c["samples"], "members": int(c["members"]), "cut_bytes": int(c["cut_bytes"])}
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged (or older) cache entry is rebuilt
     samples: list[dict] = []
+    members = 0
     try:
         with tarfile.open(shard, "r:") as tf:
             for m in tf:
@@ -261,10 +300,17 @@ def shard_index(shard: Path) -> list[dict]:
                     raise DataError(f"WebDataset shard {shard}: member {excerpt(m.name)} declares {m.size} bytes at "
                                     f"byte {m.offset_data}, past the file's end ({st.st_size} bytes; truncated?)")
                 samples[-1]["members"][ext.lower()] = [m.offset_data, m.size]
+                members += 1
+            cut = _tail_cut(shard, tf.offset, st.st_size)
     except (tarfile.TarError, OSError) as e:
         raise DataError(f"WebDataset shard {shard} is not a readable (uncompressed) tar file: {e}") from None
-    atomic_write_json(cached, {"shard": str(shard), "samples": samples})
-    return samples
+    if cut:
+        log.warning("WebDataset shard %s was cut: %d members read, then %d bytes that are not a complete member "
+                    "(a partial header or missing end-of-archive marker); the rest of the shard is lost", shard,
+                    members, cut)
+    info = {"samples": samples, "members": members, "cut_bytes": cut}
+    atomic_write_json(cached, {"shard": os.fsencode(shard).decode("utf-8", "backslashreplace"), **info})
+    return info
 
 
 class WdsImages(torch.utils.data.Dataset):
@@ -274,8 +320,12 @@ class WdsImages(torch.utils.data.Dataset):
         self.pattern = pattern
         self.shards = expand_pattern(pattern)
         self.samples: list[tuple[int, dict]] = []
+        self.cut: list[dict] = []  # shards whose tail was cut: {"shard", "members_read", "cut_bytes"}
         for k, shard in enumerate(self.shards):
-            for s in shard_index(shard):
+            info = shard_scan(shard)
+            if info["cut_bytes"]:
+                self.cut.append({"shard": str(shard), "members_read": info["members"], "cut_bytes": info["cut_bytes"]})
+            for s in info["samples"]:
                 img = next((e for e in WDS_IMAGE_KEYS if e in s["members"]), None)
                 if img is None:
                     continue  # a sample without an image (e.g. metadata only) is not a training sample
@@ -289,6 +339,11 @@ class WdsImages(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def report(self) -> dict:
+        """What was read, for the run's records: shard and sample counts, and the shards that were cut."""
+        return {"source": f"wds:{self.pattern}", "shards": len(self.shards), "samples": len(self.samples),
+                "cut_shards": list(self.cut)}
 
     def _read(self, k: int, offset: int, size: int) -> bytes:
         pid = os.getpid()

@@ -128,6 +128,15 @@ class Sources:
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    def report(self) -> list[dict]:
+        """Per dataset: its name and sample count, plus what a ``wds:`` source read (shards, and any
+        shard whose tail was cut, with the members read from it)."""
+        out = []
+        for spec, ds, n in zip(self.specs, self.datasets, self.lengths):
+            extra = ds.report() if hasattr(ds, "report") else {}
+            out.append({"name": spec["name"], "samples": int(n), **{k: v for k, v in extra.items() if k != "source"}})
+        return out
+
     def locate(self, i: int) -> tuple[int, int]:
         d = int(np.searchsorted(self.offsets, i, side="right") - 1)
         return d, int(i - self.offsets[d])
@@ -154,6 +163,14 @@ class Sources:
         if self.cache:
             self._cache[i] = out
         return out
+
+
+def write_data_record(out_dir, **sources: "Sources | None") -> None:
+    """``out_dir/data.json``: what each training set read (:meth:`Sources.report`), so a cut shard's
+    member counts stay in the run's records."""
+    from dabench.provenance import atomic_write_json
+
+    atomic_write_json(Path(out_dir) / "data.json", {k: v.report() for k, v in sources.items() if v is not None})
 
 
 def resize_short_side(s: dict, short: int) -> dict:

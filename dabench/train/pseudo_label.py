@@ -21,7 +21,7 @@ import torch
 
 from dabench.errors import CheckpointError, ConfigError, DataError, MissingFileError
 from dabench.provenance import atomic_write_json, sha256_file
-from dabench.train.common import Sources, StageResult
+from dabench.train.common import Sources, StageResult, write_data_record
 from dabench.train.config import dump_config
 from dabench.train.engine import barrier, fingerprint_diff, init_distributed
 
@@ -86,6 +86,7 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.py")
+        write_data_record(out_dir, unlabelled=unl)
         atomic_write_json(index_path, index)
     barrier()
     model = create_model(arch, checkpoint=teacher_ckpt)

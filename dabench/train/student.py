@@ -26,7 +26,7 @@ import torch
 from dabench.errors import ConfigError, DataError
 from dabench.train.common import (UNLABELLED_STREAM, StageResult, Sources, build_model, encoder_init_note,
                                   labelled_batch, normalise, param_groups, random_crop_flip, resize_short_side,
-                                  warn_random_encoder)
+                                  warn_random_encoder, write_data_record)
 from dabench.train.config import dump_config, stage_fingerprint
 from dabench.train.engine import EpochSampler, FinalWeights, Trainer, init_distributed, sample_generator
 from dabench.train.losses import (affine_invariant_loss, cutmix_unlabelled_loss, feature_alignment_loss)
@@ -187,6 +187,7 @@ def train_student(cfg: Mapping, out_dir: str | Path, pseudo_dir: str | Path | No
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.py")
+        write_data_record(out_dir, labelled=labelled, unlabelled=unl_src if use_u else None)
     arch = cfg["model"]["arch"]
     run_name = cfg["run_name"] or f"{arch}_student"
     meta_cfg = {"stage": "student", "preset": cfg.get("preset"), "encoder_init": encoder_init_note(cfg),

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Mapping
 
 from dabench.train.common import (StageResult, Sources, build_model, encoder_init_note, labelled_batch, normalise,
-                                  param_groups, warn_random_encoder)
+                                  param_groups, warn_random_encoder, write_data_record)
 from dabench.train.config import dump_config, stage_fingerprint
 from dabench.train.engine import EpochSampler, FinalWeights, LoaderConfig, TrainConfig, Trainer, init_distributed
 from dabench.train.losses import affine_invariant_loss
@@ -50,6 +50,7 @@ def train_teacher(cfg: Mapping, out_dir: str | Path, resume: bool = False) -> St
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.py")
+        write_data_record(out_dir, labelled=labelled)
     meta_cfg = {"stage": "teacher", "preset": cfg.get("preset"), "encoder_init": encoder_init_note(cfg),
                 "train_config": cfg}
     trainer = Trainer(model, param_groups(model, t["lr"], t["head_lr_mult"]), step_fn, batch_fn,
