@@ -339,3 +339,25 @@ def test_a_shard_cut_inside_a_member_header_is_reported_and_recorded(tmp_path, m
     assert rec["unlabelled"][0]["samples"] == 5 and rec["unlabelled"][0]["cut_shards"][0]["members_read"] == 2
     complete = build_image_source(f"wds:{tmp_path}/s-0.tar")
     assert complete.report()["cut_shards"] == []
+
+
+# ------------------------------------------------------------ values that pass where they should fail
+@pytest.mark.parametrize("cur", [math_inf := float("inf"), -math_inf, "0.9", True])
+@pytest.mark.parametrize("metric", ["delta1", "abs_rel"])
+def test_regress_fails_any_non_finite_or_non_numeric_current_value(metric, cur, tmp_path):
+    from dabench.results.regress import REGRESSED, compare_records
+
+    def rec(v):
+        return {"schema": "dabench.result/1", "status": "ok", "suite": "s", "model": "m", "dataset": "nyu",
+                "metrics": {metric: v}, "higher_is_better": {"abs_rel": False, "delta1": True}, "git_commit": "x",
+                "date": "2026-01-01"}
+
+    rep = compare_records([rec(0.5)], [rec(cur)])
+    assert rep.comparisons[0].status == REGRESSED and not rep.passed and rep.exit_code == 1
+    # through the CLI: a record file holding Infinity (valid for Python's json) fails the gate
+    if isinstance(cur, float):
+        for side, v in (("base", 0.5), ("cur", cur)):
+            (tmp_path / side).mkdir()
+            (tmp_path / side / "r.json").write_text(json.dumps(rec(v)))
+        r = _invoke(["regress", "--baseline", str(tmp_path / "base"), "--current", str(tmp_path / "cur")])
+        assert r.exit_code == 1, r.output

@@ -172,17 +172,32 @@ def _record_status(records: list[dict]) -> dict[tuple[str, str, str], str]:
              else f"{r.get('status')}: {r.get('skip_reason') or 'no reason given'}") for r in records}
 
 
+def _is_finite(v) -> bool:
+    """A real, finite number (bools and strings from a hostile record are not)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_missing(v) -> bool:
+    """None or NaN: no value (as opposed to ±inf or junk, which fail the gate)."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _fmt_nonfinite(v) -> str:
+    from dabench.errors import excerpt
+
+    return "NaN/None" if _is_missing(v) else (str(v) if isinstance(v, float) else f"not a number ({excerpt(v, 40)})")
+
+
 def compare_one(base: float | None, cur: float | None, higher_is_better: bool | None, abs_tol: float,
                 rel_tol: float) -> tuple[str, float | None, float | None, float | None, str]:
     """(status, delta, rel_delta, tolerance, reason) for one metric present on both sides."""
-    b_nan = base is None or math.isnan(base)
-    c_nan = cur is None or math.isnan(cur)
-    if b_nan and c_nan:
+    b_nan, c_nan = not _is_finite(base), not _is_finite(cur)
+    if b_nan and c_nan and _is_missing(cur):
         return UNCHANGED, None, None, None, "NaN on both sides"
-    if c_nan:
-        return REGRESSED, None, None, None, "current value is NaN/None"
+    if c_nan:  # +inf is not "improved": any non-finite (or non-numeric) current value fails the gate
+        return REGRESSED, None, None, None, f"current value is {_fmt_nonfinite(cur)}"
     if b_nan:
-        return IMPROVED, None, None, None, "baseline value was NaN/None"
+        return IMPROVED, None, None, None, f"baseline value was {_fmt_nonfinite(base)}"
     delta = cur - base
     rel = delta / abs(base) if base != 0 else (math.inf if delta else 0.0)
     tol = abs_tol + rel_tol * abs(base)
