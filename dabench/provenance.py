@@ -140,8 +140,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     _atomic_write(Path(path), data)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic_write(Path(path), text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, errors: str = "strict") -> None:
+    """``text`` as UTF-8, atomically. ``errors="surrogateescape"`` writes file names that are not UTF-8
+    (``os.fsdecode``'s surrogates) back as the bytes the OS gave (per-sample CSVs, indexes)."""
+    _atomic_write(Path(path), text.encode("utf-8", errors))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

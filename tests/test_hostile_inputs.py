@@ -361,3 +361,101 @@ def test_regress_fails_any_non_finite_or_non_numeric_current_value(metric, cur, 
             (tmp_path / side / "r.json").write_text(json.dumps(rec(v)))
         r = _invoke(["regress", "--baseline", str(tmp_path / "base"), "--current", str(tmp_path / "cur")])
         assert r.exit_code == 1, r.output
+
+
+# ------------------------------------------------------------ names that collide or get lost
+def test_log_samples_file_names_are_injective():
+    from dabench.results.store import sample_file_name
+
+    names = ["a/b_003", "a_b/003", "a/b/003", "a b/003", "..", ".", "a" * 500, "a" * 501, "caf\udce9/x", "café/x"]
+    stems = [sample_file_name(n) for n in names]
+    assert len(set(stems)) == len(names)
+    assert all(len(s) <= 100 and "/" not in s and s.strip(".") and not s.startswith(".") for s in stems)
+    assert sample_file_name("a/b_003") == sample_file_name("a/b_003")  # stable: the report finds it again
+
+
+def test_log_samples_keeps_one_file_per_sample(tmp_path):
+    from dabench.eval.runner import run_suite
+
+    (rec,) = run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=3,
+                       results_dir=tmp_path / "r", show_progress=False, use_cache=False, bootstrap=0, log_samples=True)
+    folder = tmp_path / "r" / "runs" / rec["run_id"] / "samples" / "horizon_prior" / "synthetic-indoor"
+    assert len(list(folder.glob("*.npz"))) == rec["samples"]["used"] == 3
+
+
+def test_log_samples_is_refused_where_nothing_would_be_logged(tmp_path):
+    from dabench.eval.runner import run_suite
+
+    with pytest.raises(ConfigError, match="--log-samples"):
+        run_suite("da2k", models=["horizon_prior"], results_dir=tmp_path / "r", show_progress=False,
+                  log_samples=True)
+    assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------ paths and text that are not plain ASCII
+LATIN1 = os.fsdecode(b"caf\xe9")  # bytes that are not UTF-8, as the OS gives them to Python
+
+
+def test_latin1_file_names_survive_index_shards_hashes_and_csvs(tmp_path, monkeypatch):
+    from dabench.data.sources import build_image_source
+    from dabench.eval.records import write_samples_csv
+    from dabench.results.record import indices_hash
+    from dabench.results.store import load_samples
+
+    monkeypatch.setenv("DABENCH_HOME", str(tmp_path / "home"))
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / f"{LATIN1}.jpg").write_bytes(_jpeg())
+    (root / "plain.jpg").write_bytes(_jpeg(seed=1))
+    src = build_image_source(f"folder:{root}")
+    assert f"{LATIN1}.jpg" in src.names
+    assert b"caf\xe9.jpg\n" in (root / ".dabench-index").read_bytes()  # the OS's bytes, kept
+    again = build_image_source(f"folder:{root}")  # read back from the index
+    assert again.names == src.names and again[again.names.index(f"{LATIN1}.jpg")]["image"].shape == (20, 28, 3)
+    r = _invoke(["data", "shard", f"folder:{root}", "--out", str(tmp_path / "shards")])
+    assert r.exit_code == 0, r.output
+    assert len(build_image_source(f"wds:{tmp_path}/shards/shard-000000.tar")) == 2
+    # the selection hash and the per-sample CSV take the name as the OS gave it
+    assert indices_hash([LATIN1]) != indices_hash(["caf\u00e9"])
+    csv = tmp_path / "rec.samples.csv"
+    write_samples_csv(csv, [{"index": 0, "name": LATIN1, "status": "ok", "valid_pixels": 4}])
+    frame = load_samples({"_path": str(tmp_path / "rec.json")})
+    assert list(frame["name"]) == [LATIN1]
+
+
+def test_results_that_is_a_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    from dabench.eval import runner
+
+    calls = []
+    monkeypatch.setattr(runner, "build_model", lambda *a, **k: calls.append(a) or pytest.fail("work started"))
+    (tmp_path / "file").write_text("x")
+    r = _invoke(["run", "--suite", "synthetic", "--model", "horizon_prior", "--results", str(tmp_path / "file")])
+    assert r.exit_code == 2 and "existing file" in r.output
+    r = _invoke(["run", "--suite", "synthetic", "--model", "horizon_prior", "--results", str(tmp_path / "file" / "x")])
+    assert r.exit_code == 2 and "is a file" in r.output
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "synthetic").write_text("a file where the suite's folder goes")
+    r = _invoke(["run", "--suite", "synthetic", "--model", "horizon_prior", "--results", str(res)])
+    assert r.exit_code == 2 and "needs a folder" in r.output
+    (res / "synthetic").unlink()
+    (res / "runs").write_text("x")
+    r = _invoke(["run", "--suite", "synthetic", "--model", "horizon_prior", "--results", str(res)])
+    assert r.exit_code == 2 and "needs a folder" in r.output and not calls
+
+
+def test_a_record_that_cannot_be_written_is_rescued(tmp_path, monkeypatch):
+    from dabench.eval import runner
+
+    monkeypatch.setenv("DABENCH_HOME", str(tmp_path / "home"))
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner, "write_samples_csv", fail)
+    with pytest.raises(DataError, match="saved to") as e:
+        runner.run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=2,
+                         results_dir=tmp_path / "r", show_progress=False, use_cache=False, bootstrap=0)
+    saved = json.loads(open(str(e.value).rsplit("saved to ", 1)[1]).read())
+    assert saved["record"]["model"] == "horizon_prior" and len(saved["rows"]) == 2
+    assert saved["record"]["metrics"]["abs_rel"] is not None

@@ -137,7 +137,9 @@ def test_a_logged_npz_is_what_the_gallery_draws_and_a_ci_is_shown(results, tmp_p
     folder = copy / "runs" / "run1" / "samples" / "constant" / "synthetic-indoor"
     folder.mkdir(parents=True)
     pred = np.tile(np.linspace(0.1, 1.0, 126, dtype=np.float16), (98, 1))  # a left-to-right ramp
-    np.savez(folder / f"{worst['name'].replace('/', '_')}.npz", pred=pred, output_space=np.array("disparity"))
+    from dabench.results.store import sample_file_name
+
+    np.savez(folder / f"{sample_file_name(worst['name'])}.npz", pred=pred, output_space=np.array("disparity"))
     res = generate_report(tmp_path / "site", copy, samples=1)
     assert '<span class="ci">[0.123, 0.234]</span>' in res.index.read_text()
     (png,) = [p for p in res.images if p.name.endswith("_pred.png") and "/constant/" in p.as_posix()]

@@ -53,7 +53,7 @@ def _write_pairs_csv(path: Path, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, fieldnames=["name", "pair", "scene", "correct"], lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue(), errors="surrogateescape")  # sample names as the OS gave them
 
 
 def _dataset(ds: str, card: dict, proto, request, seed: int):

@@ -34,7 +34,7 @@ def write_samples_csv(path: Path, rows: list[dict[str, Any]], family: str = "dep
     w.writeheader()
     for r in rows:
         w.writerow({k: ("" if r.get(k) is None else (repr(r[k]) if isinstance(r[k], float) else r[k])) for k in cols})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue(), errors="surrogateescape")  # sample names as the OS gave them
 
 
 def base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol | None, config: dict, seed: int,
@@ -72,9 +72,10 @@ def data_source(card: dict, root, fallback_info: dict | None) -> dict:
 def sample_logger(results_dir: Path, run_id: str, model: str, dataset: str):
     """A ``log_sample`` callback writing ``runs/<run_id>/samples/<model>/<dataset>/<sample_id>.npz``
     (float16 ``pred``, ``aligned``, ``gt``; bool ``valid``; strings ``output_space``, ``score_space``,
-    ``status``). ``sample_id`` is the sample name made file-safe."""
+    ``status``). ``sample_id`` is :func:`dabench.results.store.sample_file_name`: the name made
+    file-safe plus a short hash of its bytes, so different names never share a file."""
     from dabench.provenance import atomic_path
-    from dabench.results.store import safe_name, run_dir
+    from dabench.results.store import run_dir, safe_name, sample_file_name
 
     folder = run_dir(results_dir, run_id) / "samples" / safe_name(model) / safe_name(dataset)
     f16 = np.finfo(np.float16).max
@@ -87,7 +88,7 @@ def sample_logger(results_dir: Path, run_id: str, model: str, dataset: str):
                   "valid": eval_valid_mask(sample, protocol), "aligned": half(info.get("aligned")),
                   "output_space": np.array(str(info.get("output_space", ""))),
                   "score_space": np.array(protocol.score_space), "status": np.array(status)}
-        path = folder / f"{safe_name(name)}.npz"
+        path = folder / f"{sample_file_name(name)}.npz"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **{k: v for k, v in arrays.items() if v is not None})

@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from dabench.errors import ConfigError
+from dabench.errors import ConfigError, DataError
 from dabench.eval.loop import DatasetResult, evaluate, evaluate_dataset, predict_images  # noqa: F401
 from dabench.eval.models import is_seg_checkpoint, metric_mismatch, model_facts
 from dabench.eval.plan import plan_datasets, split_size  # noqa: F401
@@ -114,11 +114,11 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
         if len(runs) != 1:
             raise ConfigError(f"--name labels one model; {len(runs)} models were selected")
         runs[0].label = name
-    from dabench.results.store import record_path
-
-    for run in runs:  # a name that would write outside --results is refused before any work
-        for ds in selected:
-            record_path(results_dir, suite.name, run.label, ds)
+    if log_samples and TASKS.meta(suite.task)["metric_task"] not in ("depth", "depth_da2"):
+        raise ConfigError(f"--log-samples keeps per-sample depth maps; the {suite.task} suite {suite.name!r} has none "
+                          "to keep (its per-pair / per-sample results are already written beside each record as "
+                          "a CSV); drop the flag")
+    check_output_locations(results_dir, suite, runs, selected)
     request = TaskRequest(datasets=selected, root=root, results_dir=results_dir, limit=limit, batch_size=batch_size,
                           device=device, flip_tta=flip_tta, seed=seed, amp_dtype=amp_dtype, use_cache=use_cache,
                           num_workers=num_workers, show_progress=show_progress, print_table=print_table,
@@ -129,6 +129,41 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
     if int(os.environ.get("RANK", "0")) == 0:  # the process group may be gone: ask the launcher's env
         write_manifest(results_dir, request.run_id, suite, records, limit, seed)
     return records
+
+
+def check_output_locations(results_dir: Path, suite: Suite, runs: list[ModelRun], selected: list[str]) -> None:
+    """Before any work: every record path stays inside ``--results`` (a name that would leave it is
+    refused), ``--results`` and the folders a run creates in it (``<suite>/``, ``<suite>/<model>/``,
+    ``runs/``) are not files, and no record file to be written is a folder."""
+    from dabench.results.store import RUNS_DIR, record_path, safe_name
+    from dabench.safety import check_out_dir
+
+    subdirs = [safe_name(suite.name), RUNS_DIR] + [f"{safe_name(suite.name)}/{safe_name(r.label)}" for r in runs]
+    check_out_dir(results_dir, "--results", subdirs=tuple(subdirs))
+    for run in runs:
+        for ds in selected:
+            for partial in (False, True):
+                p = record_path(results_dir, suite.name, run.label, ds, partial=partial)
+                if p.is_dir():
+                    raise ConfigError(f"--results {results_dir}: {p} is a folder where dabench writes a record file; "
+                                      "move it or choose another --results")
+
+
+def rescue_record(rec: dict, rows: list[dict], error: BaseException) -> Path:
+    """Save a finished evaluation whose record could not be written (``cache_dir()/rescued/``), so no
+    failure after the work loses it; returns the file."""
+    import hashlib
+    import json as _json
+
+    from dabench.provenance import atomic_write_bytes, cache_dir
+
+    key = hashlib.sha256(repr((rec.get("run_id"), rec.get("model"), rec.get("dataset"))).encode(
+        "utf-8", "surrogateescape")).hexdigest()[:16]
+    path = cache_dir() / "rescued" / f"{key}.json"
+    body = {"error": f"{type(error).__name__}: {error}", "record": {k: v for k, v in rec.items() if k != "_path"},
+            "rows": rows}
+    atomic_write_bytes(path, _json.dumps(body, default=str).encode("utf-8", "surrogateescape"))
+    return path
 
 
 def run_depth_task(suite: Suite, runs: list[ModelRun], request: TaskRequest) -> list[dict]:
@@ -265,11 +300,16 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
             rec["cache"] = {"hits": res.cache_hits, "misses": res.cache_misses}
             rec["seconds"] = round(res.seconds, 3)
             if rank == 0:
-                path = write_record(rec, results_dir)
-                write_samples_csv(samples_csv_path(path), rows, proto.metric_family)
-                from dabench.results.store import history_path
+                try:
+                    path = write_record(rec, results_dir)
+                    write_samples_csv(samples_csv_path(path), rows, proto.metric_family)
+                    from dabench.results.store import history_path
 
-                write_samples_csv(samples_csv_path(history_path(results_dir, rec)), rows, proto.metric_family)
+                    write_samples_csv(samples_csv_path(history_path(results_dir, rec)), rows, proto.metric_family)
+                except (OSError, UnicodeError) as e:  # the evaluation is done: keep it, then say where it is
+                    saved = rescue_record(rec, rows, e)
+                    raise DataError(f"could not write the record of {run.label} on {ds} under {results_dir} "
+                                    f"({type(e).__name__}: {e}); the finished evaluation was saved to {saved}") from None
                 rec["_path"] = str(path)
             if res.counts["skipped_missing"] and rank == 0:
                 console.print(f"[yellow]{ds}: {res.counts['skipped_missing']} samples listed in the split are "

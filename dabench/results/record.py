@@ -103,7 +103,8 @@ def metric_facts(names: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 def indices_hash(sample_ids: Iterable[Any]) -> str:
     """sha256 of the scored sample ids in order (one id per line)."""
-    return hashlib.sha256("\n".join(str(s) for s in sample_ids).encode("utf-8")).hexdigest()
+    # names as the OS gave them: a Latin-1 file name (surrogates after os.fsdecode) hashes as its bytes
+    return hashlib.sha256("\n".join(str(s) for s in sample_ids).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def make_selection(limit: int | None, sample_ids: Iterable[Any] | None, n_selected: int,

@@ -90,8 +90,11 @@ def read_samples_csv(record: dict) -> list[dict]:
 
     rows = []
     try:
-        with open(csv_path, newline="") as fh:
-            raw_rows = list(csv.DictReader(fh))
+        import io
+
+        from dabench.results.store import read_samples_csv_text
+
+        raw_rows = list(csv.DictReader(io.StringIO(read_samples_csv_text(csv_path), newline="")))
     except (csv.Error, UnicodeDecodeError) as e:
         raise DataError(f"{csv_path}: not a per-sample CSV written by dabench run ({e})") from None
     for row in raw_rows:
@@ -153,11 +156,13 @@ def _record_protocol(record: dict):
 
 def _logged_prediction(record: dict, results_root: Path, name: str):
     """(raw prediction, output space) from a ``--log-samples`` ``.npz`` of this record, or None."""
+    from dabench.results.store import sample_file_name
+
     run_id = record.get("run_id")
     if not run_id:
         return None
     path = (results_root / "runs" / _part(run_id) / "samples" / _part(record.get("model"))
-            / _part(record.get("dataset")) / f"{_part(name)}.npz")
+            / _part(record.get("dataset")) / f"{sample_file_name(name)}.npz")
     if not path.is_file():
         return None
     try:

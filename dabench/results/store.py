@@ -33,6 +33,30 @@ def safe_name(name: str) -> str:
     return "".join(c if (c.isalnum() or c in "-_.+") else "_" for c in str(name))
 
 
+MAX_SAMPLES_CSV_BYTES = 2**30
+
+
+def sample_file_name(name) -> str:
+    """The file stem of one sample's ``--log-samples`` array: a readable part (:func:`safe_name`, cut to
+    80 characters, never ``.``/``..``) plus 16 hex digits of the sha256 of the name's bytes as the OS
+    gives them (``os.fsencode``). Different names give different files (``a/b_003``, ``a_b/003`` and
+    ``a/b/003`` no longer meet in one ``.npz``)."""
+    import hashlib
+
+    raw = os.fsencode(str(name))
+    readable = safe_name(str(name))[:80]
+    readable = readable if readable.strip(".") else "_" * len(readable)
+    return f"{readable}-{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
+def read_samples_csv_text(csv: Path) -> str:
+    """A per-sample CSV's text: a regular file of at most 1 GiB; sample names that are not UTF-8 come
+    back as written (surrogateescape, as ``os.fsdecode``)."""
+    from dabench.safety import read_bounded
+
+    return read_bounded(csv, "per-sample CSV", MAX_SAMPLES_CSV_BYTES).decode("utf-8", "surrogateescape")
+
+
 def record_path(results_dir: str | os.PathLike, suite: str, model: str, dataset: str, *,
                 partial: bool = False) -> Path:
     """``results_dir/suite/model/dataset.json`` (``dataset.partial.json`` for a partial record, beside
@@ -183,7 +207,11 @@ def load_samples(record: dict):
     if not csv.is_file():
         return None
     try:
-        frame = pd.read_csv(csv, dtype={"name": str})
+        import io
+
+        raw = read_samples_csv_text(csv).encode("utf-8", "surrogateescape")
+        frame = pd.read_csv(io.BytesIO(raw), dtype={"name": str}, encoding="utf-8",
+                            encoding_errors="surrogateescape")
     except (ValueError, pd.errors.ParserError) as e:
         raise DataError(f"{csv}: corrupt per-sample CSV ({e})") from None
     if "name" not in frame.columns or "status" not in frame.columns:
