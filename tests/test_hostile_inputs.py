@@ -459,3 +459,82 @@ def test_a_record_that_cannot_be_written_is_rescued(tmp_path, monkeypatch):
     saved = json.loads(open(str(e.value).rsplit("saved to ", 1)[1]).read())
     assert saved["record"]["model"] == "horizon_prior" and len(saved["rows"]) == 2
     assert saved["record"]["metrics"]["abs_rel"] is not None
+
+
+# ------------------------------------------------------------ declared sizes in safetensors headers
+def _safetensors_declaring(path, tensors: dict, extra: dict):
+    """A real safetensors file of ``tensors`` plus header entries ``extra`` {name: (dtype, shape)} whose
+    data is a sparse hole: the header promises gigabytes the disk does not hold."""
+    import struct
+
+    from safetensors.torch import save
+
+    raw = save(tensors)
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    for name, (dtype, shape) in extra.items():
+        size = int(np.prod(shape)) * {"F32": 4, "F16": 2}[dtype]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [end, end + size]}
+        end += size
+    hb = json.dumps(header).encode()
+    hb += b" " * (-len(hb) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)) + hb + raw[8 + n:])
+        f.truncate(8 + len(hb) + end)
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_safetensors_header_is_compared_with_the_model_before_any_data(tmp_path):
+    from dabench.errors import CheckpointError
+    from dabench.models import create_model
+    from test_models import official_state_dict
+
+    sd = official_state_dict(32, 4, 16, (8, 16, 32, 32), swiglu=False, seed=3)
+    before = _peak_rss_mib()
+    f = tmp_path / "big.safetensors"  # every right tensor, plus one declared at 2 GiB
+    _safetensors_declaring(f, sd, {"junk": ("F32", (2**29,))})
+    with pytest.raises(CheckpointError, match="unexpected keys: junk"):
+        create_model("da1_test", checkpoint=f)
+    wrong = dict(sd)
+    cls = wrong.pop("pretrained.cls_token")
+    g = tmp_path / "wide.safetensors"  # a known key declared far too large
+    _safetensors_declaring(g, wrong, {"pretrained.cls_token": ("F32", (1, 1, 2**29))})
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        create_model("da1_test", checkpoint=g)
+    assert _peak_rss_mib() - before < 1024  # the 2 GiB were never read
+    h = tmp_path / "ints.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({**wrong, "pretrained.cls_token": torch_int(cls)}, str(h))
+    with pytest.raises(CheckpointError, match="dtype"):
+        create_model("da1_test", checkpoint=h)
+
+
+def torch_int(t):
+    return t.to(dtype=__import__("torch").int32)
+
+
+def test_nan_scan_is_per_tensor_and_chunked(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    from dabench.errors import CheckpointError
+    from dabench.models import checkpoint as ckpt
+
+    monkeypatch.setattr(ckpt, "_FINITE_CHUNK", 7)
+    good = torch.arange(50, dtype=torch.float32)
+    bad = good.clone()
+    bad[43] = float("inf")
+    save_file({"a": good, "b": bad, "c": good.clone()}, str(tmp_path / "w.safetensors"))
+    seen = []
+    real = ckpt.check_finite
+    monkeypatch.setattr(ckpt, "check_finite", lambda sd, src: (seen.append(list(sd)), real(sd, src)))
+    with pytest.raises(CheckpointError, match="tensor b holds 1 NaN/inf"):
+        ckpt.read_state_dict(tmp_path / "w.safetensors")
+    assert seen == [["a"], ["b"]]  # c was never read: the first bad tensor stops the read

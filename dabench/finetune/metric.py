@@ -191,7 +191,7 @@ def resolve_init_arch(init: str | os.PathLike, arch: str | None = None) -> str:
         if meta_arch not in MODELS or MODELS.meta(meta_arch).get("family") != "depth_anything":
             raise CheckpointError(f"--init {path} names {meta_arch!r}, which is not a Depth Anything model")
         return meta_arch
-    sd = ckpt.to_dabench_keys(ckpt.read_state_dict(path))
+    sd = ckpt.to_dabench_keys(ckpt.read_shapes(path))  # shapes only: no tensor data is read to name the arch
     matches = ckpt._matching_archs(sd)
     if not matches:
         raise CheckpointError(f"--init {path} is not a Depth Anything checkpoint: it holds {ckpt.describe_state_dict(sd)}")

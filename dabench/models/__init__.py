@@ -70,7 +70,7 @@ def create_model(name: str, checkpoint: str | os.PathLike | None = None, **kwarg
         builder = HEADS.get(head)
         model = builder(name, ckpt.checkpoint_config(meta, checkpoint))
     apply_contract(model, name)
-    sd = ckpt.read_state_dict(checkpoint)
+    sd = ckpt.read_state_dict(checkpoint, fits=model, arch=name)  # header checked against the model first
     ckpt.load_state_dict_strict(model, sd, checkpoint, arch=name)
     model.checkpoint_path = str(checkpoint)
     if meta.get(ckpt.META_INPUT_SIZE):

@@ -68,27 +68,35 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from None
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.pth``/``.pt``/``.bin`` (weights_only) or ``.safetensors`` file, on the CPU.
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                       "BOOL": torch.bool}
 
-    A ``{"model": sd}`` / ``{"state_dict": sd}`` wrapper and a DDP ``module.`` prefix are removed.
-    """
+
+def read_header(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors a ``.safetensors`` file declares, as ``meta`` tensors (shape and dtype, no data):
+    only the JSON header is read, so shapes can be compared with a model before any data is."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"checkpoint {path} does not exist")
-    if _is_safetensors(path):
-        from safetensors.torch import load_file
+    from safetensors import safe_open
 
-        try:
-            sd = load_file(str(path), device="cpu")
-        except Exception as e:
-            raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from None
-    else:
-        try:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"checkpoint {path} could not be read as a PyTorch state dict "
-                                  f"(torch.load weights_only=True: {str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    out: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for k in f.keys():
+                sl = f.get_slice(k)
+                dtype = _SAFETENSORS_DTYPES.get(str(sl.get_dtype()))
+                if dtype is None:
+                    raise CheckpointError(f"checkpoint {path}: tensor {k} has dtype {sl.get_dtype()}; expected a "
+                                          "float or integer tensor")
+                out[k] = torch.empty(tuple(int(n) for n in sl.get_shape()), dtype=dtype, device="meta")
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - SafetensorError / OSError on corrupt headers
+        raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from None
+    return out
+
+
+def _unwrap(sd, path):
     for wrapper in ("model", "state_dict"):
         if isinstance(sd, Mapping) and wrapper in sd and isinstance(sd[wrapper], Mapping):
             sd = sd[wrapper]
@@ -97,16 +105,77 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
-    check_finite(sd, path)
     return dict(sd)
+
+
+def read_shapes(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Shapes and dtypes of a checkpoint's tensors without their data (``meta`` tensors): a
+    safetensors header, or a ``.pth`` read with ``mmap=True`` (storages mapped, not loaded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"checkpoint {path} does not exist")
+    if _is_safetensors(path):
+        return _unwrap(read_header(path), path)
+    try:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be mapped: the full read reports errors
+        sd = read_state_dict(path)
+    return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in _unwrap(sd, path).items()}
+
+
+def read_state_dict(path: str | os.PathLike, fits: "nn.Module | None" = None,
+                    arch: str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.pth``/``.pt``/``.bin`` (weights_only) or ``.safetensors`` file, on the CPU.
+
+    A ``{"model": sd}`` / ``{"state_dict": sd}`` wrapper and a DDP ``module.`` prefix are removed.
+    With ``fits`` (a model), a safetensors file's header shapes and dtypes are compared with the model
+    (:func:`check_fits`) before any tensor data is read, so a file declaring a 1 GiB tensor is refused
+    at the cost of its header. Tensors are then read and scanned for NaN/inf one at a time.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"checkpoint {path} does not exist")
+    if _is_safetensors(path):
+        from safetensors import safe_open
+
+        if fits is not None:
+            check_fits(fits, _unwrap(read_header(path), path), path, arch=arch)
+        sd = {}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for k in f.keys():
+                    sd[k] = f.get_tensor(k)
+                    check_finite({k: sd[k]}, path)  # tensor by tensor: the first bad one stops the read
+        except CheckpointError:
+            raise
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from None
+        return _unwrap(sd, path)
+    else:
+        try:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {path} could not be read as a PyTorch state dict "
+                                  f"(torch.load weights_only=True: {str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    sd = _unwrap(sd, path)
+    if fits is not None:
+        check_fits(fits, sd, path, arch=arch)
+    check_finite(sd, path)
+    return sd
+
+
+_FINITE_CHUNK = 1 << 22  # values per isfinite pass: the scan's temporaries stay at a few MiB
 
 
 def check_finite(sd: Mapping[str, torch.Tensor], source: str | os.PathLike) -> None:
     """``CheckpointError`` naming the first tensor holding NaN or inf: such weights only produce NaN
-    maps, which would otherwise be written (and scored) as if they were predictions."""
+    maps, which would otherwise be written (and scored) as if they were predictions. Each tensor is
+    scanned in chunks, so the scan needs no tensor-sized temporary."""
     for k, v in sd.items():
         if v.is_floating_point() or v.is_complex():
-            if not bool(torch.isfinite(v).all()):
+            flat = v.reshape(-1)
+            if not all(bool(torch.isfinite(flat[i:i + _FINITE_CHUNK]).all())
+                       for i in range(0, flat.numel(), _FINITE_CHUNK)):
                 bad = int((~torch.isfinite(v)).sum())
                 raise CheckpointError(f"checkpoint {source}: tensor {k} holds {bad} NaN/inf value(s) of {v.numel()}; "
                                       "refusing weights that can only predict NaN")
@@ -242,10 +311,29 @@ def _fmt_keys(keys: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def check_fits(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str | os.PathLike,
+               arch: str | None = None) -> None:
+    """The checks of :func:`load_state_dict_strict` (keys, shapes) on ``sd``'s shapes only — ``sd`` may
+    hold ``meta`` tensors from :func:`read_header` — plus dtypes: a floating model tensor needs a
+    floating tensor in the file. One ``CheckpointError`` naming the file on any mismatch."""
+    conv = to_dabench_keys(sd)
+    expected = model.state_dict()
+    for k, v in conv.items():
+        e = expected.get(k)
+        if e is not None and e.is_floating_point() and not v.is_floating_point():
+            raise CheckpointError(f"checkpoint {source}: tensor {k} has dtype {v.dtype}; the model's is {e.dtype}")
+    _check_keys_and_shapes(model, conv, source, arch)
+
+
 def load_state_dict_strict(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str | os.PathLike,
                            arch: str | None = None) -> None:
     """Load ``sd`` into ``model`` strictly, raising one clear CheckpointError on any mismatch."""
     sd = to_dabench_keys(sd)
+    _check_keys_and_shapes(model, sd, source, arch)
+    model.load_state_dict(sd, strict=True)
+
+
+def _check_keys_and_shapes(model: nn.Module, sd: Mapping[str, torch.Tensor], source, arch) -> None:
     expected = model.state_dict()
     label = arch or type(model).__name__
     exp_shapes = {k: tuple(v.shape) for k, v in expected.items()}
@@ -272,7 +360,6 @@ def load_state_dict_strict(model: nn.Module, sd: Mapping[str, torch.Tensor], sou
         matches = _matching_archs(sd) if "pretrained.cls_token" in sd else []
         hint = f" (the file fits {', '.join(matches)})" if matches and label not in matches else ""
         raise CheckpointError(f"checkpoint {source} does not match {label}{hint}: " + "; ".join(parts))
-    model.load_state_dict(sd, strict=True)
 
 
 def load_encoder_weights(model: nn.Module, path: str | os.PathLike) -> None:
@@ -285,23 +372,36 @@ def load_encoder_weights(model: nn.Module, path: str | os.PathLike) -> None:
     e.g. to initialise a student from DINOv2 as the paper does. Anything else that does not fit raises
     ``CheckpointError`` naming the file.
     """
-    sd = read_state_dict(path)
+    wrapper = nn.Module()
+    wrapper.pretrained = model.pretrained
+    label = f"the {getattr(model, 'arch', None) or 'model'}'s DINOv2 encoder"
+    own = model.pretrained.state_dict()
+    # shapes first (no tensor data read), with the position embedding at the size it will be resampled to
+    shapes = _encoder_part(read_shapes(path), own, resample=False)
+    pos = shapes.get("pretrained.pos_embed")
+    if pos is not None and pos.shape[-1] == own["pos_embed"].shape[-1]:
+        shapes["pretrained.pos_embed"] = own["pos_embed"].to("meta")
+    _check_keys_and_shapes(wrapper, shapes, path, label)
+    sd = _encoder_part(read_state_dict(path), own, resample=True)
+    load_state_dict_strict(wrapper, sd, path, arch=label)
+
+
+def _encoder_part(sd: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], resample: bool) -> dict:
+    """The ``pretrained.*`` part of an encoder / Depth Anything state dict in dabench's names, with the
+    model's mask token filled in and (``resample``) the position embedding resampled to its grid."""
     if any(k.startswith("pretrained.") for k in sd):
         sd = {k: v for k, v in sd.items() if k.startswith("pretrained.")}
     else:
         sd = {"pretrained." + k: v for k, v in sd.items() if not k.startswith("head.")}
     sd = to_dabench_keys(sd)
-    own = model.pretrained.state_dict()
     sd.setdefault("pretrained.mask_token", own["mask_token"])
     pos = sd.get("pretrained.pos_embed")
-    if pos is not None and pos.shape != own["pos_embed"].shape and pos.shape[-1] == own["pos_embed"].shape[-1]:
+    if resample and pos is not None and pos.shape != own["pos_embed"].shape and pos.shape[-1] == own["pos_embed"].shape[-1]:
         from dabench.models.dinov2 import interpolate_pos_encoding
 
         g = int(round((own["pos_embed"].shape[1] - 1) ** 0.5))
         sd["pretrained.pos_embed"] = interpolate_pos_encoding(pos, g, g)
-    wrapper = nn.Module()
-    wrapper.pretrained = model.pretrained
-    load_state_dict_strict(wrapper, sd, path, arch=f"the {getattr(model, 'arch', None) or 'model'}'s DINOv2 encoder")
+    return sd
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str, head: str = RELATIVE_HEAD,

@@ -40,7 +40,7 @@ def infer_arch(checkpoint: str | os.PathLike, preferred: str | None = None) -> s
     meta = ckpt.read_metadata(checkpoint)
     if meta.get(ckpt.META_ARCH):
         return meta[ckpt.META_ARCH]
-    sd = ckpt.to_dabench_keys(ckpt.read_state_dict(checkpoint))
+    sd = ckpt.to_dabench_keys(ckpt.read_shapes(checkpoint))  # shapes only: no tensor data is read
     matches = ckpt._matching_archs(sd)
     if not matches:
         raise CheckpointError(f"checkpoint {checkpoint} holds {ckpt.describe_state_dict(sd)}, "
