@@ -167,7 +167,8 @@ def read_bounded(path: str | os.PathLike, what: str, max_bytes: int, *,
     fd, size = open_regular(path, what, error)
     try:
         if size > max_bytes:
-            raise error(f"{what} {path} is {size} bytes, above the {max_bytes}-byte cap for such a file; refused")
+            raise error(f"{what} {path} is {size} bytes, too large for a {what} (above the {max_bytes}-byte cap); "
+                        "refused")
         data = read_fd(fd, 0, max_bytes + 1)
     except OSError as e:
         raise error(f"cannot read {what} {path} ({e.strerror or e})") from None

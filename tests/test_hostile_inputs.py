@@ -538,3 +538,34 @@ def test_nan_scan_is_per_tensor_and_chunked(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="tensor b holds 1 NaN/inf"):
         ckpt.read_state_dict(tmp_path / "w.safetensors")
     assert seen == [["a"], ["b"]]  # c was never read: the first bad tensor stops the read
+
+
+def test_two_hf_folders_with_the_same_name_do_not_replace_each_other(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    import hf_tiny
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    a = hf_tiny.save("dpt", tmp_path / "a" / "model")
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    b = tmp_path / "b" / "model"  # a different checkpoint in a folder of the same name: other weights
+    shutil.copytree(a, b)
+    w = next(b.glob("*.safetensors"))
+    sd = load_file(str(w))
+    save_file({k: v + 0.01 if v.is_floating_point() else v for k, v in sd.items()}, str(w), metadata={"format": "pt"})
+    res = tmp_path / "res"
+    args = ["run", "--suite", "synthetic", "--datasets", "synthetic-indoor", "--limit", "1", "--results", str(res),
+            "--bootstrap", "0", "--no-cache"]
+    r = _invoke([*args, "--model", f"hf:{a}"])
+    assert r.exit_code == 0, r.output
+    first = json.loads((res / "synthetic" / "hf_model" / "synthetic-indoor.partial.json").read_text())
+    r = _invoke([*args, "--model", f"hf:{b}"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "already holds" in text and "--name" in text, r.output
+    assert json.loads((res / "synthetic" / "hf_model" / "synthetic-indoor.partial.json").read_text()) == first
+    r = _invoke([*args, "--model", f"hf:{a}"])  # the same model again: an ordinary re-run
+    assert r.exit_code == 0, r.output
+    r = _invoke([*args, "--model", f"hf:{b}", "--name", "hf:b-model"])
+    assert r.exit_code == 0, r.output

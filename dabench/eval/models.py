@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dabench.errors import ConfigError
 from dabench.eval.suites import Suite
 from dabench.models.resolve import ModelRun
 from dabench.tasks import METRIC_DEPTH_TASKS
@@ -50,3 +51,56 @@ def model_facts(run: ModelRun, model, model_fields: dict) -> ModelFacts:
     if ck_sha and not model_fields["model_revision"]:
         model_fields["model_revision"] = f"sha256:{ck_sha}"
     return ModelFacts(n_params, ck_sha, model_fingerprint(model, run.arch or run.label, run.checkpoint))
+
+
+def check_label_clash(results_dir, suite: Suite, run: ModelRun, datasets, model_fields: dict) -> None:
+    """``ConfigError`` before ``run`` is evaluated when the results store already holds a record under
+    the same label (suite, dataset) from a *different* ``hf:``/``diffusers:``/plug-in model: two
+    checkpoints in folders both named ``model`` are both ``hf:model``, and the second run would
+    silently replace the first. Models are told apart by ``model_revision`` (hub commit or weights
+    sha256) and, for local folders, where they were read. ``--name`` (``run.named``) is the way to
+    label such a model; with it the label is the user's choice and nothing is refused."""
+    from pathlib import Path
+
+    from dabench.results.store import record_path
+
+    if run.named or run.source in (None, "dabench") or run.baseline:
+        return
+    new_rev, new_loc = model_fields.get("model_revision"), _where(run.location)
+    for ds in datasets:
+        for partial in (False, True):
+            p = record_path(results_dir, suite.name, run.label, ds, partial=partial)
+            if not p.is_file():
+                continue
+            try:
+                import json
+
+                from dabench.results.store import MAX_RECORD_BYTES
+                from dabench.safety import read_text_bounded
+
+                old = json.loads(read_text_bounded(p, "result record", MAX_RECORD_BYTES))
+            except Exception:  # noqa: BLE001 - an unreadable record is reported by the store itself
+                continue
+            if not isinstance(old, dict):
+                continue
+            old_rev = old.get("model_revision")
+            old_loc = _where((old.get("config") or {}).get("model_location") or old.get("model_location"))
+            differs = (old_rev and new_rev and old_rev != new_rev) or (old_loc and new_loc and old_loc != new_loc)
+            if differs:
+                from dabench.errors import excerpt
+
+                raise ConfigError(
+                    f"--results {results_dir} already holds {run.label!r} on {ds} from another model "
+                    f"({excerpt(old_loc, 120)}, revision {excerpt(old_rev, 30)}); this one is {excerpt(new_loc, 120)} "
+                    f"(revision {excerpt(new_rev, 30)}) and would replace it under the same label. Pass --name to "
+                    f"label it (e.g. --name {Path(str(run.location)).parent.name or 'model'}-{run.label.split(':')[-1]})")
+
+
+def _where(location) -> str | None:
+    """A local folder's resolved path (so ``./m`` and ``/abs/m`` agree), or the hub id as given."""
+    import os
+
+    if not location:
+        return None
+    p = os.path.expanduser(str(location))
+    return os.path.realpath(p) if os.path.exists(p) else str(location)

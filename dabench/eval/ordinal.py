@@ -106,6 +106,9 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
     for run in runs:
         model = build_model(run, r.seed)
         model_fields = model_provenance(run, model)
+        from dabench.eval.models import check_label_clash
+
+        check_label_clash(r.results_dir, suite, run, r.datasets, model_fields)
         output_space = model_fields.get("output_space") or getattr(model, "output_space", "disparity")
         if run.random_init and r.console is not None:
             r.console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers "

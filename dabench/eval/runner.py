@@ -30,7 +30,7 @@ from typing import Sequence
 
 from dabench.errors import ConfigError, DataError
 from dabench.eval.loop import DatasetResult, evaluate, evaluate_dataset, predict_images  # noqa: F401
-from dabench.eval.models import is_seg_checkpoint, metric_mismatch, model_facts
+from dabench.eval.models import check_label_clash, is_seg_checkpoint, metric_mismatch, model_facts
 from dabench.eval.plan import plan_datasets, split_size  # noqa: F401
 from dabench.eval.records import base_record, clean_value, data_source, sample_logger, write_manifest, write_samples_csv
 from dabench.eval.scoring import SAMPLE_STATUSES, eval_valid_mask, prepare_sample, score_sample  # noqa: F401
@@ -114,6 +114,7 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
         if len(runs) != 1:
             raise ConfigError(f"--name labels one model; {len(runs)} models were selected")
         runs[0].label = name
+        runs[0].named = True
     if log_samples and TASKS.meta(suite.task)["metric_task"] not in ("depth", "depth_da2"):
         raise ConfigError(f"--log-samples keeps per-sample depth maps; the {suite.task} suite {suite.name!r} has none "
                           "to keep (its per-pair / per-sample results are already written beside each record as "
@@ -237,6 +238,9 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
             continue
         model = build_model(run, seed)
         model_fields = model_provenance(run, model)
+        facts = model_facts(run, model, model_fields)  # model_revision filled in before the clash check
+        check_label_clash(results_dir, suite, run, [ds for ds, _ in plan] + [s["dataset"] for s in skipped],
+                          model_fields)
         output_space = model_fields["output_space"]
         msg = metric_mismatch(suite, run, model_fields)
         if msg:
@@ -248,7 +252,6 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
         if run.random_init and rank == 0:
             console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers are "
                           "meaningless and only test the pipeline.[/bold red]")
-        facts = model_facts(run, model, model_fields)
         n_params, ck_sha, fp = facts.n_params, facts.checkpoint_sha256, facts.fingerprint
         for sk in skipped:
             card = load_card(sk["dataset"])

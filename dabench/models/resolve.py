@@ -41,6 +41,7 @@ class ModelRun:
     location: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     module: Any = None  # a model object handed to run_suite(models=[...]) as it is
+    named: bool = False  # the label was chosen with --name (a deliberate replacement of a same-named model)
 
 
 def parse_model_options(items: Sequence[str] | None) -> dict[str, Any]:

@@ -155,10 +155,9 @@ def load_records(paths, *, skip_foreign: bool = True, history: bool = False) -> 
     records = []
     for f in iter_record_files(paths, history=history):
         try:
-            if f.stat().st_size > MAX_RECORD_BYTES:
-                raise DataError(f"{f}: {f.stat().st_size} bytes is too large for a result record (at most "
-                                f"{MAX_RECORD_BYTES})")
-            rec = json.loads(f.read_text(encoding="utf-8"))
+            from dabench.safety import read_text_bounded
+
+            rec = json.loads(read_text_bounded(f, "result record", MAX_RECORD_BYTES))  # regular file, capped
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataError(f"{f}: corrupt result record ({e})") from None
         except RecursionError:
