@@ -569,3 +569,18 @@ def test_two_hf_folders_with_the_same_name_do_not_replace_each_other(tmp_path, m
     assert r.exit_code == 0, r.output
     r = _invoke([*args, "--model", f"hf:{b}", "--name", "hf:b-model"])
     assert r.exit_code == 0, r.output
+
+
+def test_markdown_table_escapes_model_names(tmp_path):
+    from dabench.results.tables.render import _md_escape
+
+    assert _md_escape("da2_vits14") == "da2_vits14" and _md_escape("hf:org/m-1.0") == "hf:org/m-1.0"
+    hostile = '<img src=x onerror=alert(1)> **b** [x](javascript:alert(1)) a|b _e_ `c`\n# h'
+    out = _md_escape(hostile)
+    assert "<" not in out and ">" not in out and "\n" not in out
+    for raw in ("**", "[x]", "a|b", " _e_", "`c`"):
+        assert raw not in out
+    markdown_it = pytest.importorskip("markdown_it")
+    html = markdown_it.MarkdownIt("gfm-like", {"linkify": False}).render(f"| Model | x |\n|:---|---:|\n| {out} | 1 |\n")
+    assert "<img" not in html and "<strong>" not in html and "<a " not in html and "<code>" not in html
+    assert html.count("<td") == 2  # the pipe did not split the cell

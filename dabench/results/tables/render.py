@@ -47,8 +47,20 @@ def _ci_text(ci: tuple[float, float], fmt: str, style: str) -> str:
     return f" [{lo}, {hi}]"
 
 
+_MD_ALWAYS = set("\\`*[]|~")
+
+
 def _md_escape(s: str) -> str:
-    return s.replace("|", "\\|")
+    """Text from records (model names, sources) made inert in a Markdown cell: HTML's ``& < >`` as
+    entities (no tag or comment reaches the rendered page), Markdown's emphasis, code, link and table
+    characters backslash-escaped (``_`` only where it could open or close emphasis, so ``da2_vits14``
+    stays as it is), and line breaks folded into spaces."""
+    s = " ".join(str(s).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = []
+    for i, c in enumerate(s):
+        inner = c == "_" and 0 < i < len(s) - 1 and s[i - 1].isalnum() and s[i + 1].isalnum()
+        out.append("\\" + c if c in _MD_ALWAYS or (c == "_" and not inner) else c)
+    return "".join(out)
 
 
 def to_markdown(table: ComparisonTable) -> str:
@@ -62,7 +74,7 @@ def to_markdown(table: ComparisonTable) -> str:
     for row, cells in zip(table.rows, _cells(table, "md")):
         label = _md_escape(row.label) + "".join(f" [{n}]" for n in row.footnotes)
         lines.append("| " + " | ".join([label, format_params(row.params) or MISSING["md"]] + cells) + " |")
-    tail = [f"[{i}] {src}" for i, src in enumerate(table.footnotes, 1)] + list(table.notes)
+    tail = [f"[{i}] {_md_escape(src)}" for i, src in enumerate(table.footnotes, 1)] + list(table.notes)
     if tail:
         lines.append("")
         lines += [t + "  " if k < len(tail) - 1 else t for k, t in enumerate(tail)]
