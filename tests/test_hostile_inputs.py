@@ -59,7 +59,7 @@ def test_yaml_bomb_is_refused_by_every_yaml_reader(tmp_path):
     (tmp_path / "cards").mkdir()
     (tmp_path / "cards" / "bomb.yaml").write_text("name: bomb\n" + BOMB)
     with pytest.raises(ConfigError, match="expands"):
-        _load_card_cached("bomb", str(tmp_path / "cards"), None)
+        _load_card_cached(str(tmp_path / "cards" / "bomb.yaml"), None)
 
 
 def test_yaml_bomb_suite_on_the_cli_is_one_short_error(tmp_path):
@@ -584,3 +584,28 @@ def test_markdown_table_escapes_model_names(tmp_path):
     html = markdown_it.MarkdownIt("gfm-like", {"linkify": False}).render(f"| Model | x |\n|:---|---:|\n| {out} | 1 |\n")
     assert "<img" not in html and "<strong>" not in html and "<a " not in html and "<code>" not in html
     assert html.count("<td") == 2  # the pipe did not split the cell
+
+
+def test_gzip_split_lists_inflate_at_most_to_the_cap(tmp_path, monkeypatch):
+    import gzip
+
+    from dabench.data import cards
+
+    f = tmp_path / "split.txt.gz"
+    f.write_bytes(gzip.compress(b"a b\n" * 100_000))  # 400 kB inflated from a few hundred bytes
+    assert len(cards.read_split_file(f)) == 100_000
+    monkeypatch.setattr(cards, "MAX_SPLIT_BYTES", 1000)
+    with pytest.raises(ConfigError, match="inflates to more than 1000 bytes"):
+        cards.read_split_file(f)
+
+
+def test_snapshot_json_and_records_refuse_special_files(tmp_path, alarm):
+    from dabench.models.snapshot_check import read_json_object
+    from dabench.results.store import load_records
+
+    os.mkfifo(tmp_path / "config.json")
+    with pytest.raises(DataError, match="FIFO"):
+        read_json_object(tmp_path / "config.json", "model config")
+    (tmp_path / "res").mkdir()
+    os.mkfifo(tmp_path / "res" / "r.json")
+    assert load_records(tmp_path / "res") == []  # skipped (only regular files are records), never waited on

@@ -33,12 +33,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-
 from dabench.data.crops import CROPS as EVAL_CROPS
 from dabench.errors import ConfigError, MissingFileError, excerpt
 from dabench import configs
 
 TASKS = ("depth", "segmentation", "ordinal")
+MAX_SPLIT_BYTES = 1 << 30  # a split list, after gzip
 SCORE_SPACES = ("disparity", "depth")
 FALLBACKS = ("synthetic-indoor", "synthetic-outdoor")
 REQUIRED = ("name", "display_name", "task", "reader", "split_file", "root", "min_depth", "max_depth",
@@ -238,11 +238,23 @@ def read_split_file(path: Path) -> list[list[str]]:
         raise MissingFileError(f"split file {path} does not exist")
     if str(path).endswith(".gz"):
         import gzip
+        import os
 
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            text = f.read()
+        from dabench.safety import open_regular
+
+        fd, _ = open_regular(path, "split file", ConfigError)
+        with gzip.open(os.fdopen(fd, "rb"), "rb") as f:
+            raw = f.read(MAX_SPLIT_BYTES + 1)  # inflated at most to the cap: a gzip bomb stops here
+        if len(raw) > MAX_SPLIT_BYTES:
+            raise ConfigError(f"split file {path} inflates to more than {MAX_SPLIT_BYTES} bytes; refused")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"split file {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     else:
-        text = Path(path).read_text(encoding="utf-8")
+        from dabench.safety import read_text_bounded
+
+        text = read_text_bounded(path, "split file", MAX_SPLIT_BYTES, error=ConfigError)
     rows = []
     for line in text.splitlines():
         line = line.strip()

@@ -18,7 +18,9 @@ def _kitti_calib_intrinsics(calib: Path) -> np.ndarray | None:
     """K of the rectified left colour camera (P_rect_02) from KITTI raw ``calib_cam_to_cam.txt``."""
     if not calib.is_file():
         return None
-    for line in calib.read_text().splitlines():
+    from dabench.safety import read_bounded
+
+    for line in read_bounded(calib, "KITTI calibration", 1 << 20).decode("utf-8", "replace").splitlines():
         if line.startswith("P_rect_02:"):
             vals = [float(v) for v in line.split()[1:]]
             if len(vals) != 12:

@@ -367,10 +367,11 @@ def read_colmap_intrinsics(cameras_txt, images_txt) -> dict[str, np.ndarray]:
     ``images.txt``: ``IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME`` lines, each followed by a line of
     2-D points."""
     def lines(path):
+        from dabench.safety import read_bounded
+
         p = existing_file(path)
-        if os.path.getsize(p) > COLMAP_MAX_BYTES:
-            raise DataError(f"COLMAP file {p} is larger than {COLMAP_MAX_BYTES >> 20} MiB")
-        rows = [ln.strip() for ln in p.read_text(encoding="utf-8", errors="replace").splitlines()]
+        text = read_bounded(p, "COLMAP file", COLMAP_MAX_BYTES).decode("utf-8", "replace")  # regular, capped
+        rows = [ln.strip() for ln in text.splitlines()]
         return p, rows
 
     p, rows = lines(cameras_txt)

@@ -61,11 +61,10 @@ def weights_sha256(folder: Path, recursive: bool = False) -> str | None:
 
 def read_json_object(path: Path, what: str) -> dict[str, Any]:
     """``path`` parsed as a JSON object (≤ 4 MiB, not nested too deeply), else one DataError naming it."""
+    from dabench.safety import read_bounded
+
     try:
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise DataError(f"{path}: {size} bytes is too large for a {what} (at most {MAX_JSON_BYTES})")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bounded(path, what, MAX_JSON_BYTES).decode("utf-8"))  # regular file, capped
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a valid {what} (expected a JSON object: {e})") from None
     except RecursionError:

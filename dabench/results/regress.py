@@ -447,6 +447,10 @@ def _is_record_file(p: Path) -> bool:
     import json
 
     try:
-        return str(json.loads(p.read_text()).get("schema", "")).startswith("dabench.result")
-    except (ValueError, OSError, AttributeError):
+        from dabench.results.store import MAX_RECORD_BYTES
+        from dabench.safety import read_bounded
+
+        return str(json.loads(read_bounded(p, "result record", MAX_RECORD_BYTES)).get("schema", "")).startswith(
+            "dabench.result")
+    except (ValueError, OSError, AttributeError, RecursionError):
         return False

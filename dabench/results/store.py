@@ -237,8 +237,10 @@ def list_runs(results_dir: str | os.PathLike) -> list[dict]:
         info = None
         if man.is_file():
             try:
-                info = json.loads(man.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                from dabench.safety import read_bounded
+
+                info = json.loads(read_bounded(man, "run manifest", MAX_RECORD_BYTES))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, DataError):
                 info = None
         if not isinstance(info, dict) or info.get("schema") != RUN_SCHEMA:
             recs = load_records(d)
