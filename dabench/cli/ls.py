@@ -16,7 +16,7 @@ def ls_configs() -> None:
     """Where each kind of shipped configuration lives, the $DABENCH_CONFIG_PATH folders searched first,
     and every user entry (marked when it shadows a shipped one).
 
-    Example: DABENCH_CONFIG_PATH=~/my-dabench dabench ls configs
+    Example: dabench ls configs
     """
     from rich.console import Console
     from rich.table import Table
