@@ -316,7 +316,7 @@ def check_fits(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str | o
     """The checks of :func:`load_state_dict_strict` (keys, shapes) on ``sd``'s shapes only — ``sd`` may
     hold ``meta`` tensors from :func:`read_header` — plus dtypes: a floating model tensor needs a
     floating tensor in the file. One ``CheckpointError`` naming the file on any mismatch."""
-    conv = to_dabench_keys(sd)
+    conv = _to_model_keys(model, sd)
     expected = model.state_dict()
     for k, v in conv.items():
         e = expected.get(k)
@@ -327,10 +327,18 @@ def check_fits(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str | o
 
 def load_state_dict_strict(model: nn.Module, sd: Mapping[str, torch.Tensor], source: str | os.PathLike,
                            arch: str | None = None) -> None:
-    """Load ``sd`` into ``model`` strictly, raising one clear CheckpointError on any mismatch."""
-    sd = to_dabench_keys(sd)
+    """Load ``sd`` into ``model`` strictly, raising one clear CheckpointError on any mismatch.
+
+    A model with a ``checkpoint_filter(sd)`` method (timm's ``checkpoint_filter_fn``) maps its own
+    official layouts first (Depth Anything 3: the hub file's ``model.`` prefix, ViT-G's SwiGLU names)."""
+    sd = _to_model_keys(model, sd)
     _check_keys_and_shapes(model, sd, source, arch)
     model.load_state_dict(sd, strict=True)
+
+
+def _to_model_keys(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    own_filter = getattr(model, "checkpoint_filter", None)
+    return own_filter(dict(sd)) if callable(own_filter) else to_dabench_keys(sd)
 
 
 def _check_keys_and_shapes(model: nn.Module, sd: Mapping[str, torch.Tensor], source, arch) -> None:

@@ -29,9 +29,10 @@ from dabench.errors import ConfigError, DataError
 
 OUTPUT_SPACES = ("disparity", "depth")
 #: How the shorter/longer side is brought to ``input_size`` (MiDaS/Depth Anything ``Resize`` names).
-RESIZE_RULES = ("lower_bound", "upper_bound", "fixed", "none")
-#: Interpolation names → OpenCV flags (resolved lazily: cv2 is imported only to resize).
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+RESIZE_RULES = ("lower_bound", "upper_bound", "fixed", "none", "longest_side", "shortest_side")
+#: Interpolation names → OpenCV flags (resolved lazily: cv2 is imported only to resize). ``auto``: bicubic
+#: when a resize enlarges the image, area when it shrinks it (Depth Anything 3's processor).
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos", "auto")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class DataConfig:
     ``input_size × input_size`` (aspect ratio not kept), ``none`` keeps the image size (then only
     rounded to ``multiple_of``). Sides are rounded to the nearest ``multiple_of`` (numpy's round
     half to even), bumped up (lower bound) or down (upper bound) when that crosses ``input_size``.
+    ``longest_side``/``shortest_side`` (Depth Anything 3's ``upper_bound_resize``/``lower_bound_resize``)
+    first scale that side to exactly ``input_size`` (the other side rounded, Python's round), then move
+    each side to its nearest ``multiple_of`` (ties up) with a second, small resize. ``resize_uint8``
+    resizes the uint8 image (OpenCV rounds to uint8) before scaling to [0, 1], as DA3's processor does.
     The prediction returns to the image size with ``output_interpolation``/``output_align_corners``.
     """
 
@@ -54,6 +59,7 @@ class DataConfig:
     interpolation: str = "bicubic"
     output_interpolation: str = "bilinear"
     output_align_corners: bool = True
+    resize_uint8: bool = False
 
     def __post_init__(self):
         if len(self.mean) != 3 or len(self.std) != 3 or any(not s > 0 for s in self.std):
@@ -103,6 +109,9 @@ class DataConfig:
             raise ConfigError(f"input_size must be > 0, got {size}")
         if self.resize == "none":
             return (_to_multiple(height, m), _to_multiple(width, m))
+        if self.resize in ("longest_side", "shortest_side"):
+            h1, w1 = self._side_size(height, width, size)
+            return (_nearest_multiple(h1, m), _nearest_multiple(w1, m))
         if self.resize == "fixed":
             return (_to_multiple(size, m), _to_multiple(size, m))
         scale_h, scale_w = size / height, size / width
@@ -122,12 +131,39 @@ class DataConfig:
 
         image = check_image(image)
         h, w = self.network_size(image.shape[0], image.shape[1], input_size)
-        x = image.astype(np.float32)
-        x *= np.float32(1.0 / 255.0)
-        if (h, w) != image.shape[:2]:
-            x = cv2.resize(x, (w, h), interpolation=_cv2_flag(self.interpolation))
+        steps = [(h, w)]
+        if self.resize in ("longest_side", "shortest_side"):  # side to input_size, then to multiples
+            steps = [self._side_size(image.shape[0], image.shape[1], int(input_size or self.input_size)), (h, w)]
+        if self.resize_uint8:
+            x = image
+            for size in steps:
+                x = self._resize(x, size)
+            x = x.astype(np.float32) / np.float32(255.0)
+        else:
+            x = image.astype(np.float32)
+            x *= np.float32(1.0 / 255.0)
+            for size in steps:
+                x = self._resize(x, size)
         x = (x - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(np.transpose(x, (2, 0, 1)), dtype=np.float32)
+
+    def _side_size(self, height: int, width: int, size: int) -> tuple[int, int]:
+        """First step of ``longest_side``/``shortest_side``: that side becomes ``size`` (DA3's processor)."""
+        side = max(height, width) if self.resize == "longest_side" else min(height, width)
+        if side == size:
+            return height, width
+        scale = size / float(side)
+        return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+    def _resize(self, x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        import cv2
+
+        if tuple(size) == x.shape[:2]:
+            return x
+        flag = self.interpolation
+        if flag == "auto":
+            flag = "bicubic" if size[0] > x.shape[0] or size[1] > x.shape[1] else "area"
+        return cv2.resize(x, (int(size[1]), int(size[0])), interpolation=_cv2_flag(flag))
 
     def to_image_size(self, pred, size: tuple[int, int]):
         """A ``h×w`` (or ``B×h×w``) torch prediction resized back to ``size`` = (H, W) pixels."""
@@ -148,6 +184,13 @@ def _to_multiple(x: float, multiple: int, min_val: int = 0, max_val: int | None 
     if y < min_val:
         y = int(np.ceil(x / multiple) * multiple)
     return max(y, multiple)
+
+
+def _nearest_multiple(x: int, multiple: int) -> int:
+    # DA3 InputProcessor._make_divisible_by_resize: the nearer multiple, ties up (never below one multiple)
+    down = (x // multiple) * multiple
+    up = down + multiple
+    return max(multiple, up if abs(up - x) <= abs(x - down) else down)
 
 
 def _cv2_flag(name: str) -> int:

@@ -37,12 +37,14 @@ class FeatureFusionBlock(nn.Module):
     """Adds a refined skip input, refines, upsamples (bilinear, align_corners=True), projects 1×1.
 
     Upsampling goes to ``size`` when given (the next, larger feature map), else doubles.
+    ``has_residual=False`` builds no skip unit (Depth Anything 3's deepest block has none).
     """
 
-    def __init__(self, features: int):
+    def __init__(self, features: int, has_residual: bool = True):
         super().__init__()
         self.out_conv = nn.Conv2d(features, features, kernel_size=1, stride=1, padding=0, bias=True)
-        self.resConfUnit1 = ResidualConvUnit(features)
+        if has_residual:
+            self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None,
