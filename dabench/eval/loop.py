@@ -15,12 +15,14 @@ from dabench.metrics.registry import depth_engine_metrics
 from dabench.models.inference import resolve_amp_dtype
 
 
-def predict_images(model, images: Sequence[np.ndarray], protocol: Protocol, device: str, amp_dtype=None) -> list[np.ndarray]:
-    """Raw predictions (model output space, each image's own size); flip TTA averages the mirrored pass."""
+def predict_images(model, images: Sequence[np.ndarray], protocol: Protocol, device: str, amp_dtype=None,
+                   aux: list | None = None) -> list[np.ndarray]:
+    """Raw predictions (model output space, each image's own size); flip TTA averages the mirrored pass.
+    ``aux``: filled with each image's side outputs (e.g. confidence) of the unflipped pass."""
     from dabench.models.inference import predict_batch
 
     kw = dict(input_size=protocol.input_size, device=device, amp_dtype=resolve_amp_dtype(amp_dtype), batch_size=max(1, len(images)))
-    preds = predict_batch(model, list(images), **kw)
+    preds = predict_batch(model, list(images), aux=aux, **kw)
     preds = [np.asarray(p, dtype=np.float32) for p in preds]
     if protocol.flip_tta:
         flipped = predict_batch(model, [np.ascontiguousarray(im[:, ::-1]) for im in images], **kw)
@@ -96,22 +98,30 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
         samples = [prepare_sample(s, protocol) for s in samples]
         preds: list[np.ndarray | None] = [None] * len(samples)
         keys = [None] * len(samples)
-        if cache is not None and model_fp is not None:
+        aux: list[dict] = [{} for _ in samples]
+        # side outputs (confidence) are not cached: a logging run recomputes what it logs
+        want_aux = log_sample is not None and callable(getattr(getattr(model, "module", model), "auxiliary_outputs", None))
+        if cache is not None and model_fp is not None and not want_aux:
             for k, s in enumerate(samples):
                 keys[k] = cache.key(model_fp, s["image"], pred_protocol)
                 preds[k] = cache.get(keys[k], shape=s["image"].shape[:2])
         todo = [k for k, p in enumerate(preds) if p is None]
+        if cache is not None and model_fp is not None and want_aux:
+            keys = [cache.key(model_fp, s["image"], pred_protocol) for s in samples]
         if todo:
-            new = predict_images(model, [samples[k]["image"] for k in todo], protocol, device, amp_dtype)
+            new_aux: list | None = [] if want_aux else None
+            new = predict_images(model, [samples[k]["image"] for k in todo], protocol, device, amp_dtype, aux=new_aux)
+            for k, a in zip(todo, new_aux or []):
+                aux[k] = a
             for k, p in zip(todo, new):
                 preds[k] = p
                 if cache is not None and keys[k] is not None:
                     cache.put(keys[k], p)
-        for idx, s, p in zip(chunk, samples, preds):
+        for pos, (idx, s, p) in enumerate(zip(chunk, samples, preds)):
             name = str(s.get("name", idx))
             status, m, info = score_sample(p, s, protocol, output_space, name=name)
             if log_sample is not None:
-                log_sample(name, p, s, protocol, status, info)
+                log_sample(name, p, s, protocol, status, {**info, "aux": aux[pos]})
             if status == "ok":
                 state.update_sums(info["sums"])
             elif status == "skipped_no_valid":

@@ -72,7 +72,8 @@ def data_source(card: dict, root, fallback_info: dict | None) -> dict:
 def sample_logger(results_dir: Path, run_id: str, model: str, dataset: str):
     """A ``log_sample`` callback writing ``runs/<run_id>/samples/<model>/<dataset>/<sample_id>.npz``
     (float16 ``pred``, ``aligned``, ``gt``; bool ``valid``; strings ``output_space``, ``score_space``,
-    ``status``). ``sample_id`` is :func:`dabench.results.store.sample_file_name`: the name made
+    ``status``; plus the model's per-pixel side outputs as float16 ``aux_<name>``, e.g. Depth Anything 3's
+    ``aux_confidence``). ``sample_id`` is :func:`dabench.results.store.sample_file_name`: the name made
     file-safe plus a short hash of its bytes, so different names never share a file."""
     from dabench.provenance import atomic_path
     from dabench.results.store import run_dir, safe_name, sample_file_name
@@ -88,6 +89,8 @@ def sample_logger(results_dir: Path, run_id: str, model: str, dataset: str):
                   "valid": eval_valid_mask(sample, protocol), "aligned": half(info.get("aligned")),
                   "output_space": np.array(str(info.get("output_space", ""))),
                   "score_space": np.array(protocol.score_space), "status": np.array(status)}
+        for key, val in (info.get("aux") or {}).items():
+            arrays[f"aux_{safe_name(key)}"] = half(val)
         path = folder / f"{sample_file_name(name)}.npz"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:

@@ -198,7 +198,7 @@ def _own_predict(model, images: list[np.ndarray]) -> list[np.ndarray]:
 
 def predict_batch(model, images: Sequence[np.ndarray], input_size: int | None = None, device="cpu",
                   amp_dtype=None, batch_size: int = 8, compile: bool = False,
-                  progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+                  progress: Callable[[int], None] | None = None, aux: list | None = None) -> list[np.ndarray]:
     """Predict many RGB uint8 images; returns one float32 ``H×W`` map per image at its original size.
 
     Preprocessing follows the model's ``data_config``; ``input_size`` (pixels) defaults to the model's
@@ -208,6 +208,10 @@ def predict_batch(model, images: Sequence[np.ndarray], input_size: int | None = 
     wrap the model in ``torch.compile`` first. ``progress(n)`` is called after each batch with the
     number of images it held. A model with its own ``predict(images)`` gets the images in chunks of
     ``batch_size`` (``input_size`` and ``compile`` do not apply: its processor decides).
+
+    ``aux``: a list to fill with one dict per image of the model's per-pixel side outputs
+    (``model.auxiliary_outputs(x) -> (prediction, {name: B×h×w})``, e.g. Depth Anything 3's
+    ``confidence``), resized to the image like the prediction; ``{}`` for models without any.
     """
     import torch
 
@@ -231,6 +235,8 @@ def predict_batch(model, images: Sequence[np.ndarray], input_size: int | None = 
     cfg = data_config_of(model)
     size = input_size or native_input_size(model)
     run = torch.compile(model) if compile else model
+    side = getattr(unwrap(model), "auxiliary_outputs", None) if aux is not None else None
+    aux_maps: list[dict] = [{} for _ in images]
     buckets: dict[tuple[int, int], list[int]] = {}
     for i, im in enumerate(images):
         buckets.setdefault(cfg.network_size(im.shape[0], im.shape[1], size), []).append(i)
@@ -240,9 +246,16 @@ def predict_batch(model, images: Sequence[np.ndarray], input_size: int | None = 
             for start in range(0, len(idxs), batch_size):
                 chunk = idxs[start:start + batch_size]
                 x = torch.from_numpy(np.stack([cfg.preprocess_numpy(images[i], size) for i in chunk])).to(dev)
+                extra: dict = {}
                 with _autocast(dev, amp):
-                    pred = run(x)
+                    if callable(side):
+                        pred, extra = side(x)
+                    else:
+                        pred = run(x)
                 pred = pred.float()
+                for key, val in extra.items():
+                    for j, i in enumerate(chunk):
+                        aux_maps[i][key] = cfg.to_image_size(val[j].float(), images[i].shape[:2]).cpu().numpy()
                 shapes = {images[i].shape[:2] for i in chunk}
                 if len(shapes) == 1:  # one resize back for the whole batch (a dataset's frames share a size)
                     outs = cfg.to_image_size(pred, shapes.pop()).cpu().numpy()
@@ -252,4 +265,6 @@ def predict_batch(model, images: Sequence[np.ndarray], input_size: int | None = 
                     results[i] = outs[j]
                 if progress is not None:
                     progress(len(chunk))
+    if aux is not None:
+        aux[:] = aux_maps
     return results  # type: ignore[return-value]
