@@ -49,8 +49,9 @@ class EncoderConfig:
     cat_token: bool = False
 
 
-def rope_2d(x: torch.Tensor, pos: torch.Tensor, base: float = ROPE_BASE) -> torch.Tensor:
-    """Rotate ``x`` (``B × heads × T × D``) by integer positions ``pos`` (``B × T × 2``: row, column).
+def rope_2d(x: torch.Tensor, pos: torch.Tensor, length: int, base: float = ROPE_BASE) -> torch.Tensor:
+    """Rotate ``x`` (``B × heads × T × D``) by integer positions ``pos`` (``B × T × 2``: row, column) below
+    ``length``.
 
     The first D/2 channels rotate with the row, the last D/2 with the column; within each half,
     channel ``j`` pairs with ``j + D/4`` and turns by ``p / base^(2j/(D/2))`` (computed in float32,
@@ -62,7 +63,7 @@ def rope_2d(x: torch.Tensor, pos: torch.Tensor, base: float = ROPE_BASE) -> torc
         p = pos[..., axis]
         # angles for every position up to the largest, as a table looked up per token (bitwise the
         # official cos/sin cache)
-        table = torch.arange(int(p.max()) + 1, device=x.device, dtype=inv_freq.dtype)[:, None] * inv_freq[None]
+        table = torch.arange(length, device=x.device, dtype=inv_freq.dtype)[:, None] * inv_freq[None]
         table = torch.cat((table, table), dim=-1).to(x.dtype)
         cos = F.embedding(p, table.cos().to(x.dtype))[:, None]
         sin = F.embedding(p, table.sin().to(x.dtype))[:, None]
@@ -87,19 +88,20 @@ def patch_positions(batch: int, grid_h: int, grid_w: int, device, distinct: bool
     return pos[None].expand(batch, -1, -1)
 
 
-def attention(attn: nn.Module, x: torch.Tensor, pos: torch.Tensor | None, rope: bool) -> torch.Tensor:
-    """timm ``Attention`` ``attn`` applied to ``x`` (``B × T × C``) with optional 2D RoPE on q and k."""
+def attention(attn: nn.Module, x: torch.Tensor, pos: torch.Tensor | None, rope: int | None) -> torch.Tensor:
+    """timm ``Attention`` ``attn`` applied to ``x`` (``B × T × C``); with ``rope`` (the position-table
+    length) 2D RoPE turns q and k."""
     b, t, c = x.shape
     heads = attn.num_heads
     q, k, v = attn.qkv(x).reshape(b, t, 3, heads, c // heads).permute(2, 0, 3, 1, 4).unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
     if rope and pos is not None:
-        q, k = rope_2d(q, pos), rope_2d(k, pos)
+        q, k = rope_2d(q, pos, rope), rope_2d(k, pos, rope)
     y = F.scaled_dot_product_attention(q, k, v)
     return attn.proj(attn.norm(y.transpose(1, 2).reshape(b, t, c)))
 
 
-def block(blk: nn.Module, x: torch.Tensor, pos: torch.Tensor | None, rope: bool) -> torch.Tensor:
+def block(blk: nn.Module, x: torch.Tensor, pos: torch.Tensor | None, rope: int | None) -> torch.Tensor:
     """One timm ViT block (LayerScale residuals) with DA3's attention."""
     x = x + blk.ls1(attention(blk.attn, blk.norm1(x), pos, rope))
     return x + blk.ls2(blk.mlp(blk.norm2(x)))
@@ -138,7 +140,7 @@ def encode(vit: nn.Module, cfg: EncoderConfig, x: torch.Tensor) -> list[tuple[to
     local = tokens
     outs: list[tuple[torch.Tensor, torch.Tensor]] = []
     for i, blk in enumerate(vit.blocks[: max(wanted) + 1]):
-        rope = cfg.rope_start != -1 and i >= cfg.rope_start
+        rope = max(gh, gw) + 1 if cfg.rope_start != -1 and i >= cfg.rope_start else None
         if cfg.alt_start != -1 and i == cfg.alt_start:
             cam = vit.camera_token
             cam = torch.cat((cam[:, :1].expand(b, 1, -1), cam[:, 1:].expand(b, n - 1, -1)), dim=1)

@@ -115,10 +115,18 @@ def _sky_to_far(depth: torch.Tensor, sky: torch.Tensor) -> torch.Tensor:
     """One view's ``H×W`` depth with sky pixels set to the 99th percentile of the rest (when both parts
     have more than 10 pixels), as the official mono post-processing."""
     ground = sky < SKY_THRESHOLD
+    if depth.device.type == "meta":  # shapes only
+        return depth
     if int(ground.sum()) <= 10 or int((~ground).sum()) <= 10:
         return depth
     far = torch.quantile(depth[ground], 0.99)
     return torch.where(ground, depth, far)
+
+
+def _no_autocast(x: torch.Tensor):
+    import contextlib
+
+    return contextlib.nullcontext() if x.device.type == "meta" else torch.autocast(x.device.type, enabled=False)
 
 
 class DepthAnything3(nn.Module):
@@ -162,7 +170,7 @@ class DepthAnything3(nn.Module):
         b, n, _, h, w = x.shape
         gh, gw = h // PATCH_SIZE, w // PATCH_SIZE
         feats = encode(self.backbone.pretrained, self.config.encoder, x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with _no_autocast(x):
             tokens = [f[0].reshape(b * n, *f[0].shape[2:]).float() for f in feats]
             out = {k: v.reshape(b, n, *v.shape[1:]) for k, v in self.head(tokens, gh, gw).items()}
             if self.config.kind == "anyview":
@@ -216,6 +224,8 @@ class NestedDepthAnything3(nn.Module):
         k = intrinsics_from_fov(rel["fov"][:, None], h, w)[:, 0]
         focal = (k[:, 0, 0] + k[:, 1, 1]) / 2
         metric = metric_from_canonical(canon["depth"], focal)
+        if x.device.type == "meta":  # shapes only
+            return {"depth": metric, "confidence": rel["confidence"], "sky": canon["sky"]}
         depths, confs = [], []
         for d, c, m, s in zip(rel["depth"], rel["confidence"], metric, canon["sky"]):
             ground = s < SKY_THRESHOLD

@@ -1,0 +1,184 @@
+"""Depth Anything 3: registry, weight layouts, the input processor, and numerical identity with the
+official ``DepthAnything3Net`` (package ``depth-anything-3``; those tests skip, naming the install
+command, when it is absent)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from da3_official import official_full, official_tiny, randomize, balance_sky, require_official  # noqa: E402
+
+from dabench.errors import CheckpointError  # noqa: E402
+from dabench.models import create_model, list_models, model_info  # noqa: E402
+from dabench.models.checkpoint import load_state_dict_strict  # noqa: E402
+from dabench.models.depth_anything_3 import _cfg  # noqa: E402
+
+SIX = ["da3_vits14", "da3_vitb14", "da3_vitl14", "da3_vitg14", "da3mono_vitl14", "da3metric_vitl14"]
+TINY = ["da3_test", "da3g_test", "da3mono_test", "da3metric_test", "da3nested_test"]
+# Parameter counts of the official networks built from the package YAML (checked against official_full).
+OFFICIAL_PARAMS = {"da3_vits14": 34_299_655}
+
+
+def close(got: torch.Tensor, ref: torch.Tensor) -> None:
+    """Equal within 1e-4 of the reference's largest magnitude (float32 sums in another order)."""
+    torch.testing.assert_close(got, ref, atol=1e-4 * max(1.0, float(ref.abs().max())), rtol=0)
+
+
+def _pair(arch: str, x: torch.Tensor, seed: int = 0):
+    require_official()
+    torch.manual_seed(seed)
+    off = official_tiny(arch).eval()
+    randomize(off, seed)
+    balance_sky(off, x)
+    ours = create_model(arch).eval()
+    load_state_dict_strict(ours, off.state_dict(), "official", arch)
+    return off, ours
+
+
+def test_registered():
+    names = set(list_models(include_test=False))
+    assert set(SIX) | {"da3nested_vitg14_vitl14"} <= names
+    assert set(TINY) <= set(list_models()) - names
+    info = model_info("da3_vits14")
+    assert info["params"] == OFFICIAL_PARAMS["da3_vits14"] and info["version"] == 3
+    assert info["taps"] == [5, 7, 9, 11] and info["output_space"] == "depth" and not info["is_metric"]
+    assert model_info("da3nested_vitg14_vitl14")["is_metric"]
+    assert "300" in model_info("da3metric_vitl14")["output"]
+
+
+@pytest.mark.parametrize("name", SIX + ["da3nested_vitg14_vitl14"])
+def test_full_variants_shape_on_meta(name):
+    with torch.device("meta"):
+        y = create_model(name).forward_views(torch.empty(1, 1, 3, 28, 42))
+    assert y["depth"].shape == (1, 1, 28, 42)
+
+
+@pytest.mark.parametrize("arch", TINY)
+def test_tiny_equals_official(arch):
+    """Seeded random weights, non-square input (3×5 patches): depth, confidence, sky, intrinsics equal."""
+    x = torch.randn(1, 3, 42, 70, generator=torch.Generator().manual_seed(1))
+    off, ours = _pair(arch, x)
+    with torch.no_grad():
+        ref, got = off(x[:, None]), ours.forward_outputs(x)
+    assert float(got["depth"].std()) > 1e-3  # not a constant map
+    close(got["depth"], ref["depth"][:, 0])
+    if "depth_conf" in ref:
+        close(got["confidence"], ref["depth_conf"][:, 0])
+    if "sky" in ref:
+        sky = got["sky"] < 0.3
+        assert 0.1 < float(sky.float().mean()) < 0.9  # the sky branch is exercised
+        close(got["sky"], ref["sky"][:, 0])
+    if "fov" in got:
+        from dabench.models.da3_layers import intrinsics_from_fov
+
+        close(intrinsics_from_fov(got["fov"][:, None], 42, 70), ref["intrinsics"])
+
+
+def test_multi_view_tokens_equal_official():
+    """(B, N views) input: global attention across views gives the official per-view depth."""
+    x = torch.randn(1, 2, 3, 28, 42, generator=torch.Generator().manual_seed(2))
+    off, ours = _pair("da3_test", x[:, 0])
+    with torch.no_grad():
+        close(ours.forward_views(x)["depth"], off(x)["depth"])
+
+
+def test_bare_and_hub_layouts_load(tmp_path):
+    from safetensors.torch import save_file
+
+    x = torch.randn(1, 3, 28, 56)
+    off, ours = _pair("da3g_test", x)
+    sd = off.state_dict()
+    torch.save(sd, tmp_path / "bare.pth")
+    save_file({f"model.{k}": v.clone().contiguous() for k, v in sd.items()}, str(tmp_path / "model.safetensors"))
+    with torch.no_grad():
+        want = ours(x)
+        for path in (tmp_path / "bare.pth", tmp_path / "model.safetensors", tmp_path):
+            torch.testing.assert_close(create_model("da3g_test", checkpoint=path).eval()(x), want, atol=0, rtol=0)
+
+
+def test_wrong_files_are_clear_errors(tmp_path):
+    sd = create_model("da3_test").state_dict()
+    torch.save({k: v for k, v in sd.items() if not k.startswith("cam_enc.")}, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError, match=r"partial\.pth.*missing keys: cam_enc"):
+        create_model("da3_test", checkpoint=tmp_path / "partial.pth")
+    torch.save(create_model("da3mono_test").state_dict(), tmp_path / "mono.pth")
+    with pytest.raises(CheckpointError, match="mono.pth"):
+        create_model("da3_test", checkpoint=tmp_path / "mono.pth")
+    torch.save(create_model("da2_test").state_dict(), tmp_path / "v2.pth")
+    with pytest.raises(CheckpointError, match="v2.pth does not match da3_test"):
+        create_model("da3_test", checkpoint=tmp_path / "v2.pth")
+
+
+@pytest.mark.parametrize("hw", [(450, 600), (333, 517), (1000, 333), (150, 200), (97, 1200)])
+def test_data_config_equals_input_processor(hw):
+    require_official()
+    pytest.importorskip("imageio", reason="the official InputProcessor imports imageio")
+    from depth_anything_3.utils.io.input_processor import InputProcessor
+
+    image = np.random.default_rng(0).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    ref, _, _ = InputProcessor()([image], None, None, 504, "upper_bound_resize", num_workers=1)
+    got = _cfg().preprocess_numpy(image)
+    assert _cfg().network_size(*hw) == tuple(ref.shape[-2:])
+    np.testing.assert_array_equal(got, ref[0].numpy())
+
+
+def test_predict_equals_official_pipeline(tmp_path):
+    """``dabench predict`` vs the official InputProcessor → DepthAnything3Net → OutputProcessor (fp32; the
+    official API adds fp16/bf16 autocast), on a non-square image; the official map is at the processed
+    size, so it is brought to the image size with the documented bilinear resize."""
+    import cv2
+    import torch.nn.functional as F
+
+    require_official()
+    pytest.importorskip("imageio", reason="the official InputProcessor imports imageio")
+    from depth_anything_3.utils.io.input_processor import InputProcessor
+    from depth_anything_3.utils.io.output_processor import OutputProcessor
+
+    image = np.random.default_rng(3).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    image = cv2.GaussianBlur(image, (9, 9), 3)
+    cv2.imwrite(str(tmp_path / "photo.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    off, _ = _pair("da3_test", torch.zeros(1, 3, 28, 28))
+    torch.save(off.state_dict(), tmp_path / "w.pth")
+    imgs, _, _ = InputProcessor()([image], None, None, 504, "upper_bound_resize", num_workers=1)
+    with torch.no_grad():
+        pred = OutputProcessor()(off(imgs[None].float()))
+    ref = F.interpolate(torch.from_numpy(pred.depth)[:, None], (150, 200), mode="bilinear", align_corners=False)[0, 0]
+    r = subprocess.run([sys.executable, "-m", "dabench", "predict", str(tmp_path / "photo.png"), "--model", "da3_test",
+                        "-c", str(tmp_path / "w.pth"), "--out", str(tmp_path / "out"), "--device", "cpu"],
+                       capture_output=True, text=True, env={**__import__("os").environ, "DABENCH_HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    got = np.load(tmp_path / "out" / "photo.npy")
+    assert got.shape == (150, 200)
+    close(torch.from_numpy(got), ref)
+
+
+def test_ls_models_states_output(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dabench", "ls", "models", "--all", "--json"], capture_output=True,
+                       text=True, env={**__import__("os").environ, "DABENCH_HOME": str(tmp_path)})
+    infos = {i["name"]: i for i in json.loads(r.stdout)}
+    assert {"da3_vits14", "da3metric_vitl14", "da3_test"} <= set(infos)
+    assert "metres" in infos["da3nested_vitg14_vitl14"]["description"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", SIX)
+def test_full_size_equals_official_yaml(arch):
+    """Full-size networks from the package YAML, seeded random weights, a non-square 70×98 input."""
+    require_official()
+    torch.manual_seed(0)
+    off = official_full(arch).eval()
+    randomize(off)
+    x = torch.randn(1, 3, 70, 98, generator=torch.Generator().manual_seed(1))
+    balance_sky(off, x)
+    ours = create_model(arch).eval()
+    load_state_dict_strict(ours, off.state_dict(), "official", arch)
+    with torch.no_grad():
+        ref, got = off(x[:, None]), ours.forward_outputs(x)
+    close(got["depth"], ref["depth"][:, 0])
