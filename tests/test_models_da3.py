@@ -56,8 +56,8 @@ def test_registered():
 @pytest.mark.parametrize("name", SIX + ["da3nested_vitg14_vitl14"])
 def test_full_variants_shape_on_meta(name):
     with torch.device("meta"):
-        y = create_model(name).forward_views(torch.empty(1, 1, 3, 28, 42))
-    assert y["depth"].shape == (1, 1, 28, 42)
+        y = create_model(name).forward_outputs(torch.empty(1, 3, 28, 42))
+    assert y["depth"].shape == (1, 28, 42)
 
 
 @pytest.mark.parametrize("arch", TINY)
