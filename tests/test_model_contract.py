@@ -58,6 +58,22 @@ def test_resize_rules_by_hand():
         DataConfig.from_dict({"mean": [0, 0, 0], "std": [1, 1, 1], "size": 3})
 
 
+def test_longest_and_shortest_side_rules_by_hand():
+    """Depth Anything 3's processor: side to input_size (Python round), then the nearer multiple, ties up."""
+    cfg = DataConfig(mean=(0, 0, 0), std=(1, 1, 1), input_size=504, multiple_of=14, resize="longest_side")
+    assert cfg.network_size(300, 500) == (308, 504)  # 302.4 -> 302: 294 is 8 away, 308 is 6
+    assert cfg.network_size(299, 500) == (308, 504)  # 301.39 -> 301: 7 either way -> up
+    assert cfg.network_size(504, 378) == (504, 378)  # already there: untouched
+    assert cfg.replace(resize="shortest_side").network_size(300, 500) == (504, 840)
+    image = np.arange(300 * 500 * 3, dtype=np.uint32).reshape(300, 500, 3).astype(np.uint8)
+    x = cfg.replace(interpolation="auto", resize_uint8=True).preprocess_numpy(image)
+    import cv2
+
+    step1 = cv2.resize(image, (504, 302), interpolation=cv2.INTER_CUBIC)  # enlarging: bicubic on uint8
+    step2 = cv2.resize(step1, (504, 308), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_array_equal(x, np.transpose(step2.astype(np.float32) / np.float32(255), (2, 0, 1)))
+
+
 def test_depth_anything_declares_its_data_config():
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
