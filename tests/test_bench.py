@@ -14,6 +14,7 @@ from dabench.cli import app
 SECTIONS = {  # section -> the two raw figures its ratio is made of
     "metric_engine": ("baseline_seconds", "dabench_seconds"),
     "inference": ("per_image_seconds", "batched_seconds"),
+    "inference_da3": ("per_image_seconds", "batched_seconds"),
     "student_step": ("student_step_seconds", "teacher_step_seconds"),
     "synthetic_data": ("generated_images_per_second", "trained_images_per_second"),
     "memory": ("peak_rss_10n_mib", "peak_rss_n_mib"),
@@ -29,7 +30,7 @@ def test_bench_quick_cli_writes_json(tmp_path):
         e = data[name]
         assert {"ratio", "goal", "goal_op", "met", a, b} <= set(e), name
         assert e[a] > 0 and e[b] > 0, name
-        assert math.isclose(e["ratio"], e[a] / e[b], rel_tol=1e-9) or name in ("inference", "student_step"), name
+        assert math.isclose(e["ratio"], e[a] / e[b], rel_tol=1e-9) or name in ("inference", "inference_da3", "student_step"), name
         assert isinstance(e["met"], bool)
     assert data["metric_engine"]["values_agree"] is True
     me = data["metric_engine"]
@@ -48,6 +49,7 @@ def test_bench_quick_cli_writes_json(tmp_path):
                                             "torch_compiled", "read_floor"}
         assert all(v > 0 for v in parts["ms_per_map"].values())
     assert data["inference"]["outputs_equal"] is True and data["inference"]["output_max"] > 0
+    assert data["inference_da3"]["outputs_equal"] is True and data["inference_da3"]["model"] == "da3_test"
     assert data["memory"]["samples_scored"] == [data["memory"]["n"], data["memory"]["n"] * data["memory"]["factor"]]
     gpu = data["gpu_vitl_bf16"]
     if not torch.cuda.is_available():
@@ -72,4 +74,5 @@ def test_full_sizes_time_inference_at_real_width():
     from dabench.bench import BenchSizes
 
     full = BenchSizes.full()
+    assert full.infer_da3_model == "da3_vits14"
     assert full.infer_model == "da2_vits14" and full.infer_input_size == 518 and full.infer_size == (480, 640)

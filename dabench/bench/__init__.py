@@ -8,6 +8,8 @@ whether it is met:
   (<= 2), and ``kernel_parts``: the kernel rebuilt without its log / divisions (where the time goes)
 - ``inference``: official per-image ``infer_image`` seconds (explicit attention, as official DINOv2
   on CPU) / dabench ``predict_batch`` seconds (batched, SDPA) (>= 1.5)
+- ``inference_da3``: Depth Anything 3 (``da3_vits14``) one image per forward / batched ``predict_batch``
+  seconds (>= 1; no official per-image script is a dabench dependency)
 - ``student_step``: student step seconds / teacher step seconds at the tiny preset (<= 1.6)
 - ``synthetic_data``: synthetic images delivered per second (persistent render cache; the cold
   render rate is reported as ``ratio_cold``) / images trained per second (>= 4)
@@ -28,7 +30,7 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-SECTIONS = ("metric_engine", "inference", "student_step", "synthetic_data", "memory", "gpu_vitl_bf16", "train_data")
+SECTIONS = ("metric_engine", "inference", "inference_da3", "student_step", "synthetic_data", "memory", "gpu_vitl_bf16", "train_data")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class BenchSizes:
     infer_input_size: int = 518
     infer_batch: int = 4  # run_suite's default evaluation batch
     infer_repeats: int = 5  # interleaved pairs: the median resists load spikes on shared CPUs
+    infer_da3_model: str = "da3_vits14"
     infer_model: str = "da2_vits14"  # real width (random weights): the forward, not preprocessing, is timed
     train_warmup: int = 8
     train_steps: int = 20
@@ -66,7 +69,7 @@ class BenchSizes:
     @classmethod
     def quick(cls) -> "BenchSizes":
         return cls(metric_maps=12, metric_size=(48, 64), metric_batch=4, metric_compile=False, infer_images=2,
-                   infer_model="da2_test",
+                   infer_model="da2_test", infer_da3_model="da3_test",
                    infer_size=(48, 64), infer_input_size=42, infer_batch=2, infer_repeats=1, train_warmup=1,
                    train_steps=2, train_samples=4, data_images=2, memory_n=1, memory_size=(48, 64),
                    memory_input_size=28, gpu_batch=2, gpu_iters=2, gpu_train_iters=2)
@@ -153,6 +156,12 @@ def run_bench(quick: bool = False, sections=None, threads: int | None = None, de
         done("inference", inference.run(model_name=sizes.infer_model, images=sizes.infer_images,
                                         size=sizes.infer_size, input_size=sizes.infer_input_size,
                                         batch_size=sizes.infer_batch, repeats=sizes.infer_repeats, device=device))
+    if "inference_da3" in sections:
+        from dabench.bench import inference
+
+        done("inference_da3", inference.run_batching(model_name=sizes.infer_da3_model, images=sizes.infer_images,
+                                                     size=sizes.infer_size, batch_size=sizes.infer_batch,
+                                                     repeats=sizes.infer_repeats, device=device))
     training = None
     if "student_step" in sections or "synthetic_data" in sections:
         from dabench.bench import training as training_mod
@@ -192,6 +201,8 @@ ROWS = {
     "metric_engine": ("metric engine", "≥ 20×", ("baseline_seconds", "numpy per-image"),
                       ("dabench_seconds", "dabench"), "s"),
     "inference": ("inference", "≥ 1.5×", ("per_image_seconds", "per-image"), ("batched_seconds", "batched"), "s"),
+    "inference_da3": ("inference DA3 (da3_vits14)", "≥ 1×", ("per_image_seconds", "per-image"),
+                      ("batched_seconds", "batched"), "s"),
     "student_step": ("student/teacher step", "≤ 1.6×", ("student_step_seconds", "student"),
                      ("teacher_step_seconds", "teacher"), "s"),
     "synthetic_data": ("data gen/train rate", "≥ 4×", ("generated_images_per_second", "delivered (cache)"),
@@ -207,7 +218,7 @@ def _check(name: str, e: dict) -> str:
         return (f"{e['maps']} maps; values agree: {e['values_agree']} ({e['max_relative_difference']:.0e}); "
                 f"{e['seconds_over_floor']:.2f}× the read floor (goal ≤ 2: "
                 f"{'met' if e['seconds_over_floor_met'] else 'NOT met'})")
-    if name == "inference":
+    if name in ("inference", "inference_da3"):
         return f"{e['images']} images; outputs equal: {e['outputs_equal']} ({e['max_relative_difference']:.0e})"
     if name == "synthetic_data":
         return (f"rendered via persistent cache; cold render {e['cold_images_per_second']:.4g} img/s = "

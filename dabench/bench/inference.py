@@ -118,3 +118,39 @@ def run(model_name: str = "da2_test", images: int = 16, size: tuple[int, int] = 
             "outputs_equal": bool(diff < 1e-4 and scale > 0), "max_relative_difference": diff,
             "output_max": scale, "output_min": min(float(p.min()) for p in per_image_out),
             "all_per_image_s": t["baseline_s"], "all_batched_s": t["candidate_s"]}
+
+
+def run_batching(model_name: str = "da3_vits14", images: int = 8, size: tuple[int, int] = (480, 640),
+                 batch_size: int = 4, repeats: int = 3, device: str = "cpu", seed: int = 0) -> dict:
+    """A model with no official per-image script in dabench's dependencies (Depth Anything 3): dabench's
+    own path one image at a time (``predict_batch(batch_size=1)``) over batched, at the model's native
+    input size, same images, outputs checked equal. Random weights: the forward, not the values, is timed."""
+    import torch
+
+    from dabench.bench.timing import paired
+    from dabench.models import create_model
+    from dabench.models.inference import predict_batch
+
+    torch.manual_seed(seed)
+    model = create_model(model_name).eval().to(device)
+    ims = make_images(images, size, seed)
+    predict_batch(model, ims[:batch_size], None, device, batch_size=batch_size)  # warm-up
+    one: list = []
+    many: list = []
+
+    def per_image():
+        one[:] = predict_batch(model, ims, None, device, batch_size=1)
+
+    def batched():
+        many[:] = predict_batch(model, ims, None, device, batch_size=batch_size)
+
+    t = paired(per_image, batched, repeats)
+    scale = max(float(np.abs(p).max()) for p in one)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(one, many)) / (scale or 1.0)
+    return {"ratio": t["ratio_of_medians"], "direction": "per_image_seconds / batched_seconds", "goal": 1.0,
+            "goal_op": ">=", "per_image_seconds": t["baseline_median_s"], "batched_seconds": t["candidate_median_s"],
+            "median_pair_ratio": t["median_pair_ratio"], "model": model_name, "images": images,
+            "image_size": list(size), "input_size": int(model.data_config.input_size), "batch_size": batch_size,
+            "repeats": repeats, "baseline": "dabench predict_batch one image per forward",
+            "dabench": f"predict_batch: bucketed batches of {batch_size}",
+            "outputs_equal": bool(diff < 1e-4 and scale > 0), "max_relative_difference": diff}
