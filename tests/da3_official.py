@@ -81,10 +81,18 @@ def official_full(arch: str):
     import depth_anything_3
     from depth_anything_3.cfg import create_object, load_config
 
+    from omegaconf import OmegaConf
+
     root = os.path.join(list(depth_anything_3.__path__)[0], "configs")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return create_object(load_config(os.path.join(root, OFFICIAL_NAMES[arch] + ".yaml")))
+        cfg = load_config(os.path.join(root, OFFICIAL_NAMES[arch] + ".yaml"))
+        gs = cfg.pop("gs_head", None)
+        cfg.pop("gs_adapter", None)  # no weights; its module imports evo (pose alignment), not installed here
+        net = create_object(cfg)
+        if gs is not None:  # the giant's GSDPT, built from the same YAML entry
+            net.gs_head = create_object(OmegaConf.create(gs))
+        return net
 
 
 def randomize(net, seed: int = 0) -> None:
