@@ -15,7 +15,7 @@ from dabench.models.contract import OUTPUT_SPACES, DataConfig, as_data_config
 from dabench.registry import Registry
 
 #: The built-in family modules (each registers its variants on import).
-FAMILY_MODULES = ("dabench.models.depth_anything", "dabench.models.baselines")
+FAMILY_MODULES = ("dabench.models.depth_anything", "dabench.models.depth_anything_3", "dabench.models.baselines")
 #: Entry-point group through which installed packages add models (``name = "pkg.module:factory"``).
 ENTRY_POINT_GROUP = "dabench.models"
 #: Where a model comes from (records name it): dabench's own, transformers, diffusers, user/plug-in.

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dabench.models import register_model
+from dabench.models._registry import register_model
 from dabench.models.contract import DataConfig
 from dabench.models.da3_heads import DualDPT, GaussianDPT, MonoDPT
 from dabench.models.da3_layers import CameraDecoder, CameraEncoder, EncoderConfig, build_encoder, encode
@@ -279,6 +279,14 @@ def _meta(name: str) -> dict:
                 "da3nested_vitg14_vitl14": "da3nested-giant-large"}.get(name, "tiny test model")
     return dict(version=3, encoder=ENCODERS[enc].name, output=OUTPUTS[kind],
                 description=f"DA3 {kind} ({official}): {OUTPUTS[kind]}")
+
+
+def family_info(name: str) -> dict:
+    """What ``model_info`` adds for a DA3 variant: its output in words, tapped blocks, head widths."""
+    kind = "nested" if name in NESTED else CONFIGS[name].kind
+    cfg = CONFIGS[NESTED[name][0] if name in NESTED else name]
+    return {"output": OUTPUTS[kind], "taps": list(cfg.encoder.out_layers), "features": cfg.features,
+            "out_channels": list(cfg.out_channels)}
 
 
 # One builder per variant: random initialisation; load weights with create_model(..., checkpoint=).
