@@ -78,7 +78,7 @@ def generation_rate(images: int = 24, size: tuple[int, int] | None = None, seed:
             cached = sets()
             store_s, _ = read(cached, both)  # renders and writes each sample once
             cached_s, from_cache = read(cached, both)
-    identical = all(all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a if k != "name")
+    identical = all(all(np.array_equal(a[k], b[k]) and np.asarray(a[k]).dtype == np.asarray(b[k]).dtype for k in a if k != "name")
                     for a, b in zip(rendered, from_cache))
     n = 2 * images
     return {"images": n, "size": list(size), "datasets": [s["name"] for s in specs],
