@@ -19,8 +19,6 @@ from dabench.results.published import PublishedTable, load_published
 from dabench.results.tables import (ComparisonTable, build_table, load_suite_spec, to_csv, to_latex,
                                     to_markdown)
 
-PRIMARY_METRICS = ("abs_rel", "miou")
-
 
 @dataclass
 class PaperOutput:
@@ -63,14 +61,6 @@ def _write_table(table: ComparisonTable, stem: Path) -> dict[str, Path]:
         atomic_write_text(p, fn(table))
         paths[fmt] = p
     return paths
-
-
-def _primary_metric(table: ComparisonTable) -> str | None:
-    metrics = [c.metric for c in table.columns]
-    for m in PRIMARY_METRICS:
-        if m in metrics:
-            return m
-    return metrics[0] if metrics else None
 
 
 def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None = None, *,
@@ -151,19 +141,26 @@ def _figures(result: PaperOutput, records: list[dict], *, grid: bool, grid_sampl
     fig_dir = result.out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     for title, table, paths in result.tables:
-        metric = _primary_metric(table)
-        if metric is None:
+        columns = figs.figure_columns(table)
+        if not columns:
             continue
         stem = fig_dir / f"bars_{paths['md'].stem}"
-        written = figs.bar_charts(table, metric, stem, title=title)
+        written = figs.bar_charts(table, None, stem, title=title, columns=columns)
+        metrics = ", ".join(dict.fromkeys(c.metric_label for c in columns))
         if written:
-            result.figures.append((f"Per-dataset values — {title} ({metric})", written))
-    scatter = figs.params_scatter([(result.protocol_groups.get(title, title), t) for title, t, _ in result.tables],
-                                  fig_dir / "params_vs_abs_rel")
+            result.figures.append((f"Per-dataset values — {title} ({metrics})", written))
+        else:
+            result.notes.append(f"Per-dataset values — {title}: no figure, every panel would show a single "
+                                "value (the table holds it).")
+    scatter, left_out = figs.params_scatter([(result.protocol_groups.get(title, title), t)
+                                             for title, t, _ in result.tables], fig_dir / "params_vs_abs_rel")
     if scatter:
         result.figures.append(("Parameters vs AbsRel (per dataset)", scatter))
-    else:
+    elif not left_out:
         result.notes.append("Parameters vs AbsRel: no row has both a parameter count and an AbsRel value.")
+    if left_out:
+        result.notes.append(f"Parameters vs AbsRel: panels with fewer than {figs.MIN_SCATTER_MODELS} models with a "
+                            f"parameter count are left out ({'; '.join(left_out)}); their values are in the tables.")
     if not grid:
         result.notes.append("Qualitative grid: not requested (--no-grid).")
         return
@@ -227,12 +224,16 @@ def _grid_samples(record: dict, n: int):
     return "synthetic-indoor", [dataset[i] for i in range(min(n, len(dataset)))]
 
 
+GRID_MODELS = 4  # prediction columns of the default qualitative grid
+
+
 def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: str = "cpu",
                                  models: list[str] | None = None, colorbar: bool = False):
     """Without ``models``: try the records' models in order (checkpoints first, then baselines, then
-    random-init networks) and draw the first that loads. With ``models`` (fnmatch patterns on the
-    records' model names): one prediction column per matching model, on the samples of the first
-    one's dataset. Returns (written paths, description) or (None, why it was skipped)."""
+    random-init networks; the best AbsRel first within each) and draw the first ``GRID_MODELS`` that
+    load side by side. With ``models`` (fnmatch patterns on the records' model names): one prediction
+    column per matching model. Either way on the samples of the first one's dataset. Returns
+    (written paths, description) or (None, why it was skipped)."""
     import fnmatch
 
     from dabench.errors import DabenchError
@@ -271,7 +272,7 @@ def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: 
             reasons.append(str(e))
             continue
         loaded.append((rec, model, desc))
-        if not models:
+        if not models and len(loaded) == GRID_MODELS:
             break
     if not loaded:
         return None, "no record's model could be loaded (" + "; ".join(reasons[:3]) + ")."

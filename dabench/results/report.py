@@ -331,6 +331,33 @@ def _suite_table(suite: str, recs: list[dict], record_links) -> str:
             + (f"<ul class=notes>{notes}</ul>" if notes else ""))
 
 
+GALLERY_COLUMNS = {"image": "image", "gt": "ground truth", "pred": "prediction", "err": "error |p−g|/g"}
+
+
+def not_logged_note(record: dict) -> str:
+    """The one line a gallery without predictions shows: what is missing and the commands that fill
+    it (the record's run again with ``--log-samples``, when its suite is one ``dabench run`` runs,
+    or ``dabench report --predict``)."""
+    import shlex
+
+    from dabench.results.tables import load_suite_spec
+
+    suite, model = str(record.get("suite")), str(record.get("model"))
+    fill = "build the report with `dabench report --predict` to run the model again"
+    if load_suite_spec(suite) is not None:
+        args = ["dabench", "run", "--suite", suite, "--model", model]
+        if record.get("checkpoint"):
+            args += ["--checkpoint", str(record["checkpoint"])]
+        if record.get("random_init"):
+            args.append("--random-init")
+        limit = (record.get("config") or {}).get("limit")
+        if isinstance(limit, int):
+            args += ["--limit", str(limit)]
+        fill = f"rerun `{shlex.join(args + ['--log-samples'])}` to keep them, or " + fill
+    return (f"Predictions were not logged for this run, so the gallery shows image and ground truth only: "
+            f"{fill}.")
+
+
 def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samples: int, predict: bool,
              device: str, data_root, record_links) -> str:
     from dabench.errors import DabenchError
@@ -355,8 +382,7 @@ def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samp
         dataset, why = None, getattr(e, "message", str(e))
     protocol = _record_protocol(rec)
     predictor, predictor_note = None, ""
-    out = [head, '<table class="samples"><thead><tr><th>sample</th><th>image</th><th>ground truth</th>'
-           '<th>prediction</th><th>error |p−g|/g</th><th>metrics</th></tr></thead><tbody>']
+    entries = []  # (sample name, AbsRel, name cell, {picture key: cell}, metrics cell); {} = no image
     notes: list[str] = []
     shown_predictions = 0
     for row in rows:
@@ -366,7 +392,8 @@ def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samp
                                for m in GALLERY_METRICS if m in row)
         if isinstance(row.get("valid_pixels"), float):
             metrics_html += f"<div>valid px {int(row['valid_pixels'])}</div>"
-        cells = [f"<td>{_esc(name)}<br><small>#{idx}</small></td>"]
+        name_cell = f"<td>{_esc(name)}<br><small>#{idx}</small></td>"
+        cells: dict[str, str] = {}
         sample = None
         if dataset is not None and 0 <= idx < len(dataset):
             s = dataset[idx]
@@ -376,9 +403,7 @@ def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samp
             msg = why if dataset is None else f"sample #{idx} of the rebuilt dataset is not {name}"
             if msg not in notes:
                 notes.append(msg)
-            cells += ['<td colspan="4" class="missing">image not available</td>']
-            out.append(f'<tr data-sample="{_esc(name)}" data-abs-rel="{_esc(repr(row.get("abs_rel")))}">' + "".join(cells)
-                       + f'<td class="m">{metrics_html}</td></tr>')
+            entries.append((name, row.get("abs_rel"), name_cell, cells, metrics_html))
             continue
         from dabench.eval.scoring import prepare_sample
 
@@ -419,15 +444,21 @@ def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samp
                 h, w = pics[key].shape[:2]
                 f = min(1.0, MAX_SIDE / max(h, w))
                 h, w = max(1, round(h * f)), max(1, round(w * f))
-                cells.append(f'<td><img src="{_esc(rel)}" width="{w}" height="{h}" alt="{key} {_esc(name)}"></td>')
-            else:
-                cells.append('<td class="missing">not logged</td>')
-        out.append(f'<tr data-sample="{_esc(name)}" data-abs-rel="{_esc(repr(row.get("abs_rel")))}">' + "".join(cells)
-                   + f'<td class="m">{metrics_html}</td></tr>')
-    out.append("</tbody></table>")
+                cells[key] = f'<td><img src="{_esc(rel)}" width="{w}" height="{h}" alt="{key} {_esc(name)}"></td>'
+        entries.append((name, row.get("abs_rel"), name_cell, cells, metrics_html))
+    # prediction and error columns only when some sample has a prediction; else one note says why
+    keys = [k for k in GALLERY_COLUMNS if shown_predictions or k in ("image", "gt")]
+    out = [head]
     if not shown_predictions and not predictor_note:
-        notes.append("Predictions were not logged: rerun with `dabench run --log-samples`, or build the report "
-                     "with `dabench report --predict` to run the model again.")
+        out.append(f"<p class=note>{_esc(not_logged_note(rec))}</p>")
+    out.append('<table class="samples"><thead><tr><th>sample</th>' + "".join(
+        f"<th>{_esc(GALLERY_COLUMNS[k])}</th>" for k in keys) + "<th>metrics</th></tr></thead><tbody>")
+    for name, abs_rel, name_cell, cells, metrics_html in entries:
+        pics = ("".join(cells.get(k, '<td class="missing">–</td>') for k in keys) if cells
+                else f'<td colspan="{len(keys)}" class="missing">image not available</td>')
+        out.append(f'<tr data-sample="{_esc(name)}" data-abs-rel="{_esc(repr(abs_rel))}">{name_cell}{pics}'
+                   f'<td class="m">{metrics_html}</td></tr>')
+    out.append("</tbody></table>")
     if predictor is not None:
         notes.append(f"Predictions re-made by {predictor.description} (--predict).")
     out += [f"<p class=note>{_esc(n)}</p>" for n in notes]

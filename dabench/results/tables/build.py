@@ -8,8 +8,8 @@ Rules (shared by every output format):
   every row holding the best printed value is bold, every row holding the second-best distinct
   value is underlined; a column with fewer than two values, or unknown direction, is not ranked;
 - missing cells print "–" (LaTeX "--") and are never ranked;
-- weight-free baselines (``constant``, ``horizon_prior``) are shown, labelled ``(dabench, baseline)``,
-  and never ranked: they are a floor, not a competitor;
+- weight-free baselines (``constant``, ``horizon_prior``, segmentation's ``majority_class``) are shown,
+  labelled ``(dabench, baseline)``, and never ranked: they are a floor, not a competitor;
 - headers carry units (``RMSE (m)``, ``mIoU (%)``); percentages print with the paper's one decimal;
 - partial records (a ``--limit`` run) are left out unless asked for (``include_partial``); then they
   are separate rows labelled ``partial n=<samples>`` and never ranked against complete ones;
@@ -120,8 +120,11 @@ _UNIT_TEXT = {"x100": "×100", "score-space unit": ""}
 
 
 def record_is_baseline(record: dict) -> bool:
-    """True for records of a weight-free baseline model (``constant``, ``horizon_prior``)."""
+    """True for records of a weight-free baseline model (``constant``, ``horizon_prior``, and the
+    ``majority_class`` segmentation baseline that ``dabench finetune seg`` and the seg suites record)."""
     name = str(record.get("arch") or record.get("model"))
+    if record.get("task") == "segmentation" and name == "majority_class":
+        return True
     try:
         from dabench.models import MODELS, is_baseline  # noqa: PLC0415
 
