@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -117,8 +118,22 @@ def test_logged_predictions_are_used_and_nothing_is_run_again(results, tmp_path)
         ["err.png", "gt.png", "image.png", "pred.png"]
     assert sorted(p.name.rsplit("_", 1)[1] for p in res.images if "/constant/" in p.as_posix()) == \
         ["gt.png", "image.png"]
-    assert text.count("Predictions were not logged") == 1 and "--log-samples" in text and "not logged" in text
     assert "re-made" not in text
+    # the gallery without predictions says so once, with the command that fills it, and has no
+    # prediction/error columns full of "not logged" cells
+    assert text.count("Predictions were not logged") == 1 and ">not logged<" not in text
+    assert "dabench run --suite synthetic --model constant --limit 3 --log-samples" in text
+    assert "dabench report --predict" in text
+    galleries = _galleries(text)
+    assert "<th>prediction</th>" not in galleries["constant"] and "<th>ground truth</th>" in galleries["constant"]
+    assert "<th>prediction</th>" in galleries["horizon_prior"] and "<th>error |p−g|/g</th>" in galleries["horizon_prior"]
+    assert "Predictions were not logged" not in galleries["horizon_prior"]
+
+
+def _galleries(text: str) -> dict[str, str]:
+    """Each gallery's HTML by model."""
+    return {m.group(1): m.group(0) for m in re.finditer(r'<details class="gallery" data-model="([^"]+)".*?</details>',
+                                                        text, flags=re.S)}
 
 
 def test_a_logged_npz_is_what_the_gallery_draws_and_a_ci_is_shown(results, tmp_path):
