@@ -325,7 +325,7 @@ def paper_cmd(
     results: Optional[Path] = ResultsOpt,
     figures: bool = typer.Option(True, "--figures/--no-figures", help="write the matplotlib figures"),
     grid: bool = typer.Option(True, "--grid/--no-grid", help="the qualitative grid (runs a model on a few samples)"),
-    grid_samples: int = typer.Option(3, help="samples in the qualitative grid"),
+    grid_samples: int = typer.Option(4, help="samples in the qualitative grid"),
     device: str = typer.Option("cpu", help="device for the qualitative grid's predictions"),
     grid_models: Optional[List[str]] = typer.Option(None, "--grid-models", help="own models whose predictions "
                                                     "the grid shows side by side (comma-separated or repeated; "

@@ -64,7 +64,7 @@ def _write_table(table: ComparisonTable, stem: Path) -> dict[str, Path]:
 
 
 def generate_paper(out_dir: str | os.PathLike, results: str | os.PathLike | None = None, *,
-                   figures: bool = True, grid: bool = True, grid_samples: int = 3, device: str = "cpu",
+                   figures: bool = True, grid: bool = True, grid_samples: int = 4, device: str = "cpu",
                    published_dir: str | os.PathLike | None = None,
                    grid_models: list[str] | None = None, grid_colorbar: bool = False) -> PaperOutput:
     """Write tables, figures and ``index.md`` under ``out_dir``; returns what was written.
@@ -227,7 +227,7 @@ def _grid_samples(record: dict, n: int):
 GRID_MODELS = 4  # prediction columns of the default qualitative grid
 
 
-def qualitative_grid_for_records(records: list[dict], stem, n: int = 3, device: str = "cpu",
+def qualitative_grid_for_records(records: list[dict], stem, n: int = 4, device: str = "cpu",
                                  models: list[str] | None = None, colorbar: bool = False):
     """Without ``models``: try the records' models in order (checkpoints first, then baselines, then
     random-init networks; the best AbsRel first within each) and draw the first ``GRID_MODELS`` that
