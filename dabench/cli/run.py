@@ -57,7 +57,11 @@ def run_cmd(
                                                             "metrics (0 = none)"),
     log_samples: bool = typer.Option(False, "--log-samples",
                                      help="keep every sample's prediction as float16 .npz under "
-                                          "<results>/runs/<run id>/samples/<model>/<dataset>/"),
+                                          "<results>/runs/<run id>/samples/<model>/<dataset>/; "
+                                          "--log-samples=pred keeps only the float32 raw predictions "
+                                          "that `dabench rescore` and `dabench sensitivity` need"),
+    log_samples_mode: Optional[str] = typer.Option(None, "--log-samples-mode", hidden=True,
+                                                   help="what --log-samples=MODE becomes (dabench.cli._app)"),
 ) -> None:
     """Evaluate models on a suite: one results record (+ per-sample CSV) per (model, dataset), then a table.
 
@@ -74,12 +78,17 @@ def run_cmd(
 
     Example: dabench run --suite zero-shot --model da2_vits14 --checkpoint X.pth --model hf:./dpt-large --model hf:./zoedepth-nyu-kitti
     Example: dabench run --suite zero-shot --model da2_vits14 -c w.pth --data-root /data --allow-fallback --log-samples
+
+    Example: dabench run --suite synthetic --model horizon_prior,constant --log-samples=pred  (then dabench rescore)
     """
     from dabench.data.formats import set_max_pixels
     from dabench.eval.runner import run_suite
+    from dabench.eval.samplelog import log_mode
     from dabench.models.resolve import parse_model_options
 
     set_max_pixels(max_pixels)
+    if log_samples_mode is not None:  # --log-samples=MODE (dabench.cli._app)
+        log_samples = True if log_mode(log_samples_mode) == "all" else log_mode(log_samples_mode)
 
     models = [m for item in (model or []) for m in item.split(",") if m] or None
     run_suite(suite, models=models, checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init,

@@ -69,12 +69,16 @@ def data_source(card: dict, root, fallback_info: dict | None) -> dict:
     return make_data_source("disk", (Path(root) / card["root"]) if card.get("root") else root)
 
 
-def sample_logger(results_dir: Path, run_id: str, model: str, dataset: str):
-    """A ``log_sample`` callback writing ``runs/<run_id>/samples/<model>/<dataset>/<sample_id>.npz``
-    (float16 ``pred``, ``aligned``, ``gt``; bool ``valid``; strings ``output_space``, ``score_space``,
-    ``status``; plus the model's per-pixel side outputs as float16 ``aux_<name>``, e.g. Depth Anything 3's
-    ``aux_confidence``). ``sample_id`` is :func:`dabench.results.store.sample_file_name`: the name made
-    file-safe plus a short hash of its bytes, so different names never share a file."""
+def sample_logger(results_dir: Path, run_id: str, model: str, dataset: str, mode: str = "all",
+                  output_space: str | None = None):
+    """A ``log_sample`` callback writing ``runs/<run_id>/samples/<model>/<dataset>/<sample_id>.npz``.
+    ``mode`` ``all``: float16 ``pred``, ``aligned``, ``gt``; bool ``valid``; strings ``output_space``,
+    ``score_space``, ``status``; plus the model's per-pixel side outputs as float16 ``aux_<name>``, e.g.
+    Depth Anything 3's ``aux_confidence``. ``pred``: float32 ``pred`` and strings ``output_space``,
+    ``status``, ``name`` (what ``dabench rescore`` needs; ``dabench.eval.samplelog``). ``sample_id`` is
+    :func:`dabench.results.store.sample_file_name`: the name made file-safe plus a short hash of its
+    bytes, so different names never share a file. ``output_space``: the model's, where ``info`` does
+    not say it."""
     from dabench.provenance import atomic_path
     from dabench.results.store import run_dir, safe_name, sample_file_name
 
@@ -85,12 +89,17 @@ def sample_logger(results_dir: Path, run_id: str, model: str, dataset: str):
         def half(x):
             return None if x is None else np.clip(np.nan_to_num(np.asarray(x, np.float32)), -f16, f16).astype(np.float16)
 
-        arrays = {"pred": half(pred), "gt": half(sample.get("depth")),
-                  "valid": eval_valid_mask(sample, protocol), "aligned": half(info.get("aligned")),
-                  "output_space": np.array(str(info.get("output_space", ""))),
-                  "score_space": np.array(protocol.score_space), "status": np.array(status)}
-        for key, val in (info.get("aux") or {}).items():
-            arrays[f"aux_{safe_name(key)}"] = half(val)
+        if mode == "pred":
+            space = info.get("output_space") or output_space or ""
+            arrays = {"pred": np.asarray(pred, np.float32), "output_space": np.array(str(space)),
+                      "status": np.array(status), "name": np.array(str(name))}
+        else:
+            arrays = {"pred": half(pred), "gt": half(sample.get("depth")),
+                      "valid": eval_valid_mask(sample, protocol), "aligned": half(info.get("aligned")),
+                      "output_space": np.array(str(info.get("output_space", ""))),
+                      "score_space": np.array(protocol.score_space), "status": np.array(status)}
+            for key, val in (info.get("aux") or {}).items():
+                arrays[f"aux_{safe_name(key)}"] = half(val)
         path = folder / f"{sample_file_name(name)}.npz"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:

@@ -65,8 +65,9 @@ def run_suite(suite: str | os.PathLike | Suite, models: Sequence[str] | str | No
     ``fallback_for`` naming them; once a data root is given a missing dataset is a ``MissingFileError``
     naming the expected folder and layout, unless ``allow_fallback``.
     ``bootstrap``: resamples of the per-image 95 % CIs (``record["ci"]``; 0 = none), seeded by ``seed``.
-    ``log_samples``: keep each sample's raw prediction as float16 ``.npz`` (layout: docs/results.md, "Per-sample
-    predictions"). The table goes to ``table_console``, else ``console``, else stdout. The suite's task runs through ``dabench.tasks.TASKS`` (depth
+    ``log_samples``: keep each sample's prediction as ``.npz`` (layout: docs/results.md, "Per-sample
+    predictions"): True, float16 arrays to look at; ``"pred"``, float32 raw predictions only, for
+    ``dabench rescore`` (``dabench.eval.samplelog``). The table goes to ``table_console``, else ``console``, else stdout. The suite's task runs through ``dabench.tasks.TASKS`` (depth
     tasks: :func:`run_depth_task`; ``segmentation``: mmseg, in the fine-tuning code). ``name`` relabels a single model in the records
     (default: the registered name, or a local checkpoint's file stem). A split entry whose files are
     missing stops the run with an error naming it, unless ``skip_missing`` (then it is counted in the
@@ -222,9 +223,15 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
     from dabench.models.checkpoint import read_metadata  # noqa: F401  (fails early if models is broken)
     from dabench.results.record import make_selection
     from dabench.results.stats import DEFAULT_CONFIDENCE, record_cis
-    from dabench.results.store import samples_csv_path, write_record
+    from dabench.eval.samplelog import log_mode
+    from dabench.results.store import run_dir, samples_csv_path, write_record
 
     plan, skipped = plan_datasets(suite, selected, root, allow_fallback)
+    if log_samples and run_id and rank == 0:  # what the logs will weigh, before any work
+        from dabench.eval.samplelog import announce_log_size
+
+        announce_log_size(console, suite, plan, root, limit, skip_missing, {"flip_tta": flip_tta, "input_size": input_size},
+                          len(runs), log_samples, run_dir(results_dir, run_id) / "samples")
     config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(root) if root else None,
               "datasets": selected, "limit": limit, "batch_size": batch_size, "device": str(device),
               "amp_dtype": amp_dtype, "flip_tta_override": flip_tta, "world_size": ws, "cache": use_cache,
@@ -270,7 +277,8 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
             dataset = build_dataset(ds, split=proto.split, data_root=root, limit=limit, skip_missing=skip_missing,
                                     **extra)
             cache = PredictionCache(enabled=use_cache)
-            logger = sample_logger(results_dir, run_id, run.label, ds) if (log_samples and run_id) else None
+            logger = (sample_logger(results_dir, run_id, run.label, ds, mode=log_mode(log_samples), output_space=output_space)
+                      if (log_samples and run_id) else None)
             kw = dict(output_space=output_space, batch_size=batch_size, device=device, amp_dtype=amp_dtype,
                       cache=cache, model_fp=fp, num_workers=num_workers, log_sample=logger)
             if show_progress:

@@ -270,7 +270,8 @@ def model_provenance(run: ModelRun, model) -> dict[str, Any]:
     """What records say about the model: ``model_source``, ``model_revision`` (hub commit, or the
     weights' sha256), ``model_location``, ``model_options``, ``output_space``, ``is_metric`` and the
     ``data_config`` it was preprocessed with (for models with their own processor or pipeline: the
-    settings that processor/pipeline reports, ``model.processor_config``)."""
+    settings that processor/pipeline reports, ``model.processor_config``), and ``native_input_size``
+    (the size a suite's ``input_size: null`` means for it; None when it sizes its input itself)."""
     from dabench.models.contract import as_data_config, is_metric_of, output_space_of, unwrap
 
     inner = unwrap(model)
@@ -280,7 +281,17 @@ def model_provenance(run: ModelRun, model) -> dict[str, Any]:
             "model_location": run.location,
             "model_options": dict(run.options) or None,
             "output_space": output_space_of(inner), "is_metric": is_metric_of(inner),
-            "data_config": cfg.as_dict() if cfg is not None else getattr(inner, "processor_config", None)}
+            "data_config": cfg.as_dict() if cfg is not None else getattr(inner, "processor_config", None),
+            "native_input_size": _native_size(inner)}
+
+
+def _native_size(model) -> int | None:
+    from dabench.models.inference import native_input_size
+
+    try:
+        return native_input_size(model)
+    except ConfigError:  # no data_config: it fails with its own message when it runs
+        return None
 
 
 def run_from_record(record: dict) -> ModelRun:
