@@ -6,7 +6,7 @@ from dabench.cli._app import app
 from dabench.cli import ls as _ls  # noqa: F401  (registers `dabench ls`)
 
 for _mod in ("models", "data", "data_shard", "run", "train", "finetune", "finetune_seg", "results", "report",
-             "bench"):
+             "bench", "rescore"):
     __import__(f"dabench.cli.{_mod}")
 
 
