@@ -155,15 +155,15 @@ def _record_protocol(record: dict):
 
 
 def _logged_prediction(record: dict, results_root: Path, name: str):
-    """(raw prediction, output space) from a ``--log-samples`` ``.npz`` of this record, or None."""
+    """(raw prediction, output space) from a ``--log-samples`` ``.npz`` of this record (or of the run it
+    was re-scored from, ``dabench rescore``), or None."""
     from dabench.results.store import sample_file_name
 
-    run_id = record.get("run_id")
-    if not run_id:
-        return None
-    path = (results_root / "runs" / _part(run_id) / "samples" / _part(record.get("model"))
-            / _part(record.get("dataset")) / f"{sample_file_name(name)}.npz")
-    if not path.is_file():
+    paths = [results_root / "runs" / _part(run_id) / "samples" / _part(record.get("model"))
+             / _part(record.get("dataset")) / f"{sample_file_name(name)}.npz"
+             for run_id in (record.get("run_id"), record.get("rescored_from")) if run_id]
+    path = next((p for p in paths if p.is_file()), None)
+    if path is None:
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -248,7 +248,12 @@ def generate_report(out_dir: str | os.PathLike, results: str | os.PathLike, *, s
                                   data_root=data_root, record_links=record_links))
         parts.append("</section>")
         sections.append((suite, "\n".join(parts)))
-    page = _page(sections, results, res)
+    from dabench.results.sensitivity import report_section
+
+    sens_html, sens_images, sens_notes = report_section(results, out_dir)  # `dabench sensitivity` outputs
+    res.images += sens_images
+    res.notes += sens_notes
+    page = _page(sections, results, res, sensitivity=sens_html)
     atomic_write_text(res.index, page)
     return res
 
@@ -506,9 +511,13 @@ _SCRIPT = """
 """
 
 
-def _page(sections: list[tuple[str, str]], results: Path, res: ReportOutput) -> str:
+def _page(sections: list[tuple[str, str]], results: Path, res: ReportOutput, sensitivity: str = "") -> str:
     commit = git_commit() or "unknown"
     toc = "".join(f'<li><a href="#suite-{_slug(suite)}">Suite {_esc(suite)}</a></li>' for suite, _ in sections)
+    if sensitivity:
+        toc += '<li><a href="#protocol-sensitivity">Protocol sensitivity</a></li>'
+        sensitivity = f'<section id="protocol-sensitivity"><h2>Protocol sensitivity</h2>\n{sensitivity}</section>'
+
     legend = ('<p class="legend">Depth pictures: Spectral_r on disparity (1/depth), near = warm (red), far = '
               'cool (blue), invalid pixels black, each picture normalised to its own 2–98 % range and shown at '
               f'its real size up to {MAX_SIDE} px. Error maps: per-pixel AbsRel |p−g|/g in the record\'s score '
@@ -521,5 +530,5 @@ def _page(sections: list[tuple[str, str]], results: Path, res: ReportOutput) -> 
             f"<p>Generated {_esc(now_iso())} by dabench (commit <code>{_esc(commit[:12])}</code>) from "
             f"<code>{_esc(results)}</code>: {res.records} record(s). Raw records are copied under "
             "<code>records/</code>.</p>\n"
-            f"<ul>{toc}</ul>\n{legend}\n" + "\n".join(body for _, body in sections)
+            f"<ul>{toc}</ul>\n{legend}\n" + "\n".join(body for _, body in sections) + sensitivity
             + f"\n<script>{_SCRIPT}</script>\n</body></html>\n")

@@ -244,7 +244,7 @@ def table_rows(sens: Sensitivity, dataset: str) -> tuple[list[str], list[list[st
 
 
 def _tau_text(t) -> str:
-    return "–" if t is None else f"{t:+.2f}"
+    return f"{t:+.2f}" if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) else "–"
 
 
 def markdown(sens: Sensitivity) -> str:
@@ -352,3 +352,126 @@ def write_sensitivity(sens: Sensitivity, out_dir: str | os.PathLike) -> dict[str
     fig = rank_figure(sens, out / "sensitivity")
     paths["figure"] = fig[0]
     return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# reading it back (dabench report)
+# ---------------------------------------------------------------------------------------------
+
+#: a sensitivity.json is a few KiB per protocol; larger files are not read
+MAX_JSON_BYTES = 16 << 20
+
+
+def load_sensitivity(path: str | os.PathLike) -> Sensitivity:
+    """A ``sensitivity.json`` read back, its shape checked (it may come from a stranger's results folder):
+    a ``DataError`` naming the file and what was expected otherwise."""
+    import json
+
+    from dabench.errors import DataError
+
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise DataError(f"{path}: {path.stat().st_size} bytes is too large for a sensitivity.json (at most "
+                            f"{MAX_JSON_BYTES})")
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise DataError(f"{path}: not a readable sensitivity.json ({e})") from None
+
+    def expect(ok: bool, what: str):
+        if not ok:
+            raise DataError(f"{path}: not a {SCHEMA} file ({what})")
+
+    expect(isinstance(d, dict) and d.get("schema") == SCHEMA, f"schema must be {SCHEMA!r}")
+    lists = {k: d.get(k) for k in ("protocols", "models", "datasets")}
+    for k, v in lists.items():
+        expect(isinstance(v, list) and all(isinstance(x, str) for x in v), f"{k} must be a list of names")
+    for k in ("values", "ranks", "rank_agreement", "primary_metrics", "ranking_metric", "higher_is_better"):
+        expect(isinstance(d.get(k), dict), f"{k} must be an object")
+    for p in lists["protocols"]:
+        expect(isinstance(d["primary_metrics"].get(p), list) and all(isinstance(m, str) for m in
+                                                                      d["primary_metrics"][p]),
+               f"primary_metrics of {p!r} must be a list of metric names")
+        expect(isinstance(d["values"].get(p, {}), dict), f"values of {p!r} must be an object")
+        ranks = d["ranks"].get(p)
+        expect(isinstance(ranks, dict) and all(isinstance(ranks.get(ds, {}), dict) for ds in [*lists["datasets"],
+                                                                                             OVERALL]),
+               f"ranks of {p!r} must map each dataset to model ranks")
+        for a in lists["protocols"]:
+            ag = (d["rank_agreement"].get(p) or {}).get(a)
+            expect(isinstance(ag, dict) and isinstance(ag.get("per_dataset"), dict),
+                   f"rank_agreement[{p!r}][{a!r}] must hold per_dataset and overall")
+    for p, per_model in d["values"].items():
+        for model, per_ds in (per_model or {}).items():
+            expect(isinstance(per_ds, dict), f"values[{p!r}][{model!r}] must be an object")
+            for ds, per_metric in per_ds.items():
+                expect(isinstance(per_metric, dict) and all(v is None or isinstance(v, (int, float))
+                                                            for v in per_metric.values()),
+                       f"values[{p!r}][{model!r}][{ds!r}] must map metric names to numbers")
+    notes = d.get("notes") or []
+    expect(isinstance(notes, list), "notes must be a list")
+    return Sensitivity(str(d.get("run_id")), lists["protocols"], lists["models"], lists["datasets"], d["values"],
+                       d["primary_metrics"], d["ranking_metric"], {k: bool(v) for k, v in d["higher_is_better"].items()},
+                       d["ranks"], d["rank_agreement"], [str(n) for n in notes])
+
+
+def find_sensitivity(results: str | os.PathLike) -> list[Path]:
+    """The ``sensitivity.json`` files of a results folder (outside its ``runs/`` history)."""
+    from dabench.results.store import RUNS_DIR
+
+    root = Path(results)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("sensitivity.json")
+                  if p.is_file() and p.relative_to(root).parts[0] != RUNS_DIR)
+
+
+def report_section(results: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[str, list[Path], list[str]]:
+    """The HTML of ``dabench report``'s protocol-sensitivity section for every ``sensitivity.json`` under
+    ``results`` (its figure copied to ``out_dir/assets/``, its tables and rank agreement), the images
+    written, and notes on files that could not be read. Empty HTML when there is none."""
+    import html
+
+    from dabench.errors import DataError
+    from dabench.provenance import atomic_write_bytes
+    from dabench.results.store import safe_name
+
+    def esc(x) -> str:
+        return html.escape(str(x), quote=True)
+
+    parts, images, notes = [], [], []
+    for path in find_sensitivity(results):
+        try:
+            sens = load_sensitivity(path)
+        except DataError as e:
+            notes.append(str(e))
+            continue
+        block = [f"<h3>Run {esc(sens.run_id)}</h3>",
+                 "<p>The same logged predictions scored under each protocol (<code>dabench sensitivity</code>); "
+                 "nothing was run again, so every difference is the protocol's.</p>"]
+        png = path.parent / "sensitivity.png"
+        if png.is_file() and not png.is_symlink() and png.stat().st_size <= MAX_JSON_BYTES:
+            rel = f"assets/sensitivity_{safe_name(sens.run_id)}_{len(images)}.png"
+            atomic_write_bytes(Path(out_dir) / rel, png.read_bytes())
+            images.append(Path(out_dir) / rel)
+            block.append(f'<p><img class="sensitivity" src="{esc(rel)}" alt="model ranks under each protocol, run '
+                         f'{esc(sens.run_id)}" style="max-width:100%"></p>')
+        for ds in sens.datasets:
+            header, rows = table_rows(sens, ds)
+            block.append(f"<h4>{esc(ds)}</h4><table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header)
+                         + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>"
+                                                           for r in rows) + "</tbody></table>")
+        head = ["protocol a", "protocol b", *sens.datasets, OVERALL]
+        agree = []
+        for i, a in enumerate(sens.protocols):
+            for b in sens.protocols[i + 1:]:
+                ag = sens.rank_agreement.get(a, {}).get(b) or {}
+                per = ag.get("per_dataset") or {}
+                cells = [a, b, *(_tau_text(per.get(ds)) for ds in sens.datasets), _tau_text(ag.get(OVERALL))]
+                agree.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+        block.append("<h4>Rank agreement (Kendall τ-b of the model rankings)</h4><table><thead><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in head) + f"</tr></thead><tbody>{''.join(agree)}"
+                     "</tbody></table>")
+        block += [f"<p class=note>{esc(n)}</p>" for n in sens.notes]
+        parts.append("\n".join(block))
+    return "\n".join(parts), images, notes
