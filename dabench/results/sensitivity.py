@@ -39,6 +39,7 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     by √(pairs untied in x · pairs untied in y); NaN when either has no untied pair."""
     if len(x) != len(y):
         raise ValueError(f"kendall_tau: {len(x)} values against {len(y)}")
+    x, y = [float(v) for v in x], [float(v) for v in y]
     s = tx = ty = 0
     for i in range(len(x)):
         for j in range(i + 1, len(x)):
