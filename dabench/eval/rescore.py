@@ -184,21 +184,22 @@ def plan_rescore(logged: LoggedRun, suite: Suite, *, input_size: int | None = No
         raise ConfigError(f"suite {suite.name!r} is a {suite.task} suite; rescore scores depth suites "
                           f"({', '.join(DEPTH_TASKS)})")
     plans, notes = [], []
+    not_metric: list[str] = []
+    unscored: list[str] = []
     for ds in logged.datasets:
         card = load_card(ds)  # a dataset name from the run's records: a known card, or an error naming it
         in_suite = ds in suite.dataset_names
         stands_for = [d for d in suite.dataset_names if load_card(d).get("fallback") == ds] if not in_suite else []
         if not in_suite and not stands_for:
-            notes.append(f"suite {suite.name} does not score {ds} (nor does {ds} stand in for one of its datasets)")
+            unscored.append(ds)
             continue
         proto = resolve_protocol(suite, ds, card, overrides={"flip_tta": flip_tta, "input_size": input_size},
                                  in_suite=in_suite)
         plan = DatasetPlan(ds, card, proto, stands_for or None)
         for rec in (r for r in logged.records if r["dataset"] == ds):
             fields = {k: rec.get(k) for k in MODEL_FIELDS}
-            why = metric_mismatch(suite, run_from_record(rec), {**fields, "is_metric": bool(fields["is_metric"])})
-            if why:
-                notes.append(why)
+            if metric_mismatch(suite, run_from_record(rec), {**fields, "is_metric": bool(fields["is_metric"])}):
+                not_metric += [str(rec["model"])] if str(rec["model"]) not in not_metric else []
                 continue
             ran, wanted = run_inference(rec), suite_inference(proto, rec, precision)
             diff = inference_mismatch(ran, wanted)
@@ -218,6 +219,12 @@ def plan_rescore(logged: LoggedRun, suite: Suite, *, input_size: int | None = No
             plan.targets.append(Target(rec, scored, diff))
         if plan.targets:
             plans.append(plan)
+    if unscored:
+        notes.append(f"suite {suite.name} does not score {', '.join(unscored)} (nor {'does it' if len(unscored) == 1 else 'do they'} "
+                     "stand in for one of its datasets)")
+    if not_metric:
+        notes.append(f"suite {suite.name} ({suite.task}) scores metric depth in metres; {', '.join(not_metric)} "
+                     f"{'does' if len(not_metric) == 1 else 'do'} not predict it (fine-tune a metric head first)")
     if not plans:
         raise ConfigError(f"suite {suite.name!r} scores none of run {logged.run_id}'s records"
                           + (f": {'; '.join(notes)}" if notes else ""))
