@@ -21,6 +21,7 @@ from dabench.eval.records import sample_logger
 from dabench.eval.rescore import score_logged
 from dabench.eval.samplelog import estimate_log_bytes, log_mode, read_logged_prediction
 from dabench.eval.suites import Protocol
+from dabench.results.store import sample_file_name
 
 TOL = 1e-6
 
@@ -277,6 +278,6 @@ def test_rescore_needs_logged_predictions_and_keeps_names_inside(world, tmp_path
     folder.mkdir(parents=True)
     outside = tmp_path / "outside.npz"
     np.savez_compressed(outside, pred=np.ones((24, 32), np.float32))
-    (folder / "synthetic-indoor_test_000000.npz").symlink_to(outside)
+    (folder / f"{sample_file_name('synthetic-indoor/test/000000')}.npz").symlink_to(outside)
     r = _invoke("rescore", "--run", run_dir.name, "--suite", "tiny-b", "--results", results)
     assert r.exit_code == 2 and "outside" in flat(r.output)

@@ -268,7 +268,7 @@ def score_logged(dataset, protocol: Protocol, targets: list[tuple[str, str, Path
     from dabench.eval.scoring import prepare_sample, score_sample
     from dabench.metrics.depth import DepthMetricState
     from dabench.metrics.registry import depth_engine_metrics
-    from dabench.results.store import safe_name
+    from dabench.results.store import sample_file_name
     from dabench.safety import safe_join
 
     t0 = time.time()
@@ -283,7 +283,7 @@ def score_logged(dataset, protocol: Protocol, targets: list[tuple[str, str, Path
         name = str(s.get("name", idx))
         shape = np.asarray(s["depth"]).shape
         for label, space, folder in targets:
-            path = safe_join(folder, f"{safe_name(name)}.npz", what="logged sample", error=DataError)
+            path = safe_join(folder, f"{sample_file_name(name)}.npz", what="logged sample", error=DataError)
             pred, logged_space = read_logged_prediction(path, shape, name)
             if logged_space and logged_space != space:
                 raise DataError(f"{path}: logged in {logged_space} space; the run's record of {label} says {space}")
