@@ -184,11 +184,16 @@ def _invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def _file(rec) -> str:
+    """The file a loaded record came from (``record.path``, or the older ``_path`` key)."""
+    return str(getattr(rec, "path", None) or rec["_path"])
+
+
 def _records(results: Path, suite: str, *, rescored: bool) -> dict:
     from dabench.results.store import load_records
 
     return {(r["model"], r["dataset"]): r for r in load_records(results, history=True)
-            if r["suite"] == suite and bool(r.get("rescored_from")) == rescored and "/runs/" in r["_path"]}
+            if r["suite"] == suite and bool(r.get("rescored_from")) == rescored and "/runs/" in _file(r)}
 
 
 def _csv(rec: dict):
@@ -196,7 +201,7 @@ def _csv(rec: dict):
 
     from dabench.results.store import samples_csv_path
 
-    return pd.read_csv(samples_csv_path(rec["_path"]))
+    return pd.read_csv(samples_csv_path(_file(rec)))
 
 
 def test_rescore_equals_a_direct_run_and_refuses_other_inference(world):
