@@ -220,8 +220,9 @@ def plan_rescore(logged: LoggedRun, suite: Suite, *, input_size: int | None = No
         if plan.targets:
             plans.append(plan)
     if unscored:
-        notes.append(f"suite {suite.name} does not score {', '.join(unscored)} (nor {'does it' if len(unscored) == 1 else 'do they'} "
-                     "stand in for one of its datasets)")
+        it = "does it" if len(unscored) == 1 else "do they"
+        notes.append(f"suite {suite.name} does not score {', '.join(unscored)} (nor {it} stand in for one of its "
+                     "datasets)")
     if not_metric:
         notes.append(f"suite {suite.name} ({suite.task}) scores metric depth in metres; {', '.join(not_metric)} "
                      f"{'does' if len(not_metric) == 1 else 'do'} not predict it (fine-tune a metric head first)")
@@ -251,8 +252,8 @@ def _data_root(records: list[dict], data_root):
 
     if data_root:
         return resolve_root(data_root)
-    recorded = next(((r.get("config") or {}).get("data_root") for r in records if (r.get("config") or {}).get("data_root")),
-                    None)
+    roots = [(r.get("config") or {}).get("data_root") for r in records]
+    recorded = next((x for x in roots if x), None)
     if recorded and Path(str(recorded)).is_dir():
         return Path(str(recorded))
     return resolve_root(None)

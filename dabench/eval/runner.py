@@ -230,8 +230,9 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
     if log_samples and run_id and rank == 0:  # what the logs will weigh, before any work
         from dabench.eval.samplelog import announce_log_size
 
-        announce_log_size(console, suite, plan, root, limit, skip_missing, {"flip_tta": flip_tta, "input_size": input_size},
-                          len(runs), log_samples, run_dir(results_dir, run_id) / "samples")
+        announce_log_size(console, suite, plan, root, limit, skip_missing,
+                          {"flip_tta": flip_tta, "input_size": input_size}, len(runs), log_samples,
+                          run_dir(results_dir, run_id) / "samples")
     config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(root) if root else None,
               "datasets": selected, "limit": limit, "batch_size": batch_size, "device": str(device),
               "amp_dtype": amp_dtype, "flip_tta_override": flip_tta, "world_size": ws, "cache": use_cache,
@@ -277,8 +278,8 @@ def _run_depth_suite(suite, runs, selected, root, limit, batch_size, device, fli
             dataset = build_dataset(ds, split=proto.split, data_root=root, limit=limit, skip_missing=skip_missing,
                                     **extra)
             cache = PredictionCache(enabled=use_cache)
-            logger = (sample_logger(results_dir, run_id, run.label, ds, mode=log_mode(log_samples), output_space=output_space)
-                      if (log_samples and run_id) else None)
+            logger = (sample_logger(results_dir, run_id, run.label, ds, mode=log_mode(log_samples),
+                                    output_space=output_space) if (log_samples and run_id) else None)
             kw = dict(output_space=output_space, batch_size=batch_size, device=device, amp_dtype=amp_dtype,
                       cache=cache, model_fp=fp, num_workers=num_workers, log_sample=logger)
             if show_progress:

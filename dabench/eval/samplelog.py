@@ -104,8 +104,9 @@ def _member_header(zf: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple, np
 
 def read_logged_prediction(path: str | Path, shape: tuple[int, ...], name: str) -> tuple[np.ndarray, str | None]:
     """The raw prediction logged for sample ``name`` at ``path`` (float32 from ``--log-samples=pred``,
-    float16 from plain ``--log-samples``) and the ``output_space`` it records (None if absent). ``shape`` is the ground truth's: a ``pred``
-    of another shape or dtype is refused from its header, before its data is read."""
+    float16 from plain ``--log-samples``) and the ``output_space`` it records (None if absent). ``shape``
+    is the ground truth's: a ``pred`` of another shape or dtype is refused from its header, before its
+    data is read."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no logged prediction for sample {name!r}; was the run made with "

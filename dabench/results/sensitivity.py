@@ -99,7 +99,8 @@ class Sensitivity:
                 "notes": self.notes}
 
 
-def build_sensitivity(run_id: str, scored: dict[str, tuple[Any, list[dict]]], notes: list[str] | None = None) -> Sensitivity:
+def build_sensitivity(run_id: str, scored: dict[str, tuple[Any, list[dict]]],
+                      notes: list[str] | None = None) -> Sensitivity:
     """``scored``: protocol name → (its ``Suite``, its records of the run's predictions)."""
     from dabench.eval.records import clean_value
 
@@ -254,7 +255,8 @@ def markdown(sens: Sensitivity) -> str:
            "The same logged predictions scored under each protocol (`dabench sensitivity`).", ""]
     for ds in sens.datasets:
         header, rows = table_rows(sens, ds)
-        out += [f"## {ds}", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        rule = "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"
+        out += [f"## {ds}", "", "| " + " | ".join(header) + " |", rule]
         out += ["| " + " | ".join(r) + " |" for r in rows]
         out.append("")
     out += ["## Rank agreement (Kendall τ-b of the model rankings)", "",
@@ -412,7 +414,8 @@ def load_sensitivity(path: str | os.PathLike) -> Sensitivity:
     notes = d.get("notes") or []
     expect(isinstance(notes, list), "notes must be a list")
     return Sensitivity(str(d.get("run_id")), lists["protocols"], lists["models"], lists["datasets"], d["values"],
-                       d["primary_metrics"], d["ranking_metric"], {k: bool(v) for k, v in d["higher_is_better"].items()},
+                       d["primary_metrics"], d["ranking_metric"],
+                       {k: bool(v) for k, v in d["higher_is_better"].items()},
                        d["ranks"], d["rank_agreement"], [str(n) for n in notes])
 
 
