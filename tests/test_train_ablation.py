@@ -51,10 +51,10 @@ def test_parse_seeds_rejects_bad_lists():
 
 def test_tiny_shift_preset_separates_the_domains():
     cfg = load_config(preset="tiny-shift")
-    assert [d["name"] for d in cfg["data"]["labelled"]] == ["synthetic-indoor"]
-    assert [d["name"] for d in cfg["data"]["unlabelled"]] == ["synthetic-outdoor"]
-    assert {d["name"] for d in cfg["evaluation"]["datasets"]} == {"synthetic-indoor", "synthetic-outdoor"}
-    assert all(d["split"] == "test" for d in cfg["evaluation"]["datasets"])
+    assert [d.name for d in cfg.data.labelled] == ["synthetic-indoor"]
+    assert [d.name for d in cfg.data.unlabelled] == ["synthetic-outdoor"]
+    assert {d.name for d in cfg.evaluation.datasets} == {"synthetic-indoor", "synthetic-outdoor"}
+    assert all(d.split == "test" for d in cfg.evaluation.datasets)
 
 
 def test_ablation_cli_with_seeds_writes_summary(tmp_path):

@@ -13,27 +13,26 @@ def test_every_preset_loads_and_validates():
         assert must in names
     for n in names:
         cfg = load_config(preset=n)
-        assert cfg["preset"] == n
+        assert cfg.preset == n
     paper = load_config(preset="paper")
-    assert paper["model"]["arch"] == "da2_vitl14" and paper["data"]["crop_size"] == 518
-    assert paper["teacher"]["lr"] == 5e-6 and paper["teacher"]["head_lr_mult"] == 10
-    assert paper["student"]["unlabelled_ratio"] == 2 and paper["student"]["feat_alpha"] == 0.85
-    assert paper["student"]["perturb"]["cutmix_p"] == 0.5
-    assert load_config(preset="paper-vits")["model"]["arch"] == "da2_vits14"
+    assert paper.model.arch == "da2_vitl14" and paper.data.crop_size == 518
+    assert paper.teacher.lr == 5e-6 and paper.teacher.head_lr_mult == 10
+    assert paper.student.unlabelled_ratio == 2 and paper.student.feat_alpha == 0.85
+    assert paper.student.perturb.cutmix_p == 0.5
+    assert load_config(preset="paper-vits").model.arch == "da2_vits14"
 
 
 def test_ablation_presets_differ_only_in_switches():
     full = load_config(preset="tiny")
     rows = {n: load_config(preset=n) for n in ("tiny-ll", "tiny-lu", "tiny-strong")}
-    switches = {n: tuple(c["student"][k] for k in ("use_unlabelled", "strong_perturb", "feat_align"))
+    switches = {n: (c.student.use_unlabelled, c.student.strong_perturb, c.student.feat_align)
                 for n, c in rows.items()}
     assert switches == {"tiny-ll": (False, False, False), "tiny-lu": (True, False, False),
                         "tiny-strong": (True, True, False)}
-    assert (full["student"]["use_unlabelled"], full["student"]["strong_perturb"], full["student"]["feat_align"]) == \
-        (True, True, True)
+    assert (full.student.use_unlabelled, full.student.strong_perturb, full.student.feat_align) == (True, True, True)
     for c in rows.values():
         for sec in ("model", "data", "teacher"):
-            assert c[sec] == full[sec]
+            assert getattr(c, sec) == getattr(full, sec)
 
 
 def test_config_file_with_base_and_overrides(tmp_path):
@@ -43,9 +42,9 @@ def test_config_file_with_base_and_overrides(tmp_path):
     f.write_text(f"_base_ = {str(preset_path('tiny'))!r}\nstudent = dict(feat_alpha=0.7)\nteacher = dict(steps=5)\n")
     cfg = load_config(config=f, overrides=parse_overrides(["student.batch_size=3", "runtime.amp=none",
                                                            "teacher.lr=1e-3"]))
-    assert cfg["student"]["feat_alpha"] == 0.7 and cfg["teacher"]["steps"] == 5
-    assert cfg["student"]["batch_size"] == 3 and cfg["runtime"]["amp"] == "none" and cfg["teacher"]["lr"] == 1e-3
-    assert cfg["model"]["arch"] == "da2_test"  # inherited
+    assert cfg.student.feat_alpha == 0.7 and cfg.teacher.steps == 5
+    assert cfg.student.batch_size == 3 and cfg.runtime.amp == "none" and cfg.teacher.lr == 1e-3
+    assert cfg.model.arch == "da2_test"  # inherited
 
 
 def test_unknown_key_in_file_names_it(tmp_path):
@@ -69,6 +68,13 @@ def test_unknown_key_in_file_names_it(tmp_path):
     ({"runtime.amp": "fp8"}, "runtime.amp"),
     ({"student.feat_alpha": 1.5}, "student.feat_alpha"),
     ({"data.labelled": [{"nme": "synthetic-indoor"}]}, "data.labelled[0].nme"),
+    ({"data.num_workers": -5}, "data.num_workers"),
+    ({"teacher.lr": 0}, "teacher.lr"),
+    ({"teacher.lr": "abc"}, "teacher.lr"),
+    ({"student.perturb.jitter_p": 1.5}, "student.perturb.jitter_p"),
+    ({"runtime.keep_checkpoints": 0}, "runtime.keep_checkpoints"),
+    ({"teacher.grad_clip": -1.0}, "teacher.grad_clip"),
+    ({"seed": -1}, "seed"),
 ])
 def test_wrong_type_or_value_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
@@ -158,3 +164,46 @@ def test_single_pass_forward_with_features_matches_model():
             pred, feat = m.forward_with_features(x)
             assert torch.equal(pred, m(x))
             assert torch.equal(feat, m.forward_encoder_features(x))
+
+
+def test_config_is_typed_and_frozen():
+    import dataclasses
+
+    from dabench.train.config import DatasetSpec, TrainingConfig
+
+    cfg = load_config(preset="smoke")
+    assert isinstance(cfg, TrainingConfig) and isinstance(cfg.data.labelled[0], DatasetSpec)
+    assert isinstance(cfg.student.feat_alpha, float) and isinstance(cfg.teacher.steps, int)
+    assert cfg.student.perturb.blur_sigma == (0.1, 2.0)  # a pair, whatever the file spelled
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.teacher.steps = 3  # type: ignore[misc]
+    plain = cfg.to_dict()  # the plain form dumped as config.py and stored in checkpoints
+    assert plain["data"]["labelled"][0]["split"] == "train" and plain["teacher"]["steps"] == cfg.teacher.steps
+
+
+@pytest.mark.parametrize("override,words", [
+    ({"teacher.lr": "abc"}, ["'teacher.lr'", "a number", "'abc'"]),
+    ({"data.num_workers": -5}, ["'data.num_workers'", ">= 0", "-5"]),
+    ({"teacher.steps": True}, ["'teacher.steps'", "an integer"]),
+    ({"teacher.lr": float("inf")}, ["'teacher.lr'", "finite"]),
+])
+def test_messages_name_the_key_and_what_it_takes(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(preset="smoke", overrides=override)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_unknown_override_key_is_refused_before_merging():
+    for key in ("nonexistent.key", "teacher.steps.deeper", "data.labelled.0.nme"):
+        with pytest.raises(ConfigError, match="unknown config key"):
+            load_config(preset="smoke", overrides={key: 1})
+    # a free mapping (dataset kwargs) takes any key below it, and list items are addressed by index
+    cfg = load_config(preset="smoke", overrides={"data.labelled.0.kwargs.num_samples": 3})
+    assert cfg.data.labelled[0].kwargs["num_samples"] == 3
+
+
+def test_long_bad_values_are_quoted_in_bounded_excerpts():
+    with pytest.raises(ConfigError) as e:
+        load_config(preset="smoke", overrides={"run_name": ["x" * 10_000] * 1000})
+    assert "run_name" in str(e.value) and len(str(e.value)) < 300

@@ -69,7 +69,9 @@ def test_ddp_two_ranks_match_one_process_with_double_batch(tmp_path):
 _TOY = r'''
 import json, sys, torch
 from torch import nn
-from dabench.train.engine import EpochSampler, TrainConfig, Trainer, dist_info, init_distributed
+from dabench.train.distributed import dist_info, init_distributed
+from dabench.train.engine import TrainConfig, Trainer
+from dabench.train.loader import EpochSampler
 out, batch = sys.argv[1], int(sys.argv[2])
 d = init_distributed("cpu")
 torch.manual_seed(0)

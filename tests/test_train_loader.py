@@ -6,8 +6,7 @@ from safetensors.torch import load_file
 
 from dabench.train import run_stage
 from dabench.train.config import load_config, stage_fingerprint
-from dabench.train.engine import EpochSampler
-from dabench.train.loader import LoaderConfig, build_step_loader, default_num_workers, sample_generator
+from dabench.train.loader import EpochSampler, LoaderConfig, build_step_loader, default_num_workers, sample_generator
 
 
 def _weights(path):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from dabench.train.perturb import (PerturbConfig, apply_cutmix, colour_jitter, cutmix_box, cutmix_boxes,
-                                   gaussian_blur, strong_perturb)
+from dabench.train.config import PerturbConfig
+from dabench.train.perturb import apply_cutmix, colour_jitter, cutmix_box, cutmix_boxes, gaussian_blur, strong_perturb
 
 
 def _g(seed=0):

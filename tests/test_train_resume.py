@@ -18,7 +18,9 @@ from torch import nn
 from dabench.errors import CheckpointError, ConfigError
 from dabench.train import run_stage
 from dabench.train.config import load_config
-from dabench.train.engine import EpochSampler, TrainConfig, Trainer, latest_checkpoint
+from dabench.train.checkpoint import latest_checkpoint
+from dabench.train.engine import TrainConfig, Trainer
+from dabench.train.loader import EpochSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,7 +108,7 @@ def test_engine_refuses_existing_run_without_resume(tmp_path):
 
 def test_student_resume_bit_exact_with_every_switch(tmp_path):
     cfg = load_config(preset="smoke")
-    assert cfg["student"]["strong_perturb"] and cfg["student"]["feat_align"]
+    assert cfg.student.strong_perturb and cfg.student.feat_align
     out = tmp_path / "run"
     run_stage("pipeline", cfg, out, evaluate=False)
     full = out / "student" / "final.safetensors"

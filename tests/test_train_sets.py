@@ -143,11 +143,11 @@ def test_paper_presets_name_the_papers_labelled_sets(tmp_path):
     from dabench.train.config import load_config
 
     v1 = load_config(preset="paper")
-    assert [d["name"] for d in v1["data"]["labelled"]] == ["blendedmvs", "diml-indoor", "diml-outdoor", "hrwsi",
+    assert [d.name for d in v1.data.labelled] == ["blendedmvs", "diml-indoor", "diml-outdoor", "hrwsi",
                                                            "irs", "megadepth", "tartanair"]
     v2 = load_config(preset="paper-v2")
-    assert [d["name"] for d in v2["data"]["labelled"]] == ["blendedmvs", "hypersim", "irs", "tartanair", "vkitti2"]
-    assert v1["data"]["crop_size"] == 518 and v1["student"]["unlabelled_ratio"] == 2
+    assert [d.name for d in v2.data.labelled] == ["blendedmvs", "hypersim", "irs", "tartanair", "vkitti2"]
+    assert v1.data.crop_size == 518 and v1.student.unlabelled_ratio == 2
     # a user sets only --data-root and the unlabelled shards; missing data is one clear error (exit 2)
     r = CliRunner().invoke(app, ["train", "teacher", "--preset", "paper", "--data-root", str(tmp_path),
                                  "--unlabelled", "wds:/nowhere/shard-{0..1}.tar", "--out", str(tmp_path / "o"),

@@ -52,12 +52,12 @@ def generation_rate(images: int = 24, size: tuple[int, int] | None = None, seed:
     from dabench.train.config import load_config
 
     cfg = load_config(preset="tiny")
-    specs = cfg["data"]["labelled"]
+    specs = cfg.data.labelled
     if size is None:
-        size = tuple(specs[0]["kwargs"]["size"])
+        size = tuple(specs[0].kwargs["size"])
 
     def sets():
-        return [build_dataset(s["name"], split=s.get("split", "train"), num_samples=2 * images + 1, size=size,
+        return [build_dataset(s.name, split=s.split or "train", num_samples=2 * images + 1, size=size,
                               seed=seed + 7) for s in specs]
 
     def read(dsets, indices):
@@ -81,7 +81,7 @@ def generation_rate(images: int = 24, size: tuple[int, int] | None = None, seed:
     identical = all(all(np.array_equal(a[k], b[k]) and np.asarray(a[k]).dtype == np.asarray(b[k]).dtype for k in a if k != "name")
                     for a, b in zip(rendered, from_cache))
     n = 2 * images
-    return {"images": n, "size": list(size), "datasets": [s["name"] for s in specs],
+    return {"images": n, "size": list(size), "datasets": [s.name for s in specs],
             "cold_seconds": cold_s + cold2_s, "cold_images_per_second": n / (cold_s + cold2_s),
             "cold_seconds_per_pass": [cold_s, cold2_s],
             "cold_with_store_images_per_second": n / store_s,
@@ -94,13 +94,13 @@ def preset_draws() -> dict:
     from dabench.train.config import load_config
 
     cfg = load_config(preset="tiny")
-    d, t, s = cfg["data"], cfg["teacher"], cfg["student"]
-    unique_l = sum(int(x["kwargs"]["num_samples"]) for x in d["labelled"])
-    unique_u = sum(int(x["kwargs"]["num_samples"]) for x in d["unlabelled"])
-    draws_teacher = t["steps"] * t["batch_size"]
-    draws_student = s["steps"] * s["batch_size"] * (1 + (s["unlabelled_ratio"] if s["use_unlabelled"] else 0))
+    d, t, s = cfg.data, cfg.teacher, cfg.student
+    unique_l = sum(int(x.kwargs["num_samples"]) for x in d.labelled)
+    unique_u = sum(int(x.kwargs["num_samples"]) for x in d.unlabelled)
+    draws_teacher = t.steps * t.batch_size
+    draws_student = s.steps * s.batch_size * (1 + (s.unlabelled_ratio if s.use_unlabelled else 0))
     return {"unique_images": unique_l + unique_u, "draws": draws_teacher + draws_student + unique_u,
-            "teacher_steps": t["steps"], "student_steps": s["steps"]}
+            "teacher_steps": t.steps, "student_steps": s.steps}
 
 
 def run(training: dict, images: int = 24) -> dict:

@@ -141,8 +141,8 @@ def run(images: int = 24, size: tuple[int, int] = (720, 960), crop: int = 518, l
     labelled samples of ``size`` (H, W); the GPU demand is always counted at ``flop_crop``."""
     from dabench.bench.gpu import bf16_peak_tflops
     from dabench.train.common import Sources
-    from dabench.train.engine import EpochSampler
-    from dabench.train.perturb import PerturbConfig
+    from dabench.train.loader import EpochSampler
+    from dabench.train.config import PerturbConfig
     from dabench.train.student import UnlabelledSet, student_batch
 
     unlabelled_batch = 2 * labelled_batch  # the paper's 1:2

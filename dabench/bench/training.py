@@ -52,7 +52,8 @@ class StepRunner:
     def step(self) -> float:
         import contextlib
 
-        from dabench.train.engine import StepContext, to_device, step_generator
+        from dabench.train.engine import StepContext, to_device
+        from dabench.train.loader import step_generator
 
         torch, t, cfg = self.torch, self.t, self.t.cfg
         s = self.step_idx
@@ -73,25 +74,25 @@ class StepRunner:
         return float(loss.detach())
 
 
-def tiny_config(num_samples: int = 16, device: str = "cpu", crop_size: int | None = None) -> dict:
+def tiny_config(num_samples: int = 16, device: str = "cpu", crop_size: int | None = None):
     """The ``tiny`` preset with small synthetic sets (the per-step work does not depend on the set size)."""
     from dabench.train.config import load_config
+    from dabench.typed_config import to_dict
 
-    cfg = load_config(preset="tiny")
-    for key in ("labelled", "unlabelled"):
-        for spec in cfg["data"][key]:
-            spec["kwargs"] = dict(spec.get("kwargs") or {}, num_samples=num_samples)
+    base = load_config(preset="tiny")
+    ov: dict = {f"data.{key}": [dict(to_dict(spec), kwargs=dict(spec.kwargs, num_samples=num_samples))
+                                for spec in getattr(base.data, key)] for key in ("labelled", "unlabelled")}
     if crop_size is not None:
-        cfg["data"]["crop_size"] = int(crop_size)
-    cfg["runtime"].update(progress=False, tensorboard=False, device=device)
-    cfg["teacher"]["steps"] = cfg["student"]["steps"] = 10 ** 6
-    return cfg
+        ov["data.crop_size"] = int(crop_size)
+    ov.update({"runtime.progress": False, "runtime.tensorboard": False, "runtime.device": device,
+               "teacher.steps": 10 ** 6, "student.steps": 10 ** 6})
+    return load_config(preset="tiny", overrides=ov)
 
 
-def build_runners(cfg: dict, workdir: Path) -> tuple[StepRunner, StepRunner, StepRunner]:
+def build_runners(cfg, workdir: Path) -> tuple[StepRunner, StepRunner, StepRunner]:
     """Step runners of the teacher at the preset's batch, the teacher at the student's images per
     step, and the student (pseudo-labels made by an untrained teacher)."""
-    import copy
+    import dataclasses
     import logging
 
     from dabench.models import save_checkpoint
@@ -100,21 +101,20 @@ def build_runners(cfg: dict, workdir: Path) -> tuple[StepRunner, StepRunner, Ste
     from dabench.train.pseudo_label import make_pseudo_labels
 
     logging.getLogger("dabench.train").setLevel(logging.ERROR)
-    s = cfg["student"]
-    student_images = s["batch_size"] * (1 + (s["unlabelled_ratio"] if s["use_unlabelled"] else 0))
+    s = cfg.student
+    student_images = s.batch_size * (1 + (s.unlabelled_ratio if s.use_unlabelled else 0))
     teachers = []
-    for i, bs in enumerate((cfg["teacher"]["batch_size"], student_images)):
-        tcfg = copy.deepcopy(cfg)
-        tcfg["teacher"]["batch_size"] = bs
+    for i, bs in enumerate((cfg.teacher.batch_size, student_images)):
+        tcfg = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, batch_size=bs))
         with mock.patch.object(teacher_mod, "Trainer", _Recorder):
             teacher_mod.train_teacher(tcfg, workdir / f"teacher{i}")
-        teachers.append(StepRunner(_Recorder.last, cfg["runtime"]["device"] or "cpu"))
+        teachers.append(StepRunner(_Recorder.last, cfg.runtime.device or "cpu"))
     ckpt = workdir / "teacher.safetensors"
-    save_checkpoint(build_model(cfg), ckpt, arch=cfg["model"]["arch"])
+    save_checkpoint(build_model(cfg), ckpt, arch=cfg.model.arch)
     make_pseudo_labels(cfg, workdir / "pseudo", ckpt)
     with mock.patch.object(student_mod, "Trainer", _Recorder):
         student_mod.train_student(cfg, workdir / "student", workdir / "pseudo", register=False)
-    student = StepRunner(_Recorder.last, cfg["runtime"]["device"] or "cpu")
+    student = StepRunner(_Recorder.last, cfg.runtime.device or "cpu")
     return teachers[0], teachers[1], student
 
 
@@ -142,14 +142,14 @@ def run(warmup: int = 8, steps: int = 12, num_samples: int = 16, crop_size: int 
             for k in order:
                 times[k].append(timed(runners[k].step))
     mt, me, ms = (statistics.median(t) for t in times)
-    s = cfg["student"]
+    s = cfg.student
     return {"ratio": ms / me, "direction": "student_step_seconds / teacher_step_seconds (same images per step)",
             "goal": 1.6, "goal_op": "<=", "student_step_seconds": ms, "teacher_step_seconds": me,
             "images_per_step": student.samples,
             "preset_batches": {"ratio": ms / mt, "student_step_seconds": ms, "teacher_step_seconds": mt,
                                "student_images_per_step": student.samples,
                                "teacher_images_per_step": teacher.samples},
-            "student_switches": {k: s[k] for k in ("use_unlabelled", "strong_perturb", "feat_align")},
-            "arch": cfg["model"]["arch"], "crop_size": cfg["data"]["crop_size"], "steps_timed": steps,
+            "student_switches": {k: getattr(s, k) for k in ("use_unlabelled", "strong_perturb", "feat_align")},
+            "arch": cfg.model.arch, "crop_size": cfg.data.crop_size, "steps_timed": steps,
             "teacher_images_per_second": teacher.samples / mt, "student_images_per_second": student.samples / ms,
             "all_teacher_preset_s": times[0], "all_teacher_s": times[1], "all_student_s": times[2]}

@@ -93,7 +93,7 @@ def metric(
     result = finetune_metric(dataset, head, init, out, preset=preset, arch=prep["arch"], config_file=config,
                              overrides=overrides, data_root=data_root, resume=resume, device=device,
                              evaluate=evaluate, results_dir=results_dir, run_name=name, skip_missing=skip_missing)
-    from dabench.train.engine import dist_info, shutdown_distributed
+    from dabench.train.distributed import dist_info, shutdown_distributed
 
     base_rec = None
     if baseline:  # every rank takes part (the evaluation shards and reduces under torchrun)

@@ -164,7 +164,7 @@ def median_depth_baseline(dataset: str, cfg: dict, *, data_root=None, results_di
         data_source=make_data_source("synthetic" if load_card(dataset).get("reader") == "synthetic" else "disk",
                                      None if load_card(dataset).get("reader") == "synthetic" else data_root),
         model_params=0, split=proto.split, run_id=make_run_id(salt="median-depth-baseline"))
-    from dabench.train.engine import dist_info
+    from dabench.train.distributed import dist_info
 
     if dist_info().is_main:  # under torchrun every rank scored its shard; rank 0 writes
         path = write_record(rec, Path(results_dir) if results_dir else default_results_dir())

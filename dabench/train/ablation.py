@@ -16,7 +16,7 @@ Arms: ``teacher``, the Table 9 student rows and ``horizon_prior`` (weight-free r
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -25,6 +25,8 @@ import numpy as np
 
 from dabench.errors import ConfigError
 from dabench.provenance import atomic_write_json, atomic_write_text, provenance
+from dabench.train.config import DatasetSpec, TrainingConfig
+from dabench.typed_config import to_dict
 
 log = logging.getLogger("dabench.train")
 
@@ -43,18 +45,16 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def seed_config(cfg: Mapping, seed: int) -> dict:
-    c = copy.deepcopy(dict(cfg))
-    c["seed"] = int(seed)
-    c["model"] = {**c["model"], "init_seed": int(seed)}
-    return c
+def seed_config(cfg: TrainingConfig, seed: int) -> TrainingConfig:
+    """``cfg`` with ``seed`` as both the data/augmentation seed and ``model.init_seed``."""
+    return dataclasses.replace(cfg, seed=int(seed), model=dataclasses.replace(cfg.model, init_seed=int(seed)))
 
 
-def dataset_family(spec: Mapping) -> str:
+def dataset_family(spec: DatasetSpec) -> str:
     """The scene family of an evaluation set: its card's ``family`` (synthetic sets), else its name."""
     from dabench.data import load_card
 
-    name = spec["name"]
+    name = spec.name
     try:
         return str(load_card(name).get("family") or name)
     except ConfigError:
@@ -127,30 +127,30 @@ def summary_table(arms: Mapping[str, Mapping]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def run_seed_ablation(cfg: Mapping, out_dir: str | Path, seeds: Sequence[int], resume: bool = False) -> dict:
+def run_seed_ablation(cfg: TrainingConfig, out_dir: str | Path, seeds: Sequence[int], resume: bool = False) -> dict:
     """Table 9 per seed into ``out_dir/seed_<s>/``, then ``out_dir/summary.json`` / ``summary.md``."""
     from mmengine.dist import is_main_process
 
     from dabench.train.pipeline import run_ablation
 
-    if not cfg["evaluation"]["datasets"]:
+    if not cfg.evaluation.datasets:
         raise ConfigError("the ablation needs held-out sets: config key 'evaluation.datasets' is empty")
     out_dir = Path(out_dir)
-    families = {spec["name"]: dataset_family(spec) for spec in cfg["evaluation"]["datasets"]}
+    families = {spec.name: dataset_family(spec) for spec in cfg.evaluation.datasets}
     per_seed = {}
     for s in seeds:
         log.info("ablation seed %d -> %s", s, out_dir / f"seed_{s}")
         per_seed[int(s)] = run_ablation(seed_config(cfg, s), out_dir / f"seed_{s}", resume=resume)
     arms = summarise(per_seed, families)
-    summary = {"schema": SCHEMA, "preset": cfg.get("preset"), "seeds": [int(s) for s in seeds],
+    summary = {"schema": SCHEMA, "preset": cfg.preset, "seeds": [int(s) for s in seeds],
                "metrics": list(METRICS), "families": families,
                "std": "sample standard deviation over seeds (ddof=1)",
                "seed_sets": "seed and model.init_seed",
                "protocol": "least-squares scale+shift in disparity, scored in disparity; held-out test scenes",
-               "evaluation": cfg["evaluation"]["datasets"], "arms": arms,
-               **provenance(int(seeds[0]), dict(cfg))}
+               "evaluation": to_dict(cfg.evaluation.datasets), "arms": arms,
+               **provenance(int(seeds[0]), cfg.to_dict())}
     if is_main_process():
         atomic_write_json(out_dir / "summary.json", summary)
         atomic_write_text(out_dir / "summary.md", f"Ablation over seeds {', '.join(map(str, seeds))} "
-                          f"(preset {cfg.get('preset')}): mean ± std (ddof=1).\n\n" + summary_table(arms))
+                          f"(preset {cfg.preset}): mean ± std (ddof=1).\n\n" + summary_table(arms))
     return summary

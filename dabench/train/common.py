@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dabench.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from dabench.train.config import DatasetSpec, TrainingConfig
 
 log = logging.getLogger("dabench.train")
 
@@ -32,30 +35,30 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- model
-def encoder_init_note(cfg: Mapping, weights: str | None = None) -> str:
-    w = weights if weights is not None else cfg["model"]["encoder_weights"]
-    return f"weights:{w}" if w else f"random(init_seed={cfg['model']['init_seed']})"
+def encoder_init_note(cfg: TrainingConfig, weights: str | None = None) -> str:
+    w = weights if weights is not None else cfg.model.encoder_weights
+    return f"weights:{w}" if w else f"random(init_seed={cfg.model.init_seed})"
 
 
-def build_model(cfg: Mapping, *, encoder_weights: str | None = None, seed_offset: int = 0) -> torch.nn.Module:
+def build_model(cfg: TrainingConfig, *, encoder_weights: str | None = None, seed_offset: int = 0) -> torch.nn.Module:
     """The registered ``model.arch`` with a deterministic init (``model.init_seed``): the encoder
     from ``encoder_weights`` (default ``model.encoder_weights``) when given, else the seeded
     random init — the stand-in for DINOv2 that every stage shares."""
     from dabench.models import create_model
 
-    arch = cfg["model"]["arch"]
+    arch = cfg.model.arch
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg["model"]["init_seed"]) + seed_offset)
+        torch.manual_seed(int(cfg.model.init_seed) + seed_offset)
         model = create_model(arch)
     if not hasattr(model, "pretrained"):
         raise ConfigError(f"model.arch {arch!r} is not a Depth Anything network (no DINOv2 encoder to train)")
-    weights = encoder_weights if encoder_weights is not None else cfg["model"]["encoder_weights"]
+    weights = encoder_weights if encoder_weights is not None else cfg.model.encoder_weights
     if weights:
         from dabench.models import load_encoder_weights
 
         load_encoder_weights(model, weights)
     _positive_output_bias(model)
-    model.input_size = int(cfg["data"]["crop_size"])  # native inference size, saved in the checkpoint metadata
+    model.input_size = int(cfg.data.crop_size)  # native inference size, saved in the checkpoint metadata
     return model
 
 
@@ -75,10 +78,10 @@ def _positive_output_bias(model: torch.nn.Module, value: float = 1.0) -> None:
             last.bias.fill_(value)
 
 
-def warn_random_encoder(cfg: Mapping, what: str) -> None:
-    if not cfg["model"]["encoder_weights"]:
+def warn_random_encoder(cfg: TrainingConfig, what: str) -> None:
+    if not cfg.model.encoder_weights:
         msg = (f"{what}: NO DINOv2 WEIGHTS GIVEN (model.encoder_weights is null): the encoder starts from a "
-               f"seeded RANDOM init (init_seed={cfg['model']['init_seed']}), not DINOv2")
+               f"seeded RANDOM init (init_seed={cfg.model.init_seed}), not DINOv2")
         log.warning(msg)
 
 
@@ -91,35 +94,34 @@ def param_groups(model: torch.nn.Module, lr: float, head_lr_mult: float) -> list
 
 
 # ---------------------------------------------------------------- data sources
-def build_source(spec: Mapping, data_root: str | None = None):
-    """One dataset from a config spec ``dict(name, split, limit, kwargs)``: a registered dataset, or
+def build_source(spec: DatasetSpec, data_root: str | None = None):
+    """One dataset from a config ``DatasetSpec`` (name, split, limit, kwargs): a registered dataset, or
     an image source ``wds:<brace pattern>`` / ``list:<file>`` / ``folder:<dir>``
     (``dabench.data.sources``)."""
     from dabench.data.sources import build_image_source, is_image_source
 
-    name = spec["name"]
+    name = spec.name
     if is_image_source(name):
-        return build_image_source(name, limit=spec.get("limit"), follow_symlinks=bool(spec.get("follow_symlinks")))
+        return build_image_source(name, limit=spec.limit, follow_symlinks=spec.follow_symlinks)
     from dabench.data import build_dataset
 
-    return build_dataset(name, split=spec.get("split"), data_root=data_root, limit=spec.get("limit"),
-                         **dict(spec.get("kwargs") or {}))
+    return build_dataset(name, split=spec.split, data_root=data_root, limit=spec.limit, **dict(spec.kwargs))
 
 
 class Sources:
     """Several datasets seen as one indexable sequence (global index -> (dataset, local index)),
     optionally caching samples in memory, already resized so the shorter side is ``short_side``."""
 
-    def __init__(self, specs: Sequence[Mapping], data_root: str | None, what: str, *, short_side: int | None = None,
+    def __init__(self, specs: Sequence[DatasetSpec], data_root: str | None, what: str, *, short_side: int | None = None,
                  cache: bool = False, keys: Sequence[str] = ("image", "depth", "valid", "sky")):
         if not specs:
             raise ConfigError(f"config key 'data.{what}' lists no datasets: the {what} set is empty")
-        self.specs = [dict(s) for s in specs]
+        self.specs = list(specs)
         self.datasets = [build_source(s, data_root) for s in self.specs]
         self.lengths = [len(d) for d in self.datasets]
         for s, n in zip(self.specs, self.lengths):
             if n == 0:
-                raise DataError(f"{what} dataset {s['name']!r} (split {s.get('split')!r}) has no samples: "
+                raise DataError(f"{what} dataset {s.name!r} (split {s.split!r}) has no samples: "
                                 f"the {what} set must not be empty")
         self.offsets = np.cumsum([0] + self.lengths)
         self.short_side, self.cache, self.keys = short_side, cache, tuple(keys)
@@ -134,7 +136,7 @@ class Sources:
         out = []
         for spec, ds, n in zip(self.specs, self.datasets, self.lengths):
             extra = ds.report() if hasattr(ds, "report") else {}
-            out.append({"name": spec["name"], "samples": int(n), **{k: v for k, v in extra.items() if k != "source"}})
+            out.append({"name": spec.name, "samples": int(n), **{k: v for k, v in extra.items() if k != "source"}})
         return out
 
     def locate(self, i: int) -> tuple[int, int]:

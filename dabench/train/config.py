@@ -1,165 +1,161 @@
-"""Training configs: mmengine ``Config`` files composed through ``_base_``, validated against one
-schema so an unknown key or a wrong type fails before anything runs, naming the key.
+"""Training configs: mmengine ``Config`` files composed through ``_base_``, built once into the
+typed, frozen ``TrainingConfig`` (``dabench.typed_config.build``: the field types are the schema),
+so an unknown key, a wrong type or a value out of range fails before anything runs, naming the key.
+Every stage takes the ``TrainingConfig``; ``to_dict`` gives the plain form (dumped ``config.py``,
+fingerprints, checkpoint metadata).
 
 Presets live in ``dabench/configs/train/<preset>.py`` (``-`` in a preset name reads as ``_``):
 ``tiny`` (CPU minutes, synthetic world, ``da2_test``), ``tiny-ll`` / ``tiny-lu`` / ``tiny-strong``
 (the Table 9 ablation rows; ``tiny`` is the full "+L_feat" row), ``paper`` (ViT-L at 518),
 ``paper-vitb``, ``paper-vits``. ``--config FILE`` may ``_base_`` on any of them; ``--set
-key=value`` overrides single keys (``--set student.feat_alpha=0.7``).
+key=value`` (also spelled ``--cfg-option``) overrides single keys (``--set student.feat_alpha=0.7``).
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Annotated, Any, Mapping, Sequence
 
 from dabench.errors import ConfigError, MissingFileError, excerpt
+from dabench.train.sections import LoopSection, ScheduleName
+from dabench.typed_config import (Count, NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Range, build,
+                                  check_override_keys, to_dict)
 
 #: data keys that set how batches are made, not what they are
 LOADER_KEYS = ("num_workers", "prefetch_factor")
 
-# ---------------------------------------------------------------- schema
-# A spec is: a type, a tuple of allowed types (None = may be null), a dict (nested section),
-# a one-element list [spec] (list of items), or Pair(type) (two numbers).
+
+# ---------------------------------------------------------------- the typed sections
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of a list: a registered dataset name or an image source (``wds:``, ``list:``,
+    ``folder:``), its split, the first ``limit`` samples, and ``build_dataset`` keyword arguments."""
+
+    name: str
+    split: str | None = None
+    limit: Count | None = None
+    kwargs: dict = field(default_factory=dict)
+    #: folder:/list: sources: read symlinks leading outside (absent from the plain form when false, so
+    #: resume fingerprints of earlier runs still match)
+    follow_symlinks: bool = field(default=False, metadata={"omit_default": True})
 
 
-class Pair:
-    def __init__(self, typ):
-        self.typ = typ
+@dataclass(frozen=True)
+class ModelSection:
+    arch: str
+    encoder_weights: str | None
+    init_seed: Count
 
 
-NUM = (int, float)
-DATASET_SPEC = {"name": str, "split": (str, None), "limit": (int, None), "kwargs": dict,
-                "follow_symlinks": (bool, None)}  # folder:/list: sources: read symlinks leading outside
-PERTURB = {
-    "brightness": NUM, "contrast": NUM, "saturation": NUM, "hue": NUM, "jitter_p": NUM, "grayscale_p": NUM,
-    "blur_p": NUM, "blur_sigma": Pair(NUM), "cutmix_p": NUM, "cutmix_area": Pair(NUM), "cutmix_ratio": Pair(NUM),
-}
-OPTIM = {
-    "steps": int, "lr": NUM, "head_lr_mult": NUM, "weight_decay": NUM, "schedule": str, "warmup_steps": int,
-    "grad_clip": (int, float, None),
-}
-SCHEMA: dict[str, Any] = {
-    "preset": (str, None),
-    "run_name": (str, None),
-    "seed": int,
-    "model": {"arch": str, "encoder_weights": (str, None), "init_seed": int},
-    "data": {"labelled": [DATASET_SPEC], "unlabelled": [DATASET_SPEC], "data_root": (str, None),
-             "crop_size": int, "flip": bool, "flip_unlabelled": bool, "cache": bool,
-             "num_workers": (int, None), "prefetch_factor": int},
-    "teacher": {**OPTIM, "batch_size": int},
-    "pseudo_label": {"batch_size": int, "shard_size": int, "input_size": (int, None)},
-    "student": {**OPTIM, "batch_size": int, "unlabelled_ratio": int, "use_unlabelled": bool,
-                "strong_perturb": bool, "feat_align": bool, "feat_alpha": NUM,
-                "frozen_encoder_weights": (str, None), "perturb": PERTURB},
-    "runtime": {"checkpoint_every": int, "keep_checkpoints": int, "log_every": int, "amp": str,
-                "device": (str, None), "progress": bool, "tensorboard": bool},
-    "evaluation": {"datasets": [DATASET_SPEC], "input_size": (int, None), "batch_size": int},
-}
+@dataclass(frozen=True)
+class DataSection:
+    labelled: tuple[DatasetSpec, ...]
+    unlabelled: tuple[DatasetSpec, ...]
+    data_root: str | None
+    crop_size: PositiveInt
+    flip: bool
+    flip_unlabelled: bool
+    cache: bool
+    num_workers: Count | None
+    prefetch_factor: PositiveInt
 
-_CHOICES = {
-    "runtime.amp": ("auto", "bf16", "none"),
-    "teacher.schedule": ("linear", "poly", "cosine", "constant"),
-    "student.schedule": ("linear", "poly", "cosine", "constant"),
-}
+    def validate_section(self, key: str) -> None:
+        from dabench.models.depth_anything import default_data_config
+
+        multiple = default_data_config().multiple_of  # the Depth Anything data config's (the patch size)
+        if self.crop_size % multiple:
+            raise ConfigError(f"config key '{key}.crop_size' must be a multiple of {multiple} (the patch size), got "
+                              f"{self.crop_size}")
 
 
-def _typename(spec) -> str:
-    if isinstance(spec, tuple):
-        return " or ".join("null" if t is None else t.__name__ for t in spec)
-    if isinstance(spec, Pair):
-        return f"pair of {_typename(spec.typ)}"
-    if isinstance(spec, dict):
-        return "dict"
-    if isinstance(spec, list):
-        return "list"
-    return spec.__name__
+@dataclass(frozen=True)
+class StageSection:
+    """One training stage's optimiser and schedule (``teacher`` / ``student``)."""
+
+    steps: PositiveInt
+    batch_size: PositiveInt
+    lr: PositiveFloat
+    head_lr_mult: PositiveFloat
+    weight_decay: NonNegativeFloat
+    schedule: ScheduleName
+    warmup_steps: Count
+    grad_clip: PositiveFloat | None
 
 
-def _type_ok(value, spec) -> bool:
-    types = spec if isinstance(spec, tuple) else (spec,)
-    for t in types:
-        if t is None and value is None:
-            return True
-        if t is None:
-            continue
-        if isinstance(value, bool) and t is not bool:
-            continue  # True is an int in Python, never a number here
-        if t is float and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if isinstance(value, t):
-            return True
-    return False
+@dataclass(frozen=True)
+class PseudoLabelSection:
+    batch_size: PositiveInt
+    shard_size: PositiveInt
+    input_size: PositiveInt | None
 
 
-def _validate(value: Any, spec: Any, key: str) -> None:
-    if isinstance(spec, dict):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key {excerpt(key)} must be a dict, got {type(value).__name__} {excerpt(value)}")
-        for k in value:
-            if k not in spec:
-                raise ConfigError(f"unknown config key {excerpt((key + '.' if key else '') + str(k))}; "
-                                  f"valid keys{' in ' + repr(key) if key else ''}: {', '.join(sorted(spec))}")
-        for k, sub in spec.items():
-            full = f"{key}.{k}" if key else k
-            if k not in value:
-                raise ConfigError(f"config key {excerpt(full)} is missing")
-            _validate(value[k], sub, full)
-        return
-    if isinstance(spec, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {excerpt(key)} must be a list, got {type(value).__name__} {excerpt(value)}")
-        for i, item in enumerate(value):
-            item_spec = spec[0]
-            if isinstance(item_spec, dict) and isinstance(item, Mapping):
-                item = {**{k: None for k in ("split", "limit", "follow_symlinks")}, "kwargs": {}, **item}
-            _validate(item, item_spec, f"{key}[{i}]")
-        return
-    if isinstance(spec, Pair):
-        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_type_ok(v, spec.typ) for v in value)):
-            raise ConfigError(f"config key {excerpt(key)} must be a pair of numbers, got {excerpt(value)}")
-        return
-    if not _type_ok(value, spec):
-        raise ConfigError(f"config key {excerpt(key)} must be {_typename(spec)}, got {type(value).__name__} {excerpt(value)}")
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise ConfigError(f"config key {excerpt(key)} must be one of {', '.join(_CHOICES[key])}, got {excerpt(value)}")
+@dataclass(frozen=True)
+class PerturbConfig:
+    """Strong perturbation strengths (``dabench.train.perturb``); the defaults follow UniMatch."""
+
+    brightness: NonNegativeFloat = 0.5
+    contrast: NonNegativeFloat = 0.5
+    saturation: NonNegativeFloat = 0.5
+    hue: Annotated[float, Range(ge=0, le=0.5)] = 0.25
+    jitter_p: Probability = 0.8
+    grayscale_p: Probability = 0.2
+    blur_p: Probability = 0.5
+    blur_sigma: tuple[PositiveFloat, PositiveFloat] = (0.1, 2.0)
+    cutmix_p: Probability = 0.5
+    cutmix_area: tuple[Probability, Probability] = (0.02, 0.4)
+    cutmix_ratio: tuple[PositiveFloat, PositiveFloat] = (0.3, 1 / 0.3)
 
 
-def normalise_dataset_specs(specs: Sequence[Mapping]) -> list[dict]:
-    return [{"name": s["name"], "split": s.get("split"), "limit": s.get("limit"), "kwargs": dict(s.get("kwargs") or {}),
-             **({"follow_symlinks": True} if s.get("follow_symlinks") else {})}  # absent by default: fingerprints unchanged
-            for s in specs]
+@dataclass(frozen=True)
+class StudentSection(StageSection):
+    unlabelled_ratio: Count
+    use_unlabelled: bool
+    strong_perturb: bool
+    feat_align: bool
+    feat_alpha: Probability
+    frozen_encoder_weights: str | None
+    perturb: PerturbConfig
 
 
-def validate(cfg: Mapping) -> dict:
-    """Check ``cfg`` against ``SCHEMA`` (unknown key / wrong type / missing key -> ``ConfigError``
-    naming it) and return it as a plain dict with dataset specs filled in."""
-    d = copy.deepcopy(dict(cfg))
-    _validate(d, SCHEMA, "")
-    for sec, key in (("data", "labelled"), ("data", "unlabelled"), ("evaluation", "datasets")):
-        d[sec][key] = normalise_dataset_specs(d[sec][key])
-    for stage in ("teacher", "student"):
-        for k in ("steps", "batch_size"):
-            if d[stage][k] < 1:
-                raise ConfigError(f"config key '{stage}.{k}' must be >= 1, got {d[stage][k]}")
-    if d["student"]["unlabelled_ratio"] < 0:
-        raise ConfigError("config key 'student.unlabelled_ratio' must be >= 0")
-    from dabench.models.depth_anything import default_data_config
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSection(LoopSection):
+    device: str | None = None
+    progress: bool = True
+    tensorboard: bool = True
 
-    multiple = default_data_config().multiple_of  # the Depth Anything data config's (the patch size)
-    if d["data"]["crop_size"] % multiple:
-        raise ConfigError(f"config key 'data.crop_size' must be a multiple of {multiple} (the patch size), got "
-                          f"{d['data']['crop_size']}")
-    if d["data"]["num_workers"] is not None and d["data"]["num_workers"] < 0:
-        raise ConfigError("config key 'data.num_workers' must be >= 0 or null (automatic), got "
-                          f"{d['data']['num_workers']}")
-    if d["data"]["prefetch_factor"] < 1:
-        raise ConfigError(f"config key 'data.prefetch_factor' must be >= 1, got {d['data']['prefetch_factor']}")
-    if not 0 <= d["student"]["feat_alpha"] <= 1:
-        raise ConfigError(f"config key 'student.feat_alpha' must be in [0, 1], got {d['student']['feat_alpha']}")
-    return d
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    datasets: tuple[DatasetSpec, ...]
+    input_size: PositiveInt | None
+    batch_size: PositiveInt
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """A whole training config (``dabench/configs/train/_base_/default.py`` lists every key)."""
+
+    preset: str | None
+    run_name: str | None
+    seed: Count
+    model: ModelSection
+    data: DataSection
+    teacher: StageSection
+    pseudo_label: PseudoLabelSection
+    student: StudentSection
+    runtime: RuntimeSection
+    evaluation: EvaluationSection
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+def validate(cfg: Mapping) -> TrainingConfig:
+    """The typed ``TrainingConfig`` of the plain mapping ``cfg`` (unknown key / wrong type / value out
+    of range / missing key -> ``ConfigError`` naming it)."""
+    return build(TrainingConfig, cfg)
 
 
 # ---------------------------------------------------------------- loading
@@ -187,22 +183,11 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
     return parse_cfg_options(items, flag="--set", example="student.feat_alpha=0.7")
 
 
-def _check_override_keys(overrides: Mapping[str, Any]) -> None:
-    for key in overrides:
-        spec: Any = SCHEMA
-        parts = key.split(".")
-        for i, part in enumerate(parts):
-            if not isinstance(spec, dict) or part not in spec:
-                where = ".".join(parts[:i]) or "the top level"
-                valid = ", ".join(sorted(spec)) if isinstance(spec, dict) else "(not a section)"
-                raise ConfigError(f"unknown config key {excerpt(key)} in --set ({excerpt(part)} is not in {where}; valid: {valid})")
-            spec = spec[part]
-
-
 def load_config(config: str | os.PathLike | None = None, preset: str | None = None,
-                overrides: Mapping[str, Any] | None = None) -> dict:
+                overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
     """Compose a training config: a config file (which may ``_base_`` on presets), else a preset
-    (default ``tiny``), then ``overrides`` (``{"student.feat_alpha": 0.7}``); validated."""
+    (default ``tiny``), then ``overrides`` (``{"student.feat_alpha": 0.7}``); validated once into
+    the typed ``TrainingConfig`` that every stage takes."""
     from mmengine.config import Config
 
     from dabench.safety import load_config_file
@@ -226,30 +211,30 @@ def load_config(config: str | os.PathLike | None = None, preset: str | None = No
     if preset is not None and d.get("preset") is None:
         d["preset"] = preset
     if overrides:
-        _check_override_keys(overrides)
-        c = Config(d)
-        c.merge_from_dict(dict(overrides))
-        d = c.to_dict()
+        from dabench.overrides import apply_cfg_options
+
+        check_override_keys(TrainingConfig, overrides, flag="--cfg-option/--set")
+        d = apply_cfg_options(Config(d), overrides, str(path), flag="--cfg-option/--set").to_dict()
     return validate(d)
 
 
-def dump_config(cfg: Mapping, path: str | os.PathLike) -> None:
+def dump_config(cfg: TrainingConfig, path: str | os.PathLike) -> None:
     """Write ``cfg`` as an mmengine-readable ``.py`` config (atomic)."""
     from mmengine.config import Config
 
     from dabench.provenance import atomic_write_text
 
-    atomic_write_text(path, Config(dict(cfg)).pretty_text)
+    atomic_write_text(path, Config(to_dict(cfg)).pretty_text)
 
 
-def stage_fingerprint(cfg: Mapping, stage: str) -> dict:
+def stage_fingerprint(cfg: TrainingConfig, stage: str) -> dict:
     """What a resume of ``stage`` must match: the model and the settings that shape its training
     (not checkpoint/log cadence or progress display)."""
     # how batches are produced (worker count, prefetch) does not change them: not part of a resume's match
-    data = {k: v for k, v in cfg["data"].items() if k not in LOADER_KEYS}
-    fp = {"model": cfg["model"], "seed": cfg["seed"], "data": data}
+    data = {k: v for k, v in to_dict(cfg.data).items() if k not in LOADER_KEYS}
+    fp = {"model": to_dict(cfg.model), "seed": cfg.seed, "data": data}
     if stage == "teacher":
-        fp["teacher"] = cfg["teacher"]
+        fp["teacher"] = to_dict(cfg.teacher)
     elif stage == "student":
-        fp["student"] = cfg["student"]
+        fp["student"] = to_dict(cfg.student)
     return json.loads(json.dumps(fp, default=str))

@@ -7,7 +7,8 @@ log, rich progress (loss and throughput) and the final ``final.safetensors``.
 
 Usage::
 
-    from dabench.train.engine import Trainer, TrainConfig, FinalWeights, EpochSampler
+    from dabench.train.engine import Trainer, TrainConfig, FinalWeights
+    from dabench.train.loader import EpochSampler
 
     sampler = EpochSampler(len(dataset), batch_size=8, seed=0)      # deterministic data position
 
@@ -55,6 +56,7 @@ import math
 import os
 import shutil
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -64,53 +66,37 @@ from torch import nn
 
 from dabench.errors import CheckpointError, ConfigError
 from dabench.provenance import atomic_path, atomic_write_json, atomic_write_text
-from dabench.train.checkpoint import (LAST_CHECKPOINT, fingerprint_diff, flatten_dict, latest_checkpoint,  # noqa: F401
-                                      load_weights, rng_state, save_weights, set_rng_state)
-from dabench.train.distributed import (DistInfo, all_gather_object, all_reduce_mean, barrier,  # noqa: F401
-                                       dist_info, init_distributed, shutdown_distributed)
-from dabench.train.loader import (EpochSampler, LoaderConfig, build_step_loader, sample_generator,  # noqa: F401
-                                  step_generator)
+from dabench.train.checkpoint import (LAST_CHECKPOINT, fingerprint_diff, latest_checkpoint, load_weights, rng_state,
+                                      save_weights, set_rng_state)
+from dabench.train.distributed import DistInfo, all_gather_object, all_reduce_mean, barrier, init_distributed
+from dabench.train.loader import LoaderConfig, build_step_loader, step_generator
+from dabench.train.sections import AdamWSection, DecaySection, LoopSection, OneCycleSection, ScheduleName
 
 log = logging.getLogger("dabench.train")
 
-__all__ = [
-    "TrainConfig", "FinalWeights", "StepContext", "EpochSampler", "Trainer", "DistInfo", "LoaderConfig",
-    "sample_generator",
-    "init_distributed", "shutdown_distributed", "dist_info", "step_generator", "flatten_dict",
-    "build_scheduler", "latest_checkpoint", "load_weights", "save_weights", "barrier", "fingerprint_diff",
-]
-
 
 # ----------------------------------------------------------------------------- configuration
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(LoopSection, AdamWSection, DecaySection):
     """Loop settings (not model/data settings). Learning rates live in the parameter groups.
+    Checkpoint/log cadence and ``amp`` (``LoopSection``), AdamW's ``weight_decay``/``betas``
+    (``AdamWSection``) and ``warmup_steps``/``poly_power`` (``DecaySection``) are the shared typed
+    sections of ``dabench.train.sections``, with their defaults.
 
     - ``steps``: optimiser steps in total (global, independent of the number of ranks).
     - ``schedule``: ``linear`` (decay to 0, the paper's), ``poly`` (``(1 - t)^poly_power``),
       ``cosine``, ``constant`` or ``onecycle`` (``onecycle_*`` settings, as ZoeDepth's); all after
       ``warmup_steps`` of linear warm-up (not for onecycle).
-    - ``amp``: ``auto`` (bf16 autocast on CUDA, none on CPU), ``bf16`` or ``none``.
-    - ``checkpoint_every``: steps between checkpoints (0: only the last step); ``keep_checkpoints``
-      most recent are kept.
     - ``samples_per_step``: images per step on one rank, for the throughput figure.
     - ``loader``: the DataLoader settings of ``batch_fn`` (default: in the training process).
     """
 
     steps: int
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    schedule: str = "linear"
-    warmup_steps: int = 0
-    poly_power: float = 0.9
-    onecycle_pct_start: float = 0.7
-    onecycle_div_factor: float = 1.0
-    onecycle_final_div_factor: float = 1e4
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: ScheduleName = "linear"
+    onecycle_pct_start: float = OneCycleSection.pct_start
+    onecycle_div_factor: float = OneCycleSection.div_factor
+    onecycle_final_div_factor: float = OneCycleSection.final_div_factor
     grad_clip: float | None = None
-    amp: str = "auto"
     seed: int = 0
     samples_per_step: int | None = None
     device: str | None = None
@@ -173,7 +159,7 @@ class _Lambda:
         return 1.0
 
 
-_SCHEDULES = ("linear", "poly", "cosine", "constant", "onecycle")
+_SCHEDULES = typing.get_args(ScheduleName)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):

@@ -11,28 +11,13 @@ Images are float B×3×H×W in [0, 1] (before ImageNet normalisation).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torchvision.transforms.v2.functional as TF
 
-__all__ = ["PerturbConfig", "colour_jitter", "gaussian_blur", "strong_perturb", "cutmix_box", "cutmix_boxes",
+from dabench.train.config import PerturbConfig
+
+__all__ = ["colour_jitter", "gaussian_blur", "strong_perturb", "cutmix_box", "cutmix_boxes",
            "apply_cutmix"]
-
-
-@dataclass
-class PerturbConfig:
-    brightness: float = 0.5
-    contrast: float = 0.5
-    saturation: float = 0.5
-    hue: float = 0.25
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    cutmix_p: float = 0.5
-    cutmix_area: tuple[float, float] = (0.02, 0.4)
-    cutmix_ratio: tuple[float, float] = (0.3, 1 / 0.3)
 
 
 def _u(g: torch.Generator, lo: float = 0.0, hi: float = 1.0) -> float:

@@ -15,7 +15,7 @@ and writes ``OUT/ablation.json`` and ``OUT/ablation.md``.
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Mapping
@@ -25,7 +25,7 @@ from mmengine.dist import is_main_process
 from dabench.errors import ConfigError
 from dabench.provenance import atomic_write_json, atomic_write_text, provenance
 from dabench.train.common import StageResult
-from dabench.train.config import dump_config
+from dabench.train.config import TrainingConfig, dump_config
 
 log = logging.getLogger("dabench.train")
 
@@ -41,10 +41,10 @@ ABLATION_ROWS: dict[str, dict[str, bool]] = {
 _ROW_DIRS = {"L_l": "l_l", "+L_u": "plus_l_u", "+strong perturbation": "plus_strong", "+L_feat": "plus_l_feat"}
 
 
-def run_stage(stage: str, cfg: Mapping, out_dir: str | Path, resume: bool = False, *,
+def run_stage(stage: str, cfg: TrainingConfig, out_dir: str | Path, resume: bool = False, *,
               teacher: str | Path | None = None, pseudo_labels: str | Path | None = None,
               evaluate: bool = True) -> StageResult:
-    """Run ``stage`` (``teacher``, ``pseudo-label``, ``student`` or ``pipeline``) with the validated
+    """Run ``stage`` (``teacher``, ``pseudo-label``, ``student`` or ``pipeline``) with the typed
     config ``cfg`` (``dabench.train.config.load_config``) into ``out_dir``.
 
     ``pseudo-label`` needs the teacher's weights (``teacher=``, default ``out_dir/../teacher/
@@ -65,13 +65,13 @@ def run_stage(stage: str, cfg: Mapping, out_dir: str | Path, resume: bool = Fals
         from dabench.train.student import train_student
 
         p = Path(pseudo_labels) if pseudo_labels else out_dir.parent / "pseudo_labels"
-        return train_student(cfg, out_dir, p if cfg["student"]["use_unlabelled"] else None, resume=resume)
+        return train_student(cfg, out_dir, p if cfg.student.use_unlabelled else None, resume=resume)
     if stage == "pipeline":
         return run_pipeline(cfg, out_dir, resume=resume, evaluate=evaluate)
     raise ConfigError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
 
 
-def run_pipeline(cfg: Mapping, out_dir: str | Path, resume: bool = False, evaluate: bool = True) -> StageResult:
+def run_pipeline(cfg: TrainingConfig, out_dir: str | Path, resume: bool = False, evaluate: bool = True) -> StageResult:
     from dabench.train.pseudo_label import make_pseudo_labels
     from dabench.train.student import check_switches, train_student
     from dabench.train.teacher import train_teacher
@@ -83,22 +83,22 @@ def run_pipeline(cfg: Mapping, out_dir: str | Path, resume: bool = False, evalua
         dump_config(cfg, out_dir / "config.py")
     t = train_teacher(cfg, out_dir / "teacher", resume=resume)
     p_dir = None
-    if cfg["student"]["use_unlabelled"]:
+    if cfg.student.use_unlabelled:
         make_pseudo_labels(cfg, out_dir / "pseudo_labels", t.final, resume=resume)
         p_dir = out_dir / "pseudo_labels"
     s = train_student(cfg, out_dir / "student", p_dir, resume=resume)
     info = {"teacher": str(t.final), "student": str(s.final), "registered_as": s.info.get("registered_as")}
-    if evaluate and cfg["evaluation"]["datasets"]:
+    if evaluate and cfg.evaluation.datasets:
         results = evaluate_checkpoints(cfg, {"teacher": t.final, "student": s.final})
         if is_main_process():
-            atomic_write_json(out_dir / "eval.json", {"results": results, **provenance(cfg["seed"], dict(cfg))})
-            atomic_write_text(out_dir / "eval.md", results_table(results, cfg))
+            atomic_write_json(out_dir / "eval.json", {"results": results, **provenance(cfg.seed, cfg.to_dict())})
+            atomic_write_text(out_dir / "eval.md", results_table(results))
         info["eval"] = results
     return StageResult("pipeline", out_dir, s.final, info)
 
 
 # ---------------------------------------------------------------- evaluation
-def evaluate_checkpoints(cfg: Mapping, checkpoints: Mapping[str, str | Path | None],
+def evaluate_checkpoints(cfg: TrainingConfig, checkpoints: Mapping[str, str | Path | None],
                          baselines: tuple[str, ...] = ("horizon_prior",)) -> dict[str, dict[str, dict]]:
     """AbsRel/δ1/... of each checkpoint (and the weight-free ``baselines``) on every held-out set
     of ``cfg.evaluation.datasets``, through ``dabench.eval.loop.evaluate_dataset`` with the
@@ -111,33 +111,33 @@ def evaluate_checkpoints(cfg: Mapping, checkpoints: Mapping[str, str | Path | No
     from dabench.models.checkpoint import META_ARCH, read_metadata
     from dabench.train.common import build_source
 
-    ev = cfg["evaluation"]
-    input_size = ev["input_size"] or cfg["data"]["crop_size"]
+    ev = cfg.evaluation
+    input_size = ev.input_size or cfg.data.crop_size
     suite = load_suite("synthetic")
     device = str(resolve_device("auto"))
     models = {}
     for label, ck in checkpoints.items():
         if ck is None:
             continue
-        arch = read_metadata(ck).get(META_ARCH, cfg["model"]["arch"])
+        arch = read_metadata(ck).get(META_ARCH, cfg.model.arch)
         models[label] = create_model(arch, checkpoint=ck).eval()
     for b in baselines:
         models[b] = create_model(b).eval()
     out: dict[str, dict[str, dict]] = {label: {} for label in models}
-    for spec in ev["datasets"]:
-        ds = build_source(spec, cfg["data"]["data_root"])
+    for spec in ev.datasets:
+        ds = build_source(spec, cfg.data.data_root)
         card = getattr(ds, "card", None) or {}
-        proto = resolve_protocol(suite, spec["name"], card, overrides={"input_size": input_size},
-                                 in_suite=spec["name"] in [e.dataset for e in suite.datasets])
+        proto = resolve_protocol(suite, spec.name, card, overrides={"input_size": input_size},
+                                 in_suite=spec.name in [e.dataset for e in suite.datasets])
         for label, model in models.items():
-            metrics, counts = evaluate_dataset(model, ds, proto, batch_size=ev["batch_size"], device=device)
-            out[label][spec["name"]] = {"metrics": metrics, "counts": counts, "protocol": proto.as_dict()}
-            log.info("eval %s on %s: abs_rel %.4f delta1 %.4f", label, spec["name"], metrics["abs_rel"],
+            metrics, counts = evaluate_dataset(model, ds, proto, batch_size=ev.batch_size, device=device)
+            out[label][spec.name] = {"metrics": metrics, "counts": counts, "protocol": proto.as_dict()}
+            log.info("eval %s on %s: abs_rel %.4f delta1 %.4f", label, spec.name, metrics["abs_rel"],
                      metrics["delta1"])
     return out
 
 
-def results_table(results: Mapping[str, Mapping[str, Mapping]], cfg: Mapping | None = None) -> str:
+def results_table(results: Mapping[str, Mapping[str, Mapping]]) -> str:
     """Markdown: one row per model, AbsRel ↓ and δ1 ↑ per dataset."""
     datasets = []
     for per in results.values():
@@ -157,16 +157,15 @@ def results_table(results: Mapping[str, Mapping[str, Mapping]], cfg: Mapping | N
 
 
 # ---------------------------------------------------------------- Table 9
-def ablation_config(cfg: Mapping, row: str) -> dict:
+def ablation_config(cfg: TrainingConfig, row: str) -> TrainingConfig:
+    """``cfg`` with the student switches of Table 9 row ``row`` and a run name of its own."""
     if row not in ABLATION_ROWS:
         raise ConfigError(f"unknown ablation row {row!r}; valid: {', '.join(ABLATION_ROWS)}")
-    c = copy.deepcopy(dict(cfg))
-    c["student"] = {**c["student"], **ABLATION_ROWS[row]}
-    c["run_name"] = f"{cfg['run_name'] or cfg['model']['arch'] + '_student'}_{_ROW_DIRS[row]}"
-    return c
+    return dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, **ABLATION_ROWS[row]),
+                               run_name=f"{cfg.run_name or cfg.model.arch + '_student'}_{_ROW_DIRS[row]}")
 
 
-def run_ablation(cfg: Mapping, out_dir: str | Path, resume: bool = False,
+def run_ablation(cfg: TrainingConfig, out_dir: str | Path, resume: bool = False,
                  rows: tuple[str, ...] = tuple(ABLATION_ROWS)) -> dict:
     """Teacher and pseudo-labels once, then one student per Table 9 row, each evaluated on
     ``cfg.evaluation.datasets``; returns ``{row: {dataset: {"metrics": ...}}}`` plus the teacher
@@ -175,27 +174,26 @@ def run_ablation(cfg: Mapping, out_dir: str | Path, resume: bool = False,
     from dabench.train.student import train_student
     from dabench.train.teacher import train_teacher
 
-    if not cfg["evaluation"]["datasets"]:
+    if not cfg.evaluation.datasets:
         raise ConfigError("the ablation needs held-out sets: config key 'evaluation.datasets' is empty")
     out_dir = Path(out_dir)
     if is_main_process():
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.py")
-    base = dict(cfg)
-    base["student"] = {**cfg["student"], **ABLATION_ROWS["+L_feat"]}
+    base = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, **ABLATION_ROWS["+L_feat"]))
     t = train_teacher(base, out_dir / "teacher", resume=resume)
     make_pseudo_labels(base, out_dir / "pseudo_labels", t.final, resume=resume)
     finals: dict[str, Path | None] = {"teacher": t.final}
     for row in rows:
         c = ablation_config(cfg, row)
         s = train_student(c, out_dir / "ablation" / _ROW_DIRS[row],
-                          out_dir / "pseudo_labels" if c["student"]["use_unlabelled"] else None, resume=resume,
+                          out_dir / "pseudo_labels" if c.student.use_unlabelled else None, resume=resume,
                           register=False)
         finals[row] = s.final
     results = evaluate_checkpoints(cfg, finals)
     if is_main_process():
         atomic_write_json(out_dir / "ablation.json", {"results": results, "rows": {r: ABLATION_ROWS[r] for r in rows},
-                                                      **provenance(cfg["seed"], dict(cfg))})
+                                                      **provenance(cfg.seed, cfg.to_dict())})
         note = ("Table 9 ablation (student rows; teacher and horizon_prior for reference). Protocol: least-squares "
                 "scale+shift in disparity, scored in disparity; held-out test scenes.\n\n")
         atomic_write_text(out_dir / "ablation.md", note + results_table(results))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -22,8 +21,9 @@ import torch
 from dabench.errors import CheckpointError, ConfigError, DataError, MissingFileError
 from dabench.provenance import atomic_write_json, sha256_file
 from dabench.train.common import Sources, StageResult, write_data_record
-from dabench.train.config import dump_config
-from dabench.train.engine import barrier, fingerprint_diff, init_distributed
+from dabench.train.checkpoint import fingerprint_diff
+from dabench.train.config import TrainingConfig, dump_config
+from dabench.train.distributed import barrier, init_distributed
 
 log = logging.getLogger("dabench.train")
 
@@ -37,15 +37,17 @@ def _shard_name(k: int) -> str:
     return f"shard_{k:05d}.safetensors"
 
 
-def pseudo_fingerprint(cfg: Mapping, teacher_ckpt: Path) -> dict:
+def pseudo_fingerprint(cfg: TrainingConfig, teacher_ckpt: Path) -> dict:
+    from dabench.typed_config import to_dict
+
     return json.loads(json.dumps({
-        "teacher_sha256": sha256_file(teacher_ckpt), "arch": cfg["model"]["arch"],
-        "unlabelled": cfg["data"]["unlabelled"],
-        "input_size": cfg["pseudo_label"]["input_size"] or cfg["data"]["crop_size"],
+        "teacher_sha256": sha256_file(teacher_ckpt), "arch": cfg.model.arch,
+        "unlabelled": to_dict(cfg.data.unlabelled),
+        "input_size": cfg.pseudo_label.input_size or cfg.data.crop_size,
     }, default=str))
 
 
-def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Path, resume: bool = False) -> StageResult:
+def make_pseudo_labels(cfg: TrainingConfig, out_dir: str | Path, teacher_ckpt: str | Path, resume: bool = False) -> StageResult:
     """Label every unlabelled image with the teacher ``teacher_ckpt``; returns the index path in
     ``info['index']``."""
     from dabench.models import create_model
@@ -56,14 +58,14 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
     out_dir, teacher_ckpt = Path(out_dir), Path(teacher_ckpt)
     if not teacher_ckpt.is_file():
         raise MissingFileError(f"teacher checkpoint {teacher_ckpt} does not exist (run `dabench train teacher` first)")
-    dist = init_distributed(cfg["runtime"]["device"])
-    unl = Sources(cfg["data"]["unlabelled"], cfg["data"]["data_root"], "unlabelled", keys=("image",))
+    dist = init_distributed(cfg.runtime.device)
+    unl = Sources(cfg.data.unlabelled, cfg.data.data_root, "unlabelled", keys=("image",))
     n = len(unl)
     fp = pseudo_fingerprint(cfg, teacher_ckpt)
-    arch = read_metadata(teacher_ckpt).get(META_ARCH, cfg["model"]["arch"])
-    if arch != cfg["model"]["arch"]:
-        raise CheckpointError(f"teacher {teacher_ckpt} is a {arch!r} model but model.arch is {cfg['model']['arch']!r}")
-    shard_size = cfg["pseudo_label"]["shard_size"]
+    arch = read_metadata(teacher_ckpt).get(META_ARCH, cfg.model.arch)
+    if arch != cfg.model.arch:
+        raise CheckpointError(f"teacher {teacher_ckpt} is a {arch!r} model but model.arch is {cfg.model.arch!r}")
+    shard_size = cfg.pseudo_label.shard_size
     n_shards = (n + shard_size - 1) // shard_size
     index_path = out_dir / INDEX
     if index_path.is_file():
@@ -91,8 +93,8 @@ def make_pseudo_labels(cfg: Mapping, out_dir: str | Path, teacher_ckpt: str | Pa
     barrier()
     model = create_model(arch, checkpoint=teacher_ckpt)
     input_size = fp["input_size"]
-    bs = cfg["pseudo_label"]["batch_size"]
-    amp = "bf16" if (cfg["runtime"]["amp"] == "bf16" or (cfg["runtime"]["amp"] == "auto" and dist.device.type == "cuda")) else None
+    bs = cfg.pseudo_label.batch_size
+    amp = "bf16" if (cfg.runtime.amp == "bf16" or (cfg.runtime.amp == "auto" and dist.device.type == "cuda")) else None
     todo = [k for k in range(n_shards) if k % dist.world_size == dist.rank and not (out_dir / _shard_name(k)).is_file()]
     log.info("pseudo-labelling %d images in %d shards (%d to do on rank %d)", n, n_shards, len(todo), dist.rank)
     progress = _progress(cfg, dist, n_shards, n_shards - len(todo)) if dist.is_main else None
@@ -163,16 +165,16 @@ def _image_loader(unl, order, bs, cfg):
     """(index, image) batches of ``order``, read in order by ``data.num_workers`` workers."""
     from dabench.train.loader import LoaderConfig, quiet_cv2_threads_before_fork
 
-    workers = LoaderConfig(num_workers=cfg["data"]["num_workers"]).workers()
+    workers = LoaderConfig(num_workers=cfg.data.num_workers).workers()
     if workers:
         quiet_cv2_threads_before_fork()  # the teacher's inference used cv2 in this process
-    kw = dict(prefetch_factor=cfg["data"]["prefetch_factor"], multiprocessing_context="fork") if workers else {}
+    kw = dict(prefetch_factor=cfg.data.prefetch_factor, multiprocessing_context="fork") if workers else {}
     return torch.utils.data.DataLoader(_Indexed(unl, order), batch_size=bs, shuffle=False, num_workers=workers,
                                        collate_fn=list, generator=torch.Generator().manual_seed(0), **kw)
 
 
 def _progress(cfg, dist, total, done):
-    if not cfg["runtime"]["progress"]:
+    if not cfg.runtime.progress:
         return None
     from dabench.progress import progress_bar
 

@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping
-
 import torch
 
 from dabench.errors import ConfigError, DataError
 from dabench.train.common import (UNLABELLED_STREAM, StageResult, Sources, build_model, encoder_init_note,
                                   labelled_batch, normalise, param_groups, random_crop_flip, resize_short_side,
                                   warn_random_encoder, write_data_record)
-from dabench.train.config import dump_config, stage_fingerprint
-from dabench.train.engine import EpochSampler, FinalWeights, Trainer, init_distributed, sample_generator
+from dabench.train.config import PerturbConfig, TrainingConfig, dump_config, stage_fingerprint
+from dabench.train.distributed import init_distributed
+from dabench.train.engine import FinalWeights, Trainer
+from dabench.train.loader import EpochSampler, sample_generator
 from dabench.train.losses import (affine_invariant_loss, cutmix_unlabelled_loss, feature_alignment_loss)
-from dabench.train.perturb import PerturbConfig, apply_cutmix, cutmix_box, strong_perturb
+from dabench.train.perturb import apply_cutmix, cutmix_box, strong_perturb
 from dabench.train.pseudo_label import PseudoLabels
 from dabench.train.teacher import runtime_train_config
 
@@ -64,13 +64,6 @@ class UnlabelledSet:
         return out
 
 
-def _perturb_config(cfg: Mapping) -> PerturbConfig:
-    p = dict(cfg["student"]["perturb"])
-    for k in ("blur_sigma", "cutmix_area", "cutmix_ratio"):
-        p[k] = tuple(float(v) for v in p[k])
-    return PerturbConfig(**p)
-
-
 def student_batch(labelled: Sources, unl: UnlabelledSet | None, lab_sampler: EpochSampler,
                   unl_sampler: EpochSampler | None, step: int, *, crop: int, seed: int, flip: bool,
                   flip_unlabelled: bool, strong: bool, pcfg: PerturbConfig) -> dict:
@@ -100,18 +93,18 @@ def student_batch(labelled: Sources, unl: UnlabelledSet | None, lab_sampler: Epo
     return batch
 
 
-def check_switches(cfg: Mapping) -> None:
-    s = cfg["student"]
-    if not s["use_unlabelled"]:
+def check_switches(cfg: TrainingConfig) -> None:
+    s = cfg.student
+    if not s.use_unlabelled:
         for k in ("strong_perturb", "feat_align"):
-            if s[k]:
+            if getattr(s, k):
                 raise ConfigError(f"config key 'student.{k}' needs unlabelled images: set student.use_unlabelled=true "
                                   f"or student.{k}=false")
-    if s["use_unlabelled"] and s["unlabelled_ratio"] < 1:
+    if s.use_unlabelled and s.unlabelled_ratio < 1:
         raise ConfigError("config key 'student.unlabelled_ratio' must be >= 1 when student.use_unlabelled is true")
 
 
-def train_student(cfg: Mapping, out_dir: str | Path, pseudo_dir: str | Path | None, resume: bool = False,
+def train_student(cfg: TrainingConfig, out_dir: str | Path, pseudo_dir: str | Path | None, resume: bool = False,
                   register: bool = True) -> StageResult:
     """Train the student; ``pseudo_dir`` holds the pseudo-label stage's output (ignored when
     ``student.use_unlabelled`` is false). Final weights: ``out_dir/final.safetensors``, also
@@ -119,40 +112,40 @@ def train_student(cfg: Mapping, out_dir: str | Path, pseudo_dir: str | Path | No
     ``register``."""
     check_switches(cfg)
     out_dir = Path(out_dir)
-    dist = init_distributed(cfg["runtime"]["device"])
-    d, s = cfg["data"], cfg["student"]
-    crop = d["crop_size"]
-    labelled = Sources(d["labelled"], d["data_root"], "labelled", short_side=crop, cache=d["cache"])
-    use_u, strong, feat = s["use_unlabelled"], s["strong_perturb"], s["feat_align"]
+    dist = init_distributed(cfg.runtime.device)
+    d, s = cfg.data, cfg.student
+    crop = d.crop_size
+    labelled = Sources(d.labelled, d.data_root, "labelled", short_side=crop, cache=d.cache)
+    use_u, strong, feat = s.use_unlabelled, s.strong_perturb, s.feat_align
     unl = None
     if use_u:
         if pseudo_dir is None:
             raise ConfigError("student.use_unlabelled is true but no pseudo-label directory was given (--pseudo-labels)")
         labels = PseudoLabels(pseudo_dir)
-        unl_src = Sources(d["unlabelled"], d["data_root"], "unlabelled", keys=("image",))
-        unl = UnlabelledSet(unl_src, labels, crop, d["cache"])
+        unl_src = Sources(d.unlabelled, d.data_root, "unlabelled", keys=("image",))
+        unl = UnlabelledSet(unl_src, labels, crop, d.cache)
     warn_random_encoder(cfg, "student")
     model = build_model(cfg)
     frozen = None
     if feat:
-        fw = s["frozen_encoder_weights"]
+        fw = s.frozen_encoder_weights
         frozen = build_model(cfg, encoder_weights=fw)
         frozen.depth_head = torch.nn.Identity()  # only the encoder is used
         frozen.requires_grad_(False).eval().to(dist.device)
-        if not (fw or cfg["model"]["encoder_weights"]):
+        if not (fw or cfg.model.encoder_weights):
             msg = ("student: L_feat aligns to a FROZEN RANDOM encoder (no DINOv2 weights given; "
                    "set model.encoder_weights or student.frozen_encoder_weights for real DINOv2)")
             log.warning(msg)
-    bl = s["batch_size"]
-    bu = bl * s["unlabelled_ratio"] if use_u else 0
-    lab_sampler = EpochSampler(len(labelled), bl, seed=cfg["seed"], rank=dist.rank, world_size=dist.world_size)
-    unl_sampler = (EpochSampler(len(unl), bu, seed=cfg["seed"] + 1, rank=dist.rank, world_size=dist.world_size)
+    bl = s.batch_size
+    bu = bl * s.unlabelled_ratio if use_u else 0
+    lab_sampler = EpochSampler(len(labelled), bl, seed=cfg.seed, rank=dist.rank, world_size=dist.world_size)
+    unl_sampler = (EpochSampler(len(unl), bu, seed=cfg.seed + 1, rank=dist.rank, world_size=dist.world_size)
                    if use_u else None)
-    pcfg = _perturb_config(cfg)
-    flip, flip_u = d["flip"], d["flip_unlabelled"]
-    alpha = float(s["feat_alpha"])
+    pcfg = s.perturb
+    flip, flip_u = d.flip, d.flip_unlabelled
+    alpha = float(s.feat_alpha)
 
-    seed = cfg["seed"]
+    seed = cfg.seed
 
     def batch_fn(step, gen):
         return student_batch(labelled, unl, lab_sampler, unl_sampler, step, crop=crop, seed=seed, flip=flip,
@@ -188,21 +181,21 @@ def train_student(cfg: Mapping, out_dir: str | Path, pseudo_dir: str | Path | No
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out_dir / "config.py")
         write_data_record(out_dir, labelled=labelled, unlabelled=unl_src if use_u else None)
-    arch = cfg["model"]["arch"]
-    run_name = cfg["run_name"] or f"{arch}_student"
-    meta_cfg = {"stage": "student", "preset": cfg.get("preset"), "encoder_init": encoder_init_note(cfg),
-                "feat_align_target": (encoder_init_note(cfg, s["frozen_encoder_weights"]) if feat else None),
+    arch = cfg.model.arch
+    run_name = cfg.run_name or f"{arch}_student"
+    meta_cfg = {"stage": "student", "preset": cfg.preset, "encoder_init": encoder_init_note(cfg),
+                "feat_align_target": (encoder_init_note(cfg, s.frozen_encoder_weights) if feat else None),
                 "switches": {"use_unlabelled": use_u, "strong_perturb": strong, "feat_align": feat},
-                "pseudo_labels": str(pseudo_dir) if use_u else None, "train_config": cfg}
+                "pseudo_labels": str(pseudo_dir) if use_u else None, "train_config": cfg.to_dict()}
     fingerprint = stage_fingerprint(cfg, "student")
     if use_u:  # the pseudo-labels' teacher is part of what a resume must match
         fingerprint["pseudo_labels_teacher_sha256"] = labels.index["fingerprint"]["teacher_sha256"]
-    trainer = Trainer(model, param_groups(model, s["lr"], s["head_lr_mult"]), step_fn, batch_fn,
+    trainer = Trainer(model, param_groups(model, s.lr, s.head_lr_mult), step_fn, batch_fn,
                       runtime_train_config(cfg, "student", bl + bu), out_dir,
                       fingerprint=fingerprint,
                       final=FinalWeights(arch=arch, head="relative", config=meta_cfg,
                                          register_as=run_name if register else None), dist_=dist)
     trainer.fit(resume=resume)
     return StageResult("student", out_dir, out_dir / "final.safetensors",
-                       {"steps": s["steps"], "labelled": len(labelled), "unlabelled": len(unl) if unl else 0,
+                       {"steps": s.steps, "labelled": len(labelled), "unlabelled": len(unl) if unl else 0,
                         "switches": meta_cfg["switches"], "registered_as": run_name if register else None})
