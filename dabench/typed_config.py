@@ -118,7 +118,7 @@ def _hints(cls) -> dict[str, Any]:
 def fields_of(cls) -> dict[str, Any]:
     """``{name: annotation}`` of a section's init fields."""
     hints = _hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
 
 
 def _join(key: str, sub: str) -> str:

@@ -70,7 +70,7 @@ def test_user_dataset_card_reads_split_lists_from_its_own_folder(tmp_path, monke
 def test_mmengine_base_inheritance_from_shipped_and_user_folders(tmp_path, monkeypatch):
     from mmengine.config import Config
 
-    from dabench.finetune.metric import config_file_for
+    from dabench.finetune.metric_config import config_file_for
 
     shipped = Config.fromfile(str(configs.shipped_dir("heads/metric") / "zoe_nyu.py"))
     user = tmp_path / "heads" / "metric"

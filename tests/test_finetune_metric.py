@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from dabench.cli import app
 from dabench.errors import CheckpointError, ConfigError
 from dabench.finetune import metric as fm
+from dabench.finetune import metric_config as fmc
 from dabench.finetune import metric_eval as fme
 from dabench.overrides import parse_cfg_options
 
@@ -51,35 +52,69 @@ def _cli(*args):
 
 # ------------------------------------------------------------------------------------ configs
 @pytest.mark.parametrize("dataset,head,file,bins,size,crop", [
-    ("nyu", "zoe", "zoe_nyu.py", "softplus", [392, 518], "eigen"),
-    ("kitti", "zoe", "zoe_kitti.py", "normed", [378, 770], "kb+garg"),
-    ("nyu", "simple", "simple_nyu.py", None, [392, 518], "eigen"),
-    ("synthetic-indoor", "zoe", "zoe_synthetic_indoor.py", "softplus", [392, 518], "none"),
+    ("nyu", "zoe", "zoe_nyu.py", "softplus", (392, 518), "eigen"),
+    ("kitti", "zoe", "zoe_kitti.py", "normed", (378, 770), "kb+garg"),
+    ("nyu", "simple", "simple_nyu.py", None, (392, 518), "eigen"),
+    ("synthetic-indoor", "zoe", "zoe_synthetic_indoor.py", "softplus", (392, 518), "none"),
 ])
 def test_paper_configs(dataset, head, file, bins, size, crop):
     from dabench.data import load_card
+    from dabench.finetune.metric_heads import resolve_head_config
+    from dabench.typed_config import to_dict
 
-    cfg = fm.resolve_config(fm.load_config(dataset, head, "paper"), load_card(dataset))
-    assert cfg["_source"]["file"].endswith(file)
-    assert cfg["model"].get("bin_centers_type") == bins
-    assert cfg["data"]["input_size"] == size and cfg["evaluation"]["crop"] == crop
+    cfg = fmc.resolve_config(fmc.load_config(dataset, head, "paper"), load_card(dataset))
+    assert isinstance(cfg, fmc.FinetuneMetricConfig)
+    assert cfg.source.file.endswith(file) and cfg.source.preset == "paper"
+    assert resolve_head_config(cfg.model).get("bin_centers_type") == bins  # the simple head has no bins
+    assert cfg.data.input_size == size and cfg.evaluation.crop == crop
     if head == "zoe":  # ZoeDepth config of the V1 repo
-        assert cfg["optimizer"]["lr"] == pytest.approx(1.61e-4) and cfg["optimizer"]["weight_decay"] == 0.01
-        assert cfg["schedule"]["type"] == "onecycle" and cfg["schedule"]["pct_start"] == 0.7
-        assert cfg["train"]["grad_clip"] == 0.1 and cfg["loss"] == {"type": "silog", "lambd": 0.85, "scale": 10.0}
-        assert cfg["model"]["n_bins"] == 64 and cfg["model"]["attractor_alpha"] == 1000
+        assert cfg.optimizer.lr == pytest.approx(1.61e-4) and cfg.optimizer.weight_decay == 0.01
+        assert cfg.schedule.type == "onecycle" and cfg.schedule.pct_start == 0.7
+        assert cfg.train.grad_clip == 0.1 and to_dict(cfg.loss) == {"type": "silog", "lambd": 0.85, "scale": 10.0}
+        assert cfg.model.n_bins == 64 and cfg.model.attractor_alpha == 1000
     else:  # V2 recipe
-        assert cfg["loss"]["lambd"] == 0.5 and cfg["optimizer"]["lr_mult"]["decoder"] == 10.0
-        assert cfg["model"]["init_parts"] == ["pretrained"]
+        assert cfg.loss.lambd == 0.5 and cfg.optimizer.lr_mult.decoder == 10.0
+        assert cfg.model.init_parts == ("pretrained",)
 
 
 def test_range_comes_from_the_card_and_overrides():
     from dabench.data import load_card
 
-    cfg = fm.resolve_config(fm.load_config("synthetic-indoor", "zoe", "tiny"), load_card("synthetic-indoor"))
-    assert (cfg["model"]["min_depth"], cfg["model"]["max_depth"]) == (0.5, 10.0)
-    cfg = fm.load_config("synthetic-indoor", "zoe", "tiny", overrides=parse_cfg_options(["model.max_depth=20"]))
-    assert fm.resolve_config(cfg, load_card("synthetic-indoor"))["model"]["max_depth"] == 20.0
+    cfg = fmc.resolve_config(fmc.load_config("synthetic-indoor", "zoe", "tiny"), load_card("synthetic-indoor"))
+    assert (cfg.model.min_depth, cfg.model.max_depth) == (0.5, 10.0)
+    cfg = fmc.load_config("synthetic-indoor", "zoe", "tiny", overrides=parse_cfg_options(["model.max_depth=20"]))
+    assert fmc.resolve_config(cfg, load_card("synthetic-indoor")).model.max_depth == 20.0
+
+
+@pytest.mark.parametrize("option,words", [
+    ("optimizer.lr=abc", ["'optimizer.lr'", "a number", "'abc'"]),
+    ("optimizer.lr=0", ["'optimizer.lr'", "> 0"]),
+    ("nonexistent.key=1", ["unknown config key 'nonexistent.key'"]),
+    ("data.num_workers=-5", ["'data.num_workers'", ">= 0", "-5"]),
+    ("train.batch_size=0", ["'train.batch_size'", ">= 1"]),
+    ("schedule.type=fast", ["'schedule.type'", "one of"]),
+    ("model.n_bins=1", ["'model.n_bins'", ">= 2"]),
+    ("data.input_size=[50,70]", ["'data.input_size'", "multiples of 14"]),
+])
+def test_bad_cfg_option_fails_before_any_folder_is_claimed(tmp_path, option, words):
+    out = tmp_path / "run"
+    res = _cli("--dataset", "synthetic-indoor", "--random-init", "--preset", "tiny", "--out", out, "--no-eval",
+               "--cfg-option", option)
+    assert res.exit_code == 2, res.output
+    for w in words:
+        assert w in res.output, res.output
+    assert "Traceback" not in res.raw and not out.exists()
+
+
+def test_flags_are_validated_as_config_keys(tmp_path):
+    out = tmp_path / "run"
+    res = _cli("--dataset", "synthetic-indoor", "--random-init", "--preset", "tiny", "--out", out, "--iters", "0")
+    assert res.exit_code == 2 and "'schedule.steps'" in res.output and not out.exists()
+    res = _cli("--dataset", "synthetic-indoor", "--random-init", "--preset", "tiny", "--out", out,
+               "--iters", "2", "--steps", "3")
+    assert res.exit_code == 2 and "disagree" in res.output and not out.exists()
+    res = _cli("--dataset", "synthetic-indoor", "--preset", "tiny", "--out", out)
+    assert res.exit_code == 2 and "--random-init" in res.output and not out.exists()
 
 
 # ------------------------------------------------------------------------------------ bad input
@@ -182,8 +217,10 @@ def test_training_median_and_constant_baseline(tmp_path):
     assert med == pytest.approx(float(ref))
     from dabench.data import load_card
 
-    cfg = fm.resolve_config(fm.load_config("synthetic-indoor", "zoe", "tiny"), load_card("synthetic-indoor"))
-    cfg["data"]["eval_limit"] = 2
+    import dataclasses
+
+    cfg = fmc.resolve_config(fmc.load_config("synthetic-indoor", "zoe", "tiny"), load_card("synthetic-indoor"))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, eval_limit=2))
     rec = fme.median_depth_baseline("synthetic-indoor", cfg, results_dir=tmp_path, median=med)
     # the same numbers by hand: a constant prediction, clamped to [0.5, 10], on the held-out samples
     test = build_dataset("synthetic-indoor", split="test", limit=2)
@@ -205,7 +242,7 @@ def test_tiny_run_end_to_end(tmp_path, relative_ckpt, head):
 
     out = tmp_path / "run"
     res = _cli("--dataset", "synthetic-indoor", "--head", head, "--init", relative_ckpt, "--preset", "tiny",
-               "--out", out, "--steps", "2", "--results", tmp_path / "results", "--baseline", *FAST)
+               "--out", out, "--iters", "2", "--results", tmp_path / "results", "--baseline", *FAST)
     assert res.exit_code == 0, res.output
     final = out / "final.safetensors"
     meta = read_metadata(final)
@@ -225,10 +262,10 @@ def test_tiny_run_end_to_end(tmp_path, relative_ckpt, head):
 
     # a finished run is not overwritten by accident; --resume continues (here: already done)
     res = _cli("--dataset", "synthetic-indoor", "--head", head, "--init", relative_ckpt, "--preset", "tiny",
-               "--out", out, "--steps", "2", "--no-eval", *FAST)
+               "--out", out, "--iters", "2", "--no-eval", *FAST)
     assert res.exit_code == 2 and "--resume" in res.output
     res = _cli("--dataset", "synthetic-indoor", "--head", head, "--init", relative_ckpt, "--preset", "tiny",
-               "--out", out, "--steps", "2", "--no-eval", "--resume", *FAST)
+               "--out", out, "--steps", "2", "--no-eval", "--resume", *FAST)  # the old spelling still works
     assert res.exit_code == 0, res.output
 
     if head == "zoe":  # `dabench run --suite metric-nyu` evaluates any metric checkpoint (NYU absent: its fallback)
@@ -268,3 +305,24 @@ def test_tiny_preset_really_learns(tmp_path):
     base = fme.median_depth_baseline("synthetic-indoor", result.config, results_dir=tmp_path / "results")
     assert result.metrics["delta1"] > base["metrics"]["delta1"] + 0.1, (result.metrics, base["metrics"])
     assert result.metrics["abs_rel"] < base["metrics"]["abs_rel"] - 0.1
+
+
+def test_random_init_run(tmp_path):
+    """--random-init: no --init; the tiny preset's arch (da2_test), seeded by train.seed; the same seed
+    gives the same weights."""
+    from safetensors.torch import load_file
+
+    from dabench.models.checkpoint import read_metadata
+
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        res = _cli("--dataset", "synthetic-indoor", "--head", "simple", "--random-init", "--preset", "tiny",
+                   "--out", out, "--iters", "2", "--no-eval", "--name", f"rand_{name}", *FAST)
+        assert res.exit_code == 0, res.output
+        outs.append(out)
+    assert read_metadata(outs[0] / "final.safetensors")["dabench.arch"] == "da2_test"
+    conf = json.loads((outs[0] / "config.json").read_text())
+    assert conf["random_init"] is True and conf["init"] is None and conf["config"]["arch"] == "da2_test"
+    a, b = (load_file(str(o / "final.safetensors")) for o in outs)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -23,20 +23,28 @@ def metric(
     dataset: str = typer.Option(..., "--dataset", help="Dataset card to fine-tune on: nyu, kitti, synthetic-indoor, "
                                                        "synthetic-outdoor, ... (its train split)."),
     head: str = typer.Option("zoe", "--head", help="zoe (ZoeDepth metric bins, DA V1) or simple (sigmoid x max depth, DA V2)."),
-    init: Path = typer.Option(..., "--init", help="Relative-depth checkpoint to start from: an official .pth "
-                                                 "(pretrained.*/depth_head.*) or dabench train's final.safetensors."),
+    init: Path = typer.Option(None, "--init", help="Relative-depth checkpoint to start from: an official .pth "
+                                                  "(pretrained.*/depth_head.*) or dabench train's final.safetensors."),
+    random_init: bool = typer.Option(False, "--random-init", help="Start from a RANDOM relative model instead of "
+                                                                  "--init (--arch, or the config's arch: da2_test "
+                                                                  "for --preset tiny; tests the pipeline, not a "
+                                                                  "transfer result)."),
     out: Path = typer.Option(None, "--out", "-o", help="Run folder (checkpoints, logs, final.safetensors). "
                                                  "Default: runs/finetune-metric/<arch>_<head>_<dataset>."),
     preset: str = typer.Option("paper", "--preset", help="paper (the authors' ZoeDepth / V2 recipe) or tiny (CPU smoke run)."),
     arch: str = typer.Option(None, "--arch", help="Relative architecture of --init when it is an official .pth whose "
-                                                  "name does not tell (e.g. da2_vits14)."),
+                                                  "name does not tell (e.g. da2_vits14), or the one --random-init "
+                                                  "builds."),
     config: Path = typer.Option(None, "--config", help="A dabench/configs/heads/metric-style mmengine config file instead of "
                                                        "dabench/configs/heads/metric/{head}_{dataset}.py."),
     cfg_option: list[str] = typer.Option(None, "--cfg-option", help="Override a config key, e.g. optimizer.lr=1e-4 "
                                                                     "(repeatable; values read as JSON, else as "
-                                                                    "mmengine's DictAction does)."),
-    steps: int = typer.Option(None, "--steps", help="Override the number of optimiser steps."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Override the per-GPU batch size."),
+                                                                    "mmengine's DictAction does; checked against "
+                                                                    "the typed config before anything runs)."),
+    iters: int = typer.Option(None, "--iters", help="Override the number of optimiser steps (schedule.steps)."),
+    steps: int = typer.Option(None, "--steps", hidden=True, help="Deprecated spelling of --iters."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Override the per-GPU batch size (train.batch_size)."),
+    seed: int = typer.Option(None, "--seed", help="Data-order, augmentation and --random-init seed (train.seed)."),
     data_root: Path = typer.Option(None, "--data-root", help="Datasets folder (default $DABENCH_DATA)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
     force: bool = typer.Option(False, "--force", help="Write into an existing --out that dabench did not create."),
@@ -58,6 +66,8 @@ def metric(
 
       dabench finetune metric --dataset synthetic-indoor --head zoe --init runs/tiny/student/final.safetensors --preset tiny --baseline
 
+      dabench finetune metric --dataset synthetic-indoor --head zoe --preset tiny --random-init --iters 2
+
       dabench finetune metric --dataset nyu --head zoe --init runs/tiny/student/final.safetensors --preset tiny --data-root /data --skip-missing
 
       torchrun --nproc_per_node 8 -m dabench finetune metric --dataset nyu --head zoe --init depth_anything_vitl14.pth --out runs/nyu
@@ -74,25 +84,25 @@ def metric(
 
         resolve_device(device)  # before the --init checkpoint or any data is read
     overrides = parse_cfg_options(cfg_option)
-    if steps is not None:
-        if steps < 1:
-            raise ConfigError(f"--steps must be >= 1, got {steps}")
-        overrides["schedule.steps"] = int(steps)
-    if batch_size is not None:
-        if batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-        overrides["train.batch_size"] = int(batch_size)
-    # every user-caused problem surfaces here, before anything is built or trained
+    if iters is not None and steps is not None and iters != steps:
+        raise ConfigError(f"--iters {iters} and --steps {steps} disagree (--steps is the old spelling of --iters)")
+    iters = iters if iters is not None else steps
+    # the flags are overrides of typed config keys: checked (type and range, naming the key) with the rest
+    for key, value in (("schedule.steps", iters), ("train.batch_size", batch_size), ("train.seed", seed)):
+        if value is not None:
+            overrides[key] = value
+    # every user-caused problem surfaces here, before any folder is claimed or anything is built or trained
     prep = prepare(dataset, head, init, preset=preset, arch=arch, config_file=config, overrides=overrides,
-                   data_root=data_root)
+                   data_root=data_root, random_init=random_init)
     if out is None:
-        out = Path("runs") / "finetune-metric" / (f"{prep['arch']}_{head}_{dataset}" + ("_tiny" if preset == "tiny" else ""))
+        out = Path("runs") / "finetune-metric" / (f"{prep.arch}_{head}_{dataset}" + ("_tiny" if preset == "tiny" else ""))
     from dabench.safety import claim_out_dir
 
     claim_out_dir(out, command="finetune metric", resume=resume, force=force)
-    result = finetune_metric(dataset, head, init, out, preset=preset, arch=prep["arch"], config_file=config,
+    result = finetune_metric(dataset, head, init, out, preset=preset, arch=prep.arch, config_file=config,
                              overrides=overrides, data_root=data_root, resume=resume, device=device,
-                             evaluate=evaluate, results_dir=results_dir, run_name=name, skip_missing=skip_missing)
+                             evaluate=evaluate, results_dir=results_dir, run_name=name, skip_missing=skip_missing,
+                             random_init=random_init)
     from dabench.train.distributed import dist_info, shutdown_distributed
 
     base_rec = None
@@ -120,7 +130,7 @@ def metric(
     if rows:
         from dabench.metrics.registry import get_metric
 
-        table = Table(title=f"held-out {dataset} ({result.config['data'].get('eval_split', 'test')} split, metric depth, "
+        table = Table(title=f"held-out {dataset} ({result.config.data.eval_split} split, metric depth, "
                             f"input {training_input_size(result.config)} px as trained)")
         table.add_column("metric", no_wrap=True)
         for label, _ in rows:

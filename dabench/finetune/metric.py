@@ -1,9 +1,10 @@
 """`dabench finetune metric`: fine-tune a relative Depth Anything model into a metric-depth one.
 
-Flow: config (``dabench/configs/heads/metric/{head}_{dataset}.py`` on ``_base_/``, + ``_base_/tiny.py`` for ``--preset
-tiny`` + ``--cfg-option`` overrides, merged by mmengine)
+Flow: the typed config (``dabench.finetune.metric_config``: ``dabench/configs/heads/metric/{head}_{dataset}.py``
+on ``_base_/``, + ``_base_/tiny.py`` for ``--preset tiny`` + ``--cfg-option`` overrides, merged by mmengine,
+built once into ``FinetuneMetricConfig``)
 -> checks (init checkpoint, dataset card, depth range; all before any training step) -> the
-relative model from ``--init`` wrapped with a metric head (``dabench.finetune.metric_heads``) ->
+relative model from ``--init`` (or a seeded random one, ``random_init``) wrapped with a metric head (``dabench.finetune.metric_heads``) ->
 ``dabench.train.engine.Trainer`` (AdamW groups, OneCycle/poly, bf16 on CUDA, DDP under torchrun,
 grad clip, exact resume, TensorBoard) with the SILog loss -> ``OUT/final.safetensors`` (metadata:
 relative arch, head ``metric_zoe``/``metric_simple``, head config) registered in
@@ -12,7 +13,6 @@ relative arch, head ``metric_zoe``/``metric_simple``, head config) registered in
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -26,12 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dabench.errors import CheckpointError, ConfigError, MissingFileError
-from dabench.finetune.metric_heads import HEAD_NAMES, resolve_head_config, wrap_relative_model
-from dabench import configs
+from dabench.finetune.metric_config import HEADS, FinetuneMetricConfig, load_config, resolve_config
+from dabench.finetune.metric_heads import HEAD_NAMES, INIT_PARTS, wrap_relative_model
 
-PRESETS = ("paper", "tiny")
-HEADS = tuple(HEAD_NAMES)  # ("zoe", "simple")
-INIT_PARTS = ("pretrained", "depth_head")
 MAX_WARMUP_FRACTION = 0.1  # of the optimiser steps; see effective_warmup
 
 
@@ -62,113 +59,21 @@ LOSSES = {"silog": silog_loss}
 
 
 # ---------------------------------------------------------------------------------------------
-# configuration
-# ---------------------------------------------------------------------------------------------
-def heads_dir() -> Path:
-    """The shipped metric-head configs (``dabench/configs/heads/metric``)."""
-    return configs.shipped_dir("heads/metric")
-
-
-def config_file_for(head: str, dataset: str) -> Path:
-    """``dabench/configs/heads/metric/{head}_{dataset}.py`` if it exists, else the head's recipe ``dabench/configs/heads/metric/_base_/{head}.py``."""
-    if head not in HEADS:
-        raise ConfigError(f"unknown metric head {head!r}; valid heads: {', '.join(HEADS)}")
-    specific = configs.find("heads/metric", f"{head}_{dataset.replace('-', '_')}")
-    if specific is not None:
-        return specific
-    return heads_dir() / "_base_" / f"{head}.py"
-
-
-def load_config(dataset: str, head: str = "zoe", preset: str = "paper", config_file: str | os.PathLike | None = None,
-                overrides: dict | None = None) -> dict:
-    """The fine-tuning config as a plain dict: the mmengine config file (``_base_`` composition) ->
-    ``_base_/tiny.py`` merged on top for ``preset="tiny"`` -> ``overrides`` (dotted keys, as
-    ``dabench.overrides.parse_cfg_options`` returns them), all through ``Config.merge_from_dict``."""
-    from mmengine.config import Config
-
-    from dabench.overrides import apply_cfg_options
-    from dabench.safety import load_config_file
-
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
-    path = Path(config_file) if config_file else config_file_for(head, dataset)
-    if not path.is_file():
-        raise MissingFileError(f"metric head config {path} does not exist")
-    try:
-        cfg = load_config_file(path, "metric head config")
-        if preset == "tiny":
-            cfg.merge_from_dict(Config.fromfile(str(heads_dir() / "_base_" / "tiny.py")).to_dict())
-    except (SyntaxError, KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"cannot read metric head config {path}: {e}") from None
-    apply_cfg_options(cfg, overrides, str(path))
-    cfg = cfg.to_dict()
-    cfg.setdefault("model", {})
-    if config_file is None:
-        cfg["model"]["head"] = head
-    cfg["_source"] = {"file": str(path), "preset": preset}
-    for section in ("model", "data", "optimizer", "schedule", "loss", "train", "evaluation"):
-        if not isinstance(cfg.get(section), dict):
-            raise ConfigError(f"metric head config {path}: section {section!r} is missing or not a mapping")
-    return cfg
-
-
-def _input_size(value) -> tuple[int, int]:
-    from dabench.models.depth_anything import default_data_config
-
-    m = default_data_config().multiple_of  # the Depth Anything data config's (the patch size)
-    if isinstance(value, int):
-        value = [value, value]
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, int) and v > 0 and v % m == 0 for v in value)):
-        raise ConfigError(f"data.input_size must be [H, W], positive multiples of {m} (pixels), got {value!r}")
-    return int(value[0]), int(value[1])
-
-
-def resolve_config(cfg: dict, card: dict) -> dict:
-    """Fill the depth range from the dataset card and validate everything training needs."""
-    from dabench.data.cards import EVAL_CROPS
-
-    cfg = json.loads(json.dumps(cfg))  # deep copy, JSON-clean
-    name = card.get("name", "?")
-    crop = card.get("eval_crop")
-    if crop not in EVAL_CROPS:
-        raise ConfigError(f"dataset card {name!r}: eval_crop {crop!r} is unknown; valid crops: {', '.join(EVAL_CROPS)}")
-    eval_crop = cfg["evaluation"].get("crop") or crop
-    if eval_crop not in EVAL_CROPS:
-        raise ConfigError(f"evaluation.crop {eval_crop!r} is unknown; valid crops: {', '.join(EVAL_CROPS)}")
-    cfg["evaluation"]["crop"] = eval_crop
-    train_crop = cfg["data"].get("train_crop") or ("kb" if crop.startswith("kb") else "none")
-    if train_crop not in ("none", "kb"):
-        raise ConfigError(f"data.train_crop {train_crop!r} is unknown; valid: none, kb")
-    cfg["data"]["train_crop"] = train_crop
-    model = cfg["model"]
-    for key in ("min_depth", "max_depth"):
-        if model.get(key) is None:
-            model[key] = card.get(key)
-    model = resolve_head_config(model)  # max > min, head names, bins settings
-    parts = model.get("init_parts") or list(INIT_PARTS)
-    bad = [p for p in parts if p not in INIT_PARTS]
-    if bad or "pretrained" not in parts:
-        raise ConfigError(f"model.init_parts must hold 'pretrained' and optionally 'depth_head', got {parts!r}")
-    cfg["model"] = model
-    cfg["data"]["input_size"] = list(_input_size(cfg["data"].get("input_size")))
-    if cfg["loss"].get("type", "silog") not in LOSSES:
-        raise ConfigError(f"loss.type {cfg['loss'].get('type')!r} is unknown; valid: {', '.join(LOSSES)}")
-    bs = cfg["train"].get("batch_size")
-    if not isinstance(bs, int) or bs < 1:
-        raise ConfigError(f"train.batch_size must be a positive integer, got {bs!r}")
-    sched = cfg["schedule"]
-    if sched.get("steps") is None and not sched.get("epochs"):
-        raise ConfigError("schedule needs steps or epochs")
-    return cfg
-
-
-# ---------------------------------------------------------------------------------------------
 # the relative model from --init
 # ---------------------------------------------------------------------------------------------
+def check_relative_arch(arch: str, what: str = "--arch") -> str:
+    """``arch`` must be a registered Depth Anything (relative) architecture."""
+    from dabench.models import MODELS, is_baseline
+
+    MODELS.check(arch)
+    if is_baseline(arch) or MODELS.meta(arch).get("family") != "depth_anything":
+        raise ConfigError(f"{what} {arch!r} is not a Depth Anything model")
+    return arch
+
+
 def resolve_init_arch(init: str | os.PathLike, arch: str | None = None) -> str:
     """The registered relative architecture of an ``--init`` checkpoint (metadata, ``--arch`` or the weights)."""
-    from dabench.models import MODELS, is_baseline
+    from dabench.models import MODELS
     from dabench.models import checkpoint as ckpt
 
     path = Path(init)
@@ -181,9 +86,7 @@ def resolve_init_arch(init: str | os.PathLike, arch: str | None = None) -> str:
         raise CheckpointError(f"--init {path} is a {head!r} checkpoint; metric fine-tuning starts from a relative-depth "
                               "checkpoint (official .pth or dabench train's final.safetensors)")
     if arch is not None:
-        MODELS.check(arch)
-        if is_baseline(arch) or MODELS.meta(arch).get("family") != "depth_anything":
-            raise ConfigError(f"--arch {arch!r} is not a Depth Anything model")
+        check_relative_arch(arch)
         if meta_arch and meta_arch != arch:
             raise CheckpointError(f"--init {path} was written for {meta_arch!r}, not --arch {arch!r}")
         return arch
@@ -214,6 +117,16 @@ def load_relative_model(init: str | os.PathLike, arch: str | None = None, parts:
         fresh = create_model(arch)
         base.depth_head.load_state_dict(fresh.depth_head.state_dict())
     return arch, base
+
+
+def random_relative_model(arch: str, seed: int) -> nn.Module:
+    """``--random-init``: the relative model ``arch`` with a seeded RANDOM init (tests the pipeline,
+    not the transfer of Depth Anything features)."""
+    from dabench.models import create_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return create_model(check_relative_arch(arch))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +184,7 @@ class FinetuneResult:
     checkpoint: Path
     arch: str
     head: str
-    config: dict
+    config: FinetuneMetricConfig
     metrics: dict = field(default_factory=dict)
     records: list = field(default_factory=list)
     registered: Path | None = None
@@ -279,12 +192,12 @@ class FinetuneResult:
     warmup_steps: int = 0
 
 
-def _param_groups(model, opt: dict) -> list[dict]:
-    mult = {"encoder": 1.0, "decoder": 1.0, "head": 1.0, **(opt.get("lr_mult") or {})}
+def _param_groups(model, cfg: FinetuneMetricConfig) -> list[dict]:
+    opt = cfg.optimizer
     groups = []
     for name, params in model.param_groups().items():
         if params:
-            groups.append({"params": params, "lr": float(opt["lr"]) * float(mult[name]), "name": name})
+            groups.append({"params": params, "lr": opt.lr * getattr(opt.lr_mult, name), "name": name})
     return groups
 
 
@@ -294,87 +207,114 @@ def run_name_for(arch: str, head: str, dataset: str, preset: str) -> str:
 
 def effective_warmup(warmup_steps: int, steps: int) -> int:
     """Linear warm-up steps actually used: at most ``MAX_WARMUP_FRACTION`` of the run (so a short
-    ``--steps`` run of a recipe with a long warm-up still reaches its base rate and decays), and none
+    ``--iters`` run of a recipe with a long warm-up still reaches its base rate and decays), and none
     when that leaves fewer than 2 steps (a 1-step warm-up is just the base rate)."""
     w = min(int(warmup_steps), int(MAX_WARMUP_FRACTION * int(steps)))
     return w if w >= 2 else 0
 
 
-def prepare(dataset: str, head: str, init: str | os.PathLike, *, preset: str = "paper", arch: str | None = None,
-            config_file: str | os.PathLike | None = None, overrides: dict | None = None,
-            data_root: str | os.PathLike | None = None) -> dict:
-    """Every check that must pass before training: config, card, range, ``--init``. Returns the
-    resolved config plus ``arch``, ``card``."""
-    from dabench.data.cards import load_card
+@dataclass(frozen=True)
+class Prepared:
+    """What ``prepare`` checked: the resolved typed config, the relative architecture, the card."""
+
+    cfg: FinetuneMetricConfig
+    arch: str
+    card: dict
+
+
+def prepare(dataset: str, head: str, init: str | os.PathLike | None, *, preset: str = "paper",
+            arch: str | None = None, config_file: str | os.PathLike | None = None, overrides: dict | None = None,
+            data_root: str | os.PathLike | None = None, random_init: bool = False) -> Prepared:
+    """Every check that must pass before training (and before an output folder is claimed): config,
+    card, range, ``--init`` (or ``random_init`` with an architecture: ``--arch`` or config key
+    ``arch``)."""
+    from dabench.data.cards import load_card, resolve_split
 
     if head not in HEADS:
         raise ConfigError(f"unknown metric head {head!r}; valid heads: {', '.join(HEADS)}")
+    if init is not None and random_init:
+        raise ConfigError("--init and --random-init are exclusive")
+    if init is None and not random_init:
+        raise ConfigError("pass --init CKPT (official Depth Anything .pth or dabench train's final.safetensors), "
+                          "or --random-init to fine-tune a randomly initialised relative model")
     cfg = load_config(dataset, head, preset, config_file, overrides)
     card = load_card(dataset)
     if card.get("task") != "depth":
         raise ConfigError(f"dataset {dataset!r} is a {card.get('task')} dataset; metric fine-tuning needs depth")
     cfg = resolve_config(cfg, card)
-    from dabench.data.cards import resolve_split
-
     for key in ("train_split", "eval_split"):
         try:
-            resolve_split(card, cfg["data"].get(key))
+            resolve_split(card, getattr(cfg.data, key))
         except ConfigError as e:
             raise ConfigError(f"data.{key}: {e}" + (" (metric fine-tuning trains on it)" if key == "train_split" else "")
                               ) from None
-    arch = resolve_init_arch(init, arch)
-    return {"cfg": cfg, "arch": arch, "card": card}
+    if random_init:
+        arch = arch or cfg.arch
+        if arch is None:
+            raise ConfigError("--random-init needs an architecture: pass --arch (e.g. da2_test) or set config key 'arch'")
+        arch = check_relative_arch(arch)
+    else:
+        arch = resolve_init_arch(init, arch)
+    return Prepared(cfg=cfg, arch=arch, card=card)
 
 
-def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: str | os.PathLike, *,
+def finetune_metric(dataset: str, head: str, init: str | os.PathLike | None, out_dir: str | os.PathLike, *,
                     preset: str = "paper", arch: str | None = None, config_file: str | os.PathLike | None = None,
                     overrides: dict | None = None, data_root: str | os.PathLike | None = None, resume: bool = False,
                     device: str | None = None, evaluate: bool = True, results_dir: str | os.PathLike | None = None,
-                    run_name: str | None = None, progress: bool = True, skip_missing: bool = False) -> FinetuneResult:
-    """Fine-tune ``--init`` into a metric model on ``dataset``; write ``out_dir/final.safetensors``,
-    register it, and (``evaluate``) score the held-out split into the results store at the training
-    input size. ``skip_missing``: split entries whose files are missing are skipped and counted
-    (training: ``config.json`` and the record's ``config.train_skipped_missing``; evaluation:
-    ``samples.skipped_missing``) instead of stopping the run."""
+                    run_name: str | None = None, progress: bool = True, skip_missing: bool = False,
+                    random_init: bool = False) -> FinetuneResult:
+    """Fine-tune ``--init`` (or, ``random_init``, a seeded random relative model) into a metric model
+    on ``dataset``; write ``out_dir/final.safetensors``, register it, and (``evaluate``) score the
+    held-out split into the results store at the training input size. ``skip_missing``: split
+    entries whose files are missing are skipped and counted (training: ``config.json`` and the
+    record's ``config.train_skipped_missing``; evaluation: ``samples.skipped_missing``) instead of
+    stopping the run."""
     from dabench.data import build_dataset
-    from dabench.train.engine import EpochSampler, FinalWeights, TrainConfig, Trainer, init_distributed
+    from dabench.train.checkpoint import latest_checkpoint
+    from dabench.train.distributed import init_distributed
+    from dabench.train.engine import FinalWeights, TrainConfig, Trainer
+    from dabench.train.loader import EpochSampler, LoaderConfig
 
     prep = prepare(dataset, head, init, preset=preset, arch=arch, config_file=config_file, overrides=overrides,
-                   data_root=data_root)
-    cfg, arch = prep["cfg"], prep["arch"]
-    mcfg, dcfg, tcfg, scfg, ocfg, lcfg = (cfg["model"], cfg["data"], cfg["train"], cfg["schedule"], cfg["optimizer"],
-                                          cfg["loss"])
+                   data_root=data_root, random_init=random_init)
+    cfg, arch = prep.cfg, prep.arch
+    m, d, t, sched = cfg.model, cfg.data, cfg.train, cfg.schedule
     out_dir = Path(out_dir)
     final_path = out_dir / "final.safetensors"
-    from dabench.train.engine import latest_checkpoint
-
     if not resume and latest_checkpoint(out_dir) is not None:
         raise ConfigError(f"{out_dir} already holds a run's checkpoints; pass --resume to continue it, or choose "
                           "another --out")
     dist_ = init_distributed(device)
 
-    train_ds = build_dataset(dataset, split=dcfg.get("train_split", "train"), data_root=data_root,
-                             limit=dcfg.get("train_limit"), skip_missing=skip_missing)
+    train_ds = build_dataset(dataset, split=d.train_split, data_root=data_root, limit=d.train_limit,
+                             skip_missing=skip_missing)
     train_missing = int(getattr(train_ds, "skipped_missing", 0) or 0)
     if len(train_ds) == 0:
-        raise ConfigError(f"dataset {dataset!r} split {dcfg.get('train_split')!r} has no samples")
-    _, base = load_relative_model(init, arch, mcfg.get("init_parts") or INIT_PARTS)
-    model = wrap_relative_model(base, mcfg)
+        raise ConfigError(f"dataset {dataset!r} split {d.train_split!r} has no samples")
+    if random_init:
+        import sys
 
-    input_size = tuple(dcfg["input_size"])
+        print(f"WARNING: --random-init: the {arch} relative model starts from RANDOM weights; this measures the "
+              "head and the schedule, not the transfer of Depth Anything features.", file=sys.stderr)
+        base = random_relative_model(arch, t.seed)
+    else:
+        _, base = load_relative_model(init, arch, m.init_parts)
+    model = wrap_relative_model(base, m)
+
+    input_size = tuple(d.input_size)
     model.input_size = min(input_size)  # native inference size, saved in the checkpoint metadata
-    bs = int(tcfg["batch_size"])
-    steps = scfg.get("steps")
+    bs = t.batch_size
+    steps = sched.steps
     if steps is None:
-        steps = max(1, math.ceil(float(scfg["epochs"]) * len(train_ds) / (bs * dist_.world_size)))
-    min_d, max_d = float(mcfg["min_depth"]), float(mcfg["max_depth"])
-    sampler = EpochSampler(len(train_ds), bs, seed=int(tcfg.get("seed", 0)), rank=dist_.rank,
-                           world_size=dist_.world_size)
-    hflip, train_crop = bool(dcfg.get("hflip", True)), dcfg["train_crop"]
-    loss_fn = LOSSES[lcfg.get("type", "silog")]
-    loss_kw = {k: float(v) for k, v in lcfg.items() if k in ("lambd", "scale")}
+        steps = max(1, math.ceil(sched.epochs * len(train_ds) / (bs * dist_.world_size)))
+    min_d, max_d = m.min_depth, m.max_depth
+    sampler = EpochSampler(len(train_ds), bs, seed=t.seed, rank=dist_.rank, world_size=dist_.world_size)
+    hflip, train_crop = d.hflip, d.train_crop
+    loss_fn = LOSSES[cfg.loss.type]
+    loss_kw = {"lambd": cfg.loss.lambd, "scale": cfg.loss.scale}
 
-    cache: dict[int, dict] | None = {} if dcfg.get("cache") else None
+    cache: dict[int, dict] | None = {} if d.cache else None
 
     def load(i: int) -> dict:
         if cache is not None and i in cache:
@@ -399,35 +339,38 @@ def finetune_metric(dataset: str, head: str, init: str | os.PathLike, out_dir: s
         loss = loss_fn(pred, depth, valid, **loss_kw)
         return {"loss": loss}
 
-    warmup = effective_warmup(int(scfg.get("warmup_steps") or 0), int(steps))
-    head_name = HEAD_NAMES[mcfg["head"]]
-    run_name = run_name or run_name_for(arch, mcfg["head"], dataset, preset)
+    warmup = effective_warmup(sched.warmup_steps, int(steps))
+    head_name = HEAD_NAMES[m.head]
+    run_name = run_name or run_name_for(arch, m.head, dataset, preset)
     from dabench.safety import registered_checkpoint_path
 
     registered_checkpoint_path(run_name)  # a --name leaving the checkpoints folder fails before training
     train_cfg = TrainConfig(
-        steps=int(steps), checkpoint_every=int(tcfg.get("checkpoint_every") or 0),
-        keep_checkpoints=int(tcfg.get("keep_checkpoints", 2)), log_every=int(tcfg.get("log_every", 10)),
-        schedule=scfg.get("type", "onecycle"), warmup_steps=warmup,
-        poly_power=float(scfg.get("poly_power", 0.9)), onecycle_pct_start=float(scfg.get("pct_start", 0.7)),
-        onecycle_div_factor=float(scfg.get("div_factor", 1.0)),
-        onecycle_final_div_factor=float(scfg.get("final_div_factor", 1e4)),
-        weight_decay=float(ocfg.get("weight_decay", 0.01)), betas=tuple(ocfg.get("betas", (0.9, 0.999))),
-        grad_clip=tcfg.get("grad_clip"), amp=tcfg.get("amp", "auto"), seed=int(tcfg.get("seed", 0)),
-        samples_per_step=bs, device=device, progress=progress, desc=f"finetune-metric-{mcfg['head']}")
+        steps=int(steps), checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+        log_every=t.log_every, amp=t.amp, schedule=sched.type, warmup_steps=warmup, poly_power=sched.poly_power,
+        onecycle_pct_start=sched.pct_start, onecycle_div_factor=sched.div_factor,
+        onecycle_final_div_factor=sched.final_div_factor, weight_decay=cfg.optimizer.weight_decay,
+        betas=cfg.optimizer.betas, grad_clip=t.grad_clip, seed=t.seed, samples_per_step=bs, device=device,
+        progress=progress, desc=f"finetune-metric-{m.head}", loader=LoaderConfig(num_workers=d.num_workers))
+    plain = cfg.to_dict()
+    head_cfg = model.config  # the resolved head config (a plain dict), as the checkpoint stores it
     fingerprint = {"arch": arch, "head": head_name, "dataset": dataset, "preset": preset,
-                   "config": {k: v for k, v in cfg.items() if k not in ("_source", "evaluation")}}
-    trainer = Trainer(model, _param_groups(model, ocfg), step_fn, batch_fn, train_cfg, out_dir,
+                   **({"random_init": True} if random_init else {}),
+                   "config": {**{k: v for k, v in plain.items() if k not in ("source", "evaluation", "arch")},
+                              "model": head_cfg}}
+    trainer = Trainer(model, _param_groups(model, cfg), step_fn, batch_fn, train_cfg, out_dir,
                       fingerprint=fingerprint, dist_=dist_,
-                      final=FinalWeights(arch=arch, head=head_name, config=mcfg, register_as=run_name))
+                      final=FinalWeights(arch=arch, head=head_name, config=head_cfg, register_as=run_name))
     if dist_.is_main:
         from dabench.provenance import atomic_write_json
 
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out_dir / "config.json", {"dataset": dataset, "head": head_name, "arch": arch,
-                                                    "init": str(init), "preset": preset, "steps": int(steps),
-                                                    "warmup_steps": warmup, "train_samples": len(train_ds),
-                                                    "train_skipped_missing": train_missing, "config": cfg})
+                                                    "init": None if init is None else str(init),
+                                                    "random_init": bool(random_init), "preset": preset,
+                                                    "steps": int(steps), "warmup_steps": warmup,
+                                                    "train_samples": len(train_ds),
+                                                    "train_skipped_missing": train_missing, "config": plain})
     model = trainer.fit(resume=resume)
     result = FinetuneResult(out_dir=out_dir, checkpoint=final_path, arch=arch, head=head_name, config=cfg,
                             registered=registered_checkpoint_path(run_name),

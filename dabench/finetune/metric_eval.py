@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dabench.errors import ConfigError
+from dabench.finetune.metric_config import FinetuneMetricConfig
 
 
 def training_median_depth(dataset, min_depth: float, max_depth: float, train_crop: str = "none") -> float:
@@ -50,16 +51,16 @@ class ConstantDepth(nn.Module):
         return torch.full((b, h, w), self.value, dtype=torch.float32, device=x.device)
 
 
-def eval_protocol(cfg: dict) -> dict:
-    """The evaluation protocol of a fine-tuning config: no alignment, clamp to the head's range,
-    the card's crop, optional flip TTA, the training input height as shorter side."""
-    e, m, d = cfg["evaluation"], cfg["model"], cfg["data"]
-    return {"split": d.get("eval_split", "test"), "alignment": "none", "score_space": "depth", "depth_cap": None,
-            "crop": e["crop"], "min_depth": float(m["min_depth"]), "max_depth": float(m["max_depth"]),
-            "input_size": int(min(d["input_size"])), "flip_tta": bool(e.get("flip_tta", True))}
+def eval_protocol(cfg: FinetuneMetricConfig) -> dict:
+    """The evaluation protocol of a (resolved) fine-tuning config: no alignment, clamp to the head's
+    range, the card's crop, optional flip TTA, the training input height as shorter side."""
+    e, m, d = cfg.evaluation, cfg.model, cfg.data
+    return {"split": d.eval_split, "alignment": "none", "score_space": "depth", "depth_cap": None,
+            "crop": e.crop, "min_depth": float(m.min_depth), "max_depth": float(m.max_depth),
+            "input_size": training_input_size(cfg), "flip_tta": e.flip_tta}
 
 
-def eval_suite_for(dataset: str, cfg: dict):
+def eval_suite_for(dataset: str, cfg: FinetuneMetricConfig):
     """The registered ``metric-<dataset>`` suite when there is one (``metric-nyu``, ``metric-kitti``),
     else a one-dataset metric suite with ``eval_protocol(cfg)``."""
     from dabench.eval.suites import list_suites, load_suite, parse_suite
@@ -76,12 +77,12 @@ def eval_suite_for(dataset: str, cfg: dict):
                         "primary_metrics": ["delta1", "abs_rel"]}, source="<finetune-metric>")
 
 
-def training_input_size(cfg: dict) -> int:
+def training_input_size(cfg: FinetuneMetricConfig) -> int:
     """The shorter side (pixels) the fine-tune trained at: what its own evaluation feeds the network."""
-    return int(min(cfg["data"]["input_size"]))
+    return int(min(cfg.data.input_size))
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, cfg: dict, *, data_root=None, results_dir=None,
+def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, cfg: FinetuneMetricConfig, *, data_root=None, results_dir=None,
                         device: str | None = None, show_progress: bool = False, skip_missing: bool = False,
                         train_skipped_missing: int = 0) -> dict:
     """Score a metric checkpoint on ``dataset``'s held-out split with ``dabench.eval.runner.run_suite``
@@ -92,10 +93,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, cfg: dict, 
     from dabench.eval.runner import run_suite
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    bs = int(cfg["evaluation"].get("batch_size") or 1)
+    bs = cfg.evaluation.batch_size
     records = run_suite(eval_suite_for(dataset, cfg), checkpoint=str(checkpoint), data_root=data_root,
-                        datasets=[dataset], limit=cfg["data"].get("eval_limit"), batch_size=bs, device=str(dev),
-                        results_dir=results_dir, seed=int(cfg["train"].get("seed", 0)), use_cache=False,
+                        datasets=[dataset], limit=cfg.data.eval_limit, batch_size=bs, device=str(dev),
+                        results_dir=results_dir, seed=cfg.train.seed, use_cache=False,
                         show_progress=show_progress, input_size=training_input_size(cfg), skip_missing=skip_missing)
     recs = [r for r in records if r["dataset"] == dataset] or records
     rec = recs[0] if recs else {}
@@ -121,7 +122,7 @@ def _sample_ids(dataset) -> list[str] | None:
     return [str(getattr(e, "name", e)) for e in entries]
 
 
-def median_depth_baseline(dataset: str, cfg: dict, *, data_root=None, results_dir=None, device: str = "cpu",
+def median_depth_baseline(dataset: str, cfg: FinetuneMetricConfig, *, data_root=None, results_dir=None, device: str = "cpu",
                           median: float | None = None, skip_missing: bool = False) -> dict:
     """The floor a metric model must beat: the training set's median depth (metres) predicted at every
     pixel, scored on the held-out split by the same runner code and protocol. Writes and returns a
@@ -133,28 +134,28 @@ def median_depth_baseline(dataset: str, cfg: dict, *, data_root=None, results_di
     from dabench.results.record import make_data_source, make_record, make_run_id, make_selection
     from dabench.results.store import write_record
 
-    d, m = cfg["data"], cfg["model"]
+    d, m = cfg.data, cfg.model
     if median is None:
-        train = build_dataset(dataset, split=d.get("train_split", "train"), data_root=data_root,
-                              limit=d.get("train_limit"), skip_missing=skip_missing)
-        median = training_median_depth(train, float(m["min_depth"]), float(m["max_depth"]), d.get("train_crop", "none"))
+        train = build_dataset(dataset, split=d.train_split, data_root=data_root, limit=d.train_limit,
+                              skip_missing=skip_missing)
+        median = training_median_depth(train, float(m.min_depth), float(m.max_depth), d.train_crop or "none")
     suite = eval_suite_for(dataset, cfg)
     from dabench.eval.suites import resolve_protocol
     from dabench.data import load_card
 
     proto = resolve_protocol(suite, dataset, load_card(dataset), overrides={"input_size": training_input_size(cfg)})
-    held_out = build_dataset(dataset, split=proto.split, data_root=data_root, limit=d.get("eval_limit"),
+    held_out = build_dataset(dataset, split=proto.split, data_root=data_root, limit=d.eval_limit,
                              skip_missing=skip_missing)
     metrics, counts = evaluate_dataset(ConstantDepth(median), held_out, proto, output_space="depth",
-                                       batch_size=int(cfg["evaluation"].get("batch_size") or 1), device=device)
-    seed = int(cfg["train"].get("seed", 0))
-    limit = d.get("eval_limit")
+                                       batch_size=cfg.evaluation.batch_size, device=device)
+    seed = cfg.train.seed
+    limit = d.eval_limit
     n = int(sum(counts.get(k, 0) for k in ("used", "skipped_no_valid", "skipped_degenerate")))
     rec = make_record(
         task="metric", suite=suite.name, model="median-depth-baseline", dataset=dataset,
         metric_names=DEPTH_METRICS, seed=seed,
-        config={"median_depth": median, "train_split": d.get("train_split", "train"),
-                "train_limit": d.get("train_limit"), "eval_limit": limit, "limit": limit,
+        config={"median_depth": median, "train_split": d.train_split,
+                "train_limit": d.train_limit, "eval_limit": limit, "limit": limit,
                 "what": "training-set median depth everywhere"},
         metrics={k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()},
         metric_order=suite.metrics, primary_metrics=suite.primary_metrics, protocol=proto.as_dict(),

@@ -21,33 +21,54 @@ metric checkpoint; ``wrap_relative_model(base, config)`` wraps an already-built 
 """
 from __future__ import annotations
 
-import copy
-import math
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dabench.errors import ConfigError
+from dabench.typed_config import NonNegativeFloat, PositiveFloat, PositiveInt, Range, build, to_dict
 
 HEAD_NAMES = {"zoe": "metric_zoe", "simple": "metric_simple"}
+INIT_PARTS = ("pretrained", "depth_head")
 
-#: Defaults of the ZoeDepth config Depth Anything used (metric_depth/zoedepth/models/zoedepth/config_zoedepth.json).
-ZOE_DEFAULTS: dict[str, Any] = {
-    "n_bins": 64,
-    "bin_embedding_dim": 128,
-    "n_attractors": [16, 8, 4, 1],
-    "attractor_alpha": 1000.0,
-    "attractor_gamma": 2,
-    "attractor_kind": "mean",
-    "attractor_type": "inv",
-    "bin_centers_type": "softplus",
-    "min_temp": 0.0212,
-    "max_temp": 50.0,
-    "seed_mlp_dim": 256,
-    "mlp_dim": 128,
-}
+
+@dataclass(frozen=True)
+class MetricHeadConfig:
+    """A metric head's configuration (the ``model`` section of a fine-tuning config, and the
+    ``config`` stored in a fine-tuned checkpoint's metadata). ``min_depth`` / ``max_depth``: metres
+    (None in a config file: the dataset card's range). The bins settings default to the ZoeDepth
+    config Depth Anything used (metric_depth/zoedepth/models/zoedepth/config_zoedepth.json); the
+    simple head has none. ``init_parts``: which parts of the ``--init`` relative checkpoint load."""
+
+    head: Literal["zoe", "simple"] = "zoe"
+    min_depth: NonNegativeFloat | None = None
+    max_depth: PositiveFloat | None = None
+    n_bins: Annotated[int, Range(ge=2)] = 64
+    bin_embedding_dim: PositiveInt = 128
+    n_attractors: tuple[PositiveInt, ...] = (16, 8, 4, 1)
+    attractor_alpha: PositiveFloat = 1000.0
+    attractor_gamma: Annotated[int | float, Range(gt=0)] = 2
+    attractor_kind: Literal["mean", "sum"] = "mean"
+    attractor_type: Literal["inv", "exp"] = "inv"
+    bin_centers_type: Literal["softplus", "normed"] = "softplus"
+    min_temp: PositiveFloat = 0.0212
+    max_temp: PositiveFloat = 50.0
+    seed_mlp_dim: PositiveInt = 256
+    mlp_dim: PositiveInt = 128
+    init_parts: tuple[Literal["pretrained", "depth_head"], ...] = INIT_PARTS
+
+    def validate_section(self, key: str) -> None:
+        if "pretrained" not in self.init_parts:
+            raise ConfigError(f"config key '{key}.init_parts' must hold 'pretrained' (and optionally 'depth_head'), "
+                              f"got {list(self.init_parts)}")
+
+
+#: the ZoeDepth bins settings (defaults of ``MetricHeadConfig``; the simple head has none of them)
+ZOE_DEFAULTS: dict[str, Any] = {f.name: to_dict(f.default) for f in fields(MetricHeadConfig)
+                                if f.name not in ("head", "min_depth", "max_depth", "init_parts")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,42 +346,34 @@ class MetricDepthAnything(nn.Module):
         }
 
 
-def resolve_head_config(config: dict) -> dict:
-    """Validate and fill a head config: ``head`` (zoe | simple), ``min_depth``, ``max_depth`` (metres), bins..."""
-    if not isinstance(config, dict):
-        raise ConfigError(f"metric head config must be a mapping, got {type(config).__name__}")
-    c = copy.deepcopy(dict(config))
-    head = c.get("head")
-    if head in HEAD_NAMES.values():
-        head = head.replace("metric_", "")
-    if head not in HEAD_NAMES:
-        raise ConfigError(f"metric head {head!r} is not one of: {', '.join(HEAD_NAMES)}")
-    c["head"] = head
+def check_depth_range(config: MetricHeadConfig) -> None:
+    """A head needs its range in metres: both ends given, ``max_depth > min_depth``."""
     for key in ("min_depth", "max_depth"):
-        if c.get(key) is None:
+        if getattr(config, key) is None:
             raise ConfigError(f"metric head config needs {key} (metres)")
-        try:
-            c[key] = float(c[key])
-        except (TypeError, ValueError):
-            raise ConfigError(f"metric head {key} must be a number, got {c[key]!r}") from None
-        if not math.isfinite(c[key]):
-            raise ConfigError(f"metric head {key} must be finite, got {c[key]}")
-    if c["min_depth"] < 0:
-        raise ConfigError(f"min_depth must be >= 0, got {c['min_depth']}")
-    if c["max_depth"] <= c["min_depth"]:
-        raise ConfigError(f"max_depth ({c['max_depth']}) must be greater than min_depth ({c['min_depth']})")
-    if head == "zoe":
-        for k, v in ZOE_DEFAULTS.items():
-            c.setdefault(k, copy.deepcopy(v))
-        if c["bin_centers_type"] not in ("softplus", "normed"):
-            raise ConfigError(f"bin_centers_type {c['bin_centers_type']!r} is not one of: softplus, normed")
-        if c["attractor_type"] not in ("inv", "exp"):
-            raise ConfigError(f"attractor_type {c['attractor_type']!r} is not one of: inv, exp")
-        if c["attractor_kind"] not in ("mean", "sum"):
-            raise ConfigError(f"attractor_kind {c['attractor_kind']!r} is not one of: mean, sum")
-        if int(c["n_bins"]) < 2:
-            raise ConfigError(f"n_bins must be >= 2, got {c['n_bins']}")
-    else:  # the simple head has no bins: drop the zoe-only keys a shared base config carries
+    if config.max_depth <= config.min_depth:
+        raise ConfigError(f"max_depth ({config.max_depth}) must be greater than min_depth ({config.min_depth})")
+
+
+def resolve_head_config(config: dict | MetricHeadConfig) -> dict:
+    """A head config (a mapping, e.g. a checkpoint's metadata, or a ``MetricHeadConfig``) checked by
+    the typed section and returned as a plain dict: ``head`` (zoe | simple; ``metric_zoe`` is read
+    as ``zoe``), ``min_depth``, ``max_depth`` (metres), the bins settings of the zoe head."""
+    if isinstance(config, MetricHeadConfig):
+        typed = config
+    else:
+        if not isinstance(config, dict):
+            raise ConfigError(f"metric head config must be a mapping, got {type(config).__name__}")
+        c = dict(config)
+        head = c.get("head")
+        if isinstance(head, str) and head in HEAD_NAMES.values():
+            c["head"] = head.replace("metric_", "")
+        elif head not in HEAD_NAMES:
+            raise ConfigError(f"metric head {head!r} is not one of: {', '.join(HEAD_NAMES)}")
+        typed = build(MetricHeadConfig, c, "model")
+    check_depth_range(typed)
+    c = to_dict(typed)
+    if typed.head != "zoe":  # the simple head has no bins: drop the zoe-only keys a shared base config carries
         for k in ZOE_DEFAULTS:
             c.pop(k, None)
     return c

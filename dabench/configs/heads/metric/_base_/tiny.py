@@ -9,3 +9,5 @@ optimizer = dict(lr=2e-3, lr_mult=dict(encoder=0.1, decoder=0.5, head=1.0))
 schedule = dict(type="onecycle", epochs=None, steps=600, pct_start=0.3)
 train = dict(batch_size=4, grad_clip=1.0, checkpoint_every=100, log_every=20)
 evaluation = dict(flip_tta=True, batch_size=8)
+# the relative architecture `--random-init` builds (an --init checkpoint brings its own)
+arch = "da2_test"
