@@ -192,6 +192,11 @@ def _convert(tp, value: Any, key: str) -> Any:
     raise TypeError(f"typed_config: unsupported field type {tp!r} for {excerpt(key)}")  # a programming error
 
 
+def check_value(tp, value: Any, key: str) -> Any:
+    """``value`` checked against the type ``tp`` and converted (``ConfigError`` naming ``key``)."""
+    return _checked(tp, value, key)
+
+
 def _checked(tp, value: Any, key: str) -> Any:
     try:
         return _convert(tp, value, key)

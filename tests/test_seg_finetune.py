@@ -193,3 +193,33 @@ def test_torchrun_two_processes(tmp_path):
     ref = _rescore(out)  # both families' held-out scenes, one process
     assert ref["miou"] == pytest.approx(summary["test"]["miou"], abs=1e-6)
     assert ref["aacc"] == pytest.approx(summary["test"]["aacc"], abs=1e-6)
+
+
+@pytest.mark.parametrize("option,words", [
+    ("optim_wrapper.optimizer.lr=abc", ["'optim_wrapper.optimizer.lr'", "a number", "'abc'"]),
+    ("optim_wrapper.optimizer.lr=0", ["'optim_wrapper.optimizer.lr'", "> 0"]),
+    ("nonexistent.key=1", ["unknown config key 'nonexistent.key'"]),
+    ("train_dataloader.num_workers=-5", ["'train_dataloader.num_workers'", ">= 0"]),
+    ("train_dataloader.dataset.datasets.7.num_samples=4", ["unknown config key", "list of 2 items"]),
+    ("train_cfg.max_iters=ten", ["'train_cfg.max_iters'", "an integer"]),
+])
+def test_bad_cfg_option_fails_before_any_folder_is_claimed(tmp_path, option, words):
+    out = tmp_path / "run"
+    msg = _error(["finetune", "seg", "--dataset", "synthetic", "--preset", "tiny", "--random-init", "--out", str(out),
+                  "--no-eval", "--cfg-option", option])
+    for w in words:
+        assert w in msg, msg
+    assert "Traceback" not in msg and not out.exists()
+
+
+def test_options_are_typed(tmp_path):
+    out = tmp_path / "run"
+    msg = _error(["finetune", "seg", "--dataset", "synthetic", "--random-init", "--iters", "0", "--out", str(out)])
+    assert "'iters'" in msg and ">= 1" in msg and not out.exists()
+    msg = _error(["finetune", "seg", "--dataset", "synthetic", "--random-init", "--seed", "-1", "--out", str(out)])
+    assert "'seed'" in msg and not out.exists()
+    # a new argument of a registry component is allowed, and checked as the value it replaces elsewhere
+    from dabench.finetune.seg.config import check_cfg_options, heads_dir, load_config
+
+    cfg = load_config(heads_dir() / "upernet_da2-test_1xb8-600_synthetic-70x70.py")
+    check_cfg_options(cfg, {"optim_wrapper.optimizer.eps": 1e-8, "train_dataloader.batch_size": 2}, "<cfg>")

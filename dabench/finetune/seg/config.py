@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping
 
 from dabench.errors import ConfigError, MissingFileError
 from dabench.finetune.seg.mmcv_compat import INSTALL_HINT, ensure_mmcv_ops, full_mmcv_available
 from dabench import configs
+from dabench.typed_config import (Count, NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Range, build,
+                                  check_value, excerpt)
 
 DATASETS = ("cityscapes", "ade20k", "synthetic")
 HEAD_NAMES = ("upernet", "mask2former")
@@ -32,6 +36,97 @@ PRESETS: dict[tuple[str, str, str], str] = {
     ("tiny", "ade20k", "upernet"): "upernet_da2-test_1xb4-300_ade20k-70x70.py",
 }
 
+
+
+@dataclass(frozen=True)
+class SegOptions:
+    """dabench's own options of ``dabench finetune seg`` (the mmseg model keeps mmseg's config),
+    checked by the same typed validator as the training and metric configs before anything runs."""
+
+    dataset: Literal["cityscapes", "ade20k", "synthetic"]
+    head: Literal["upernet", "mask2former"]
+    preset: Literal["tiny", "paper"]
+    init: str | None
+    random_init: bool
+    arch: str | None
+    iters: PositiveInt | None
+    batch_size: PositiveInt | None
+    seed: Count
+
+    def validate_section(self, key: str) -> None:
+        if self.init and self.random_init:
+            raise ConfigError("--init and --random-init are exclusive")
+        if not self.init and not self.random_init:
+            raise ConfigError("pass --init CKPT (official Depth Anything .pth or dabench .safetensors), "
+                              "or --random-init to fine-tune a randomly initialised encoder")
+
+
+def seg_options(**options) -> SegOptions:
+    return build(SegOptions, options)
+
+
+#: the type of an mmseg config key that ``--cfg-option`` may set, by its last part; other keys take
+#: the type of the value the config already holds
+SEG_KEY_TYPES: dict[str, Any] = {
+    "lr": PositiveFloat, "weight_decay": NonNegativeFloat, "eps": PositiveFloat, "momentum": Probability,
+    "power": PositiveFloat, "eta_min": NonNegativeFloat, "num_workers": Count, "batch_size": PositiveInt,
+    "max_iters": PositiveInt, "val_interval": PositiveInt, "interval": PositiveInt, "num_samples": PositiveInt,
+    "max_keep_ckpts": Annotated[int, Range(ge=-1)], "seed": Count,
+}
+
+
+def _type_of(value: Any):
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, int):
+        return int
+    if isinstance(value, float):
+        return float
+    if isinstance(value, str):
+        return str
+    if isinstance(value, (list, tuple)):
+        return list
+    if isinstance(value, Mapping):
+        return dict
+    return Any
+
+
+def check_cfg_options(cfg, options: Mapping[str, Any] | None, source: str) -> None:
+    """``--cfg-option`` keys and values on an mmseg config, checked before they are merged: each
+    key must exist in the config (a new key only as an argument of a registry component, a mapping
+    with ``type``), list items are addressed by index, and each value must have the type of
+    ``SEG_KEY_TYPES`` (ranges included) or of the value it replaces. ``ConfigError`` names the key."""
+    tree = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    for key, value in (options or {}).items():
+        parts = str(key).split(".")
+        node: Any = tree
+        for i, part in enumerate(parts):
+            where = ".".join(parts[:i]) or "the top level"
+            last = i == len(parts) - 1
+            if isinstance(node, Mapping):
+                if part in node:
+                    node = node[part]
+                    continue
+                if last and "type" in node:  # a new argument of a registry-built component
+                    node = None
+                    break
+                valid = sorted(map(str, node))
+                shown = ", ".join(valid[:25]) + (", ..." if len(valid) > 25 else "")
+                raise ConfigError(f"unknown config key {key!r} in --cfg-option ({part!r} is not in {where} of "
+                                  f"{source}; valid: {shown})")
+            if isinstance(node, (list, tuple)):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"unknown config key {key!r} in --cfg-option ({where} of {source} is a list of "
+                                      f"{len(node)} items; address one as {where}.0 .. {where}.{len(node) - 1})")
+                node = node[int(part)]
+                continue
+            raise ConfigError(f"unknown config key {key!r} in --cfg-option ({where} of {source} is "
+                              f"{excerpt(node)}, not a section)")
+        leaf = parts[-1]
+        tp = SEG_KEY_TYPES.get(leaf, _type_of(node) if node is not None else Any)
+        if node is None and leaf not in SEG_KEY_TYPES:
+            tp = Any  # an existing null (or a new component argument) takes any value
+        check_value(tp, value, key)
 
 
 def heads_dir() -> Path:

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dabench.errors import ConfigError, MissingFileError
+from dabench.errors import MissingFileError
 from dabench.overrides import apply_cfg_options
 from dabench.finetune.seg.checkpoint import (preload_checkpoint, resume_checkpoint, save_seg_checkpoint, unwrap_model,
                                              use_safe_checkpoint_loader)
-from dabench.finetune.seg.config import (check_head_available, check_layout, configure, head_name, import_mmseg,
-                                         leaf_datasets, load_config, num_classes_of, resolve_config)
+from dabench.finetune.seg.config import (check_cfg_options, check_head_available, check_layout, configure, head_name,
+                                         import_mmseg, leaf_datasets, load_config, num_classes_of, resolve_config,
+                                         seg_options)
 from dabench.finetune.seg.evaluate import evaluate, majority_class, majority_model, train_split_for, with_per_class
 
 # ---------------------------------------------------------------------------------------------
@@ -61,16 +62,14 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
     majority-class baseline, also written as results records (suite ``finetune-seg``, through
     ``dabench.results.record.make_record``) under ``results_dir`` (default: the results store).
     """
-    if init and random_init:
-        raise ConfigError("--init and --random-init are exclusive")
-    if not init and not random_init:
-        raise ConfigError("pass --init CKPT (official Depth Anything .pth or dabench .safetensors), "
-                          "or --random-init to fine-tune a randomly initialised encoder")
+    opts = seg_options(dataset=dataset, head=head, preset=preset, init=str(init) if init else None,
+                       random_init=random_init, arch=arch, iters=iters, batch_size=batch_size, seed=seed)
     if init and not Path(init).is_file():
         raise MissingFileError(f"--init checkpoint {init} does not exist")
-    cfg_path = Path(config) if config else resolve_config(dataset, head, preset)
+    cfg_path = Path(config) if config else resolve_config(opts.dataset, opts.head, opts.preset)
     import_mmseg()
     cfg = load_config(cfg_path)
+    check_cfg_options(cfg, cfg_options, str(cfg_path))  # keys and types, before anything is merged or claimed
     apply_cfg_options(cfg, cfg_options, str(cfg_path))
     check_head_available(cfg)
     if init:
