@@ -28,6 +28,28 @@ def test_bad_key_is_a_one_line_error_naming_it(tmp_path):
     assert r.exit_code == 2 and "teacher.steps" in r.output
 
 
+def test_cfg_option_and_flags_are_validated_before_the_folder_is_claimed(tmp_path):
+    """`train` shares the fine-tuning vocabulary: --cfg-option (--set is the same list), --iters,
+    --batch-size, --seed; each is a config key checked with the rest before --out is claimed."""
+    out = tmp_path / "x"
+    for args, words in ((["--cfg-option", "nonexistent.key=1"], ["nonexistent.key"]),
+                        (["--cfg-option", "data.num_workers=-5"], ["'data.num_workers'", ">= 0"]),
+                        (["--cfg-option", "teacher.lr=abc"], ["'teacher.lr'", "a number"]),
+                        (["--iters", "0"], ["--iters"]),
+                        (["--batch-size", "0"], ["--batch-size"])):
+        r = CliRunner().invoke(app, ["train", "teacher", "--preset", "smoke", "--out", str(out), *args],
+                               env={"COLUMNS": "300"})
+        assert r.exit_code == 2, (args, r.output)
+        for w in words:
+            assert w in r.output, (args, r.output)
+        assert "Traceback" not in r.output and not out.exists()
+    from dabench.cli.train import _load
+
+    cfg = _load(None, "smoke", ["teacher.lr=0.001"], False, stage="pipeline", iters=4, batch_size=3, seed=7)
+    assert (cfg.teacher.steps, cfg.student.steps, cfg.teacher.batch_size, cfg.student.batch_size) == (4, 4, 3, 3)
+    assert cfg.pseudo_label.batch_size == 3 and cfg.seed == 7 and cfg.teacher.lr == 0.001
+
+
 def test_pipeline_smoke_end_to_end(tmp_path, _isolated_dabench_home):
     from dabench.models import create_model, load_model_from_checkpoint
     from dabench.models.checkpoint import read_metadata

@@ -142,14 +142,14 @@ def run(images: int = 24, size: tuple[int, int] = (720, 960), crop: int = 518, l
     from dabench.bench.gpu import bf16_peak_tflops
     from dabench.train.common import Sources
     from dabench.train.loader import EpochSampler
-    from dabench.train.config import PerturbConfig
+    from dabench.train.config import DatasetSpec, PerturbConfig
     from dabench.train.student import UnlabelledSet, student_batch
 
     unlabelled_batch = 2 * labelled_batch  # the paper's 1:2
     with tempfile.TemporaryDirectory(prefix="dabench-train-data-") as tmp:
         src = write_bench_shards(Path(tmp), max(1, images // 2), images, size)
-        labelled = Sources([{"name": src["labelled"]}], None, "labelled", short_side=crop)
-        unl_src = Sources([{"name": src["unlabelled"]}], None, "unlabelled", keys=("image",))
+        labelled = Sources([DatasetSpec(src["labelled"])], None, "labelled", short_side=crop)
+        unl_src = Sources([DatasetSpec(src["unlabelled"])], None, "unlabelled", keys=("image",))
         unl = UnlabelledSet(unl_src, _ConstantLabels(len(unl_src), size), crop, cache=False)
         lab_s = EpochSampler(len(labelled), labelled_batch, seed=0)
         unl_s = EpochSampler(len(unl), unlabelled_batch, seed=1)
