@@ -4,7 +4,8 @@ unlabelled images, student with strong perturbations and feature alignment.
 - ``engine``: the generic resumable loop (``Trainer``), reused by ``dabench finetune``.
 - ``losses``: affine-invariant disparity loss, CutMix-weighted unlabelled loss, feature alignment.
 - ``perturb``: colour jitter, grayscale, Gaussian blur, CutMix boxes.
-- ``config``: the mmengine config schema, presets and validation.
+- ``config``: presets and the typed ``TrainingConfig`` every stage takes (``sections``: what the loop
+  and fine-tuning share).
 - ``teacher``, ``pseudo_label``, ``student``, ``pipeline``: the stages; ``run_stage`` is the API.
 """
 from __future__ import annotations
