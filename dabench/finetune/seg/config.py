@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
-from dabench.errors import ConfigError, MissingFileError
+from dabench.errors import ConfigError, MissingFileError, excerpt
 from dabench.finetune.seg.mmcv_compat import INSTALL_HINT, ensure_mmcv_ops, full_mmcv_available
 from dabench import configs
 from dabench.typed_config import (Count, NonNegativeFloat, PositiveFloat, PositiveInt, Probability, Range, build,
-                                  check_value, excerpt)
+                                  check_value)
 
 DATASETS = ("cityscapes", "ade20k", "synthetic")
 HEAD_NAMES = ("upernet", "mask2former")
