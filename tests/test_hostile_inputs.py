@@ -321,6 +321,7 @@ def _shard(path, n, cut_in_header_of=None):
 def test_a_shard_cut_inside_a_member_header_is_reported_and_recorded(tmp_path, monkeypatch, caplog):
     from dabench.data.sources import build_image_source
     from dabench.train.common import Sources, write_data_record
+    from dabench.train.config import DatasetSpec
 
     monkeypatch.setenv("DABENCH_HOME", str(tmp_path / "home"))
     _shard(tmp_path / "s-0.tar", 3)
@@ -333,7 +334,7 @@ def test_a_shard_cut_inside_a_member_header_is_reported_and_recorded(tmp_path, m
     assert rep["cut_shards"] == [{"shard": str(tmp_path / "s-1.tar"), "members_read": 2, "cut_bytes": 100}]
     again = build_image_source(f"wds:{tmp_path}/s-{{0..1}}.tar")  # from the index cache: the same counts
     assert again.report() == rep
-    sources = Sources([{"name": f"wds:{tmp_path}/s-{{0..1}}.tar"}], None, "unlabelled", keys=("image",))
+    sources = Sources([DatasetSpec(f"wds:{tmp_path}/s-{{0..1}}.tar")], None, "unlabelled", keys=("image",))
     write_data_record(tmp_path / "run", unlabelled=sources)
     rec = json.loads((tmp_path / "run" / "data.json").read_text())
     assert rec["unlabelled"][0]["samples"] == 5 and rec["unlabelled"][0]["cut_shards"][0]["members_read"] == 2

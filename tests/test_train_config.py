@@ -207,3 +207,15 @@ def test_long_bad_values_are_quoted_in_bounded_excerpts():
     with pytest.raises(ConfigError) as e:
         load_config(preset="smoke", overrides={"run_name": ["x" * 10_000] * 1000})
     assert "run_name" in str(e.value) and len(str(e.value)) < 300
+
+
+def test_follow_symlinks_is_absent_from_the_plain_form_unless_set():
+    """Dataset specs gained follow_symlinks; off, it stays out of dumped configs and resume
+    fingerprints, so runs made before it still resume."""
+    from dabench.train.config import stage_fingerprint
+
+    cfg = load_config(preset="smoke")
+    assert "follow_symlinks" not in cfg.to_dict()["data"]["labelled"][0]
+    assert "follow_symlinks" not in stage_fingerprint(cfg, "teacher")["data"]["labelled"][0]
+    on = load_config(preset="smoke", overrides={"data.labelled.0.follow_symlinks": True})
+    assert on.data.labelled[0].follow_symlinks is True and on.to_dict()["data"]["labelled"][0]["follow_symlinks"]
