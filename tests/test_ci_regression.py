@@ -104,11 +104,12 @@ def test_ci_gate_judges_an_edited_record_by_tolerance(ci_run, tmp_path):
 
 
 def test_regress_refuses_different_sample_sets(ci_run, tmp_path):
+    from dabench.tasks import EvalRequest
     from dabench.eval.runner import run_suite
 
     other = tmp_path / "two"
-    run_suite(ci.CI_SUITE, models=["horizon_prior"], limit=2, seed=ci.CI_SEED, device="cpu", results_dir=other,
-              use_cache=False, show_progress=False, bootstrap=0)
+    run_suite(ci.CI_SUITE, EvalRequest(limit=2, seed=ci.CI_SEED, device="cpu", results_dir=other, use_cache=False,
+              show_progress=False, bootstrap=0), models=["horizon_prior"])
     out, _ = ci_run
     base = tmp_path / "base"
     shutil.copytree(out, base)

@@ -317,6 +317,7 @@ def test_card_splits_and_unknown_option(repo):
 
 def test_runner_missing_entry_errors_or_counts_with_skip_missing(repo, tmp_path):
     """`dabench run` stops on a missing split entry (naming it) unless --skip-missing, which counts it in the record."""
+    from dabench.tasks import EvalRequest
     from dabench.eval.runner import run_suite
 
     _, data, set_card, split = repo
@@ -324,12 +325,12 @@ def test_runner_missing_entry_errors_or_counts_with_skip_missing(repo, tmp_path)
     rows.append(["2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000070.png",
                  "2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000070.png", "721.5377"])
     set_card("kitti", split_file={"test": split("k", rows)})
-    kw = dict(models=["horizon_prior"], data_root=data, datasets=["kitti"], results_dir=tmp_path / "res",
-              show_progress=False, use_cache=False)
+    kw = dict(data_root=data, datasets=["kitti"], results_dir=tmp_path / "res", show_progress=False, use_cache=False)
     with pytest.raises(MissingFileError, match=r"0000000070.png"):
-        run_suite(CONFIGS / "suites/zero-shot.yaml", **kw)
+        run_suite(CONFIGS / "suites/zero-shot.yaml", EvalRequest(**kw), models=["horizon_prior"])
     assert not (tmp_path / "res" / "zero-shot" / "horizon_prior" / "kitti.json").exists()
-    (rec,) = run_suite(CONFIGS / "suites/zero-shot.yaml", skip_missing=True, **kw)
+    (rec,) = run_suite(CONFIGS / "suites/zero-shot.yaml", EvalRequest(skip_missing=True, **kw),
+                       models=["horizon_prior"])
     assert rec["dataset"] == "kitti" and rec["status"] == "ok"
     assert rec["samples"]["skipped_missing"] == 1 and rec["samples"]["used"] == 1
     assert rec["config"]["skip_missing"] is True

@@ -230,7 +230,7 @@ def test_training_median_and_constant_baseline(tmp_path):
         ratio = np.maximum(med / gt[v], gt[v] / med)
         d1.append(np.mean(ratio < 1.25))
     assert rec["metrics"]["delta1"] == pytest.approx(float(np.mean(d1)), abs=1e-6)
-    assert json.loads(Path(rec["_path"]).read_text())["model"] == "median-depth-baseline"
+    assert json.loads(rec.path.read_text())["model"] == "median-depth-baseline"
 
 
 # ------------------------------------------------------------------------------------ end to end

@@ -108,15 +108,17 @@ def test_mask_keeps_reference_on_dense_ground_truth():
 ])
 def test_suite_runs_on_the_synthetic_world(tmp_path, monkeypatch, suite, model, want):
     from dabench.eval.runner import run_suite
+    from dabench.tasks import EvalRequest
 
     monkeypatch.setenv("DABENCH_HOME", str(tmp_path))
     monkeypatch.delenv("DABENCH_DATA", raising=False)
-    records = run_suite(suite, models=[model], datasets=["synthetic-indoor"], limit=2, results_dir=tmp_path / "r",
-                        show_progress=False, bootstrap=0)
+    request = EvalRequest(datasets=["synthetic-indoor"], limit=2, results_dir=tmp_path / "r", show_progress=False,
+                          bootstrap=0)
+    records = run_suite(suite, request, models=[model])
     (rec,) = records
     assert rec["status"] == "ok" and rec["samples"]["used"] == 2
     assert set(rec["metrics"]) == want  # only the levels a disparity model admits; none filled with 0
-    stored = json.loads(open(rec["_path"]).read())
+    stored = json.loads(rec.path.read_text())
     assert stored["metrics"] == rec["metrics"]
     if suite == "moge":
         assert stored["levels"]["disparity_affine_invariant"]["rel"] == rec["metrics"]["disparity_affine_invariant_rel"]

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from dabench.cli import app
 from dabench.errors import ConfigError, DataError, excerpt
+from dabench.results.record import Record
+from dabench.tasks import EvalRequest
 
 BOMB = "".join(
     [f"l0: &l0 [{', '.join(['lol'] * 9)}]\n"]
@@ -378,8 +380,8 @@ def test_log_samples_file_names_are_injective():
 def test_log_samples_keeps_one_file_per_sample(tmp_path):
     from dabench.eval.runner import run_suite
 
-    (rec,) = run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=3,
-                       results_dir=tmp_path / "r", show_progress=False, use_cache=False, bootstrap=0, log_samples=True)
+    (rec,) = run_suite("synthetic", EvalRequest(datasets=["synthetic-indoor"], limit=3, results_dir=tmp_path / "r",
+                       show_progress=False, use_cache=False, bootstrap=0, log_samples=True), models=["horizon_prior"])
     folder = tmp_path / "r" / "runs" / rec["run_id"] / "samples" / "horizon_prior" / "synthetic-indoor"
     assert len(list(folder.glob("*.npz"))) == rec["samples"]["used"] == 3
 
@@ -388,8 +390,8 @@ def test_log_samples_is_refused_where_nothing_would_be_logged(tmp_path):
     from dabench.eval.runner import run_suite
 
     with pytest.raises(ConfigError, match="--log-samples"):
-        run_suite("da2k", models=["horizon_prior"], results_dir=tmp_path / "r", show_progress=False,
-                  log_samples=True)
+        run_suite("da2k", EvalRequest(results_dir=tmp_path / "r", show_progress=False, log_samples=True),
+                  models=["horizon_prior"])
     assert not (tmp_path / "r").exists()
 
 
@@ -420,7 +422,7 @@ def test_latin1_file_names_survive_index_shards_hashes_and_csvs(tmp_path, monkey
     assert indices_hash([LATIN1]) != indices_hash(["caf\u00e9"])
     csv = tmp_path / "rec.samples.csv"
     write_samples_csv(csv, [{"index": 0, "name": LATIN1, "status": "ok", "valid_pixels": 4}])
-    frame = load_samples({"_path": str(tmp_path / "rec.json")})
+    frame = load_samples(Record({}, path=tmp_path / "rec.json"))
     assert list(frame["name"]) == [LATIN1]
 
 
@@ -455,8 +457,8 @@ def test_a_record_that_cannot_be_written_is_rescued(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "write_samples_csv", fail)
     with pytest.raises(DataError, match="saved to") as e:
-        runner.run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=2,
-                         results_dir=tmp_path / "r", show_progress=False, use_cache=False, bootstrap=0)
+        runner.run_suite("synthetic", EvalRequest(datasets=["synthetic-indoor"], limit=2, results_dir=tmp_path / "r",
+                         show_progress=False, use_cache=False, bootstrap=0), models=["horizon_prior"])
     saved = json.loads(open(str(e.value).rsplit("saved to ", 1)[1]).read())
     assert saved["record"]["model"] == "horizon_prior" and len(saved["rows"]) == 2
     assert saved["record"]["metrics"]["abs_rel"] is not None

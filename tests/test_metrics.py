@@ -266,6 +266,7 @@ def test_registered_metric_reaches_a_suites_record_and_table(registered, tmp_pat
     import yaml
     from rich.console import Console
 
+    from dabench.tasks import EvalRequest
     from dabench.eval.runner import run_suite
 
     registered(_mae_spec())
@@ -275,8 +276,8 @@ def test_registered_metric_reaches_a_suites_record_and_table(registered, tmp_pat
         "defaults": {"alignment": "scale_shift_disparity", "score_space": "disparity", "input_size": 56},
         "datasets": ["synthetic-outdoor"], "metrics": ["abs_rel", "mae"], "primary_metrics": ["mae"]}))
     console = Console(record=True, width=200)
-    recs = run_suite(suite, models=["horizon_prior"], limit=2, results_dir=tmp_path / "r", show_progress=False,
-                     print_table=True, console=console)
+    recs = run_suite(suite, EvalRequest(limit=2, results_dir=tmp_path / "r", show_progress=False, print_table=True),
+                     models=["horizon_prior"], console=console)
     folder = tmp_path / "r" / "tiny" / "horizon_prior"  # --limit runs write "<dataset>.partial.json"
     rec = json.loads(next(folder.glob("synthetic-outdoor*.json")).read_text())
     assert recs[0]["metrics"]["mae"] == rec["metrics"]["mae"] and rec["metrics"]["mae"] > 0

@@ -105,6 +105,7 @@ def test_register_model_preprocesses_by_its_data_config(registry_snapshot):
 
 
 def test_register_model_decorator_and_run_suite_by_name_and_object(registry_snapshot, tmp_path):
+    from dabench.tasks import EvalRequest
     from dabench.eval.runner import run_suite
 
     @register_model(data_config=HALF, output_space="depth", is_metric=True)
@@ -113,14 +114,14 @@ def test_register_model_decorator_and_run_suite_by_name_and_object(registry_snap
 
     assert "mean_colour_metric" in list_models() and model_info("mean_colour_metric")["is_metric"] is True
     out = tmp_path / "r"
-    recs = run_suite("synthetic", models=["mean_colour_metric"], datasets="synthetic-indoor", limit=1,
-                     results_dir=out, show_progress=False)
+    recs = run_suite("synthetic", EvalRequest(datasets="synthetic-indoor", limit=1, results_dir=out,
+                     show_progress=False), models=["mean_colour_metric"])
     assert recs[0]["status"] == "ok" and recs[0]["model_source"] == "plugin"
     assert recs[0]["data_config"] == HALF.as_dict() and recs[0]["output_space"] == "depth"
     obj = MeanColour()
     obj.output_space, obj.data_config = "disparity", HALF
-    recs = run_suite("synthetic", models=[obj], datasets="synthetic-indoor", limit=1, results_dir=out,
-                     show_progress=False)
+    recs = run_suite("synthetic", EvalRequest(datasets="synthetic-indoor", limit=1, results_dir=out,
+                     show_progress=False), models=[obj])
     assert recs[0]["model"] == "MeanColour" and len(obj.seen) == 1
 
 

@@ -136,7 +136,8 @@ def test_da2_metric_preset_scores_as_depth_anything_v2(tree):
     import torch
 
     from dabench.data import build_dataset, load_card
-    from dabench.eval.runner import evaluate_dataset, score_sample
+    from dabench.eval.loop import evaluate_dataset
+    from dabench.eval.scoring import score_sample
     from dabench.eval.suites import load_suite, resolve_protocol
 
     suite = load_suite("da2-metric")

@@ -16,9 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from dabench.cli import app
-from dabench.eval.runner import run_suite, score_sample
+from dabench.eval.runner import run_suite
+from dabench.eval.scoring import score_sample
+from dabench.results.record import Record
 from dabench.results.report import error_map, generate_report, read_samples_csv, worst_first
 from dabench.results.store import load_records
+from dabench.tasks import EvalRequest
 
 
 class _Page(HTMLParser):
@@ -47,8 +50,8 @@ class _Page(HTMLParser):
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("report") / "results"
     for model, log in (("horizon_prior", True), ("constant", False)):  # one run keeps its predictions
-        run_suite("synthetic", models=[model], datasets="synthetic-indoor", limit=3, results_dir=root,
-                  show_progress=False, use_cache=False, log_samples=log, bootstrap=200)
+        run_suite("synthetic", EvalRequest(datasets="synthetic-indoor", limit=3, results_dir=root, show_progress=False,
+                  use_cache=False, log_samples=log, bootstrap=200), models=[model])
     return root
 
 
@@ -143,12 +146,12 @@ def test_a_logged_npz_is_what_the_gallery_draws_and_a_ci_is_shown(results, tmp_p
 
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
-    rec_path = Path(next(r["_path"] for r in load_records(copy) if r["model"] == "constant"))
+    rec_path = next(r.path for r in load_records(copy) if r["model"] == "constant")
     rec = json.loads(rec_path.read_text())
     rec["run_id"] = "run1"
     rec["ci"] = {"abs_rel": [0.1234, 0.2345]}
     rec_path.write_text(json.dumps(rec))
-    worst = worst_first(read_samples_csv({"_path": str(rec_path)}))[0]
+    worst = worst_first(read_samples_csv(Record({}, path=rec_path)))[0]
     folder = copy / "runs" / "run1" / "samples" / "constant" / "synthetic-indoor"
     folder.mkdir(parents=True)
     pred = np.tile(np.linspace(0.1, 1.0, 126, dtype=np.float16), (98, 1))  # a left-to-right ramp
@@ -206,7 +209,7 @@ def test_renders_in_headless_chromium_without_console_errors(results, tmp_path):
 def test_hostile_names_are_escaped_and_stay_inside_the_output(results, tmp_path):
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
-    rec_path = Path(next(r["_path"] for r in load_records(copy) if r["model"] == "constant"))
+    rec_path = next(r.path for r in load_records(copy) if r["model"] == "constant")
     rec = json.loads(rec_path.read_text())
     rec["model"] = '<script>alert(1)</script>/../../evil'
     rec["model_params"] = '"><img src=x onerror=alert(2)>'
@@ -225,7 +228,7 @@ def test_dot_dot_names_never_lead_outside_the_output(results, tmp_path):
     """suite and model '..' (safe_name keeps '..' as it is): gallery PNGs stay under --out."""
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
-    rec_path = Path(next(r["_path"] for r in load_records(copy) if r["model"] == "constant"))
+    rec_path = next(r.path for r in load_records(copy) if r["model"] == "constant")
     rec = json.loads(rec_path.read_text())
     rec.update(suite="..", model="..")
     rec_path.write_text(json.dumps(rec))

@@ -185,8 +185,8 @@ def _invoke(*args):
 
 
 def _file(rec) -> str:
-    """The file a loaded record came from (``record.path``, or the older ``_path`` key)."""
-    return str(getattr(rec, "path", None) or rec["_path"])
+    """The file a loaded record came from (``record.path``)."""
+    return str(rec.path)
 
 
 def _records(results: Path, suite: str, *, rescored: bool) -> dict:

@@ -14,6 +14,7 @@ from dabench.metrics.registry import METRICS, SEG_METRICS
 from dabench.results.record import (SCHEMA, indices_hash, is_complete, make_record, make_selection, same_samples,
                                     selection_of)
 from dabench.results.store import latest_records, list_runs, load_records, record_path, write_record
+from dabench.tasks import EvalRequest
 
 runner = CliRunner()
 
@@ -80,10 +81,9 @@ def test_partial_is_written_beside_complete_and_tables_read_latest_complete(tmp_
 
 def test_run_history_and_partial_runs(tmp_path):
     out = tmp_path / "r"
-    kw = dict(models=["horizon_prior"], datasets=["synthetic-indoor"], results_dir=out, show_progress=False,
-              use_cache=False, bootstrap=50)
-    (first,) = run_suite("synthetic", limit=2, **kw)
-    (second,) = run_suite("synthetic", limit=3, **kw)
+    kw = dict(datasets=["synthetic-indoor"], results_dir=out, show_progress=False, use_cache=False, bootstrap=50)
+    (first,) = run_suite("synthetic", EvalRequest(limit=2, **kw), models=["horizon_prior"])
+    (second,) = run_suite("synthetic", EvalRequest(limit=3, **kw), models=["horizon_prior"])
     assert first["run_id"] != second["run_id"] and not is_complete(first)
     assert first["selection"]["n_total"] == 32 and first["selection"]["limit"] == 2
     assert first["data_source"] == {"kind": "synthetic", "root": None, "fallback_for": None}
@@ -92,7 +92,7 @@ def test_run_history_and_partial_runs(tmp_path):
     assert all(r["complete"] is False and r["records"] == 1 for r in runs)
     # each run keeps its own record; the latest view holds the newest partial one
     hist = load_records(out, history=True)
-    assert sorted(r["selection"]["n_selected"] for r in hist if r["_path"].count("/runs/")) == [2, 3]
+    assert sorted(r["selection"]["n_selected"] for r in hist if "runs" in r.path.parts) == [2, 3]
     (view,) = load_records(out)
     assert view["run_id"] == second["run_id"]
     res = runner.invoke(app, ["results", "ls", "--results", str(out), "--history"])
@@ -102,13 +102,13 @@ def test_run_history_and_partial_runs(tmp_path):
 def test_missing_dataset_under_a_data_root_is_an_error_unless_allow_fallback(tmp_path):
     root = tmp_path / "data"
     root.mkdir()
-    kw = dict(models=["constant"], datasets=["nyu"], limit=1, results_dir=tmp_path / "r", show_progress=False,
-              use_cache=False, data_root=root)
+    kw = dict(datasets=["nyu"], limit=1, results_dir=tmp_path / "r", show_progress=False, use_cache=False,
+              data_root=root)
     with pytest.raises(MissingFileError) as e:
-        run_suite("zero-shot", **kw)
+        run_suite("zero-shot", EvalRequest(**kw), models=["constant"])
     msg = str(e.value)
     assert str(root / "nyu") in msg and "datasets/nyu.yaml" in msg and "--allow-fallback" in msg
-    recs = run_suite("zero-shot", allow_fallback=True, **kw)
+    recs = run_suite("zero-shot", EvalRequest(allow_fallback=True, **kw), models=["constant"])
     by = {r["dataset"]: r for r in recs}
     assert by["nyu"]["status"] == "skipped"
     assert by["synthetic-indoor"]["data_source"]["fallback_for"] == ["nyu"]
@@ -123,8 +123,8 @@ def test_log_samples_writes_float16_npz_per_sample(tmp_path):
     import numpy as np
 
     out = tmp_path / "r"
-    (rec,) = run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=2,
-                       results_dir=out, show_progress=False, use_cache=False, bootstrap=0, log_samples=True)
+    (rec,) = run_suite("synthetic", EvalRequest(datasets=["synthetic-indoor"], limit=2, results_dir=out,
+                       show_progress=False, use_cache=False, bootstrap=0, log_samples=True), models=["horizon_prior"])
     folder = out / "runs" / rec["run_id"] / "samples" / "horizon_prior" / "synthetic-indoor"
     files = sorted(folder.glob("*.npz"))
     assert len(files) == 2
@@ -134,6 +134,6 @@ def test_log_samples_writes_float16_npz_per_sample(tmp_path):
         assert str(z["status"]) == "ok" and str(z["output_space"]) == "disparity"
         assert str(z["score_space"]) == "disparity"
     # without the flag nothing is logged
-    (rec2,) = run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=2,
-                        results_dir=out, show_progress=False, use_cache=False, bootstrap=0)
+    (rec2,) = run_suite("synthetic", EvalRequest(datasets=["synthetic-indoor"], limit=2, results_dir=out,
+                        show_progress=False, use_cache=False, bootstrap=0), models=["horizon_prior"])
     assert not (out / "runs" / rec2["run_id"] / "samples").exists()

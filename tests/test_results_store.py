@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from dabench.cli import app
 from dabench.errors import DataError, MissingFileError
-from dabench.results.store import (FRAME_COLUMNS, SCHEMA, load_records, record_path, records_dataframe,
-                                   write_record)
+from dabench.results.record import SCHEMA, Record
+from dabench.results.store import FRAME_COLUMNS, load_records, record_path, records_dataframe, write_record
 
 
 def _rec(model="m1", dataset="nyu", suite="zero-shot", **kw):
@@ -29,7 +29,8 @@ def test_write_record_layout_and_roundtrip(tmp_path):
     assert data["schema"] == SCHEMA and data["metrics"] == {"abs_rel": 0.1, "delta1": 0.9}
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]  # no temp file left behind
     (loaded,) = load_records(tmp_path)
-    assert loaded["model"] == "m1" and loaded["_path"] == str(path)
+    assert loaded["model"] == "m1" and isinstance(loaded, Record) and loaded.path == path
+    assert "_path" not in loaded and json.loads(json.dumps(loaded)) == data  # the path never reaches the JSON
 
 
 def test_write_record_rejects_incomplete_record(tmp_path):

@@ -11,9 +11,12 @@ import yaml
 from typer.testing import CliRunner
 
 from dabench.errors import ConfigError, DataError
-from dabench.eval.runner import evaluate_dataset, run_suite, score_sample
+from dabench.eval.loop import evaluate_dataset
+from dabench.eval.runner import run_suite
+from dabench.eval.scoring import score_sample
 from dabench.eval.suites import Protocol, list_suites, load_suite, parse_suite, resolve_protocol
 from dabench.metrics import DEPTH_METRICS
+from dabench.tasks import EvalRequest
 
 from test_metrics import ref_depth
 
@@ -203,8 +206,8 @@ def test_run_suite_records_csv_cache_and_table(tmp_path, capsys):
     out = tmp_path / "results"
     from rich.console import Console
 
-    recs = run_suite(suite, models=["constant", "horizon_prior"], limit=3, results_dir=out, show_progress=False,
-                     print_table=True, console=Console(stderr=True, width=160))
+    recs = run_suite(suite, EvalRequest(limit=3, results_dir=out, show_progress=False, print_table=True),
+                     models=["constant", "horizon_prior"], console=Console(stderr=True, width=160))
     assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
     r = json.loads((out / "tiny" / "horizon_prior" / "synthetic-outdoor.partial.json").read_text())
     assert r["schema"] == "dabench.result/2" and r["samples"]["used"] == 3
@@ -220,7 +223,7 @@ def test_run_suite_records_csv_cache_and_table(tmp_path, capsys):
     const = json.loads((out / "tiny" / "constant" / "synthetic-outdoor.partial.json").read_text())
     assert r["metrics"]["abs_rel"] < const["metrics"]["abs_rel"]
     # rerun: every prediction comes from the cache and the numbers are identical
-    again = run_suite(suite, models=["horizon_prior"], limit=3, results_dir=out, show_progress=False)
+    again = run_suite(suite, EvalRequest(limit=3, results_dir=out, show_progress=False), models=["horizon_prior"])
     assert [a["cache"] for a in again] == [{"hits": 3, "misses": 0}]
     assert again[0]["metrics"] == r["metrics"]
     err = capsys.readouterr().err
@@ -228,8 +231,9 @@ def test_run_suite_records_csv_cache_and_table(tmp_path, capsys):
 
 
 def test_random_init_da_model_runs_and_is_flagged(tmp_path, capsys):
-    recs = run_suite(write_suite(tmp_path, datasets=["synthetic-indoor"]), models=["da2_test"], random_init=True,
-                     limit=2, results_dir=tmp_path / "r", show_progress=False)
+    recs = run_suite(write_suite(tmp_path, datasets=["synthetic-indoor"]),
+                     EvalRequest(random_init=True, limit=2, results_dir=tmp_path / "r", show_progress=False),
+                     models=["da2_test"])
     assert recs[0]["random_init"] is True and recs[0]["config"]["random_init"] is True
     assert recs[0]["status"] == "ok" and recs[0]["model_params"] > 0
     assert "RANDOM weights" in capsys.readouterr().err
@@ -238,18 +242,18 @@ def test_random_init_da_model_runs_and_is_flagged(tmp_path, capsys):
 def test_model_resolution_errors(tmp_path):
     suite = write_suite(tmp_path)
     with pytest.raises(ConfigError, match="needs weights.*--checkpoint.*--random-init"):
-        run_suite(suite, models=["da2_vits14"], results_dir=tmp_path)
+        run_suite(suite, EvalRequest(results_dir=tmp_path), models=["da2_vits14"])
     with pytest.raises(ConfigError, match="unknown model 'dav2'.*horizon_prior"):
-        run_suite(suite, models=["dav2"], results_dir=tmp_path)
+        run_suite(suite, EvalRequest(results_dir=tmp_path), models=["dav2"])
     with pytest.raises(ConfigError, match="has no dataset 'nyu'.*synthetic-indoor"):
-        run_suite(suite, models=["constant"], datasets="nyu", results_dir=tmp_path)
+        run_suite(suite, EvalRequest(datasets="nyu", results_dir=tmp_path), models=["constant"])
     metric = write_suite(tmp_path, name="m", task="metric", defaults={"alignment": "none"})
     with pytest.raises(ConfigError, match="relative disparity"):
-        run_suite(metric, models=["constant"], results_dir=tmp_path)
+        run_suite(metric, EvalRequest(results_dir=tmp_path), models=["constant"])
 
 
 def test_default_models_are_local_checkpoints_plus_baselines(tmp_path):
-    from dabench.eval.runner import resolve_models
+    from dabench.models.resolve import resolve_models
     from dabench.models import create_model, save_checkpoint
     from dabench.provenance import checkpoints_dir
 
@@ -261,7 +265,8 @@ def test_default_models_are_local_checkpoints_plus_baselines(tmp_path):
     assert resolve_models(["tiny-student"])[0].checkpoint == runs[0].checkpoint
     assert resolve_models(None, checkpoint=tmp_path / "nyu" / "final.safetensors")[0].label == "nyu-final"
     with pytest.raises(ConfigError, match="one model"):
-        run_suite(write_suite(tmp_path), models=["constant", "horizon_prior"], name="x", results_dir=tmp_path)
+        run_suite(write_suite(tmp_path), EvalRequest(name="x", results_dir=tmp_path),
+                  models=["constant", "horizon_prior"])
 
 
 def test_cli_run_and_ls(tmp_path):
@@ -303,8 +308,8 @@ def test_zero_shot_falls_back_to_synthetic_never_silently(tmp_path, capsys):
     data["defaults"]["input_size"] = 56  # same suite, CPU-sized
     path = tmp_path / "zero-shot.yaml"
     path.write_text(yaml.safe_dump(data))
-    recs = run_suite(path, models=["constant"], limit=1, results_dir=tmp_path / "r", show_progress=False,
-                     print_table=True)
+    recs = run_suite(path, EvalRequest(limit=1, results_dir=tmp_path / "r", show_progress=False, print_table=True),
+                     models=["constant"])
     by = {r["dataset"]: r for r in recs}
     for real in ("kitti", "nyu", "sintel", "ddad", "eth3d", "diode-indoor"):
         assert by[real]["status"] == "skipped" and "not found" in by[real]["skip_reason"]
@@ -329,12 +334,11 @@ def test_input_size_defaults_to_the_models_native_size(tmp_path):
     assert read_metadata(ck)[META_INPUT_SIZE] == "70"
     assert create_model("da2_test", checkpoint=ck).input_size == 70
 
-    kw = dict(models=["da2_test"], checkpoint=ck, datasets=["synthetic-indoor"], limit=1, show_progress=False,
-              use_cache=False)
-    (rec,) = run_suite("synthetic", results_dir=tmp_path / "a", **kw)
+    kw = dict(checkpoint=ck, datasets=["synthetic-indoor"], limit=1, show_progress=False, use_cache=False)
+    (rec,) = run_suite("synthetic", EvalRequest(results_dir=tmp_path / "a", **kw), models=["da2_test"])
     assert rec["protocol"]["input_size"] == 70
-    (rec,) = run_suite("synthetic", results_dir=tmp_path / "b", input_size=98, **kw)
+    (rec,) = run_suite("synthetic", EvalRequest(results_dir=tmp_path / "b", input_size=98, **kw), models=["da2_test"])
     assert rec["protocol"]["input_size"] == 98
-    (rec,) = run_suite("synthetic", models=["horizon_prior"], datasets=["synthetic-indoor"], limit=1,
-                       show_progress=False, use_cache=False, results_dir=tmp_path / "c")
+    (rec,) = run_suite("synthetic", EvalRequest(datasets=["synthetic-indoor"], limit=1, show_progress=False,
+                       use_cache=False, results_dir=tmp_path / "c"), models=["horizon_prior"])
     assert rec["protocol"]["input_size"] == 518

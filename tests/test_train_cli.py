@@ -92,10 +92,11 @@ def test_pipeline_smoke_end_to_end(tmp_path, _isolated_dabench_home):
             assert res["counts"]["used"] == 3
     assert "horizon_prior" in r.output and "AbsRel" in r.output
     # the registered checkpoint runs in a suite
+    from dabench.tasks import EvalRequest
     from dabench.eval.runner import run_suite
 
-    recs = run_suite("synthetic", models=["smoke_student"], limit=2, results_dir=tmp_path / "res",
-                     show_progress=False)
+    recs = run_suite("synthetic", EvalRequest(limit=2, results_dir=tmp_path / "res", show_progress=False),
+                     models=["smoke_student"])
     assert {rec["dataset"] for rec in recs} == {"synthetic-indoor", "synthetic-outdoor"}
     assert all(rec["status"] == "ok" for rec in recs)
     # resuming a finished pipeline is a no-op that keeps the weights

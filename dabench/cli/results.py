@@ -73,7 +73,7 @@ def results_ls(
             and (not model or any(fnmatch.fnmatchcase(str(r.get("model")), p) for p in _split(model)))]
     recs.sort(key=lambda r: (str(r.get("suite")), str(r.get("model")), str(r.get("dataset")), not is_complete(r)))
     if fmt == "json":
-        typer.echo(json.dumps([{k: v for k, v in r.items()} for r in recs], indent=2, default=str))
+        typer.echo(json.dumps([{**r, "_path": str(r.path)} for r in recs], indent=2, default=str))  # _path: the file
         return
     headline = ("abs_rel", "delta1", "rmse", "miou")
     rows = []
@@ -93,7 +93,7 @@ def results_ls(
         rows.append({"suite": r.get("suite"), "model": r.get("model"), "params": format_params(r.get("model_params")),
                      "dataset": ds, "status": status, "metrics": shown, "samples": samples,
                      "run": r.get("run_id") or "", "commit": (r.get("git_commit") or "")[:12], "date": r.get("date"),
-                     "path": r.get("_path")})
+                     "path": str(r.path)})
     if fmt == "csv":
         _write_csv(rows, empty_header="suite")
         return

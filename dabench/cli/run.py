@@ -85,18 +85,21 @@ def run_cmd(
     from dabench.eval.runner import run_suite
     from dabench.eval.samplelog import log_mode
     from dabench.models.resolve import parse_model_options
+    from dabench.tasks import EvalRequest
 
     set_max_pixels(max_pixels)
     if log_samples_mode is not None:  # --log-samples=MODE (dabench.cli._app)
         log_samples = True if log_mode(log_samples_mode) == "all" else log_mode(log_samples_mode)
 
     models = [m for item in (model or []) for m in item.split(",") if m] or None
-    run_suite(suite, models=models, checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init,
-              data_root=data_root, datasets=datasets, limit=limit, batch_size=batch_size, device=device,
-              flip_tta=flip_tta, results_dir=results, seed=seed, amp_dtype=None if amp in ("none", "fp32") else amp,
-              use_cache=not no_cache, num_workers=workers, print_table=True, name=name,
-              skip_missing=skip_missing, input_size=input_size, model_options=parse_model_options(model_option),
-              allow_fallback=allow_fallback, bootstrap=bootstrap, log_samples=log_samples)
+    request = EvalRequest(data_root=data_root, datasets=datasets, limit=limit, batch_size=batch_size, device=device,
+                          amp_dtype=None if amp in ("none", "fp32") else amp, flip_tta=flip_tta,
+                          use_cache=not no_cache, skip_missing=skip_missing, input_size=input_size,
+                          allow_fallback=allow_fallback, bootstrap=bootstrap, log_samples=log_samples,
+                          results_dir=results, seed=seed, num_workers=workers,
+                          checkpoint=str(checkpoint) if checkpoint else None, random_init=random_init,
+                          model_options=parse_model_options(model_option), name=name, print_table=True)
+    run_suite(suite, request, models=models)
 
 
 @ls_app.command("metrics")

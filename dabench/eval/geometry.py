@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from dabench.errors import ConfigError
+from dabench.results.record import Record
 
 # the protocol keys that bear on these tasks (the rest are depth-alignment settings)
 GEOMETRY_PROTOCOL_KEYS = ("split", "input_size", "flip_tta", "min_depth", "max_depth")
@@ -138,18 +139,19 @@ def evaluate_geometry(model, dataset, card: dict, protocol, task: str, *, device
             "skipped_no_valid": skipped, "rows": rows}
 
 
-def _dataset(ds: str, card: dict, proto, request):
+def _dataset(ds: str, card: dict, proto, request, root):
     from dabench.data import build_dataset
 
     if card.get("reader") == "synthetic":
         return build_dataset(ds, split=proto.split, limit=request.limit)
-    return build_dataset(ds, split=proto.split, data_root=request.root, limit=request.limit,
+    return build_dataset(ds, split=proto.split, data_root=root, limit=request.limit,
                          skip_missing=request.skip_missing, depth_range=(proto.min_depth, proto.max_depth))
 
 
-def run_geometry_task(suite, runs, request) -> list[dict]:
-    """The ``geometry`` and ``boundary`` tasks (registered in ``dabench.tasks.TASKS``): every model on every
-    selected dataset, one record each, the table printed on request."""
+def run_geometry_task(suite, runs, request, ctx) -> list[Record]:
+    """The ``geometry`` and ``boundary`` tasks (registered in ``dabench.tasks.TASKS``, with the
+    ``EvalRequest`` fields they honour): every model on every selected dataset, one record each, the
+    table printed on request."""
     from dabench.data import load_card
     from dabench.eval.plan import plan_datasets, split_size
     from dabench.eval.records import base_record, clean_value, data_source
@@ -161,16 +163,14 @@ def run_geometry_task(suite, runs, request) -> list[dict]:
     from dabench.results.record import make_selection
     from dabench.results.store import write_record
     from dabench.results.tables import print_suite_table
+    from dabench.tasks import record_config, task_honours
 
-    r = request
-    plan, skipped = plan_datasets(suite, r.datasets, r.root, r.allow_fallback)
-    config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(r.root) if r.root else None,
-              "datasets": r.datasets, "limit": r.limit, "batch_size": r.batch_size, "device": str(r.device),
-              "amp_dtype": r.amp_dtype, "flip_tta_override": r.flip_tta, "skip_missing": r.skip_missing,
-              "input_size_override": r.input_size, "allow_fallback": r.allow_fallback}
-    records: list[dict] = []
+    r, root = request, ctx.root
+    plan, skipped = plan_datasets(suite, list(ctx.datasets), root, r.allow_fallback)
+    config = record_config(suite, r, ctx, task_honours(suite.task))
+    records: list[Record] = []
 
-    def finish(rec: dict) -> dict:
+    def finish(rec: Record) -> Record:
         rec["higher_is_better"] = higher_is_better(suite.metrics)
         rec["averaging"] = {m: "image" for m in suite.metrics}
         rec["protocol"] = {k: (rec.get("protocol") or {}).get(k) for k in GEOMETRY_PROTOCOL_KEYS}
@@ -180,33 +180,33 @@ def run_geometry_task(suite, runs, request) -> list[dict]:
         model = build_model(run, r.seed)
         model_fields = model_provenance(run, model)
         declared = declared_outputs(model)
-        if run.random_init and r.console is not None:
-            r.console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers "
+        if run.random_init and ctx.console is not None:
+            ctx.console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers "
                             "are meaningless and only test the pipeline.[/bold red]")
         n_params = int(sum(p.numel() for p in model.parameters()))
         ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
         for sk in skipped:
             rec = base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
-                              config, r.seed, n_params, ck_sha, r.run_id, metric_names=suite.metrics,
+                              config, r.seed, n_params, ck_sha, ctx.run_id, metric_names=suite.metrics,
                               model_fields=model_fields)
             rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
             records.append(finish(rec))
-            write_record(rec, r.results_dir)
+            write_record(rec, ctx.results_dir)
         for ds, fb in plan:
             card = load_card(ds)
             proto = resolve_protocol(suite, ds, card, overrides={"flip_tta": r.flip_tta, "input_size": r.input_size},
                                      in_suite=ds in suite.dataset_names).for_model(model)
-            dataset = _dataset(ds, card, proto, r)
+            dataset = _dataset(ds, card, proto, r, root)
             t0 = time.time()
-            res = evaluate_geometry(model, dataset, card, proto, suite.task, device=r.device, amp_dtype=r.amp_dtype,
+            res = evaluate_geometry(model, dataset, card, proto, suite.task, device=ctx.device, amp_dtype=r.amp_dtype,
                                     batch_size=r.batch_size)
-            rec = base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha, r.run_id,
-                              data_source(card, r.root, fb), metric_names=suite.metrics, model_fields=model_fields)
+            rec = base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha, ctx.run_id,
+                              data_source(card, root, fb), metric_names=suite.metrics, model_fields=model_fields)
             rec["samples"] = {"used": res["images"], "skipped_no_valid": res["skipped_no_valid"],
                               "skipped_degenerate": 0,
                               "skipped_missing": int(getattr(dataset, "skipped_missing", 0) or 0)}
             rec["split"] = proto.split or getattr(dataset, "split", None)
-            n_total = split_size(ds, proto.split, r.root, dataset, r.limit)
+            n_total = split_size(ds, proto.split, root, dataset, r.limit)
             rec["selection"] = make_selection(r.limit, [row["name"] for row in res["rows"]], res["images"], n_total)
             rec["geometry_outputs"] = declared
             if not res["metrics"]:
@@ -218,11 +218,11 @@ def run_geometry_task(suite, runs, request) -> list[dict]:
                 rec["images_per_metric"] = res["images_per_metric"]
             rec["seconds"] = round(time.time() - t0, 3)
             finish(rec)
-            rec["_path"] = str(write_record(rec, r.results_dir))
+            write_record(rec, ctx.results_dir)  # sets rec.path
             records.append(rec)
         del model
     if not records:
         raise ConfigError(f"suite {suite.name!r}: nothing to evaluate")
     if r.print_table:
-        print_suite_table(records, suite, console=r.table_console)
+        print_suite_table(records, suite, console=ctx.table_console)
     return records

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from dabench.errors import ConfigError
+from dabench.results.record import Record
 
 SYNTHETIC_PAIRS_PER_IMAGE = 8
 # the protocol keys that bear on ordinal scoring (the rest are depth-alignment settings)
@@ -56,14 +57,14 @@ def _write_pairs_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue(), errors="surrogateescape")  # sample names as the OS gave them
 
 
-def _dataset(ds: str, card: dict, proto, request, seed: int):
+def _dataset(ds: str, card: dict, proto, request, root, seed: int):
     from dabench.data import build_dataset
     from dabench.data.da2k import SyntheticPairs
 
     if card.get("reader") == "synthetic":
         base = build_dataset(ds, split=proto.split, limit=request.limit)
         return SyntheticPairs(base, pairs_per_image=SYNTHETIC_PAIRS_PER_IMAGE, seed=seed, scene=ds)
-    return build_dataset(ds, split=proto.split, data_root=request.root, limit=request.limit,
+    return build_dataset(ds, split=proto.split, data_root=root, limit=request.limit,
                          skip_missing=request.skip_missing)
 
 
@@ -72,13 +73,14 @@ def _pairs_csv_path(record_file) -> Path:
     return p.with_name(p.stem + ".pairs.csv")
 
 
-def run_ordinal_task(suite, runs, request) -> list[dict]:
-    """The ``ordinal`` task (registered in ``dabench.tasks.TASKS``): every model on every selected
-    dataset; one record (+ per-pair CSV, also in the run's history) each, the table printed on
-    request. Single process."""
+def run_ordinal_task(suite, runs, request, ctx) -> list[Record]:
+    """The ``ordinal`` task (registered in ``dabench.tasks.TASKS``, with the ``EvalRequest`` fields it
+    honours): every model on every selected dataset; one record (+ per-pair CSV, also in the run's
+    history) each, the table printed on request. Single process."""
     from dabench.data import load_card
     from dabench.eval.plan import plan_datasets, split_size
     from dabench.eval.records import base_record, clean_value, data_source
+    from dabench.tasks import record_config
     from dabench.eval.suites import resolve_protocol
     from dabench.metrics.registry import higher_is_better
     from dabench.models.resolve import build_model, model_provenance
@@ -86,18 +88,15 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
     from dabench.results.record import make_selection
     from dabench.results.store import history_path, write_record
     from dabench.results.tables import print_suite_table
+    from dabench.tasks import task_honours
 
-    r = request
-    device = r.device
-    plan, skipped = plan_datasets(suite, r.datasets, r.root, r.allow_fallback)
-    config = {"suite": suite.name, "suite_path": suite.path, "data_root": str(r.root) if r.root else None,
-              "datasets": r.datasets, "limit": r.limit, "batch_size": r.batch_size, "device": str(device),
-              "amp_dtype": r.amp_dtype, "flip_tta_override": r.flip_tta, "skip_missing": r.skip_missing,
-              "input_size_override": r.input_size, "allow_fallback": r.allow_fallback,
-              "synthetic_pairs_per_image": SYNTHETIC_PAIRS_PER_IMAGE}
-    records: list[dict] = []
+    r, root, device = request, ctx.root, ctx.device
+    plan, skipped = plan_datasets(suite, list(ctx.datasets), root, r.allow_fallback)
+    config = record_config(suite, r, ctx, task_honours(suite.task),
+                           synthetic_pairs_per_image=SYNTHETIC_PAIRS_PER_IMAGE)
+    records: list[Record] = []
 
-    def finish(rec: dict) -> dict:
+    def finish(rec: Record) -> Record:
         rec["higher_is_better"] = higher_is_better(suite.metrics)
         rec["averaging"] = {m: "pair" for m in suite.metrics}
         rec["protocol"] = {k: (rec.get("protocol") or {}).get(k) for k in ORDINAL_PROTOCOL_KEYS}
@@ -110,33 +109,33 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
 
         check_label_clash(r.results_dir, suite, run, r.datasets, model_fields)
         output_space = model_fields.get("output_space") or getattr(model, "output_space", "disparity")
-        if run.random_init and r.console is not None:
-            r.console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers "
+        if run.random_init and ctx.console is not None:
+            ctx.console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers "
                             "are meaningless and only test the pipeline.[/bold red]")
         n_params = int(sum(p.numel() for p in model.parameters()))
         ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
         for sk in skipped:
             rec = base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
-                               config, r.seed, n_params, ck_sha, r.run_id, metric_names=suite.metrics,
+                               config, r.seed, n_params, ck_sha, ctx.run_id, metric_names=suite.metrics,
                                model_fields=model_fields)
             rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
             records.append(finish(rec))
-            write_record(rec, r.results_dir)
+            write_record(rec, ctx.results_dir)
         for ds, fb in plan:
             card = load_card(ds)
             proto = resolve_protocol(suite, ds, card, overrides={"flip_tta": r.flip_tta, "input_size": r.input_size},
                                      in_suite=ds in suite.dataset_names).for_model(model)
-            dataset = _dataset(ds, card, proto, r, r.seed)
+            dataset = _dataset(ds, card, proto, r, root, r.seed)
             t0 = time.time()
             res, rows = evaluate_pairs(model, dataset, proto, output_space=output_space, device=device,
                                        amp_dtype=r.amp_dtype, batch_size=r.batch_size)
-            rec = base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha, r.run_id,
-                               data_source(card, r.root, fb), metric_names=suite.metrics, model_fields=model_fields)
+            rec = base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha, ctx.run_id,
+                               data_source(card, root, fb), metric_names=suite.metrics, model_fields=model_fields)
             rec["samples"] = {"used": res["images"], "skipped_no_valid": 0, "skipped_degenerate": 0,
                               "skipped_missing": int(getattr(dataset, "skipped_missing", 0) or 0)}
             rec["split"] = proto.split
             names = list(dict.fromkeys(row["name"] for row in rows))
-            n_total = split_size(ds, proto.split, r.root, getattr(dataset, "base", dataset), r.limit)
+            n_total = split_size(ds, proto.split, root, getattr(dataset, "base", dataset), r.limit)
             rec["selection"] = make_selection(r.limit, names, res["images"], n_total)
             if res["pairs"]["total"] == 0:
                 rec.update(status="skipped", skip_reason=f"no annotated pair in {ds}")
@@ -146,15 +145,14 @@ def run_ordinal_task(suite, runs, request) -> list[dict]:
             rec["pairs"] = res["pairs"]
             rec["seconds"] = round(time.time() - t0, 3)
             finish(rec)
-            path = write_record(rec, r.results_dir)
+            path = write_record(rec, ctx.results_dir)
             _write_pairs_csv(_pairs_csv_path(path), rows)
             if rec.get("run_id"):
-                _write_pairs_csv(_pairs_csv_path(history_path(r.results_dir, rec)), rows)
-            rec["_path"] = str(path)
+                _write_pairs_csv(_pairs_csv_path(history_path(ctx.results_dir, rec)), rows)
             records.append(rec)
         del model
     if not records:
         raise ConfigError(f"suite {suite.name!r}: nothing to evaluate")
     if r.print_table:
-        print_suite_table(records, suite, console=r.table_console)
+        print_suite_table(records, suite, console=ctx.table_console)
     return records

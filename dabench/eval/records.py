@@ -15,6 +15,7 @@ from dabench.eval.scoring import eval_valid_mask
 from dabench.eval.suites import Protocol, Suite
 from dabench.metrics.registry import depth_engine_metrics
 from dabench.models.resolve import ModelRun
+from dabench.results.record import Record
 
 
 def clean_value(v):
@@ -40,7 +41,7 @@ def write_samples_csv(path: Path, rows: list[dict[str, Any]], family: str = "dep
 def base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol | None, config: dict, seed: int,
                  model_params: int | None, checkpoint_sha: str | None, run_id: str | None = None,
                  data_source: dict | None = None, metric_names=None,
-                 model_fields: dict[str, Any] | None = None) -> dict[str, Any]:
+                 model_fields: dict[str, Any] | None = None) -> Record:
     """A record of ``run`` on ``dataset`` through ``dabench.results.record.make_record`` (metric facts
     from the registry; ``metric_names`` default: the depth engine's metrics; ``model_fields``: the
     model's provenance block)."""
@@ -108,7 +109,7 @@ def sample_logger(results_dir: Path, run_id: str, model: str, dataset: str, mode
     return log
 
 
-def write_manifest(results_dir, run_id: str, suite: Suite, records: list[dict], limit, seed) -> None:
+def write_manifest(results_dir, run_id: str, suite: Suite, records: list[Record], limit, seed) -> None:
     """``runs/<run_id>/run.json``: what the run was and which records it wrote."""
     import sys
 

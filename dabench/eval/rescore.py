@@ -428,7 +428,6 @@ def rescore_run(run: str | Path, suite: str | Path | Suite, *, results_dir=None,
                 path = write_record(rec, out_dir)
                 write_samples_csv(samples_csv_path(path), rows, proto.metric_family)
                 write_samples_csv(samples_csv_path(history_path(out_dir, rec)), rows, proto.metric_family)
-                rec["_path"] = str(path)
             records.append(rec)
     if write:
         _write_manifest(out_dir, new_id, suite, records, logged.run_id)

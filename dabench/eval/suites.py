@@ -23,6 +23,7 @@ Protocol precedence (lowest first): task defaults < dataset card ``eval`` block 
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -37,51 +38,6 @@ from dabench.tasks import TASKS, metric_task
 SCORE_SPACES = ("disparity", "depth")
 SUITE_KEYS = {"name": str, "task": str, "description": str, "source": str, "defaults": dict, "datasets": list,
               "metrics": list, "primary_metrics": list}
-# protocol key -> (accepted python types, one-line meaning)
-PROTOCOL_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
-    "split": ((str, type(None)), "dataset split to evaluate (card default, usually test)"),
-    "alignment": ((str,), f"one of {', '.join(ALIGNMENT_MODES)}"),
-    "score_space": ((str,), "disparity (DA authors) or depth (MiDaS: invert with depth_cap)"),
-    "depth_cap": ((int, float, type(None)), "metres; disparity is clamped at 1/depth_cap before inverting (default max_depth)"),
-    "crop": ((str,), f"evaluation crop, one of {', '.join(CROPS)} (see dabench.data.crops)"),
-    "min_depth": ((int, float), "metres; ground truth outside (min_depth, max_depth) is not scored"),
-    "max_depth": ((int, float), "metres; predictions (in depth) are clamped to [pred_floor, max_depth]"),
-    "pred_floor": ((int, float, type(None)), "metres; the lower clamp of predicted depth. null: min_depth in metric "
-                                             "suites (ZoeDepth compute_metrics), min_depth or 1e-3 when that is 0 in "
-                                             "relative suites (recorded as resolved)"),
-    "range_inclusive": ((bool,), "ground truth valid on [min_depth, max_depth] (Depth-Anything-V2 metric_depth) "
-                                 "instead of the open interval (ZoeDepth, Marigold)"),
-    "clamp_pred": ((bool,), "clamp predicted depth to [pred_floor, max_depth] before scoring (false: "
-                            "Depth-Anything-V2 metric_depth, metric-depth models only)"),
-    "min_valid_pixels": ((int,), "an image with fewer valid pixels is skipped and counted (Depth-Anything-V2 "
-                                 "metric_depth skips < 10)"),
-    "alignment_max_res": ((int, type(None)), "pixels; fit the alignment on Marigold's subsample of at most this many "
-                                             "columns/rows (src/util/alignment.py); null = full resolution"),
-    "input_size": ((int, type(None)), "target side before the network, in pixels (the model's data_config applies its "
-                                      "resize rule and rounds to its multiple); null = the "
-                                      "model's native size (518 for the official weights, the training size for "
-                                      "dabench checkpoints)"),
-    "flip_tta": ((bool,), "average the prediction with the flipped image's"),
-}
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "relative": {"split": None, "alignment": "scale_shift_disparity", "score_space": "disparity", "depth_cap": None,
-                 "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False,
-                 "pred_floor": None, "alignment_max_res": None},
-    "metric": {"split": None, "alignment": "none", "score_space": "depth", "depth_cap": None,
-               "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False,
-               "pred_floor": None, "alignment_max_res": None},
-    # Depth-Anything-V2 metric_depth/train.py:162-173: valid = min <= gt <= max, no clamp, no crop, skip < 10
-    "metric_da2": {"split": None, "alignment": "none", "score_space": "depth", "depth_cap": None,
-                   "crop": "none", "min_depth": 1e-3, "max_depth": 80.0, "input_size": None, "flip_tta": False,
-                   "pred_floor": None, "alignment_max_res": None, "range_inclusive": True, "clamp_pred": False,
-                   "min_valid_pixels": 10},
-    "segmentation": {"split": None},
-    # MoGe / Depth Pro: each level fits its own alignment (dabench.metrics.geometry); no crop
-    "geometry": {"split": None, "alignment": "none", "crop": "none", "input_size": None, "flip_tta": False},
-    "boundary": {"split": None, "alignment": "none", "crop": "none", "input_size": None, "flip_tta": False},
-    # ordinal pairs are read at exact pixels of the full-resolution prediction: no alignment, no crop
-    "ordinal": {"split": None, "alignment": "none", "crop": "none", "input_size": None, "flip_tta": False},
-}
 
 
 def suites_dir() -> Path:
@@ -105,25 +61,49 @@ def default_pred_floor(min_depth: float, task: str) -> float:
     return 1e-3
 
 
+def _key(default: Any, doc: str, **task_defaults: Any):
+    """A protocol key: its default, one-line meaning and the tasks whose default differs."""
+    return field(default=default, metadata={"doc": doc, "task_defaults": task_defaults})
+
+
 @dataclass
 class Protocol:
-    """The resolved evaluation protocol of one dataset (recorded verbatim in each result)."""
+    """The resolved evaluation protocol of one dataset (recorded verbatim in each result).
 
-    split: str | None = None
-    alignment: str = "scale_shift_disparity"
-    score_space: str = "disparity"
-    depth_cap: float | None = None
-    crop: str = "none"
-    min_depth: float = 1e-3
-    max_depth: float = 80.0
-    input_size: int | None = None  # None: the model's native size (``model.input_size``, 518 if unset)
-    flip_tta: bool = False
-    pred_floor: float | None = None  # metres; None: ``default_pred_floor`` (resolve_protocol records the number)
-    alignment_max_res: int | None = None  # pixels; None: fit the alignment at full resolution
-    range_inclusive: bool = False  # True: gt valid on [min_depth, max_depth] (DA-V2 metric_depth)
-    clamp_pred: bool = True  # False: predicted depth scored unclamped (DA-V2 metric_depth)
-    min_valid_pixels: int = 1  # fewer valid pixels: the image is skipped (counted in skipped_no_valid)
-    metric_family: str = "depth"  # set from the suite's task: "depth" or "depth_da2" (dabench.tasks)
+    The one protocol schema: the keys a suite or card may set, their types (the annotations) and
+    meanings (``metadata["doc"]``) and each task's defaults (``metadata["task_defaults"]``) are read
+    from these fields (``PROTOCOL_KEYS``, ``task_defaults``). ``metric_family`` is not a key: it
+    follows the suite's task."""
+
+    split: str | None = _key(None, "dataset split to evaluate (card default, usually test)")
+    alignment: str = _key("scale_shift_disparity", f"one of {', '.join(ALIGNMENT_MODES)}",
+                          metric="none", metric_da2="none", ordinal="none", geometry="none", boundary="none")
+    score_space: str = _key("disparity", "disparity (DA authors) or depth (MiDaS: invert with depth_cap)",
+                            metric="depth", metric_da2="depth")
+    depth_cap: float | None = _key(None, "metres; disparity is clamped at 1/depth_cap before inverting "
+                                         "(default max_depth)")
+    crop: str = _key("none", f"evaluation crop, one of {', '.join(CROPS)} (see dabench.data.crops)")
+    min_depth: float = _key(1e-3, "metres; ground truth outside (min_depth, max_depth) is not scored")
+    max_depth: float = _key(80.0, "metres; predictions (in depth) are clamped to [pred_floor, max_depth]")
+    input_size: int | None = _key(None, "target side before the network, in pixels (the model's data_config "
+                                        "applies its resize rule and rounds to its multiple); null = the model's "
+                                        "native size (518 for the official weights, the training size for "
+                                        "dabench checkpoints)")
+    flip_tta: bool = _key(False, "average the prediction with the flipped image's")
+    pred_floor: float | None = _key(None, "metres; the lower clamp of predicted depth. null: min_depth in metric "
+                                          "suites (ZoeDepth compute_metrics), min_depth or 1e-3 when that is 0 in "
+                                          "relative suites (recorded as resolved)")
+    alignment_max_res: int | None = _key(None, "pixels; fit the alignment on Marigold's subsample of at most this "
+                                               "many columns/rows (src/util/alignment.py); null = full resolution")
+    # Depth-Anything-V2 metric_depth/train.py:162-173: valid = min <= gt <= max, no clamp, no crop, skip < 10
+    range_inclusive: bool = _key(False, "ground truth valid on [min_depth, max_depth] (Depth-Anything-V2 "
+                                        "metric_depth) instead of the open interval (ZoeDepth, Marigold)",
+                                 metric_da2=True)
+    clamp_pred: bool = _key(True, "clamp predicted depth to [pred_floor, max_depth] before scoring (false: "
+                                  "Depth-Anything-V2 metric_depth, metric-depth models only)", metric_da2=False)
+    min_valid_pixels: int = _key(1, "an image with fewer valid pixels is skipped and counted (Depth-Anything-V2 "
+                                    "metric_depth skips < 10)", metric_da2=10)
+    metric_family: str = field(default="depth", metadata={"key": False})  # from the task: depth / depth_da2
 
     def floor(self) -> float:
         """The lower clamp of predicted depth, metres (``pred_floor`` or its default)."""
@@ -148,6 +128,31 @@ class Protocol:
             return self
 
         return replace(self, input_size=native_input_size(model))
+
+
+def _accepted_types(hint: Any) -> tuple[type, ...]:
+    """The Python types a suite value of a field typed ``hint`` may have (a float also takes an int)."""
+    out: list[type] = []
+    for t in (typing.get_args(hint) or (hint,)):
+        out += [int, float] if t is float else [t]
+    return tuple(out)
+
+
+def _protocol_keys() -> dict[str, tuple[tuple[type, ...], str]]:
+    hints = typing.get_type_hints(Protocol)
+    return {f.name: (_accepted_types(hints[f.name]), f.metadata["doc"]) for f in fields(Protocol)
+            if f.metadata.get("key", True)}
+
+
+#: protocol key -> (accepted Python types, one-line meaning), derived from ``Protocol``'s fields
+PROTOCOL_KEYS: dict[str, tuple[tuple[type, ...], str]] = _protocol_keys()
+
+
+def task_defaults(task: str) -> dict[str, Any]:
+    """The protocol a ``task`` suite starts from: each key's default, or the task's own where the field
+    names one (ordinal pairs are read at exact pixels of the full-resolution prediction: no alignment)."""
+    return {f.name: f.metadata.get("task_defaults", {}).get(task, f.default) for f in fields(Protocol)
+            if f.metadata.get("key", True)}
 
 
 @dataclass
@@ -305,8 +310,7 @@ def resolve_protocol(suite: Suite, dataset: str, card: dict | None = None, overr
     """Merge task defaults < card eval defaults < suite defaults < suite entry < overrides (None = keep).
 
     ``in_suite=False`` resolves a dataset the suite does not list (a synthetic fallback): no entry."""
-    merged: dict[str, Any] = {f.name: f.default for f in fields(Protocol)}
-    merged.update(TASK_DEFAULTS.get(suite.task, {}))
+    merged: dict[str, Any] = task_defaults(suite.task)
     merged.update(_check_protocol_keys(card_eval_defaults(card), f"dataset card {excerpt(dataset)}", suite.task))
     merged.update(suite.defaults)
     if in_suite:

@@ -13,6 +13,7 @@ from torch import nn
 
 from dabench.errors import ConfigError
 from dabench.finetune.metric_config import FinetuneMetricConfig
+from dabench.results.record import Record
 
 
 def training_median_depth(dataset, min_depth: float, max_depth: float, train_crop: str = "none") -> float:
@@ -84,23 +85,25 @@ def training_input_size(cfg: FinetuneMetricConfig) -> int:
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, cfg: FinetuneMetricConfig, *, data_root=None, results_dir=None,
                         device: str | None = None, show_progress: bool = False, skip_missing: bool = False,
-                        train_skipped_missing: int = 0) -> dict:
+                        train_skipped_missing: int = 0) -> Record:
     """Score a metric checkpoint on ``dataset``'s held-out split with ``dabench.eval.runner.run_suite``
     at the size it was trained at (``training_input_size``: a suite such as ``metric-nyu`` pins the
     paper's 392 for full-size models, which would score a 98-px tiny run at 4x its training size;
     the record's ``protocol.input_size`` and ``config.input_size_override`` state the size used).
     The record is labelled with the checkpoint's file stem. Returns the record."""
+    from dabench.tasks import EvalRequest
     from dabench.eval.runner import run_suite
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     bs = cfg.evaluation.batch_size
-    records = run_suite(eval_suite_for(dataset, cfg), checkpoint=str(checkpoint), data_root=data_root,
-                        datasets=[dataset], limit=cfg.data.eval_limit, batch_size=bs, device=str(dev),
-                        results_dir=results_dir, seed=cfg.train.seed, use_cache=False,
-                        show_progress=show_progress, input_size=training_input_size(cfg), skip_missing=skip_missing)
+    request = EvalRequest(checkpoint=str(checkpoint), data_root=data_root, datasets=(dataset,),
+                          limit=cfg.data.eval_limit, batch_size=bs, device=str(dev), results_dir=results_dir,
+                          seed=cfg.train.seed, use_cache=False, show_progress=show_progress,
+                          input_size=training_input_size(cfg), skip_missing=skip_missing)
+    records = run_suite(eval_suite_for(dataset, cfg), request)
     recs = [r for r in records if r["dataset"] == dataset] or records
-    rec = recs[0] if recs else {}
-    if train_skipped_missing and rec.get("_path"):  # the training side of --skip-missing, in the same record
+    rec = recs[0] if recs else Record()
+    if train_skipped_missing and getattr(rec, "path", None):  # the training side of --skip-missing, same record
         from dabench.results.store import write_record
 
         rec.setdefault("config", {})["train_skipped_missing"] = int(train_skipped_missing)
@@ -122,13 +125,14 @@ def _sample_ids(dataset) -> list[str] | None:
     return [str(getattr(e, "name", e)) for e in entries]
 
 
-def median_depth_baseline(dataset: str, cfg: FinetuneMetricConfig, *, data_root=None, results_dir=None, device: str = "cpu",
-                          median: float | None = None, skip_missing: bool = False) -> dict:
+def median_depth_baseline(dataset: str, cfg: FinetuneMetricConfig, *, data_root=None, results_dir=None,
+                          device: str = "cpu", median: float | None = None, skip_missing: bool = False) -> Record:
     """The floor a metric model must beat: the training set's median depth (metres) predicted at every
     pixel, scored on the held-out split by the same runner code and protocol. Writes and returns a
     record (model ``median-depth-baseline``, ``config.median_depth`` = the value)."""
     from dabench.data import build_dataset
-    from dabench.eval.runner import evaluate_dataset, split_size
+    from dabench.eval.loop import evaluate_dataset
+    from dabench.eval.plan import split_size
     from dabench.metrics.registry import DEPTH_METRICS
     from dabench.provenance import default_results_dir
     from dabench.results.record import make_data_source, make_record, make_run_id, make_selection
@@ -168,6 +172,5 @@ def median_depth_baseline(dataset: str, cfg: FinetuneMetricConfig, *, data_root=
     from dabench.train.distributed import dist_info
 
     if dist_info().is_main:  # under torchrun every rank scored its shard; rank 0 writes
-        path = write_record(rec, Path(results_dir) if results_dir else default_results_dir())
-        rec["_path"] = str(path)
+        write_record(rec, Path(results_dir) if results_dir else default_results_dir())  # sets rec.path
     return rec

@@ -30,6 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dabench.results.record import Record
+
 CI_SUITE = "synthetic"
 CI_MODELS = ("da2_test", "horizon_prior")
 CI_LIMIT = 6
@@ -43,12 +45,14 @@ def ci_baseline_dir() -> Path:
     return configs.shipped_dir("ci-baseline")
 
 
-def run_ci_suite(results_dir) -> list[dict]:
+def run_ci_suite(results_dir) -> list[Record]:
     """Run the CI suite (see the module docstring) and write its records under ``results_dir``."""
+    from dabench.tasks import EvalRequest
     from dabench.eval.runner import run_suite
 
-    return run_suite(CI_SUITE, models=list(CI_MODELS), random_init=True, limit=CI_LIMIT, seed=CI_SEED,
-                     device="cpu", results_dir=results_dir, use_cache=False, show_progress=False)
+    request = EvalRequest(random_init=True, limit=CI_LIMIT, seed=CI_SEED, device="cpu", results_dir=results_dir,
+                          use_cache=False, show_progress=False)
+    return run_suite(CI_SUITE, request, models=list(CI_MODELS))
 
 
 def main(argv: list[str] | None = None) -> int:

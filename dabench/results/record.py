@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
+from pathlib import Path
 from typing import Any, Iterable, Optional, TypedDict
 
 SCHEMA = "dabench.result/2"
@@ -50,9 +51,9 @@ class DataSource(TypedDict):
     fallback_for: Optional[list]
 
 
-class Record(TypedDict, total=False):
-    """A ``dabench.result/2`` record (one per suite × model × dataset). Keys beyond these are allowed
-    (task-specific blocks such as ``per_class``); keys starting with ``_`` are added on load only."""
+class RecordFields(TypedDict, total=False):
+    """The keys of a ``dabench.result/2`` record (one per suite × model × dataset), as stored in its
+    JSON file. Keys beyond these are allowed (task-specific blocks such as ``per_class``)."""
 
     schema: str
     run_id: Optional[str]
@@ -87,6 +88,23 @@ class Record(TypedDict, total=False):
     versions: dict[str, str]
     git_commit: Optional[str]
     date: str
+
+
+class Record(dict):
+    """One result record: the JSON object itself (keys: ``RecordFields``) and ``path``, the file it
+    was read from or last written to (``None`` for a record held only in memory).
+
+    ``path`` is an attribute, never a key, so it never reaches the JSON; every function that reads or
+    writes records takes and returns ``Record`` (``make_record``, ``dabench.results.store.load_records``
+    / ``write_record``, the suite runners). A record is a ``dict`` so it is written with ``json`` as is
+    and read by key (``record["metrics"]``)."""
+
+    def __init__(self, data: Any = (), path: str | os.PathLike | None = None):
+        super().__init__(data)
+        self.path = None if path is None else Path(path)
+
+    def __repr__(self) -> str:
+        return f"Record({dict.__repr__(self)}, path={str(self.path) if self.path else None!r})"
 
 
 def metric_facts(names: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -167,7 +185,7 @@ def make_record(*, task: str, suite: str, model: str, dataset: str, metric_names
     }
     rec.update(fields)
     rec.update(provenance(seed, config))
-    return rec  # type: ignore[return-value]
+    return Record(rec)
 
 
 def selection_of(record: dict) -> Selection:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from dabench.errors import DataError
 from dabench.results.frame import arrow, metric_info
-from dabench.results.record import same_samples
+from dabench.results.record import Record, same_samples
 from dabench.results.stats import DEFAULT_ALPHA, wilcoxon_p
 from dabench.results.store import latest_records, load_records, load_samples, record_higher_is_better, record_key
 
@@ -153,7 +153,7 @@ def _num(v) -> float | None:
     return float(v)
 
 
-def _metric_table(records: list[dict]) -> dict[tuple[str, str, str, str], tuple[float | None, bool | None]]:
+def _metric_table(records: list[Record]) -> dict[tuple[str, str, str, str], tuple[float | None, bool | None]]:
     out = {}
     for rec in records:
         if rec.get("status", "ok") != "ok":
@@ -166,7 +166,7 @@ def _metric_table(records: list[dict]) -> dict[tuple[str, str, str, str], tuple[
     return out
 
 
-def _record_status(records: list[dict]) -> dict[tuple[str, str, str], str]:
+def _record_status(records: list[Record]) -> dict[tuple[str, str, str], str]:
     return {(str(r.get("suite")), str(r.get("model")), str(r.get("dataset"))):
             (r.get("status", "ok") if r.get("status", "ok") == "ok"
              else f"{r.get('status')}: {r.get('skip_reason') or 'no reason given'}") for r in records}
@@ -209,7 +209,7 @@ def compare_one(base: float | None, cur: float | None, higher_is_better: bool | 
     return (REGRESSED if worse else IMPROVED), delta, rel, tol, ""
 
 
-def _paired_values(base_rec: dict, cur_rec: dict):
+def _paired_values(base_rec: Record, cur_rec: Record):
     """Per-sample rows of both records joined on the sample name (both ``ok``), or None without them."""
     b, c = load_samples(base_rec), load_samples(cur_rec)
     if b is None or c is None:
@@ -229,7 +229,7 @@ def _csv_matches(rows, col: str, value: float | None) -> bool:
     return vals.size > 0 and math.isclose(float(vals.mean()), float(value), rel_tol=1e-6, abs_tol=1e-9)
 
 
-def paired_check(base_rec: dict, cur_rec: dict, metric: str, base: float | None, cur: float | None,
+def paired_check(base_rec: Record, cur_rec: Record, metric: str, base: float | None, cur: float | None,
                  paired=None) -> tuple[float | None, int | None, str]:
     """``(p_value, n, note)`` of the paired Wilcoxon test of ``metric`` between two records; p is None
     (with the reason in ``note``) when it cannot be run: no per-sample values, a metric that is not a
@@ -251,7 +251,7 @@ def paired_check(base_rec: dict, cur_rec: dict, metric: str, base: float | None,
     return wilcoxon_p(d), int(d.size), ""
 
 
-def compare_records(baseline: list[dict], current: list[dict], *, abs_tol: float = DEFAULT_ABS_TOL,
+def compare_records(baseline: list[Record], current: list[Record], *, abs_tol: float = DEFAULT_ABS_TOL,
                     rel_tol: float = DEFAULT_REL_TOL, allow_missing: bool = False,
                     baseline_name: str = "baseline", current_name: str = "current",
                     allow_different_samples: bool = False, alpha: float = DEFAULT_ALPHA) -> RegressionReport:
@@ -316,7 +316,7 @@ def compare_records(baseline: list[dict], current: list[dict], *, abs_tol: float
     return report
 
 
-def load_side(path: str | os.PathLike, what: str) -> list[dict]:
+def load_side(path: str | os.PathLike, what: str) -> list[Record]:
     """Records of one side (a results directory or a single record file); an empty side is an error,
     because a gate comparing nothing would pass silently."""
     records = load_records(path)
@@ -432,7 +432,7 @@ def update_baseline(current: str | os.PathLike, baseline_dir: str | os.PathLike)
         clean = {k: v for k, v in rec.items() if not k.startswith("_")}
         path = write_record(clean, baseline_dir, history=False).resolve()
         written.append(path)
-        src = samples_csv_path(rec["_path"]) if rec.get("_path") else None
+        src = samples_csv_path(rec.path) if rec.path else None
         if src is not None and src.is_file():
             atomic_write_bytes(samples_csv_path(path), src.read_bytes())
             kept.add(samples_csv_path(path))

@@ -29,6 +29,7 @@ from urllib.parse import quote
 import numpy as np
 
 from dabench.provenance import atomic_write_bytes, atomic_write_text, git_commit, now_iso
+from dabench.results.record import Record
 
 GALLERY_METRICS = ("abs_rel", "delta1", "rmse", "silog")
 ERROR_MAX = 0.5  # error maps: black = 0, brightest = AbsRel ≥ 0.5 (one scale for every sample)
@@ -75,12 +76,12 @@ def _png(rgb: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
     return buf.tobytes()
 
 
-def read_samples_csv(record: dict) -> list[dict]:
+def read_samples_csv(record: Record) -> list[dict]:
     """The per-sample rows written beside a record file (``<dataset>.samples.csv``), numbers parsed;
-    [] when the record has no CSV."""
+    [] when the record has no file or no CSV."""
     from dabench.results.store import samples_csv_path
 
-    path = record.get("_path")
+    path = getattr(record, "path", None)
     if not path:
         return []
     csv_path = samples_csv_path(path)
@@ -145,7 +146,7 @@ def colorize_error(err: np.ndarray, vmax: float = ERROR_MAX) -> np.ndarray:
     return rgb
 
 
-def _record_protocol(record: dict):
+def _record_protocol(record: Record):
     from dataclasses import fields
 
     from dabench.eval.suites import Protocol
@@ -154,7 +155,7 @@ def _record_protocol(record: dict):
     return Protocol(**{k: v for k, v in (record.get("protocol") or {}).items() if k in names})
 
 
-def _logged_prediction(record: dict, results_root: Path, name: str):
+def _logged_prediction(record: Record, results_root: Path, name: str):
     """(raw prediction, output space) from a ``--log-samples`` ``.npz`` of this record (or of the run it
     was re-scored from, ``dabench rescore``), or None."""
     from dabench.results.store import sample_file_name
@@ -191,7 +192,7 @@ class _Predictor:
         return predict_images(self.model, [image], protocol.for_model(self.model), self.device)[0]
 
 
-def _rebuild_dataset(record: dict, data_root):
+def _rebuild_dataset(record: Record, data_root):
     from dabench.data import build_dataset, load_card
     from dabench.provenance import data_root as resolve_root
 
@@ -235,7 +236,7 @@ def generate_report(out_dir: str | os.PathLike, results: str | os.PathLike, *, s
     res = ReportOutput(out_dir=out_dir, index=out_dir / "index.html", records=len(records))
     record_links = _copy_records(records, results, out_dir)
     sections = []
-    by_suite: dict[str, list[dict]] = {}
+    by_suite: dict[str, list[Record]] = {}
     for r in records:
         by_suite.setdefault(str(r.get("suite")), []).append(r)
     for suite, recs in sorted(by_suite.items()):
@@ -258,13 +259,13 @@ def generate_report(out_dir: str | os.PathLike, results: str | os.PathLike, *, s
     return res
 
 
-def _copy_records(records: list[dict], results: Path, out_dir: Path) -> dict[int, dict[str, str]]:
+def _copy_records(records: list[Record], results: Path, out_dir: Path) -> dict[int, dict[str, str]]:
     """Copy each record file (and its per-sample CSV) to ``out_dir/records/``; links relative to the page."""
     from dabench.results.store import samples_csv_path
 
     links: dict[int, dict[str, str]] = {}
     for r in records:
-        src = Path(r["_path"])
+        src = r.path
         try:
             rel = src.resolve().relative_to(results.resolve())
         except ValueError:
@@ -281,7 +282,7 @@ def _copy_records(records: list[dict], results: Path, out_dir: Path) -> dict[int
     return links
 
 
-def _suite_table(suite: str, recs: list[dict], record_links) -> str:
+def _suite_table(suite: str, recs: list[Record], record_links) -> str:
     """One row per model, columns dataset × metric; cells carry ``data-value`` for sorting and, when
     the record has one, its 95 % interval."""
     from dabench.results.frame import format_params, format_value
@@ -339,7 +340,7 @@ def _suite_table(suite: str, recs: list[dict], record_links) -> str:
 GALLERY_COLUMNS = {"image": "image", "gt": "ground truth", "pred": "prediction", "err": "error |p−g|/g"}
 
 
-def not_logged_note(record: dict) -> str:
+def not_logged_note(record: Record) -> str:
     """The one line a gallery without predictions shows: what is missing and the commands that fill
     it (the record's run again with ``--log-samples``, when its suite is one ``dabench run`` runs,
     or ``dabench report --predict``)."""
@@ -363,7 +364,7 @@ def not_logged_note(record: dict) -> str:
             f"{fill}.")
 
 
-def _gallery(rec: dict, results: Path, out_dir: Path, res: ReportOutput, *, samples: int, predict: bool,
+def _gallery(rec: Record, results: Path, out_dir: Path, res: ReportOutput, *, samples: int, predict: bool,
              device: str, data_root, record_links) -> str:
     from dabench.errors import DabenchError
     from dabench.eval.scoring import score_sample

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from dabench.errors import DataError, MissingFileError, excerpt
 from dabench.provenance import atomic_write_json
-from dabench.results.record import READABLE_SCHEMAS, REQUIRED_KEYS, SCHEMA, is_complete  # noqa: F401
+from dabench.results.record import READABLE_SCHEMAS, REQUIRED_KEYS, SCHEMA, Record, is_complete
 
 RUNS_DIR = "runs"
 RUN_SCHEMA = "dabench.run/1"
@@ -103,18 +103,20 @@ def validate_record(record: dict, source: str = "<record>") -> dict:
     return record
 
 
-def write_record(record: dict[str, Any], results_dir: str | os.PathLike, *, history: bool = True) -> Path:
-    """Validate and atomically write one record; returns the path of its latest-view file.
+def write_record(record: Record | dict[str, Any], results_dir: str | os.PathLike, *, history: bool = True) -> Path:
+    """Validate and atomically write one record; returns the path of its latest-view file (also set
+    as ``record.path`` when ``record`` is a ``Record``).
 
     A complete record goes to ``{dataset}.json``, a partial one (``selection.complete`` false) to
     ``{dataset}.partial.json``; a record with a ``run_id`` is also kept under ``runs/{run_id}/``."""
-    record = {"schema": SCHEMA, **{k: v for k, v in record.items() if not k.startswith("_")}}
-    validate_record(record)
-    path = record_path(results_dir, record["suite"], record["model"], record["dataset"],
-                       partial=not is_complete(record))
-    atomic_write_json(path, record)
-    if history and record.get("run_id"):
-        atomic_write_json(history_path(results_dir, record), record)
+    data = {"schema": SCHEMA, **{k: v for k, v in record.items() if not k.startswith("_")}}
+    validate_record(data)
+    path = record_path(results_dir, data["suite"], data["model"], data["dataset"], partial=not is_complete(data))
+    atomic_write_json(path, data)
+    if history and data.get("run_id"):
+        atomic_write_json(history_path(results_dir, data), data)
+    if isinstance(record, Record):
+        record.path = path
     return path
 
 
@@ -148,10 +150,10 @@ def iter_record_files(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
     return out
 
 
-def load_records(paths, *, skip_foreign: bool = True, history: bool = False) -> list[dict]:
+def load_records(paths, *, skip_foreign: bool = True, history: bool = False) -> list[Record]:
     """Load records from files/directories (the latest view: complete and partial records, not the
-    ``runs/`` history unless ``history``). Non-record JSON files in a directory are ignored when
-    ``skip_foreign``; a corrupt JSON file is an error naming it."""
+    ``runs/`` history unless ``history``), each with ``path`` = its file. Non-record JSON files in a
+    directory are ignored when ``skip_foreign``; a corrupt JSON file is an error naming it."""
     records = []
     for f in iter_record_files(paths, history=history):
         try:
@@ -168,9 +170,7 @@ def load_records(paths, *, skip_foreign: bool = True, history: bool = False) -> 
             if skip_foreign:
                 continue
             raise DataError(f"{f}: not a dabench result record")
-        rec = validate_record(rec, str(f))
-        rec.setdefault("_path", str(f))
-        records.append(rec)
+        records.append(Record(validate_record(rec, str(f)), path=f))
     return records
 
 
@@ -178,11 +178,11 @@ def record_key(record: dict) -> tuple[str, str, str]:
     return (str(record.get("suite")), str(record.get("model")), str(record.get("dataset")))
 
 
-def latest_records(records: list[dict], *, include_partial: bool = False) -> list[dict]:
+def latest_records(records: list[Record], *, include_partial: bool = False) -> list[Record]:
     """The "latest complete" view: per (suite, model, dataset) the newest complete record. With
     ``include_partial`` a key that has only partial records gets its newest partial one (callers
     mark it: ``is_complete(record)`` is False). Order of first appearance is kept."""
-    best: dict[tuple[str, str, str], dict] = {}
+    best: dict[tuple[str, str, str], Record] = {}
     for rec in records:
         key = record_key(rec)
         if not is_complete(rec) and not include_partial:
@@ -194,12 +194,12 @@ def latest_records(records: list[dict], *, include_partial: bool = False) -> lis
     return list(best.values())
 
 
-def load_samples(record: dict):
+def load_samples(record: Record):
     """The per-sample values of a record (pandas DataFrame from the CSV beside its file), or None
-    when the record has none (segmentation, hand-made records, ``dabench.result/1`` copies)."""
+    when the record has none (no file, segmentation, hand-made records, ``dabench.result/1`` copies)."""
     import pandas as pd
 
-    path = record.get("_path")
+    path = getattr(record, "path", None)
     if not path:
         return None
     csv = samples_csv_path(path)
@@ -251,7 +251,6 @@ def list_runs(results_dir: str | os.PathLike) -> list[dict]:
                     "limit": next(((r.get("config") or {}).get("limit") for r in recs), None),
                     "complete": all(is_complete(r) for r in recs) if recs else None,
                     "records": len(recs), "finished": False}
-        info["_dir"] = str(d)
         runs.append(info)
     return runs
 
@@ -282,7 +281,7 @@ def record_higher_is_better(record: dict, metric: str) -> bool | None:
     return metric_info(metric)["higher_is_better"]
 
 
-def records_dataframe(paths=None, *, records: list[dict] | None = None, include_skipped: bool = False):
+def records_dataframe(paths=None, *, records: list[Record] | None = None, include_skipped: bool = False):
     """One tidy pandas DataFrame (one row per record × metric) from result files/directories (or from
     already loaded ``records``). Columns: ``FRAME_COLUMNS``. Skipped records have no metric rows
     unless ``include_skipped`` (then one row with ``metric``/``value`` = None)."""
@@ -297,7 +296,8 @@ def records_dataframe(paths=None, *, records: list[dict] | None = None, include_
             "dataset": rec.get("dataset"), "protocol": protocol_string(rec.get("protocol")),
             "commit": rec.get("git_commit"), "date": rec.get("date"), "model_params": rec.get("model_params"),
             "status": rec.get("status"), "fallback_for": rec.get("fallback_for"),
-            "checkpoint": rec.get("checkpoint"), "path": rec.get("_path"),
+            "checkpoint": rec.get("checkpoint"),
+            "path": str(rec.path) if getattr(rec, "path", None) else None,
         }
         metrics = rec.get("metrics") or {}
         if not metrics and include_skipped:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dabench.errors import ConfigError, DabenchError
+from dabench.results.record import Record
 
 MAJORITY_MODEL = "majority_class"
 DEFAULT_SYNTHETIC_SAMPLES = 64
@@ -107,7 +108,7 @@ def _available(proto: dict) -> str | None:
 
 def _record(suite, model: str, dataset: str, *, checkpoint: str | None, arch: str | None, params: int | None,
             protocol: dict, seed: int, config: dict, run_id: str | None = None,
-            root: str | None = None) -> dict[str, Any]:
+            root: str | None = None) -> Record:
     from dabench.metrics.registry import SEG_METRICS
     from dabench.provenance import sha256_file
     from dabench.results.record import make_data_source, make_record
@@ -130,7 +131,7 @@ def _protocol_block(proto: dict) -> dict:
             "multi_scale_flip_tta": proto["tta"], "ignore_index": 255}
 
 
-def _evaluate_into(rec: dict, model, proto: dict, limit: int | None = None) -> dict:
+def _evaluate_into(rec: Record, model, proto: dict, limit: int | None = None) -> Record:
     from dabench.finetune.seg.evaluate import evaluate
     from dabench.finetune.seg.metric import split_metrics
 
@@ -163,30 +164,47 @@ def _count(proto: dict) -> int:
         return len(DATASETS.build(ds))
 
 
-def run_seg_task(suite, runs, request) -> list[dict]:
+def run_seg_task(suite, runs, request, ctx) -> list[Record]:
     """The ``segmentation`` task (``dabench.tasks.TASKS``): :func:`run_seg_suite` for each model run
-    (``dabench.eval.runner.ModelRun``) under the user's ``dabench.tasks.TaskRequest``."""
-    records: list[dict] = []
+    (``dabench.models.resolve.ModelRun``) under the user's ``dabench.tasks.EvalRequest``.
+
+    ``run_suite`` has already refused the request fields this task does not honour
+    (``dabench.tasks.SEGMENTATION_HONOURS``). mmengine's test loop places the model itself (CUDA
+    when available), so a ``--device`` it would not use is refused here."""
+    _check_device(ctx.device)
+    records: list[Record] = []
     for run in runs:
-        records.extend(run_seg_suite(suite, run.label, checkpoint=run.checkpoint, data_root=request.root,
-                                     limit=request.limit, results_dir=request.results_dir, device=request.device,
-                                     batch_size=request.batch_size, seed=request.seed, datasets=request.datasets,
+        records.extend(run_seg_suite(suite, run.label, checkpoint=run.checkpoint, data_root=ctx.root,
+                                     limit=request.limit, results_dir=ctx.results_dir, device=ctx.device,
+                                     batch_size=request.batch_size, seed=request.seed, datasets=list(ctx.datasets),
                                      random_init=run.random_init, flip_tta=request.flip_tta, print_table=False,
-                                     run_id=request.run_id))
+                                     run_id=ctx.run_id))
     if request.print_table and records:
         from rich.console import Console
 
         from dabench.results.tables import print_suite_table
 
-        print_suite_table(records, suite, console=request.table_console or request.console or Console())
+        print_suite_table(records, suite, console=ctx.table_console or ctx.console or Console())
     return records
+
+
+def _check_device(device: str) -> None:
+    """mmengine's ``Runner`` moves the segmentor to ``mmengine.device.get_device()`` (the first CUDA
+    device when there is one, else the CPU); any other ``--device`` would be silently ignored."""
+    from mmengine.device import get_device
+
+    used = get_device()
+    wanted = str(device)
+    if wanted.split(":")[0] != used or (used == "cuda" and wanted not in ("cuda", "cuda:0")):
+        raise ConfigError(f"segmentation suites run on mmengine's device ({used}{':0' if used == 'cuda' else ''}); "
+                          f"--device {wanted} cannot be applied (pass --device auto)")
 
 
 def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None = None, data_root=None,
                   limit: int | None = None, results_dir=None, device: str = "cpu", batch_size: int = 4,
                   seed: int = 0, datasets=None, random_init: bool = False, flip_tta: bool | None = None,
                   include_baseline: bool = True, print_table: bool = True,
-                  run_id: str | None = None) -> list[dict]:
+                  run_id: str | None = None) -> list[Record]:
     """Evaluate ``checkpoint`` (a ``dabench finetune seg`` final.safetensors) on the suite's datasets,
     plus the majority-class baseline; write and return the records.
 
@@ -225,7 +243,7 @@ def run_seg_suite(suite, model_name: str, checkpoint: str | os.PathLike | None =
     params = int(sum(p.numel() for p in model.parameters()))
     classes = list(config.get("classes") or [])
     selected = list(datasets) if datasets else list(suite.dataset_names)
-    records: list[dict] = []
+    records: list[Record] = []
     for ds in selected:
         proto_s = resolve_protocol(suite, ds, None, {"flip_tta": flip_tta})
         proto = dataset_protocol(ds, split=proto_s.split, limit=limit, data_root=data_root, batch_size=batch_size,

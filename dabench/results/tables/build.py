@@ -24,7 +24,7 @@ from typing import Iterable
 
 from dabench.results.frame import METRIC_ORDER, arrow, dataset_display, format_value, metric_info
 from dabench.results.published import PublishedTable
-from dabench.results.record import is_complete, selection_of
+from dabench.results.record import Record, is_complete, selection_of
 from dabench.results.store import record_higher_is_better
 
 OWN_SUFFIX = " (dabench)"
@@ -119,7 +119,7 @@ TABLE_FMT = {"miou": ".1f", "miou_ms": ".1f", "macc": ".1f", "aacc": ".1f"}
 _UNIT_TEXT = {"x100": "×100", "score-space unit": ""}
 
 
-def record_is_baseline(record: dict) -> bool:
+def record_is_baseline(record: Record) -> bool:
     """True for records of a weight-free baseline model (``constant``, ``horizon_prior``, and the
     ``majority_class`` segmentation baseline that ``dabench finetune seg`` and the seg suites record)."""
     name = str(record.get("arch") or record.get("model"))
@@ -151,7 +151,7 @@ def _match_any(name: str, patterns: Iterable[str] | None) -> bool:
     return not pats or any(fnmatch.fnmatchcase(name, p) for p in pats)
 
 
-def own_column_key(record: dict, published: list[PublishedTable]) -> tuple[str, bool]:
+def own_column_key(record: Record, published: list[PublishedTable]) -> tuple[str, bool]:
     """The dataset column an own record belongs to and whether its mIoU is multi-scale."""
     ds = record.get("dataset")
     for t in published:
@@ -164,7 +164,7 @@ def own_column_key(record: dict, published: list[PublishedTable]) -> tuple[str, 
     return ds, multi_scale
 
 
-def build_table(records: list[dict] | None = None, *, published: list[PublishedTable] | None = None,
+def build_table(records: list[Record] | None = None, *, published: list[PublishedTable] | None = None,
                 datasets: list[str] | None = None, metrics: list[str] | None = None,
                 models: list[str] | None = None, title: str | None = None,
                 dataset_order: list[str] | None = None,

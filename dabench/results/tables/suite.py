@@ -8,7 +8,7 @@ from typing import Iterable
 from dabench.errors import ConfigError
 from dabench.results.frame import METRIC_ORDER, arrow, format_params, format_value
 from dabench.results.published import PublishedTable
-from dabench.results.record import selection_of
+from dabench.results.record import Record, selection_of
 from dabench.results.store import latest_records
 from dabench.results.tables.build import ComparisonTable, build_table
 
@@ -110,7 +110,7 @@ def table_for_suite(results, *, suite: str | None = None, models: list[str] | No
     return table
 
 
-def _check_filters(records: list[dict], spec, published: list[PublishedTable], *, models, metrics,
+def _check_filters(records: list[Record], spec, published: list[PublishedTable], *, models, metrics,
                    datasets) -> None:
     """A filter naming nothing is a typo: ``ConfigError`` (exit 2) listing the valid names."""
     from dabench.metrics.registry import METRICS
@@ -139,7 +139,7 @@ def _check_filters(records: list[dict], spec, published: list[PublishedTable], *
                               f"{', '.join(valid)}")
 
 
-def print_suite_table(records: list[dict], suite, console=None) -> None:
+def print_suite_table(records: list[Record], suite, console=None) -> None:
     """One table for the whole run: a row per model (every ``--model``, plus the published rows of the paper
     tables that match the suite), columns = evaluated dataset × the suite's primary metrics (``suite``: a
     ``dabench.eval.suites.Suite``). Built by :func:`build_table`, as ``dabench table`` builds it from the
