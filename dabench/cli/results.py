@@ -128,8 +128,7 @@ def _print_history(runs: list[dict], path: Path, fmt: str, suite: Optional[str],
              "records": r.get("records"), "finished": "yes" if r.get("finished") else "no (no run.json)"}
             for r in runs]
     if fmt == "json":
-        typer.echo(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in runs], indent=2,
-                              default=str))
+        typer.echo(json.dumps(runs, indent=2, default=str))
         return
     if fmt == "csv":
         _write_csv(rows, empty_header="run")
