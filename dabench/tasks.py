@@ -150,9 +150,8 @@ def check_honoured(request: EvalRequest, task: str, honours: frozenset[str]) -> 
     """Refuse (``ConfigError``, exit 2) a request that sets fields a ``task`` suite would ignore."""
     bad = request.unhonoured(honours)
     if bad:
-        raise ConfigError(f"a {task} suite does not support {', '.join(bad)}: "
-                          f"{'it is' if len(bad) == 1 else 'they are'} not applied to {task} evaluation; "
-                          "leave them out")
+        raise ConfigError(f"the {task} task does not apply {', '.join(bad)}; leave "
+                          f"{'it' if len(bad) == 1 else 'them'} out")
 
 
 @dataclass(frozen=True)

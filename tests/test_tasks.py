@@ -58,7 +58,7 @@ def test_a_registered_task_receives_suite_runs_and_request(tmp_path):
         path = tmp_path / "fake-suite.yaml"
         path.write_text(yaml.safe_dump({"task": "fake-task", "datasets": ["synthetic-indoor", "synthetic-outdoor"]}))
         recs = run_suite(path, request, models=["constant"])
-        with pytest.raises(ConfigError, match=r"fake-task suite does not support --log-samples, --workers"):
+        with pytest.raises(ConfigError, match=r"fake-task task does not apply --log-samples, --workers; leave them out"):
             run_suite(path, EvalRequest(results_dir=tmp_path, log_samples=True, num_workers=2), models=["constant"])
     finally:
         TASKS.unregister("fake-task")
@@ -102,7 +102,7 @@ def test_segmentation_suite_refuses_what_it_does_not_apply(tmp_path, monkeypatch
     seg = tmp_path / "seg-x.yaml"
     seg.write_text(yaml.safe_dump({"task": "segmentation", "datasets": ["cityscapes"], "metrics": ["miou"]}))
     request = EvalRequest(device="auto", results_dir=tmp_path, **{field: value})
-    with pytest.raises(ConfigError, match=f"segmentation suite does not support {flag}"):
+    with pytest.raises(ConfigError, match=f"segmentation task does not apply {flag}; leave it out"):
         run_suite(seg, request, models=["constant"])
     # what asks nothing of the task (no cache, no bootstrap, no progress bar) and the defaults pass
     assert not EvalRequest(use_cache=False, bootstrap=0, show_progress=False).unhonoured(task_honours("segmentation"))
@@ -117,10 +117,10 @@ def test_cli_refuses_a_flag_the_suite_does_not_apply(tmp_path):
                                    "--results", str(tmp_path)], env={"COLUMNS": "300"})
     assert res.exit_code == 2, res.output
     out = res.output.replace("\n", "").replace("│", "")
-    assert "segmentation suite does not support --bootstrap, --log-samples" in " ".join(out.split())
+    assert "segmentation task does not apply --bootstrap, --log-samples; leave them out" in " ".join(out.split())
     res = CliRunner().invoke(app, ["run", "--suite", "da2k", "--log-samples", "--results", str(tmp_path)],
                              env={"COLUMNS": "300"})
-    assert res.exit_code == 2 and "ordinal suite does not support --log-samples" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "ordinal task does not apply --log-samples; leave it out" in " ".join(res.output.split())
 
 
 def test_honours_name_request_fields_and_the_depth_config_is_derived_from_the_request(tmp_path):
