@@ -92,7 +92,9 @@ def test_sintel_cam(tmp_path):
     Rt = np.arange(12, dtype=np.float64).reshape(3, 4)
     p = tmp_path / "frame_0001.cam"
     p.write_bytes(struct.pack("<f", 202021.25) + K.astype("<f8").tobytes() + Rt.astype("<f8").tobytes())
-    K2, Rt2 = F.read_sintel_cam(p)
+    from dabench.data.cameras import read_sintel_cam
+
+    K2, Rt2 = read_sintel_cam(p)
     np.testing.assert_array_equal(K2, K)
     np.testing.assert_array_equal(Rt2, Rt)
 

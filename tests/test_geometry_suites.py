@@ -129,7 +129,7 @@ def test_suite_runs_on_the_synthetic_world(tmp_path, monkeypatch, suite, model, 
 
 
 def test_colmap_intrinsics_hand_written(tmp_path):
-    from dabench.data.formats import read_colmap_intrinsics
+    from dabench.data.cameras import read_colmap_intrinsics
     from dabench.errors import DataError
 
     (tmp_path / "cameras.txt").write_text("# Camera list\n0 PINHOLE 6048 4032 3410.34 3409.98 3043.68 2014.39\n"

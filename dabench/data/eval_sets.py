@@ -138,7 +138,7 @@ class SintelDataset(FileDepthDataset):
         return read_sintel_depth(e.depth[0])
 
     def read_sample(self, e):
-        from dabench.data.formats import read_sintel_cam
+        from dabench.data.cameras import read_sintel_cam
 
         image, depth, valid, _ = super().read_sample(e)
         K = read_sintel_cam(e.extra["cam"])[0] if e.extra["cam"].is_file() else None
@@ -161,7 +161,7 @@ class Eth3dDataset(FileDepthDataset):
     def _intrinsics(self, e):
         """K from the scene's COLMAP calibration (``<scene>/dslr_calibration_undistorted/`` or
         ``dslr_calibration_jpg/`` next to ``images/``: cameras.txt + images.txt), None when absent."""
-        from dabench.data.formats import read_colmap_intrinsics
+        from dabench.data.cameras import read_colmap_intrinsics
 
         scene_dir = e.image.parent.parent.parent  # <scene>/images/dslr_images/DSC_XXXX.JPG
         cache = self.__dict__.setdefault("_calib", {})

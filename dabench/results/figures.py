@@ -21,7 +21,8 @@ KIND_LABELS = (("published", PUBLISHED_COLOR, "published (paper)"), ("own", OWN_
                ("baseline", BASELINE_COLOR, "weight-free baseline (dabench, not ranked)"))
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot with dabench's figure style (Agg, imported on first use)."""
     from dabench.viz import plt
 
     return plt()
@@ -33,7 +34,7 @@ def _kind(row) -> str:
 
 def save_figure(fig, stem: str | os.PathLike, formats=("png", "pdf"), dpi: int = 150) -> list[Path]:
     """Write ``fig`` as ``stem.<fmt>`` for each format (atomic) and close it."""
-    plt = _plt()
+    plt = pyplot()
     out = []
     for fmt in formats:
         buf = io.BytesIO()
@@ -97,7 +98,7 @@ def bar_charts(table: ComparisonTable, metric: str | None, stem, title: str | No
     panels = [(c, rows) for c, rows in panels if rows]
     if not panels or max(len(rows) for _, rows in panels) < 2:
         return None
-    plt = _plt()
+    plt = pyplot()
     ncols = min(panels_per_row, len(panels))
     lines = [panels[i:i + ncols] for i in range(0, len(panels), ncols)]
     # a panel names its rows unless it shows exactly the rows of its left neighbour
@@ -215,7 +216,7 @@ def params_scatter(tables, stem, metric: str = "abs_rel",
     points = {k: pts for k, pts in points.items() if len({p[2] for p in pts}) >= min_models}
     if not points:
         return None, left_out
-    plt = _plt()
+    plt = pyplot()
     models = list(dict.fromkeys((p[2], p[3], p[0]) for pts in points.values() for p in pts))
     palette = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
     color = {m[0]: palette(i % palette.N) for i, m in enumerate(models)}
@@ -276,7 +277,7 @@ def qualitative_grid(samples: list[dict], predictions, output_space, stem, title
         predictions = {"prediction": predictions}
     if not isinstance(output_space, dict):
         output_space = {k: output_space for k in predictions}
-    plt = _plt()
+    plt = pyplot()
     n, ncols = len(samples), 2 + len(predictions)
     h = max(np.asarray(s["image"]).shape[0] for s in samples)
     w = max(np.asarray(s["image"]).shape[1] for s in samples)

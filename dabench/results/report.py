@@ -30,10 +30,10 @@ import numpy as np
 
 from dabench.provenance import atomic_write_bytes, atomic_write_text, git_commit, now_iso
 from dabench.results.record import Record
+from dabench.results.report_samples import (ERROR_MAX, Predictor, colorize_error, error_map, logged_prediction,
+                                            path_part, rebuild_dataset, record_protocol)
 
 GALLERY_METRICS = ("abs_rel", "delta1", "rmse", "silog")
-ERROR_MAX = 0.5  # error maps: black = 0, brightest = AbsRel ≥ 0.5 (one scale for every sample)
-INVALID_GREY = (96, 96, 96)
 MAX_SIDE = 768  # gallery pictures: real size up to this many pixels (ETH3D's 6048×4032 is shrunk to fit)
 
 
@@ -51,16 +51,8 @@ def _esc(x) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _part(name) -> str:
-    """One file-safe path part: safe_name, with '.'/'..' (which safe_name keeps) made plain underscores."""
-    from dabench.results.store import safe_name
-
-    s = safe_name(name)
-    return s if s.strip(".") else "_" * len(s)
-
-
 def _slug(*parts) -> str:
-    return "/".join(_part(p) for p in parts)
+    return "/".join(path_part(p) for p in parts)
 
 
 def _png(rgb: np.ndarray, max_side: int = MAX_SIDE) -> bytes:
@@ -120,93 +112,6 @@ def worst_first(rows: list[dict], metric: str = "abs_rel") -> list[dict]:
     ok = [r for r in rows if r.get("status") == "ok" and isinstance(r.get(metric), float)
           and isinstance(r.get("index"), float) and float(r["index"]).is_integer() and not math.isnan(r[metric])]
     return sorted(ok, key=lambda r: r[metric], reverse=not hib)
-
-
-# ---------------------------------------------------------------------------------------------
-# pictures of one sample
-# ---------------------------------------------------------------------------------------------
-
-def error_map(pred_score: np.ndarray, gt_score: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Per-pixel AbsRel |p − g| / g (score space); NaN outside ``valid``."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        err = np.abs(pred_score - gt_score) / gt_score
-    return np.where(valid, err, np.nan)
-
-
-def colorize_error(err: np.ndarray, vmax: float = ERROR_MAX) -> np.ndarray:
-    """An error map as RGB uint8 (magma, 0 → black, ≥ ``vmax`` → brightest; invalid grey)."""
-    import matplotlib
-
-    from dabench.viz import ERROR_CMAP
-
-    ok = np.isfinite(err)
-    rgb = (matplotlib.colormaps[ERROR_CMAP](np.clip(np.where(ok, err, 0) / vmax, 0, 1))[..., :3] * 255 + 0.5)
-    rgb = rgb.astype(np.uint8)
-    rgb[~ok] = INVALID_GREY
-    return rgb
-
-
-def _record_protocol(record: Record):
-    from dataclasses import fields
-
-    from dabench.eval.suites import Protocol
-
-    names = {f.name for f in fields(Protocol)}
-    return Protocol(**{k: v for k, v in (record.get("protocol") or {}).items() if k in names})
-
-
-def _logged_prediction(record: Record, results_root: Path, name: str):
-    """(raw prediction, output space) from a ``--log-samples`` ``.npz`` of this record (or of the run it
-    was re-scored from, ``dabench rescore``), or None."""
-    from dabench.results.store import sample_file_name
-
-    paths = [results_root / "runs" / _part(run_id) / "samples" / _part(record.get("model"))
-             / _part(record.get("dataset")) / f"{sample_file_name(name)}.npz"
-             for run_id in (record.get("run_id"), record.get("rescored_from")) if run_id]
-    path = next((p for p in paths if p.is_file()), None)
-    if path is None:
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            pred = np.asarray(z["pred"], dtype=np.float32)
-            space = str(z["output_space"]) if "output_space" in z.files else None
-    except (OSError, ValueError, KeyError):
-        return None
-    return pred, space
-
-
-class _Predictor:
-    """Runs a record's model again (``--predict``): rebuilt once, predictions as the runner makes them."""
-
-    def __init__(self, record: dict, device: str):
-        from dabench.results.paper import load_record_model
-
-        self.model, self.description = load_record_model(record)
-        self.model = self.model.to(device).eval()
-        self.device = device
-        self.space = getattr(self.model, "output_space", "disparity")
-
-    def __call__(self, image: np.ndarray, protocol) -> np.ndarray:
-        from dabench.eval.loop import predict_images
-
-        return predict_images(self.model, [image], protocol.for_model(self.model), self.device)[0]
-
-
-def _rebuild_dataset(record: Record, data_root):
-    from dabench.data import build_dataset, load_card
-    from dabench.provenance import data_root as resolve_root
-
-    # --data-root, else $DABENCH_DATA, else the folder the run itself read (when it is on this machine)
-    root = resolve_root(data_root)
-    recorded = (record.get("config") or {}).get("data_root")
-    if root is None and recorded and Path(str(recorded)).is_dir():
-        root = Path(str(recorded))
-    card = load_card(str(record.get("dataset")))
-    proto = record.get("protocol") or {}
-    extra = {} if card.get("reader") == "synthetic" else {
-        "depth_range": (proto.get("min_depth", 1e-3), proto.get("max_depth", 80.0))}
-    return build_dataset(str(record.get("dataset")), split=record.get("split") or proto.get("split"),
-                         data_root=root, skip_missing=True, **extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,10 +288,10 @@ def _gallery(rec: Record, results: Path, out_dir: Path, res: ReportOutput, *, sa
         return head + "<p>No per-sample CSV next to this record: nothing to show.</p></details>"
     why = ""
     try:
-        dataset = _rebuild_dataset(rec, data_root)
+        dataset = rebuild_dataset(rec, data_root)
     except (DabenchError, OSError) as e:
         dataset, why = None, getattr(e, "message", str(e))
-    protocol = _record_protocol(rec)
+    protocol = record_protocol(rec)
     predictor, predictor_note = None, ""
     entries = []  # (sample name, AbsRel, name cell, {picture key: cell}, metrics cell); {} = no image
     notes: list[str] = []
@@ -418,12 +323,12 @@ def _gallery(rec: Record, results: Path, out_dir: Path, res: ReportOutput, *, sa
         pics = {"image": np.asarray(sample["image"]),
                 "gt": colorize_depth(sample["depth"], np.asarray(sample.get("valid", np.isfinite(sample["depth"]))),
                                      "depth")}
-        got = _logged_prediction(rec, results, name)
+        got = logged_prediction(rec, results, name, np.asarray(sample["depth"]).shape, notes)
         space = None
         if got is None and predict:
             if predictor is None and not predictor_note:
                 try:
-                    predictor = _Predictor(rec, device)
+                    predictor = Predictor(rec, device)
                 except (DabenchError, ImportError) as e:
                     predictor_note = f"--predict: {getattr(e, 'message', e)}"
                     notes.append(predictor_note)

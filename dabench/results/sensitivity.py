@@ -296,9 +296,9 @@ def print_tables(sens: Sensitivity, console) -> None:
 def rank_figure(sens: Sensitivity, stem: str | os.PathLike) -> list[Path]:
     """Each model's rank (1 = best, at the top) under each protocol: a panel per dataset and one overall,
     a line per model; crossing lines are ranking flips. Written as ``stem.png`` and ``stem.pdf``."""
-    from dabench.results.figures import _plt, save_figure
+    from dabench.results.figures import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     panels = [*sens.datasets, OVERALL]
     n_models = max(2, len(sens.models))
     fig, axes = plt.subplots(1, len(panels), figsize=(max(3.2, 1.4 * len(sens.protocols) + 1.6) * len(panels),
