@@ -4,6 +4,7 @@ inside functions count too (a lazy import is still a dependency)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,7 @@ MAX_MODULE_LINES = 500
 
 
 def test_no_module_is_longer_than_500_lines():
-    """Modules are split by what they do before they grow past ~500 lines (issue 13)."""
+    """Modules are split by what they do before they grow past ~500 lines."""
     long = {str(p.relative_to(PKG.parent)): n for p in sorted(PKG.rglob("*.py"))
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by what they do): {long}"
@@ -170,3 +171,14 @@ def test_no_module_imports_a_private_name_of_another():
                 if private and node.module != name:
                     bad.append(f"{name}:{node.lineno} imports {', '.join(private)} from {node.module}")
     assert not bad, "\n".join(bad)
+
+
+def test_no_reference_to_this_projects_issue_tracker():
+    """Code and tests explain themselves; the tracker is not part of the repository. (References to other
+    projects' issues, e.g. "V2 repo issue 280", cite sources and stay.)"""
+    own = re.compile(r"\(issues? \d+|issue \d+ §|\bissue \d+\)|Done-when of issue")
+    root = PKG.parent
+    hits = [f"{p.relative_to(root)}:{i}" for p in [*PKG.rglob("*.py"), *PKG.rglob("*.yaml"), *(root / "tests").glob("*.py")]
+            if p.name != "test_architecture.py"
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if own.search(line)]
+    assert not hits, hits

@@ -60,7 +60,7 @@ def test_hf_errors_name_the_layout(tmp_path, snapshots, monkeypatch):
 
 
 def test_one_run_one_table_dabench_dpt_and_zoedepth(snapshots, tmp_path, monkeypatch):
-    """Done-when of issue 14: one `dabench run` on the synthetic fallback with a dabench network, an hf: DPT
+    """One `dabench run` on the synthetic fallback with a dabench network, an hf: DPT
     folder and an hf: ZoeDepth folder writes records for all three and prints one table with three rows."""
     import json
 

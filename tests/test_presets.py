@@ -1,5 +1,5 @@
 """The named protocol presets run end to end on one-frame fixtures in the real on-disk formats, and
-their numbers match the reference pipelines written out with numpy (issue 15)."""
+their numbers match the reference pipelines written out with numpy."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Protocol details checked against hand-computed cases and the reference formulas (issue 15):
+"""Protocol details checked against hand-computed cases and the reference formulas:
 crops (ZoeDepth's KB-then-Garg, BTS placement, KITTI Eigen, refusals), the prediction floor and
 Marigold's alignment_max_res."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Trust boundaries (issue 12): names that build paths stay inside their root, run folders that are
+"""Trust boundaries: names that build paths stay inside their root, run folders that are
 not dabench's are not overwritten, results get the user's umask, hostile files give clear errors."""
 from __future__ import annotations
 
@@ -286,7 +286,7 @@ def test_npy_headers_are_checked_before_loading(tmp_path):
 
 
 def test_preprocessing_and_colouring_keep_memory_near_the_image_size():
-    """A large photo must not blow up in float64 (issue 12: a 6000² PNG took 3.5 GB in predict)."""
+    """A large photo must not blow up in float64 (a 6000² PNG once took 3.5 GB in predict)."""
     import tracemalloc
 
     import numpy as np

@@ -279,7 +279,7 @@ def test_majority_class_segmentor_predicts_one_class(mm):
 
 
 def test_synthetic_held_out_split_holds_both_families_and_scores_indoor_classes(mm):
-    """The tiny synthetic config's held-out test split mixes indoor and outdoor scenes (issue 16), so
+    """The tiny synthetic config's held-out test split mixes indoor and outdoor scenes, so
     indoor-only classes get an IoU (not null). Scored with the majority-class segmentor through the
     same evaluation as `finetune seg`, against per-class IoU counted with numpy on the label maps."""
     import copy

@@ -63,7 +63,7 @@ def test_finetune_tiny_resume_and_suite(tmp_path):
     assert meta["dabench.arch"] == "da2_test" and meta["dabench.head"] == "seg_upernet"
     assert Path(summary["registered"]).is_file()
 
-    # the held-out split holds both families (issue 16): indoor-only classes are scored, not null
+    # the held-out split holds both families: indoor-only classes are scored, not null
     held = summary["held_out"]
     assert sorted(held["families"]) == ["indoor", "outdoor"] and held["split"] == "test"
     assert "synthetic families scored: outdoor, indoor" in " ".join(res.output.split())

@@ -23,8 +23,7 @@ the size and what it expects (a crop never silently rescales to a frame it was n
   taken *of that 352×1216 window* (misc.py:226-232 runs on the cropped ground truth).
 - ``kb+garg_bts`` (cleinc/bts utils/eval_with_pngs.py:186-199): the KB window, scored with the Garg
   box of the *full* frame (BTS pastes the KB-cropped prediction back into the full frame before
-  cropping; on KITTI-sized frames that box lies inside the window). dabench's ``kb+garg`` before
-  issue 15.
+  cropping; on KITTI-sized frames that box lies inside the window). dabench's earlier ``kb+garg``.
 - ``kb+kitti_eigen`` (Marigold's ``kitti_bm_crop: true, valid_mask_crop: eigen``,
   config/dataset_depth/data_kitti_eigen_test.yaml): the KB window, then the KITTI Eigen fractions
   of the window.

@@ -1,4 +1,4 @@
-# Domain shift at tiny scale (issue 18 §4): the teacher sees labelled INDOOR rooms only; the
+# Domain shift at tiny scale: the teacher sees labelled INDOOR rooms only; the
 # student's unlabelled images are OUTDOOR scenes it never has labels for. Teacher and students are
 # evaluated on held-out indoor and outdoor test scenes: the paper's claim is that pseudo-labelled
 # images from a new domain, with strong perturbations, carry the student beyond its teacher there.
