@@ -176,7 +176,7 @@ def test_no_module_imports_a_private_name_of_another():
 def test_no_reference_to_this_projects_issue_tracker():
     """Code and tests explain themselves; the tracker is not part of the repository. (References to other
     projects' issues, e.g. "V2 repo issue 280", cite sources and stay.)"""
-    own = re.compile(r"\(issues? \d+|issue \d+ §|\bissue \d+\)|Done-when of issue")
+    own = re.compile(r"\(issues? \d+|(?<!repo )\bissue \d+ §|Done-when of issue")
     root = PKG.parent
     hits = [f"{p.relative_to(root)}:{i}" for p in [*PKG.rglob("*.py"), *PKG.rglob("*.yaml"), *(root / "tests").glob("*.py")]
             if p.name != "test_architecture.py"
