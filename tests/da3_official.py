@@ -124,3 +124,18 @@ def balance_sky(net, x) -> None:
         hook.remove()
         with torch.no_grad():
             head.scratch.sky_output_conv2[-1].bias.fill_(0.3 - float(seen["o"].median()))
+
+
+def balance_fov(net, x, fov=(0.9, 1.2)) -> None:
+    """Shift the camera decoder's field-of-view bias so ``x`` gets fields of view ``fov`` (vertical,
+    horizontal; radians): random weights otherwise leave one at ReLU's 0, which the official
+    ``pose_encoding_to_extri_intri`` clamps to a focal length of ~1e8 px."""
+    any_view = getattr(net, "da3", net)
+    fc = any_view.cam_dec.fc_fov[0]
+    seen = {}
+    hook = fc.register_forward_hook(lambda m, i, o: seen.setdefault("o", o))
+    with torch.no_grad():
+        any_view(x[:, None])
+    hook.remove()
+    with torch.no_grad():
+        fc.bias.add_(torch.tensor(fov) - seen["o"].reshape(-1, 2)[0])

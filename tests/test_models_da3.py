@@ -13,7 +13,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from da3_official import official_full, official_tiny, randomize, balance_sky, require_official  # noqa: E402
+from da3_official import (balance_fov, balance_sky, official_full, official_tiny, randomize,  # noqa: E402
+                          require_official)
 
 from dabench.errors import CheckpointError  # noqa: E402
 from dabench.models import create_model, list_models, model_info  # noqa: E402
@@ -50,7 +51,7 @@ def test_registered():
     assert info["params"] == OFFICIAL_PARAMS["da3_vits14"] and info["version"] == 3
     assert info["taps"] == [5, 7, 9, 11] and info["output_space"] == "depth" and not info["is_metric"]
     assert model_info("da3nested_vitg14_vitl14")["is_metric"]
-    assert "300" in model_info("da3metric_vitl14")["output"]
+    assert "300" in model_info("da3metric_vitl14")["output"] and model_info("da3metric_vitl14")["is_metric"]
 
 
 @pytest.mark.parametrize("name", SIX + ["da3nested_vitg14_vitl14"])
@@ -159,12 +160,139 @@ def test_predict_equals_official_pipeline(tmp_path):
     close(torch.from_numpy(got), ref)
 
 
+def _official_prediction(off, image, K=None, process_res: int = 504):
+    """The official pipeline (InputProcessor → network → OutputProcessor, fp32) on one image; with ``K``
+    (pixels of the image) also the K the processor resizes to the network input."""
+    from depth_anything_3.utils.io.input_processor import InputProcessor
+    from depth_anything_3.utils.io.output_processor import OutputProcessor
+
+    imgs, _, ks = InputProcessor()([image], None, None if K is None else K[None], process_res, "upper_bound_resize",
+                                   num_workers=1)
+    with torch.no_grad():
+        raw = off(imgs[None].float())
+    return raw, OutputProcessor()(raw), ks
+
+
+def _blurred(h: int, w: int, seed: int) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8), (9, 9), 3)
+
+
+@pytest.mark.parametrize("arch", ["da3_test", "da3nested_test"])
+def test_predict_geometry_equals_official(arch):
+    """K from the camera decoder equals the official API's ``prediction.intrinsics`` (at the processed
+    size) brought to the image size by the official InputProcessor's own K resize, on a non-square
+    image; the points are the depth unprojected through it; the declaration matches the kind."""
+    require_official()
+    pytest.importorskip("imageio", reason="the official InputProcessor imports imageio")
+    from depth_anything_3.utils.io.input_processor import InputProcessor
+
+    from dabench.data.synthetic import point_map
+    from dabench.models.outputs import declared_outputs
+
+    # processing resolution 280: network input 224×280, so the sides scale differently (203/280, 161/224) and
+    # the official quantiles see fewer than 100 000 pixels (above that they subsample at random)
+    image, res = _blurred(161, 203, 3), 280
+    off, ours = _pair(arch, torch.zeros(1, 3, 28, 28))
+    imgs, _, _ = InputProcessor()([image], None, None, res, "upper_bound_resize", num_workers=1)
+    if arch == "da3nested_test":  # the sky heads balanced on the processed image itself (both branches used)
+        balance_sky(off, imgs.float())
+    balance_fov(off, imgs.float())  # fields of view of ~1 rad, not ReLU's 0 (a clamped 1e8-px focal)
+    load_state_dict_strict(ours, off.state_dict(), "official", arch)
+    _, pred, _ = _official_prediction(off, image, process_res=res)
+    h, w = pred.depth.shape[-2:]
+    assert (h, w) == (224, 280)
+    want = InputProcessor()._resize_ixt(pred.intrinsics[0].astype(np.float64), w, h, 203, 161)
+    assert 50 < want[0, 0] < 1000 and 50 < want[1, 1] < 1000
+    (got,) = ours.predict_geometry([image], input_size=res)
+    assert got["intrinsics"].shape == (3, 3)
+    np.testing.assert_allclose(got["intrinsics"], want, rtol=1e-4, atol=1e-6)  # each entry within 1e-4
+    assert got["intrinsics"][0, 2] == 101.5 and got["intrinsics"][1, 2] == 80.5  # the official (W/2, H/2)
+    ref = F_interp(pred.depth, (161, 203))
+    close(torch.from_numpy(got["depth"]), ref)
+    np.testing.assert_allclose(got["points"], point_map(got["depth"], got["intrinsics"].astype(np.float64)),
+                               rtol=1e-5, atol=1e-6)
+    want_decl = ({"depth": "metric", "points": "metric", "intrinsics": "metric"} if arch == "da3nested_test" else
+                 {"depth": "scale_invariant", "points": "scale_invariant", "intrinsics": "metric"})
+    assert declared_outputs(ours) == want_decl
+
+
+def F_interp(depth: np.ndarray, size) -> torch.Tensor:
+    """The official map (N×h×w at the processed size) brought to the image size (dabench's bilinear rule)."""
+    import torch.nn.functional as F
+
+    return F.interpolate(torch.from_numpy(depth)[:, None], size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def test_metric_model_in_metres_with_the_sample_intrinsics():
+    """da3metric: the depth loop with the sample's K equals the official ``apply_metric_scaling`` of the
+    network output with K as the official InputProcessor resizes it (the nested model's recipe), on a
+    non-square image; without K it is refused where metres are scored and kept raw where a per-image
+    scale is fitted; the geometry path gives the same metres."""
+    require_official()
+    pytest.importorskip("imageio", reason="the official InputProcessor imports imageio")
+    from depth_anything_3.utils.alignment import apply_metric_scaling
+
+    from dabench.errors import DataError
+    from dabench.eval.loop import evaluate_dataset, predict_images
+    from dabench.eval.suites import Protocol
+    from dabench.models.outputs import declared_outputs, predict_outputs, with_intrinsics
+
+    image, res = _blurred(161, 203, 4), 280  # network input 224×280: sides scaled by 280/203 and 224/161
+    K = np.array([[180.0, 0, 97.0], [0, 171.0, 77.5], [0, 0, 1]], dtype=np.float32)
+    off, ours = _pair("da3metric_test", torch.zeros(1, 3, 28, 28))
+    raw, _, k_net = _official_prediction(off, image, K, process_res=res)
+    assert k_net[0, 0, 0] == pytest.approx(180.0 * 280 / 203) and k_net[0, 1, 1] == pytest.approx(171.0 * 224 / 161)
+    metres = apply_metric_scaling(raw["depth"], k_net[None])  # 1×1×h×w
+    ref = F_interp(metres[0].numpy(), (161, 203)).numpy()
+    assert ours.is_metric and ours.needs_intrinsics and declared_outputs(ours) == {"depth": "metric"}
+
+    proto = Protocol(alignment="none", min_depth=1e-3, max_depth=1e6, crop="none", flip_tta=False, input_size=res)
+    (p,) = predict_images(ours, [image], proto, "cpu")
+    got = with_intrinsics(ours, p, {"intrinsics": K, "name": "x"}, proto)
+    close(torch.from_numpy(got), torch.from_numpy(ref))
+    # scored in metres against the official metres: no error at all (the loop calls the same hook)
+    sample = {"image": image, "depth": ref.astype(np.float32), "valid": np.ones(ref.shape, bool), "intrinsics": K,
+              "name": "x"}
+    metrics, counts = evaluate_dataset(ours, [sample], proto, batch_size=1)
+    assert counts["used"] == 1 and metrics["abs_rel"] < 1e-4
+    with pytest.raises(DataError, match=r"x: da3metric_test gives metric depth only with the camera's focal"):
+        evaluate_dataset(ours, [{**sample, "intrinsics": None}], proto, batch_size=1)
+    median = Protocol(alignment="median", min_depth=1e-3, max_depth=1e6, crop="none", flip_tta=False)
+    assert with_intrinsics(ours, p, {"name": "x"}, median) is p  # a fitted scale cancels any global scale
+    (geo,) = predict_outputs(ours, [image], None, intrinsics=[K], names=["x"], input_size=res)
+    close(torch.from_numpy(geo["depth"]), torch.from_numpy(ref))
+    with pytest.raises(DataError, match="x: da3metric_test"):
+        predict_outputs(ours, [image], None, intrinsics=[None], names=["x"])
+
+
+def test_moge_suite_records_da3_levels(tmp_path, monkeypatch):
+    """``dabench run --suite moge --model da3_test --random-init --limit 2``: the record holds the depth and
+    point levels up to scale and the field of view, and no metric level."""
+    from dabench.eval.runner import run_suite
+
+    monkeypatch.setenv("DABENCH_HOME", str(tmp_path))
+    monkeypatch.delenv("DABENCH_DATA", raising=False)
+    (rec,) = run_suite("moge", models=["da3_test"], random_init=True, datasets=["synthetic-indoor"], limit=2,
+                       results_dir=tmp_path / "r", show_progress=False, bootstrap=0)
+    assert rec["status"] == "ok" and rec["samples"]["used"] == 2
+    assert rec["geometry_outputs"] == {"depth": "scale_invariant", "points": "scale_invariant", "intrinsics": "metric"}
+    for level in ("depth_scale_invariant", "depth_affine_invariant", "points_scale_invariant", "points_affine_invariant"):
+        assert set(rec["levels"][level]) == {"rel", "delta1"}
+    assert {"fov_x_mae", "fov_x_deviation", "local_points_rel"} <= set(rec["metrics"])
+    assert not any(k.startswith(("depth_metric", "points_metric")) for k in rec["metrics"])
+    stored = json.loads(open(rec["_path"]).read())
+    assert stored["levels"] == rec["levels"] and stored["images_per_metric"]["fov_x_mae"] == 2
+
+
 def test_ls_models_states_output(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dabench", "ls", "models", "--all", "--json"], capture_output=True,
                        text=True, env={**__import__("os").environ, "DABENCH_HOME": str(tmp_path)})
     infos = {i["name"]: i for i in json.loads(r.stdout)}
     assert {"da3_vits14", "da3metric_vitl14", "da3_test"} <= set(infos)
     assert "metres" in infos["da3nested_vitg14_vitl14"]["description"]
+    assert infos["da3metric_vitl14"]["is_metric"] and "intrinsics" in infos["da3metric_vitl14"]["description"]
 
 
 @pytest.mark.slow

@@ -116,7 +116,10 @@ def evaluate_geometry(model, dataset, card: dict, protocol, task: str, *, device
     for start in range(0, n, max(1, int(batch_size))):
         samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
         outs = predict_outputs(model, [s["image"] for s in samples],
-                               lambda ims: predict_images(model, ims, protocol, device, amp_dtype))
+                               lambda ims: predict_images(model, ims, protocol, device, amp_dtype),
+                               intrinsics=[s.get("intrinsics") for s in samples],
+                               names=[s.get("name", start + k) for k, s in enumerate(samples)],
+                               input_size=protocol.input_size, device=device, amp_dtype=amp_dtype)
         for k, (s, o) in enumerate(zip(samples, outs)):
             gt = sample_ground_truth(s, card, protocol)
             if not gt["depth_mask"].any():

@@ -13,6 +13,7 @@ from dabench.eval.scoring import prepare_sample, score_sample
 from dabench.eval.suites import Protocol
 from dabench.metrics.registry import depth_engine_metrics
 from dabench.models.inference import resolve_amp_dtype
+from dabench.models.outputs import with_intrinsics
 
 
 def predict_images(model, images: Sequence[np.ndarray], protocol: Protocol, device: str, amp_dtype=None,
@@ -119,6 +120,7 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
                     cache.put(keys[k], p)
         for pos, (idx, s, p) in enumerate(zip(chunk, samples, preds)):
             name = str(s.get("name", idx))
+            p = with_intrinsics(model, p, s, protocol)  # metres for models that need the camera K (DA3 metric)
             status, m, info = score_sample(p, s, protocol, output_space, name=name)
             if log_sample is not None:
                 log_sample(name, p, s, protocol, status, {**info, "aux": aux[pos]})

@@ -11,14 +11,24 @@ What each variant outputs (``forward(x)``: ``B×3×H×W`` → ``B×H×W``):
   :meth:`DepthAnything3.forward_outputs` and in ``--log-samples``;
 - ``da3mono_vitl14``: **relative depth** (up to scale); sky pixels (sky head ≥ 0.3) are set to the
   99th percentile of the other pixels' depth, as the official network does;
-- ``da3metric_vitl14``: **canonical metric depth**: metres for a 300-px focal length at the network
-  input. Metres for a real camera are ``output × f_px / 300`` (the official scaling,
-  :func:`metric_from_canonical`); dabench's image-only predict path has no intrinsics, so the
-  registered output is the canonical one (scale-aligned in evaluation). Sky as ``da3mono``;
+- ``da3metric_vitl14``: **metric depth in metres given the camera's focal length**: ``forward`` gives
+  canonical depth (metres for a 300-px focal length at the network input); metres for a real camera
+  are ``output × f_px / 300`` (the official scaling, :func:`metric_from_canonical`, ``f_px`` the mean of
+  fx and fy of K brought to the network input as the official ``InputProcessor`` resizes K). The model
+  is registered metric and ``needs_intrinsics``: the evaluation loop hands it each sample's K
+  (:meth:`DepthAnything3.metric_depth`, :func:`dabench.models.outputs.with_intrinsics`); where metres
+  are scored (no per-image alignment) a sample without K is refused. Sky as ``da3mono``;
 - ``da3nested_vitg14_vitl14`` (``da3nested-giant-large``): **metric depth in metres**: the giant
   any-view depth scaled by least squares onto the metric branch (made metric with the giant's own
   predicted focal length), on confident (≥ median), non-sky pixels; sky set to
   ``min(99th percentile, 200 m)``.
+
+Geometry outputs (``dabench.models.outputs``; the ``moge`` suite): the any-view models declare depth and
+points up to scale plus intrinsics, the nested model metric depth, points and intrinsics, the metric
+model metric depth; :meth:`DepthAnything3.predict_geometry` returns them. K is the official
+``pose_encoding_to_extri_intri`` of the camera decoder's field of view at the network input (principal
+point at ``(w/2, h/2)``, which the official code unprojects with integer pixel coordinates, as dabench
+does), brought to the image size as the official ``InputProcessor`` resizes K (row 0 × W/w, row 1 × H/h).
 
 The official code draws a random subset of 100 000 pixels before some quantiles on large images;
 dabench computes them exactly (the same value for images up to 100 000 pixels; reproducible above).
@@ -28,9 +38,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
+from dabench.errors import DataError
 from dabench.models._registry import register_model
 from dabench.models.contract import DataConfig
 from dabench.models.da3_heads import DualDPT, GaussianDPT, MonoDPT
@@ -42,6 +54,9 @@ OUTPUT_SPACE = "depth"
 IS_METRIC = False
 #: The official metric scaling: canonical depth × focal (px) / 300 = metres.
 CANONICAL_FOCAL_PX = 300.0
+#: What each kind declares to ``dabench.models.outputs`` (the camera decoder gives K, hence points).
+GEOMETRY_OUTPUTS = {"anyview": {"depth": "scale_invariant", "points": "scale_invariant", "intrinsics": "metric"},
+                    "mono": {"depth": "affine_invariant"}, "metric": {"depth": "metric"}}
 SKY_THRESHOLD = 0.3  # sky head value at or above which a pixel is sky
 NESTED_SKY_DEPTH_M = 200.0
 
@@ -129,17 +144,64 @@ def _no_autocast(x: torch.Tensor):
     return contextlib.nullcontext() if x.device.type == "meta" else torch.autocast(x.device.type, enabled=False)
 
 
-class DepthAnything3(nn.Module):
+class _GeometryMixin:
+    """``predict_geometry`` of the DA3 networks (see the module docstring, "Geometry outputs")."""
+
+    def predict_geometry(self, images, intrinsics=None, input_size: int | None = None, device=None,
+                         amp_dtype=None) -> list[dict[str, np.ndarray]]:
+        """RGB uint8 images → per image ``{"depth", ["points", "intrinsics"]}`` at the image size (float32):
+        depth as :meth:`forward` (metres for the metric model, which needs ``intrinsics``: one pixel K of
+        each image), K in pixels of the image from the predicted field of view, points the depth
+        unprojected through that K. One image per forward pass; ``input_size`` defaults to the native size."""
+        from dabench.models.contract import check_image
+        from dabench.models.inference import _autocast, resolve_amp_dtype, resolve_device
+        from dabench.models.outputs import unproject
+
+        dev = resolve_device(device) if device is not None else next(self.parameters()).device
+        self.to(dev).eval()
+        amp = resolve_amp_dtype(amp_dtype)
+        cfg, size = self.data_config, input_size or self.input_size
+        if getattr(self, "needs_intrinsics", False) and (intrinsics is None or len(intrinsics) != len(images)):
+            raise DataError(f"{self.arch}: metric depth needs one camera K per image (metres = output x f_px / 300)")
+        outs = []
+        for i, image in enumerate(images):
+            image = check_image(image, f"image {i}")
+            big_h, big_w = image.shape[:2]
+            x = torch.from_numpy(cfg.preprocess_numpy(image, size))[None].to(dev)
+            h, w = x.shape[-2:]
+            with torch.inference_mode(), _autocast(dev, amp):
+                out = self.forward_outputs(x)
+            depth = cfg.to_image_size(out["depth"][0].float(), (big_h, big_w)).cpu().numpy()
+            res: dict[str, np.ndarray] = {}
+            if getattr(self, "needs_intrinsics", False):
+                depth = self.metric_depth(depth, intrinsics[i], (big_h, big_w), size)
+            if "fov" in out:
+                from dabench.models.da3_layers import intrinsics_from_fov
+
+                k = intrinsics_from_fov(out["fov"][:, None].float(), h, w)[0, 0].double().cpu().numpy()
+                k[0] *= big_w / w  # the official InputProcessor's _resize_ixt, network input -> image
+                k[1] *= big_h / h
+                res["intrinsics"] = k.astype(np.float32)
+                res["points"] = unproject(depth, k)
+            res["depth"] = depth.astype(np.float32)
+            outs.append(res)
+        return outs
+
+
+class DepthAnything3(_GeometryMixin, nn.Module):
     """A Depth Anything 3 network (one registered variant); see the module docstring for outputs."""
 
     output_space = "depth"
-    is_metric = False
     data_config = _cfg()
     input_size = data_config.input_size
 
     def __init__(self, config: DA3Config, arch: str | None = None):
         super().__init__()
         self.config, self.arch = config, arch
+        self.is_metric = config.kind == "metric"
+        self.geometry_outputs = GEOMETRY_OUTPUTS[config.kind]
+        # the metric model gives metres only with the camera's focal length (see metric_depth)
+        self.needs_intrinsics = config.kind == "metric"
         self.backbone = nn.Module()
         self.backbone.pretrained = build_encoder(config.encoder)
         width = ENCODERS[config.encoder.encoder].embed_dim
@@ -188,17 +250,30 @@ class DepthAnything3(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_outputs(x)["depth"]
 
+    def metric_depth(self, depth, K, image_size: tuple[int, int], input_size: int | None = None) -> np.ndarray:
+        """The metric model's metres: canonical ``depth`` (an ``H×W`` map at ``image_size``, as predicted
+        for that image at ``input_size``) × ``f / 300``, with ``f`` the mean of fx and fy of the image's
+        pixel ``K`` resized to the network input (the official ``InputProcessor._resize_ixt`` and
+        ``apply_metric_scaling``). The scale is one number, so it commutes with the resize back."""
+        h, w = self.data_config.network_size(int(image_size[0]), int(image_size[1]), input_size or self.input_size)
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise DataError(f"{self.arch}: camera intrinsics must be a finite 3x3 K with positive focal lengths")
+        focal = (K[0, 0] * w / image_size[1] + K[1, 1] * h / image_size[0]) / 2.0
+        return np.asarray(depth, dtype=np.float32) * np.float32(focal / CANONICAL_FOCAL_PX)
+
     def auxiliary_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(depth, {"confidence" | "sky": B×H×W})``: the per-pixel maps ``--log-samples`` keeps."""
         out = self.forward_outputs(x)
         return out["depth"], {k: out[k] for k in ("confidence", "sky") if k in out}
 
 
-class NestedDepthAnything3(nn.Module):
+class NestedDepthAnything3(_GeometryMixin, nn.Module):
     """Any-view giant (``da3``) + metric large (``da3_metric``) → metric depth in metres."""
 
     output_space = "depth"
     is_metric = True
+    geometry_outputs = {"depth": "metric", "points": "metric", "intrinsics": "metric"}
     data_config = _cfg()
     input_size = data_config.input_size
 
@@ -225,7 +300,7 @@ class NestedDepthAnything3(nn.Module):
         focal = (k[:, 0, 0] + k[:, 1, 1]) / 2
         metric = metric_from_canonical(canon["depth"], focal)
         if x.device.type == "meta":  # shapes only
-            return {"depth": metric, "confidence": rel["confidence"], "sky": canon["sky"]}
+            return {"depth": metric, "confidence": rel["confidence"], "sky": canon["sky"], "fov": rel["fov"]}
         depths, confs = [], []
         for d, c, m, s in zip(rel["depth"], rel["confidence"], metric, canon["sky"]):
             ground = s < SKY_THRESHOLD
@@ -240,7 +315,7 @@ class NestedDepthAnything3(nn.Module):
             far = torch.clamp(torch.quantile(d[ground], 0.99), max=NESTED_SKY_DEPTH_M)
             depths.append(torch.where(ground, d, far))
             confs.append(torch.where(ground, c, torch.ones_like(c)))
-        return {"depth": torch.stack(depths), "confidence": torch.stack(confs), "sky": canon["sky"]}
+        return {"depth": torch.stack(depths), "confidence": torch.stack(confs), "sky": canon["sky"], "fov": rel["fov"]}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_outputs(x)["depth"]
@@ -267,7 +342,8 @@ default_cfgs: dict[str, DataConfig] = {name: _cfg() for name in [*CONFIGS, *NEST
 
 #: What each kind outputs (``dabench ls models`` shows it).
 OUTPUTS = {"anyview": "depth up to scale (+ confidence)", "mono": "relative depth up to scale (sky set far)",
-           "metric": "canonical metric depth: metres at a 300-px focal (x f_px/300)",
+           "metric": "metric depth in metres given the camera focal: output x f_px/300 (canonical: 300-px focal); "
+                     "needs the sample's intrinsics where metres are scored",
            "nested": "metric depth in metres (sky: min(p99, 200 m))"}
 
 
@@ -320,7 +396,7 @@ def da3mono_vitl14(**kwargs) -> DepthAnything3:
     return build("da3mono_vitl14", **kwargs)
 
 
-@register_model(**_meta("da3metric_vitl14"))
+@register_model(is_metric=True, **_meta("da3metric_vitl14"))
 def da3metric_vitl14(**kwargs) -> DepthAnything3:
     """Depth Anything 3 monocular metric depth, ViT-L/14 (da3metric-large)."""
     return build("da3metric_vitl14", **kwargs)
@@ -350,7 +426,7 @@ def da3mono_test(**kwargs) -> DepthAnything3:
     return build("da3mono_test", **kwargs)
 
 
-@register_model(test=True, **_meta("da3metric_test"))
+@register_model(is_metric=True, test=True, **_meta("da3metric_test"))
 def da3metric_test(**kwargs) -> DepthAnything3:
     """tiny DA3 metric test model (width 32, 6 blocks)."""
     return build("da3metric_test", **kwargs)

@@ -17,9 +17,16 @@ scale-invariant level with the model's own intrinsics also gives a point map at 
 depth unprojected through the predicted K), as MoGe's own baselines do. Intrinsics are always
 absolute (``metric``).
 
-Hook for ray-predicting models (Depth Anything 3): set ``geometry_outputs`` (e.g. ``{"depth":
-"scale_invariant", "intrinsics": "metric"}``) and return K from ``predict_geometry``; nothing else
-changes.
+Ray-predicting models (Depth Anything 3) set ``geometry_outputs`` (e.g. ``{"depth": "scale_invariant",
+"points": "scale_invariant", "intrinsics": "metric"}``) and return K from ``predict_geometry``.
+
+Models that need the camera (``model.needs_intrinsics``; Depth Anything 3's metric model: metres =
+output × f_px / 300) are handed each sample's pixel K: ``predict_geometry(images, intrinsics=...)`` in
+the geometry tasks, and in the depth tasks :func:`with_intrinsics` turns the raw prediction into metres
+(``model.metric_depth(pred, K, image_size, input_size)``). Without K a depth suite that aligns scale
+per image scores the raw map (any global scale cancels); one that scores metres refuses the sample.
+``predict_geometry`` may take ``intrinsics``, ``input_size``, ``device`` and ``amp_dtype``; it is given
+those its signature names.
 """
 from __future__ import annotations
 
@@ -58,16 +65,67 @@ def declared_outputs(model) -> dict[str, str]:
     return dict(declared)
 
 
-def predict_outputs(model, images, predict_maps) -> list[dict[str, np.ndarray]]:
+def needs_intrinsics(model) -> bool:
+    """Whether ``model`` gives metric depth only with each image's camera K (``model.needs_intrinsics``)."""
+    return bool(getattr(unwrap(model), "needs_intrinsics", False))
+
+
+def _no_intrinsics(model, name: str) -> DataError:
+    inner = unwrap(model)
+    arch = getattr(inner, "arch", None) or type(inner).__name__
+    return DataError(f"{name}: {arch} gives metric depth only with the camera's focal length (metres = output x "
+                     "f_px / 300) and this sample carries no intrinsics; score it in a suite that aligns scale "
+                     "per image, or on a dataset whose card gives intrinsics (intrinsics_source)")
+
+
+def with_intrinsics(model, pred: np.ndarray, sample: Mapping[str, Any], protocol) -> np.ndarray:
+    """The depth-task hook: ``pred`` (``H×W``, the raw map of ``sample``'s image as the loop predicted
+    it) in metres for a model that ``needs_intrinsics``, from ``sample["intrinsics"]``
+    (``model.metric_depth(pred, K, pred.shape, protocol.input_size)``); ``pred`` unchanged for other
+    models. A sample without K keeps the raw map where ``protocol.alignment`` fits a scale per image
+    (it cancels) and is a DataError naming it where metres are scored (``alignment: none``)."""
+    if not needs_intrinsics(model):
+        return pred
+    K = sample.get("intrinsics")
+    if K is None:
+        if protocol.alignment != "none":
+            return pred
+        raise _no_intrinsics(model, str(sample.get("name", "sample")))
+    return unwrap(model).metric_depth(pred, K, tuple(np.shape(pred)[:2]), protocol.input_size)
+
+
+def _call_predict_geometry(fn, images: list, options: Mapping[str, Any]):
+    """``fn(images, **the options its signature names)``."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    return fn(images, **{k: v for k, v in options.items() if k in params})
+
+
+def predict_outputs(model, images, predict_maps, *, intrinsics=None, names=None,
+                    **options) -> list[dict[str, np.ndarray]]:
     """Each image's outputs ``{kind: array}``: ``model.predict_geometry`` when it has one, else the one map
-    ``predict_maps(images)`` gives, under the declared depth / disparity kind."""
+    ``predict_maps(images)`` gives, under the declared depth / disparity kind. ``intrinsics``: each image's
+    pixel K or None (required by a model that ``needs_intrinsics``: a missing K is a DataError naming the
+    image from ``names``); ``options`` (``input_size``, ``device``, ``amp_dtype``) go to
+    ``predict_geometry`` when it takes them."""
     inner = unwrap(model)
     declared = declared_outputs(model)
+    images = list(images)
+    if needs_intrinsics(model):
+        intrinsics = list(intrinsics) if intrinsics is not None else [None] * len(images)
+        for i, K in enumerate(intrinsics):
+            if K is None:
+                raise _no_intrinsics(model, str(names[i]) if names is not None else f"image {i}")
+        options = {**options, "intrinsics": intrinsics}
     if callable(getattr(inner, "predict_geometry", None)):
         import torch
 
         with torch.inference_mode():
-            outs = list(inner.predict_geometry(list(images)))
+            outs = list(_call_predict_geometry(inner.predict_geometry, images, options))
         if len(outs) != len(images):
             raise DataError(f"predict_geometry returned {len(outs)} outputs for {len(images)} images")
         for o in outs:
@@ -77,7 +135,7 @@ def predict_outputs(model, images, predict_maps) -> list[dict[str, np.ndarray]]:
         return [{k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float32)
                  for k, v in o.items() if k in declared} for o in outs]
     kind = "disparity" if "disparity" in declared else "depth"
-    return [{kind: np.asarray(p, dtype=np.float32)} for p in predict_maps(list(images))]
+    return [{kind: np.asarray(p, dtype=np.float32)} for p in predict_maps(images)]
 
 
 def normalized_intrinsics(K, size: tuple[int, int]) -> np.ndarray:
