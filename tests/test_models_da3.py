@@ -286,6 +286,26 @@ def test_moge_suite_records_da3_levels(tmp_path, monkeypatch):
     assert stored["levels"] == rec["levels"] and stored["images_per_metric"]["fov_x_mae"] == 2
 
 
+def test_metric_suite_scores_da3metric_only_with_intrinsics(tmp_path, monkeypatch):
+    """A metric suite scores da3metric in metres on a set whose card gives K (the synthetic world's exact
+    K) and skips, saying why, a set whose card gives none."""
+    import dabench.data
+    from dabench.eval.runner import run_suite
+
+    monkeypatch.setenv("DABENCH_HOME", str(tmp_path))
+    monkeypatch.delenv("DABENCH_DATA", raising=False)
+    kw = dict(models=["da3metric_test"], random_init=True, limit=2, show_progress=False, bootstrap=0,
+              allow_fallback=True)  # no NYUv2 on disk: the synthetic indoor world stands in
+    (rec,) = [r for r in run_suite("metric-nyu", results_dir=tmp_path / "a", **kw) if r["dataset"] != "nyu"]
+    assert rec["dataset"] == "synthetic-indoor" and rec["protocol"]["alignment"] == "none"
+    assert rec["status"] == "ok" and rec["samples"]["used"] == 2 and rec["is_metric"]
+    load_card = dabench.data.load_card
+    monkeypatch.setattr(dabench.data, "load_card", lambda name, *a, **k: {
+        key: v for key, v in load_card(name, *a, **k).items() if key != "intrinsics_source"})
+    (rec,) = [r for r in run_suite("metric-nyu", results_dir=tmp_path / "b", **kw) if r["dataset"] != "nyu"]
+    assert rec["status"] == "skipped" and "focal length" in rec["skip_reason"] and "synthetic-indoor card" in rec["skip_reason"]
+
+
 def test_ls_models_states_output(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dabench", "ls", "models", "--all", "--json"], capture_output=True,
                        text=True, env={**__import__("os").environ, "DABENCH_HOME": str(tmp_path)})

@@ -30,6 +30,20 @@ def metric_mismatch(suite: Suite, run: ModelRun, model_fields: dict) -> str | No
     return None
 
 
+def camera_mismatch(model, card: dict, protocol, dataset: str) -> str | None:
+    """Why ``model`` cannot be scored on ``dataset`` under ``protocol``: it gives metres only with each
+    image's camera K (``needs_intrinsics``: Depth Anything 3's metric model), metres are scored
+    (``alignment: none``) and the card gives no intrinsics (no ``intrinsics_source``); else None."""
+    from dabench.models.contract import unwrap
+    from dabench.models.outputs import needs_intrinsics
+
+    if not needs_intrinsics(model) or protocol.alignment != "none" or card.get("intrinsics_source"):
+        return None
+    arch = getattr(unwrap(model), "arch", None) or type(unwrap(model)).__name__
+    return (f"{arch} gives metric depth only with the camera's focal length (metres = output x f_px / 300) "
+            f"and the {dataset} card gives no intrinsics")
+
+
 @dataclass
 class ModelFacts:
     """What every record of a built model carries: parameter count, checkpoint hash, and the

@@ -34,7 +34,8 @@ from typing import Sequence
 
 from dabench.errors import ConfigError, DataError
 from dabench.eval.loop import evaluate
-from dabench.eval.models import check_label_clash, is_seg_checkpoint, metric_mismatch, model_facts
+from dabench.eval.models import (camera_mismatch, check_label_clash, is_seg_checkpoint, metric_mismatch,
+                                 model_facts)
 from dabench.eval.plan import plan_datasets, split_size
 from dabench.eval.records import base_record, clean_value, data_source, sample_logger, write_manifest, write_samples_csv
 from dabench.eval.suites import Suite, load_suite, resolve_protocol
@@ -249,6 +250,15 @@ def _run_depth_suite(suite: Suite, runs: list[ModelRun], request: EvalRequest, c
             card = load_card(ds)
             proto = resolve_protocol(suite, ds, card, overrides={"flip_tta": r.flip_tta, "input_size": r.input_size},
                                      in_suite=ds in suite.dataset_names).for_model(model)
+            why = camera_mismatch(model, card, proto, ds)  # a model that needs K, on a set without it
+            if why:
+                rec = base_record(suite, run, ds, proto, config, seed, n_params, ck_sha, ctx.run_id,
+                                  model_fields=model_fields)
+                rec.update(status="skipped", skip_reason=why)
+                if rank == 0:
+                    write_record(rec, results_dir)
+                records.append(rec)
+                continue
             # real-set readers mask ground truth outside a depth range: give them the protocol's
             extra = {} if card.get("reader") == "synthetic" else {"depth_range": (proto.min_depth, proto.max_depth)}
             dataset = build_dataset(ds, split=proto.split, data_root=root, limit=r.limit, skip_missing=r.skip_missing,
