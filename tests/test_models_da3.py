@@ -271,11 +271,13 @@ def test_moge_suite_records_da3_levels(tmp_path, monkeypatch):
     """``dabench run --suite moge --model da3_test --random-init --limit 2``: the record holds the depth and
     point levels up to scale and the field of view, and no metric level."""
     from dabench.eval.runner import run_suite
+    from dabench.tasks import EvalRequest
 
     monkeypatch.setenv("DABENCH_HOME", str(tmp_path))
     monkeypatch.delenv("DABENCH_DATA", raising=False)
-    (rec,) = run_suite("moge", models=["da3_test"], random_init=True, datasets=["synthetic-indoor"], limit=2,
-                       results_dir=tmp_path / "r", show_progress=False, bootstrap=0)
+    request = EvalRequest(random_init=True, datasets=["synthetic-indoor"], limit=2, results_dir=tmp_path / "r",
+                          show_progress=False, bootstrap=0)
+    (rec,) = run_suite("moge", request, models=["da3_test"])
     assert rec["status"] == "ok" and rec["samples"]["used"] == 2
     assert rec["geometry_outputs"] == {"depth": "scale_invariant", "points": "scale_invariant", "intrinsics": "metric"}
     for level in ("depth_scale_invariant", "depth_affine_invariant", "points_scale_invariant",
@@ -283,7 +285,7 @@ def test_moge_suite_records_da3_levels(tmp_path, monkeypatch):
         assert set(rec["levels"][level]) == {"rel", "delta1"}
     assert {"fov_x_mae", "fov_x_deviation", "local_points_rel"} <= set(rec["metrics"])
     assert not any(k.startswith(("depth_metric", "points_metric")) for k in rec["metrics"])
-    stored = json.loads(open(rec["_path"]).read())
+    stored = json.loads(rec.path.read_text())
     assert stored["levels"] == rec["levels"] and stored["images_per_metric"]["fov_x_mae"] == 2
 
 
@@ -292,18 +294,24 @@ def test_metric_suite_scores_da3metric_only_with_intrinsics(tmp_path, monkeypatc
     K) and skips, saying why, a set whose card gives none."""
     import dabench.data
     from dabench.eval.runner import run_suite
+    from dabench.tasks import EvalRequest
 
     monkeypatch.setenv("DABENCH_HOME", str(tmp_path))
     monkeypatch.delenv("DABENCH_DATA", raising=False)
-    kw = dict(models=["da3metric_test"], random_init=True, limit=2, show_progress=False, bootstrap=0,
-              allow_fallback=True)  # no NYUv2 on disk: the synthetic indoor world stands in
-    (rec,) = [r for r in run_suite("metric-nyu", results_dir=tmp_path / "a", **kw) if r["dataset"] != "nyu"]
+
+    def run(results: str) -> dict:
+        request = EvalRequest(random_init=True, limit=2, show_progress=False, bootstrap=0, allow_fallback=True,
+                              results_dir=tmp_path / results)  # no NYUv2 on disk: the synthetic world stands in
+        (rec,) = [r for r in run_suite("metric-nyu", request, models=["da3metric_test"]) if r["dataset"] != "nyu"]
+        return rec
+
+    rec = run("a")
     assert rec["dataset"] == "synthetic-indoor" and rec["protocol"]["alignment"] == "none"
     assert rec["status"] == "ok" and rec["samples"]["used"] == 2 and rec["is_metric"]
     load_card = dabench.data.load_card
     monkeypatch.setattr(dabench.data, "load_card", lambda name, *a, **k: {
         key: v for key, v in load_card(name, *a, **k).items() if key != "intrinsics_source"})
-    (rec,) = [r for r in run_suite("metric-nyu", results_dir=tmp_path / "b", **kw) if r["dataset"] != "nyu"]
+    rec = run("b")
     assert rec["status"] == "skipped" and "focal length" in rec["skip_reason"]
     assert "synthetic-indoor card gives no intrinsics" in rec["skip_reason"]
 
