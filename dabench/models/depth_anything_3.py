@@ -154,7 +154,7 @@ class _GeometryMixin:
         each image), K in pixels of the image from the predicted field of view, points the depth
         unprojected through that K. One image per forward pass; ``input_size`` defaults to the native size."""
         from dabench.models.contract import check_image
-        from dabench.models.inference import _autocast, resolve_amp_dtype, resolve_device
+        from dabench.models.inference import autocast, resolve_amp_dtype, resolve_device
         from dabench.models.outputs import unproject
 
         dev = resolve_device(device) if device is not None else next(self.parameters()).device
@@ -169,7 +169,7 @@ class _GeometryMixin:
             big_h, big_w = image.shape[:2]
             x = torch.from_numpy(cfg.preprocess_numpy(image, size))[None].to(dev)
             h, w = x.shape[-2:]
-            with torch.inference_mode(), _autocast(dev, amp):
+            with torch.inference_mode(), autocast(dev, amp):
                 out = self.forward_outputs(x)
             depth = cfg.to_image_size(out["depth"][0].float(), (big_h, big_w)).cpu().numpy()
             res: dict[str, np.ndarray] = {}

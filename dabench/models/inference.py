@@ -141,7 +141,8 @@ def resolve_amp_dtype(amp_dtype):
     return table[key]
 
 
-def _autocast(device, amp_dtype):
+def autocast(device, amp_dtype):
+    """``torch.autocast`` on ``device`` at ``amp_dtype`` (a no-op context for None: full precision)."""
     import contextlib
 
     import torch
@@ -226,7 +227,7 @@ def predict_batch(model, images: Sequence[np.ndarray], input_size: int | None = 
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 chunk = images[start:start + batch_size]
-                with _autocast(dev, amp):
+                with autocast(dev, amp):
                     results[start:start + len(chunk)] = _own_predict(model, chunk)
                 if progress is not None:
                     progress(len(chunk))
@@ -247,7 +248,7 @@ def predict_batch(model, images: Sequence[np.ndarray], input_size: int | None = 
                 chunk = idxs[start:start + batch_size]
                 x = torch.from_numpy(np.stack([cfg.preprocess_numpy(images[i], size) for i in chunk])).to(dev)
                 extra: dict = {}
-                with _autocast(dev, amp):
+                with autocast(dev, amp):
                     if callable(side):
                         pred, extra = side(x)
                     else:
