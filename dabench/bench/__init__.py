@@ -241,6 +241,8 @@ def print_table(result: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from dabench.console import print_table
+
     console = console or Console()
     title = "dabench bench" + (" --quick (tiny sizes: ratios not meaningful)" if result.get("quick") else "")
     table = Table(title=title)
@@ -253,7 +255,7 @@ def print_table(result: dict, console=None) -> None:
         met = "[green]met[/green]" if e["met"] else "[red]NOT met[/red]"
         table.add_row(label, f"{e['ratio']:.2f}×", goal, met, f"{la} {e[a]:.4g} / {lb} {e[b]:.4g} {unit}",
                       _check(name, e))
-    console.print(table)
+    print_table(table, console)
     g = result.get("gpu_vitl_bf16")
     if g:
         if g.get("status") == "measured":

@@ -40,9 +40,9 @@ def ls_datasets(
 
     Example: dabench ls datasets --data-root /data
     """
-    from rich.console import Console
     from rich.table import Table
 
+    from dabench.console import print_table
     from dabench.data import dataset_available, list_datasets, load_card
     from dabench.data.cards import TASKS, card_splits
 
@@ -63,7 +63,7 @@ def ls_datasets(
         table.add_row(name, c["task"], ",".join(card_splits(c)), rng, str(c.get("eval_crop") or "-"),
                       str(c.get("alignment") or "-"), str(c.get("score_space") or "-"), on_disk,
                       str(c.get("fallback") or "-"), configs.origin_label(entries.get(name)))
-    Console().print(table)
+    print_table(table)
 
 
 @data_app.command("check")
@@ -87,6 +87,7 @@ def check(
     from rich.progress import Progress
     from rich.table import Table
 
+    from dabench.console import print_table
     from dabench.data import build_dataset, load_card
     from dabench.data.cards import card_splits, resolve_split
     from dabench.data.formats import set_max_pixels
@@ -157,7 +158,7 @@ def check(
         table.add_column(sp, justify="right")
     for i, label in enumerate(rows):
         table.add_row(label, *(columns[sp][i] for sp in columns))
-    console.print(table)
+    print_table(table, console)
     _finish_check(console, problems)
 
 
@@ -180,6 +181,7 @@ def _check_pairs(name: str, data_root, limit) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from dabench.console import print_table
     from dabench.data import build_dataset
 
     ds = build_dataset(name, data_root=data_root, limit=limit, skip_missing=True)
@@ -201,7 +203,7 @@ def _check_pairs(name: str, data_root, limit) -> None:
         table.add_row(scene, str(images[scene]), str(pairs[scene]))
     table.add_row("all", str(sum(images.values())), str(sum(pairs.values())))
     console = Console()
-    console.print(table)
+    print_table(table, console)
     _finish_check(console, problems)
 
 
@@ -210,6 +212,7 @@ def _check_segmentation(card: dict, data_root, split, limit) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from dabench.console import print_table
     from dabench.data.cards import card_splits, resolve_split
     from dabench.data.datasets import dataset_root
     from dabench.data.segmentation import check_seg_split
@@ -235,7 +238,7 @@ def _check_segmentation(card: dict, data_root, split, limit) -> None:
             (f"classes seen (of {n_classes})", lambda r: str(len(r["ids"])))]
     for label, fn in rows:
         table.add_row(label, *(fn(results[sp]) for sp in splits))
-    console.print(table)
+    print_table(table, console)
     problems = [p for sp in splits for p in results[sp]["problems"]]
     _finish_check(console, problems)
 

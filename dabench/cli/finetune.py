@@ -75,6 +75,7 @@ def metric(
     from rich.console import Console
     from rich.table import Table
 
+    from dabench.console import print_table
     from dabench.finetune.metric import finetune_metric, prepare
     from dabench.finetune.metric_eval import median_depth_baseline, training_input_size
     from dabench.overrides import parse_cfg_options
@@ -138,4 +139,4 @@ def metric(
         for c in ["delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog"]:
             spec = get_metric(c)
             table.add_row(f"{spec.display} {spec.arrow}", *[("-" if m.get(c) is None else f"{m[c]:.4f}") for _, m in rows])
-        console.print(table)
+        print_table(table, console)

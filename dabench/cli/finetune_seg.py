@@ -65,6 +65,7 @@ def seg(
     from rich.console import Console
     from rich.table import Table
 
+    from dabench.console import print_table
     from dabench.overrides import parse_cfg_options
     from dabench.finetune.seg.train import finetune_seg
 
@@ -102,6 +103,6 @@ def seg(
             table.add_column(c, justify="right")
         for label, m in rows:
             table.add_row(label, *[f"{m[k]:.2f}" for k in ("miou", "macc", "aacc")])
-        console.print(table)
+        print_table(table, console)
         if held.get("same_as_val") and summary.get("test"):
             console.print(f"[yellow]note:[/yellow] {held['note']}")

@@ -18,10 +18,10 @@ def ls_configs() -> None:
 
     Example: dabench ls configs
     """
-    from rich.console import Console
     from rich.table import Table
 
     from dabench import configs
+    from dabench.console import print_table
 
     table = Table(title=f"configuration search path (user folders from ${configs.ENV_VAR} first)")
     for col in ("kind", "shipped folder", "user folders", "user entries"):
@@ -31,4 +31,4 @@ def ls_configs() -> None:
         mine = ([f"{e.name}" + (" (shadows shipped)" if e.shadows is not None else "")
                  for e in configs.entries(kind).values() if e.origin == "user"] if suffix else [])
         table.add_row(kind, str(configs.shipped_dir(kind)), "\n".join(map(str, users)) or "-", ", ".join(mine) or "-")
-    Console().print(table)
+    print_table(table)

@@ -28,9 +28,9 @@ def ls_models(
     """
     import json
 
-    from rich.console import Console
     from rich.table import Table
 
+    from dabench.console import print_table
     from dabench.models import list_models, model_info
 
     infos = [model_info(n) for n in list_models(include_test=all_)]
@@ -47,7 +47,7 @@ def ls_models(
         params = "?" if p is None else (f"{p / 1e6:.1f}M" if p >= 1e5 else f"{p:,}")
         output = i["output_space"] + (" (metric)" if i.get("is_metric") else "")
         table.add_row(i["name"], i["family"], i["source"], output, params, i["description"])
-    Console().print(table)
+    print_table(table)
 
 
 def colorize(pred, cmap: str = "Spectral_r", space: str = "disparity"):

@@ -109,9 +109,9 @@ def ls_metrics(task: Optional[str] = typer.Option(None, "--task", help="a metric
 
     Example: dabench ls metrics --task depth
     """
-    from rich.console import Console
     from rich.table import Table
 
+    from dabench.console import print_table
     from dabench.errors import ConfigError
     from dabench.metrics.registry import METRICS, get_metric, list_metrics
 
@@ -126,7 +126,7 @@ def ls_metrics(task: Optional[str] = typer.Option(None, "--task", help="a metric
         table.add_row(s.name, s.display, "higher ↑" if s.higher_is_better else "lower ↓",
                       {"image": "per image", "pixel": "pixel-pooled", "pair": "pair-pooled"}[s.averaging],
                       s.unit or "-", s.task, s.description)
-    Console().print(table)
+    print_table(table)
 
 
 @ls_app.command("protocols")
@@ -138,9 +138,9 @@ def ls_protocols(suite: Optional[str] = typer.Option(None, "--suite", help="one 
 
     Example: dabench ls protocols --suite marigold
     """
-    from rich.console import Console
     from rich.table import Table
 
+    from dabench.console import print_table
     from dabench.eval.protocol_table import COLUMNS, protocol_markdown, protocol_rows
 
     rows = protocol_rows([suite] if suite else None)
@@ -152,7 +152,7 @@ def ls_protocols(suite: Optional[str] = typer.Option(None, "--suite", help="one 
         table.add_column(col, overflow="fold", no_wrap=col != "source", min_width=24 if col == "source" else None)
     for r in rows:
         table.add_row(*(r[c] for c in COLUMNS))
-    Console().print(table)
+    print_table(table)
 
 
 @ls_app.command("suites")
@@ -161,10 +161,10 @@ def ls_suites() -> None:
 
     Example: dabench ls suites
     """
-    from rich.console import Console
     from rich.table import Table
 
     from dabench import configs
+    from dabench.console import print_table
     from dabench.errors import DabenchError
     from dabench.eval.suites import load_suite
 
@@ -180,4 +180,4 @@ def ls_suites() -> None:
             continue
         table.add_row(s.name, s.task, ", ".join(s.dataset_names), ", ".join(s.primary_metrics), origin,
                       s.description)
-    Console().print(table)
+    print_table(table)

@@ -148,6 +148,8 @@ def print_suite_table(records: list[Record], suite, console=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from dabench.console import print_table
+
     console = console or Console()
     datasets = list(dict.fromkeys(r["dataset"] for r in records if r.get("status") == "ok"))
     published = published_for_suite(suite.name, suite.task, datasets) if datasets else []
@@ -163,7 +165,7 @@ def print_suite_table(records: list[Record], suite, console=None) -> None:
         label = row.label + (f" [{','.join(map(str, row.footnotes))}]" if row.footnotes else "")
         out.add_row(escape(label), format_params(row.params) or "-",
                     *[format_value(table.cell(row, c), c.fmt) or "-" for c in table.columns])
-    console.print(out)
+    print_table(out, console, keep=2)
     for i, source in enumerate(table.footnotes, 1):
         console.print(escape(f"[{i}] {source}"))
     for note in dict.fromkeys(n for t in published for n in t.notes):
