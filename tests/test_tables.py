@@ -233,3 +233,26 @@ def test_partial_row_label_counts_the_scored_records_not_a_skipped_one():
     ]
     table = build_table(records, metrics=["abs_rel"])
     assert [r.label for r in table.rows] == ["m (dabench, partial n=4)"]
+
+
+def test_rows_are_labelled_by_the_source_of_their_model():
+    """hf:, diffusers: and plug-in models are not dabench's: the row says where the model comes from
+    (records written before ``model_source`` existed were dabench's own models)."""
+    recs = [_rec("hf:tiny-dpt", "kitti", {"abs_rel": 0.3}, model_source="hf"),
+            _rec("diffusers:marigold-tiny", "kitti", {"abs_rel": 0.4}, model_source="diffusers"),
+            _rec("my_net", "kitti", {"abs_rel": 0.5}, model_source="plugin"),
+            _rec("odd_net", "kitti", {"abs_rel": 0.55}, model_source="somewhere-else"),
+            _rec("da2_vits14", "kitti", {"abs_rel": 0.6}, model_source="dabench"),
+            _rec("old_ckpt", "kitti", {"abs_rel": 0.7}),
+            _rec("da2_test", "kitti", {"abs_rel": 0.8}, model_source="dabench", random_init=True)]
+    t = build_table(recs, metrics=["abs_rel"])
+    expected = {"hf:tiny-dpt": "hf:tiny-dpt (hf)", "diffusers:marigold-tiny": "diffusers:marigold-tiny (diffusers)",
+                "my_net": "my_net (plugin)", "odd_net": "odd_net (plugin)", "da2_vits14": "da2_vits14 (dabench)",
+                "old_ckpt": "old_ckpt (dabench)", "da2_test": "da2_test (dabench, random init)"}
+    assert {r.model: r.label for r in t.rows} == expected
+    md = to_markdown(t)
+    assert "| hf:tiny-dpt (hf) |" in md and "hf:tiny-dpt (dabench" not in md
+    from dabench.results.tables import to_frame
+
+    sources = dict(zip(to_frame(t)["model"], to_frame(t)["source"]))
+    assert sources == {label: label.split(" (")[1].split(",")[0].rstrip(")") for label in expected.values()}

@@ -8,13 +8,15 @@ Rules (shared by every output format):
   every row holding the best printed value is bold, every row holding the second-best distinct
   value is underlined; a column with fewer than two values, or unknown direction, is not ranked;
 - missing cells print "–" (LaTeX "--") and are never ranked;
+- own rows are labelled by the source of the model they scored (the record's ``model_source``):
+  ``<model> (dabench)`` for dabench's networks and checkpoints, ``(hf)`` for transformers models,
+  ``(diffusers)`` for diffusers pipelines, ``(plugin)`` for plug-in and Python-API models;
 - weight-free baselines (``constant``, ``horizon_prior``, segmentation's ``majority_class``) are shown,
   labelled ``(dabench, baseline)``, and never ranked: they are a floor, not a competitor;
 - headers carry units (``RMSE (m)``, ``mIoU (%)``); percentages print with the paper's one decimal;
 - partial records (a ``--limit`` run) are left out unless asked for (``include_partial``); then they
   are separate rows labelled ``partial n=<samples>`` and never ranked against complete ones;
-- published rows carry a footnote naming their source (paper and table number); own rows are
-  labelled ``<model> (dabench)``.
+- published rows carry a footnote naming their source (paper and table number).
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from dabench.results.published import PublishedTable
 from dabench.results.record import Record, is_complete, selection_of
 from dabench.results.store import record_higher_is_better
 
-OWN_SUFFIX = " (dabench)"
+OWN_SUFFIX = " (dabench)"  # the label suffix of a row scored by one of dabench's own models
+MODEL_SOURCES = ("dabench", "hf", "diffusers", "plugin")
 MISSING = {"md": "–", "latex": "--", "html": "–"}
 
 
@@ -59,6 +62,7 @@ class TableRow:
     baseline: bool = False  # weight-free baseline: shown, never ranked
     partial: bool = False  # scored a --limit subset: shown (with --include-partial) but never ranked
     ci: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    source: str = ""  # own rows: who provides the model (``record_source``); published rows: ""
 
 
 @dataclass
@@ -133,6 +137,13 @@ def record_is_baseline(record: Record) -> bool:
         return name in ("constant", "horizon_prior")
 
 
+def record_source(record: dict) -> str:
+    """Who provides the model a record scored: ``dabench``, ``hf``, ``diffusers`` or ``plugin`` (the record's
+    ``model_source``; records written before that key existed were all dabench's own models)."""
+    source = str(record.get("model_source") or "dabench")
+    return source if source in MODEL_SOURCES else "plugin"
+
+
 def metric_unit(metric: str, score_spaces: Iterable[str] = (), published_units: dict | None = None) -> str:
     """The unit shown in a column header. RMSE is in the score space's unit: metres when scored in
     depth, 1/m when scored in disparity (unknown or mixed: no unit)."""
@@ -194,14 +205,14 @@ def build_table(records: list[Record] | None = None, *, published: list[Publishe
         model = str(rec.get("model"))
         baseline = record_is_baseline(rec)
         partial = not is_complete(rec)
-        label = model + (" (dabench, random init" if rec.get("random_init") else
-                         " (dabench, baseline" if baseline else OWN_SUFFIX[:-1])
+        source = record_source(rec)
+        label = f"{model} ({source}" + (", random init" if rec.get("random_init") else ", baseline" if baseline else "")
         if partial:
             label += f", partial n={selection_of(rec)['n_selected']}"
         label += ")"
         row_key = model + ("\0partial" if partial else "")
         row = own.setdefault(row_key, TableRow(label=label, model=model, kind="own", baseline=baseline,
-                                               partial=partial))
+                                               partial=partial, source=source))
         # a skipped record (dataset not on disk: n=0) must not name the row when a scored one exists
         if rec.get("status", "ok") == "ok" and row_key not in labelled_by_scored:
             row.label = label

@@ -146,7 +146,7 @@ def to_frame(table: ComparisonTable):
     data = []
     for row in table.rows:
         d = {"model": row.label, "kind": row.kind, "params": row.params,
-             "source": "; ".join(table.footnotes[f - 1] for f in row.footnotes) or "dabench"}
+             "source": "; ".join(table.footnotes[f - 1] for f in row.footnotes) or row.source or "dabench"}
         for c in table.columns:
             d[f"{c.dataset}/{c.metric}"] = table.cell(row, c)
             if table.show_ci:
