@@ -37,6 +37,32 @@ def test_ci_suite_does_not_regress(ci_run, tmp_path):
     assert json.loads(report.with_suffix(".json").read_text())["counts"]["unchanged"] == 36
 
 
+def test_regress_ci_runs_the_suite_and_compares_with_the_shipped_baseline(ci_run, tmp_path, monkeypatch):
+    """`dabench regress --ci` = run_ci_suite into --current (or a temp folder) + regress against the shipped
+    baseline. The suite's own run is the module's (the same seeded run; its records are copied), so this
+    checks the wiring: where the records go, which baseline, the verdict and the exit code."""
+    out, _ = ci_run
+    calls = []
+
+    def same_run(results_dir):
+        calls.append(results_dir)
+        shutil.copytree(out, results_dir, dirs_exist_ok=True)
+
+    monkeypatch.setattr(ci, "run_ci_suite", same_run)
+    res = CliRunner().invoke(app, ["regress", "--ci", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("✅ PASS") and "36 unchanged" in res.output, res.output
+    assert len(calls) == 1 and not calls[0].exists()  # a temporary folder, removed afterwards
+    kept = tmp_path / "ci-run"
+    res = CliRunner().invoke(app, ["regress", "--ci", "--current", str(kept), "--out", str(tmp_path / "r.md")])
+    assert res.exit_code == 0, res.output
+    assert calls[-1] == kept and {r["model"] for r in load_records(kept)} == set(ci.CI_MODELS)
+    assert json.loads((tmp_path / "r.json").read_text())["counts"]["unchanged"] == 36
+    # without --ci both sides are needed: one clear error, exit 2
+    res = CliRunner().invoke(app, ["regress", "--current", str(kept)])
+    assert res.exit_code == 2 and "--baseline and --current" in res.output
+
+
 def _perturb_abs_rel(src, dst, factors):
     """Copy the run and multiply da2_test/synthetic-indoor's per-image AbsRel by ``factors`` (one per
     image), keeping the record's AbsRel the mean of its per-image values, as a real run would."""

@@ -215,8 +215,14 @@ def table_cmd(
 
 @app.command("regress")
 def regress_cmd(
-    baseline: Path = typer.Option(..., "--baseline", help="baseline results directory or record file"),
-    current: Path = typer.Option(..., "--current", help="current results directory or record file"),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="baseline results directory or record file "
+                                            "(with --ci: default the shipped CI baseline)"),
+    current: Optional[Path] = typer.Option(None, "--current", help="current results directory or record file "
+                                           "(with --ci: where the CI run writes its records; default a "
+                                           "temporary folder)"),
+    ci: bool = typer.Option(False, "--ci", help="the CI gate: run the seeded CI suite (suite synthetic, da2_test "
+                            "with random weights + horizon_prior, 6 samples, seed 4, CPU) and compare it with "
+                            "the shipped baseline"),
     abs_tol: float = typer.Option(None, "--abs-tol", help="absolute tolerance (default 1e-4)"),
     rel_tol: float = typer.Option(None, "--rel-tol", help="relative tolerance, fraction of |baseline| "
                                   "(default 1e-3)"),
@@ -240,8 +246,41 @@ def regress_cmd(
     --allow-missing); exit 2 when the two sides scored different samples (unless
     --allow-different-samples); else 0.
 
+    With --ci: runs the seeded CI suite first (``dabench.results.ci``, about a minute on a CPU) and
+    compares it with the baseline shipped with dabench; with --update-baseline it rewrites that baseline
+    from the run instead.
+
+    Example: dabench regress --ci
+
     Example: dabench regress --baseline dabench/configs/ci-baseline --current results/ --out report.md
     """
+    import tempfile
+
+    from dabench.errors import ConfigError
+
+    if ci:
+        from dabench.results.ci import ci_baseline_dir, run_ci_suite
+
+        baseline = baseline if baseline is not None else ci_baseline_dir()
+        with tempfile.TemporaryDirectory(prefix="dabench-ci-") as tmp:
+            run_to = current if current is not None else Path(tmp)
+            from dabench.safety import refuse_out_over_inputs
+
+            refuse_out_over_inputs(run_to, [baseline], flag="--current")
+            run_ci_suite(run_to)
+            _regress(baseline, run_to, abs_tol, rel_tol, allow_missing, out, json_out, update_baseline, quiet,
+                     allow_different_samples, alpha)
+        return
+    if baseline is None or current is None:
+        raise ConfigError("dabench regress needs --baseline and --current (or --ci: run the CI suite and compare "
+                          "it with the shipped baseline)")
+    _regress(baseline, current, abs_tol, rel_tol, allow_missing, out, json_out, update_baseline, quiet,
+             allow_different_samples, alpha)
+
+
+def _regress(baseline: Path, current: Path, abs_tol, rel_tol, allow_missing, out, json_out, update_baseline, quiet,
+             allow_different_samples, alpha) -> None:
+    """`dabench regress` once both sides exist: update the baseline, or compare, report and exit."""
     from dabench.results import regress as rg
 
     if update_baseline:
