@@ -50,6 +50,14 @@ def test_finetune_tiny_resume_and_suite(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     logs = "".join(p.read_text() for p in out.rglob("*.log"))
     assert "resumed epoch: 0, iter: 20" in logs
+    # the console: one line per validation, the summary; mmengine's log (environment, config,
+    # iterations) and third-party warnings stay in the run's log file
+    flat_out = res.output.replace("\n", "")  # the log path may wrap
+    run_log = Path(flat_out.split("full log: ")[1].split(".log")[0] + ".log")
+    vals = [line for line in res.output.splitlines() if line.startswith("iter ") and ": val mIoU " in line]
+    assert run_log.parent.parent == out and len(vals) == run_log.read_text().count("Iter(val)") >= 1, res.output
+    assert "Iter(train)" not in res.output and "System environment" not in res.output
+    assert "Warning" not in res.output and len(res.output.splitlines()) < 30, res.output
     assert (out / "iter_60.pth").is_file() and summary["iters"] == 60
     # it learned: far above predicting the training set's majority class everywhere, same test images
     model, base = summary["test"], summary["test_majority_baseline"]
@@ -74,6 +82,14 @@ def test_finetune_tiny_resume_and_suite(tmp_path):
         assert rec["dataset"] == "synthetic" and sorted(rec["held_out"]["families"]) == ["indoor", "outdoor"]
         for cls in ("floor", "wall", "ceiling", "road", "sky"):
             assert rec["per_class"][cls] is not None, (path, cls)
+        # every held-out image counted (8 outdoor + 8 indoor scenes): the whole split, a complete record
+        assert rec["samples"]["used"] == 16 and rec["selection"]["complete"], (path, rec["samples"])
+    # a finished run: `results ls --history` says so (its manifest is written), with both records
+    res = _invoke(["results", "ls", "--history", "--format", "json", "--results", str(tmp_path / "ft-results")])
+    (run,) = json.loads(res.output)
+    assert run["finished"] and run["complete"] and run["records"] == 2 and run["suite"] == "finetune-seg", run
+    res = _invoke(["results", "ls", "--results", str(tmp_path / "ft-results")])
+    assert res.exit_code == 0 and "partial" not in res.output and " 16 " in res.output, res.output
 
     # `dabench run --suite seg-synthetic --checkpoint final.safetensors` scores it and the baseline
     results = tmp_path / "results"

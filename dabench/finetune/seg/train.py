@@ -17,6 +17,8 @@ from dabench.finetune.seg.config import (check_cfg_options, check_head_available
                                          import_mmseg, leaf_datasets, load_config, num_classes_of, resolve_config,
                                          seg_options)
 from dabench.finetune.seg.evaluate import evaluate, majority_class, majority_model, train_split_for, with_per_class
+from dabench.finetune.seg.quiet import (attach_warnings, log_file_of, print_validation, quiet_runner_class,
+                                        warnings_to_run_log)
 
 # ---------------------------------------------------------------------------------------------
 # distributed (torchrun)
@@ -48,6 +50,7 @@ def _broadcast_buffers(model) -> None:
 # ---------------------------------------------------------------------------------------------
 # fine-tuning
 # ---------------------------------------------------------------------------------------------
+@warnings_to_run_log
 def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: str = "tiny",
                  init: str | None = None, random_init: bool = False, arch: str | None = None,
                  config: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
@@ -61,6 +64,9 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
     metrics, and — with ``evaluate_test`` — the test-split metrics of the model and of the
     majority-class baseline, also written as results records (suite ``finetune-seg``, through
     ``dabench.results.record.make_record``) under ``results_dir`` (default: the results store).
+
+    Prints one line per validation; mmengine's log and every third-party warning (mmcv-lite, mmseg
+    deprecations) go to the run's log file (``dabench.finetune.seg.quiet``).
     """
     opts = seg_options(dataset=dataset, head=head, preset=preset, init=str(init) if init else None,
                        random_init=random_init, arch=arch, iters=iters, batch_size=batch_size, seed=seed)
@@ -97,12 +103,16 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
         cfg.resume = True
 
     from mmengine import dist
-    from mmengine.runner import Runner
 
     from dabench.safety import claim_out_dir
 
     claim_out_dir(work_dir, command="finetune seg", resume=resume, force=force)
-    runner = Runner.from_cfg(cfg)
+    runner = quiet_runner_class().from_cfg(cfg)
+    attach_warnings(runner.logger)  # third-party warnings from here on (and those held) go to its log file
+    if dist.is_main_process():
+        val = cfg.train_cfg.get("val_interval")
+        print(f"fine-tuning {cfg.train_cfg.max_iters} iterations" + (f", validation every {val}" if val else "")
+              + f"; full log: {log_file_of(runner.logger)}", flush=True)
     capture = _LastValMetrics()
     runner.register_hook(capture, priority="LOWEST")
     runner.train()
@@ -129,6 +139,7 @@ def finetune_seg(*, dataset: str = "synthetic", head: str = "upernet", preset: s
         # must score the saved model: plain BN running stats drift apart between DDP ranks
         _broadcast_buffers(model)
         summary["test"] = with_per_class(runner.test())
+        summary["test_samples"] = len(runner.test_dataloader.dataset)  # every image of the held-out split
         n = num_classes_of(cfg)
         cls = majority_class(train_split_for(cfg.test_dataloader.dataset, cfg.train_dataloader.dataset), n)
         base = majority_model(cls, n, cfg.model.data_preprocessor)
@@ -148,11 +159,13 @@ FINETUNE_SUITE = "finetune-seg"  # records of the fine-tune's own held-out evalu
 def write_finetune_records(summary: dict, cfg, *, name: str, seed: int, results_dir=None) -> list[str]:
     """One results record for the fine-tuned model and one for the majority-class baseline, scored on
     the held-out split after training (suite ``finetune-seg``; ``held_out`` says whether that split is
-    also the validation split). Returns the written paths."""
+    also the validation split), and the run's manifest (``runs/<run_id>/run.json``: a finished run).
+    Both records count the held-out images scored (``samples.used``; the whole split, so complete).
+    Returns the written record paths."""
     from dabench.metrics.registry import SEG_METRICS
-    from dabench.provenance import default_results_dir
-    from dabench.results.record import make_data_source, make_record, make_run_id
-    from dabench.results.store import write_record
+    from dabench.provenance import default_results_dir, git_commit, now_iso
+    from dabench.results.record import make_data_source, make_record, make_run_id, make_selection
+    from dabench.results.store import write_record, write_run_manifest
 
     test_sets = list(leaf_datasets(cfg.test_dataloader.dataset.to_dict()
                                    if hasattr(cfg.test_dataloader.dataset, "to_dict") else dict(cfg.test_dataloader.dataset)))
@@ -171,7 +184,12 @@ def write_finetune_records(summary: dict, cfg, *, name: str, seed: int, results_
     run_id = make_run_id(salt=FINETUNE_SUITE + name)
     config = {k: summary[k] for k in ("config", "work_dir", "init", "random_init", "head", "dataset", "preset",
                                       "iters")}
-    out = []
+    n = summary.get("test_samples")
+    counts = None if n is None else {"used": int(n), "skipped_no_valid": 0, "skipped_missing": 0}
+    selection = None if n is None else make_selection(None, [f"{held['split']}:{i}" for i in range(int(n))], int(n),
+                                                      int(n))
+    results_dir = Path(results_dir) if results_dir else default_results_dir()
+    out, records = [], []
     for model, res, extra in ((name, summary["test"], {"checkpoint": summary["final"], "arch": summary["arch"]}),
                               ("majority_class", summary["test_majority_baseline"],
                                {"majority_class": summary["majority_class"]})):
@@ -181,10 +199,16 @@ def write_finetune_records(summary: dict, cfg, *, name: str, seed: int, results_
                           config={**config, **({"majority_class": extra["majority_class"]}
                                                if "majority_class" in extra else {})},
                           metrics=metrics, protocol=protocol, primary_metrics=["miou", "aacc"],
+                          samples=counts, selection=selection,
                           per_class=res.get("per_class", {}), held_out=held, split=held["split"],
                           arch=extra.get("arch"), checkpoint=extra.get("checkpoint"),
                           random_init=bool(summary["random_init"]) and model == name)
-        out.append(str(write_record(rec, Path(results_dir) if results_dir else default_results_dir())))
+        out.append(str(write_record(rec, results_dir)))
+        records.append(rec)
+    write_run_manifest(results_dir, run_id, {
+        "date": min(str(r.get("date")) for r in records), "finished": now_iso(), "suite": FINETUNE_SUITE, "models": sorted(r["model"] for r in records),
+        "datasets": [dataset], "limit": None, "seed": seed, "complete": True, "records": len(records),
+        "git_commit": git_commit(), "argv": sys.argv[1:]})
     return out
 
 
@@ -223,13 +247,14 @@ def _last_val_hook_cls():
     from mmengine.hooks import Hook
 
     class LastValMetrics(Hook):
-        """Keeps the metrics of the last validation run."""
+        """Keeps the metrics of the last validation run and prints one line for each."""
 
         def __init__(self):
             self.metrics: dict = {}
 
         def after_val_epoch(self, runner, metrics=None):
             self.metrics = dict(metrics or {})
+            print_validation(runner, self.metrics)
 
     return LastValMetrics
 
