@@ -1,10 +1,42 @@
-"""Shared test set-up: every test gets its own DABENCH_HOME / results dir, and torch uses few threads
-(CI has 2 cores: one thread per process)."""
+"""Shared test set-up: every test gets its own DABENCH_HOME / results dir (removed after the test), every
+temporary file lands in pytest's base temp folder, and torch uses few threads (CI has 2 cores: one
+thread per process).
+
+Nothing is left in the system's temp folder: pytest's base temp folder is removed after a passing run
+(``tmp_path_retention_policy = "failed"`` in pyproject.toml; a failing run keeps its own, for
+debugging, and only the latest), and :func:`_session_temp` points ``TMPDIR`` (``tempfile``, and the
+subprocesses tests start), torch inductor's and triton's caches at one session folder inside it, removed
+when the session ends."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
+
+_SESSION_ENV = ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_temp(tmp_path_factory):
+    """One session folder (inside pytest's base temp folder) for everything that is not a test's own
+    ``tmp_path``: temp files of dabench and third-party code, compiled-kernel caches. Removed at the end."""
+    root = tmp_path_factory.mktemp("session")  # the base temp folder is created first, in the real temp dir
+    paths = {"TMPDIR": root / "tmp", "TORCHINDUCTOR_CACHE_DIR": root / "torchinductor", "TRITON_CACHE_DIR": root / "triton"}
+    saved = {k: os.environ.get(k) for k in _SESSION_ENV}
+    for key, path in paths.items():
+        path.mkdir()
+        os.environ[key] = str(path)
+    tempfile.tempdir = None  # tempfile caches the folder: read TMPDIR again
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    tempfile.tempdir = None
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -14,6 +46,7 @@ def _isolated_dabench_home(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("DABENCH_DATA", raising=False)
     monkeypatch.delenv("DABENCH_RESULTS", raising=False)
     yield home
+    shutil.rmtree(home, ignore_errors=True)  # checkpoints, caches, results: nothing outlives the test
 
 
 # CLI messages must not depend on the terminal: rich wraps error panels and tables at the console

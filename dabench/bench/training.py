@@ -42,8 +42,10 @@ class StepRunner:
 
         from dabench.train.engine import Trainer
 
+        # the trainer's work folder: removed with this object (it used to stay in the temp folder)
+        self._work = tempfile.TemporaryDirectory(prefix="dabench-bench-")
         self.t = Trainer(recorded["model"], recorded["param_groups"], recorded["step_fn"], recorded["batch_fn"],
-                         recorded["cfg"], tempfile.mkdtemp(prefix="dabench-bench-"))
+                         recorded["cfg"], self._work.name)
         self.samples = recorded["cfg"].samples_per_step
         self.step_idx = 0
         self.params = [p for g in self.t.optimizer.param_groups for p in g["params"]]
