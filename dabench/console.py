@@ -27,8 +27,8 @@ def natural_width(table, console) -> int:
 def fits(table, console, width: int) -> bool:
     """Whether rich draws ``table`` within ``width`` columns without cutting a cell: the column widths rich
     itself computes add up to at most ``width``, no column is narrower than its longest word and no
-    ``no_wrap`` (or fixed-width) column is narrowed (rich would end them with "…"). Asked of rich's own layout, because its collapsing does not always reach
-    the sum of the columns' minimum widths."""
+    ``no_wrap`` (or fixed-width) column is narrowed (rich would end them with "…"). Asked of rich's own
+    layout, because its collapsing does not always reach the sum of the columns' minimum widths."""
     extra = table._extra_width  # borders and padding
     options = console.options.update_width(max(1, width - extra))
     widths = table._calculate_column_widths(console, options)

@@ -23,7 +23,8 @@ def _session_temp(tmp_path_factory):
     """One session folder (inside pytest's base temp folder) for everything that is not a test's own
     ``tmp_path``: temp files of dabench and third-party code, compiled-kernel caches. Removed at the end."""
     root = tmp_path_factory.mktemp("session")  # the base temp folder is created first, in the real temp dir
-    paths = {"TMPDIR": root / "tmp", "TORCHINDUCTOR_CACHE_DIR": root / "torchinductor", "TRITON_CACHE_DIR": root / "triton"}
+    paths = {"TMPDIR": root / "tmp", "TORCHINDUCTOR_CACHE_DIR": root / "torchinductor",
+             "TRITON_CACHE_DIR": root / "triton"}
     saved = {k: os.environ.get(k) for k in _SESSION_ENV}
     for key, path in paths.items():
         path.mkdir()

@@ -206,7 +206,8 @@ def write_finetune_records(summary: dict, cfg, *, name: str, seed: int, results_
         out.append(str(write_record(rec, results_dir)))
         records.append(rec)
     write_run_manifest(results_dir, run_id, {
-        "date": min(str(r.get("date")) for r in records), "finished": now_iso(), "suite": FINETUNE_SUITE, "models": sorted(r["model"] for r in records),
+        "date": min(str(r.get("date")) for r in records), "finished": now_iso(), "suite": FINETUNE_SUITE,
+        "models": sorted(r["model"] for r in records),
         "datasets": [dataset], "limit": None, "seed": seed, "complete": True, "records": len(records),
         "git_commit": git_commit(), "argv": sys.argv[1:]})
     return out
