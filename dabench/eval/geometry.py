@@ -161,8 +161,7 @@ def run_geometry_task(suite, runs, request, ctx) -> list[Record]:
     from dabench.eval.suites import resolve_protocol
     from dabench.metrics.registry import higher_is_better
     from dabench.models.outputs import declared_outputs
-    from dabench.models.resolve import build_model, model_provenance
-    from dabench.provenance import sha256_file
+    from dabench.eval.models import start_model
     from dabench.results.record import make_selection
     from dabench.results.store import write_record
     from dabench.results.tables import print_suite_table
@@ -180,14 +179,10 @@ def run_geometry_task(suite, runs, request, ctx) -> list[Record]:
         return rec
 
     for run in runs:
-        model = build_model(run, r.seed)
-        model_fields = model_provenance(run, model)
+        model, model_fields, facts = start_model(run, r.seed, suite, r.results_dir,
+                                                 [ds for ds, _ in plan] + [s["dataset"] for s in skipped], ctx.console)
         declared = declared_outputs(model)
-        if run.random_init and ctx.console is not None:
-            ctx.console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers "
-                            "are meaningless and only test the pipeline.[/bold red]")
-        n_params = int(sum(p.numel() for p in model.parameters()))
-        ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
+        n_params, ck_sha = facts.n_params, facts.checkpoint_sha256
         for sk in skipped:
             rec = base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
                               config, r.seed, n_params, ck_sha, ctx.run_id, metric_names=suite.metrics,

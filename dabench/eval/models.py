@@ -67,6 +67,22 @@ def model_facts(run: ModelRun, model, model_fields: dict) -> ModelFacts:
     return ModelFacts(n_params, ck_sha, model_fingerprint(model, run.arch or run.label, run.checkpoint))
 
 
+def start_model(run: ModelRun, seed: int, suite: Suite, results_dir, datasets, console=None):
+    """Build ``run``'s model for a task: ``(model, model_fields, facts)``, with the model's revision filled
+    in (:func:`model_facts`), a label already used by a different model refused
+    (:func:`check_label_clash`) and the random-weights warning printed on ``console``."""
+    from dabench.models.resolve import build_model, model_provenance
+
+    model = build_model(run, seed)
+    model_fields = model_provenance(run, model)
+    facts = model_facts(run, model, model_fields)  # model_revision filled in before the clash check
+    check_label_clash(results_dir, suite, run, datasets, model_fields)
+    if run.random_init and console is not None:
+        console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers are "
+                      "meaningless and only test the pipeline.[/bold red]")
+    return model, model_fields, facts
+
+
 def check_label_clash(results_dir, suite: Suite, run: ModelRun, datasets, model_fields: dict) -> None:
     """``ConfigError`` before ``run`` is evaluated when the results store already holds a record under
     the same label (suite, dataset) from a *different* ``hf:``/``diffusers:``/plug-in model: two

@@ -78,13 +78,12 @@ def run_ordinal_task(suite, runs, request, ctx) -> list[Record]:
     honours): every model on every selected dataset; one record (+ per-pair CSV, also in the run's
     history) each, the table printed on request. Single process."""
     from dabench.data import load_card
+    from dabench.eval.models import start_model
     from dabench.eval.plan import plan_datasets, split_size
     from dabench.eval.records import base_record, clean_value, data_source
     from dabench.tasks import record_config
     from dabench.eval.suites import resolve_protocol
     from dabench.metrics.registry import higher_is_better
-    from dabench.models.resolve import build_model, model_provenance
-    from dabench.provenance import sha256_file
     from dabench.results.record import make_selection
     from dabench.results.store import history_path, write_record
     from dabench.results.tables import print_suite_table
@@ -103,17 +102,9 @@ def run_ordinal_task(suite, runs, request, ctx) -> list[Record]:
         return rec
 
     for run in runs:
-        model = build_model(run, r.seed)
-        model_fields = model_provenance(run, model)
-        from dabench.eval.models import check_label_clash
-
-        check_label_clash(r.results_dir, suite, run, r.datasets, model_fields)
+        model, model_fields, facts = start_model(run, r.seed, suite, r.results_dir, r.datasets, ctx.console)
         output_space = model_fields.get("output_space") or getattr(model, "output_space", "disparity")
-        if run.random_init and ctx.console is not None:
-            ctx.console.print(f"[bold red]WARNING: {run.label} runs with RANDOM weights (--random-init): its numbers "
-                            "are meaningless and only test the pipeline.[/bold red]")
-        n_params = int(sum(p.numel() for p in model.parameters()))
-        ck_sha = sha256_file(run.checkpoint) if run.checkpoint else None
+        n_params, ck_sha = facts.n_params, facts.checkpoint_sha256
         for sk in skipped:
             rec = base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
                                config, r.seed, n_params, ck_sha, ctx.run_id, metric_names=suite.metrics,
