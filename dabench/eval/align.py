@@ -71,6 +71,57 @@ def _fit_scale_shift(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return s, float(ym - s * pm)
 
 
+def fit_from_sums(sums, mode: str, *, name: str = "sample") -> tuple[float, float]:
+    """(scale, shift) of a least-squares ``mode`` from the float64 sums of its valid pixels, with the
+    degenerate-case policy of the module doc.
+
+    ``sums`` = (n, Σ(x - p0), Σ(y - g0), Σ(x - p0)², Σ(x - p0)(y - g0), p0, g0): x the prediction in
+    the alignment's space, y its target (depth, or disparity 1/gt), (p0, g0) any shift (the first valid
+    pixel's values: sums of differences from a typical value do not cancel, and a constant prediction
+    gives exactly zero variance, as the centred reference does; ``scale`` needs p0 = 0). The same
+    numbers as :func:`fit_alignment` up to summation order (``dabench_align_sums`` computes them in one
+    pass). ``median`` cannot come from sums: use :func:`fit_alignment`."""
+    check_mode(mode)
+    if mode == "none":
+        return 1.0, 0.0
+    if mode == "median":
+        raise ValueError("median alignment is a selection, not a function of sums: use fit_alignment")
+    n, sdp, sdg, spp, spg, p0, g0 = (float(v) for v in sums[:7])
+    if n < 2:
+        raise DegenerateAlignmentError(f"{name}: {int(n)} valid pixel(s); {mode} alignment needs at least 2")
+    if mode == "scale":
+        if p0 != 0.0 or g0 != 0.0:
+            raise ValueError("scale alignment sums must be unshifted (p0 = g0 = 0)")
+        return (spg / spp if spp > 0 else 0.0), 0.0
+    mean_p, mean_y = p0 + sdp / n, g0 + sdg / n
+    var = spp - sdp * sdp / n
+    raw_pp = spp + 2.0 * p0 * sdp + n * p0 * p0  # Σx², the reference's scale of "constant"
+    if var <= 1e-24 * max(raw_pp, 1e-300):  # constant prediction: see module policy
+        return 0.0, mean_y
+    s = (spg - sdp * sdg / n) / var
+    return s, mean_y - s * mean_p
+
+
+def subsample_columns(shape: tuple[int, int], max_res: int | None) -> "np.ndarray | None":
+    """The columns Marigold's subsample keeps (module doc) of an H×W map, or None when the fit uses every
+    pixel; rows are all kept. Taken from the same ``torch.nn.functional.interpolate`` call as
+    :func:`subsample_for_fit`, applied to the column indices."""
+    if max_res is None:
+        return None
+    if int(max_res) < 1:
+        from dabench.errors import ConfigError
+
+        raise ConfigError(f"alignment_max_res must be a positive number of pixels or null, got {max_res!r}")
+    factor = float(np.min(int(max_res) / np.array(shape[-2:], dtype=np.float64)))
+    if factor >= 1:
+        return None
+    import torch
+
+    idx = torch.arange(shape[-1], dtype=torch.float64)[None, None]
+    cols = torch.nn.functional.interpolate(idx, scale_factor=factor, mode="nearest")[0, 0].numpy()
+    return cols.astype(np.int64)
+
+
 def subsample_for_fit(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, max_res: int | None):
     """``(pred, gt, valid)`` subsampled as Marigold's alignment does for ``max_res`` (see module doc);
     unchanged when ``max_res`` is None or the map already fits."""

@@ -434,3 +434,183 @@ void dabench_depth_sums_parallel(const float* pred, const float* gt, const uint8
     while (__atomic_load_n(&active, __ATOMIC_SEQ_CST) != 0) cpu_relax();
     pthread_mutex_unlock(&call_mu);
 }
+
+/* ---- scoring one aligned map (dabench.eval.fastscore): float64 throughout, one thread per call ----
+ * The evaluation loop scores each map on its scoring thread (the GIL is released), so these entry points
+ * are single-threaded. Everything is computed in double exactly as dabench.eval.scoring's numpy
+ * reference writes it (multiply, then add: no fused multiply-add, hence FP_CONTRACT off), so the
+ * score-space maps equal the reference's bit for bit and the delta counts are exact; the sums differ only
+ * in summation order, ln only by the series below (about 1e-16 relative).
+ *
+ * dabench_align_sums: over the valid pixels (optionally only the columns cols[0..ncols) of every row:
+ * Marigold's subsample), with x = pred, or 1 / max(pred, 1e-8) (recip_in), and y = gt, or 1 / gt
+ * (recip_gt), and (p0, g0) = (x, y) at the first such pixel when shift is set (else 0):
+ *   out = n, sum(x - p0), sum(y - g0), sum((x - p0)^2), sum((x - p0)(y - g0)), p0, g0,
+ *         count(gt not finite or <= 0), count(x not finite)
+ * dabench_score_map: per pixel a = clip(x * s + t, lo1, hi1); p = recip_out ? 1 / a : a; p = max(p, lo2);
+ * g = recip_gt ? 1 / gt : gt; then the NT sums of dabench_depth_sums_shared (same column order, |e|
+ * unscaled) over the valid pixels, with bad = valid pixels where p is not in (0, inf), plus out[NT] =
+ * valid pixels where g is not in (0, inf). */
+#pragma STDC FP_CONTRACT OFF
+#define LD 8
+#define SCORE_ATTR __attribute__((optimize("fp-contract=off", "no-fast-math")))
+
+static const double LN2_HI = 6.93147180369123816490e-01, LN2_LO = 1.90821492927058770002e-10;
+
+/* ln r for a positive normal double: r = 2^k m, m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(u),
+ * u = (m - 1) / (m + 1), |u| <= 0.1716; the odd series to u^19 leaves < 1e-16 relative. */
+static inline __attribute__((always_inline)) double ln_series(double r) {
+    int64_t i;
+    memcpy(&i, &r, sizeof i);
+    int64_t k = (i - 0x3fe6a09e667f3bcdLL) >> 52;
+    int64_t mi = i - (k << 52);
+    double m;
+    memcpy(&m, &mi, sizeof m);
+    double u = (m - 1.0) / (m + 1.0), z = u * u;
+    double q = 1.0 / 19;
+    q = q * z + 1.0 / 17; q = q * z + 1.0 / 15; q = q * z + 1.0 / 13; q = q * z + 1.0 / 11;
+    q = q * z + 1.0 / 9; q = q * z + 1.0 / 7; q = q * z + 1.0 / 5; q = q * z + 1.0 / 3; q = q * z + 1.0;
+    double kd = (double)k;
+    return kd * LN2_HI + (kd * LN2_LO + 2.0 * u * q);
+}
+
+SCORE_ATTR void dabench_align_sums(const float* pred, const float* gt, const uint8_t* valid, int64_t H, int64_t W,
+                                   int64_t psh, int64_t gsh, int64_t vsh, const int64_t* cols, int64_t ncols,
+                                   int recip_in, int recip_gt, int shift, double* out) {
+    double p0 = 0.0, g0 = 0.0;
+    int64_t nc = cols ? ncols : W;
+    if (shift) { /* the first valid pixel: sums of differences from it do not cancel */
+        int found = 0;
+        for (int64_t y = 0; y < H && !found; y++)
+            for (int64_t j = 0; j < nc; j++) {
+                int64_t x = cols ? cols[j] : j;
+                if (valid[y * vsh + x]) {
+                    double xv = pred[y * psh + x], gv = gt[y * gsh + x];
+                    p0 = recip_in ? 1.0 / (xv > 1e-8 ? xv : 1e-8) : xv;
+                    g0 = recip_gt ? 1.0 / gv : gv;
+                    found = 1;
+                    break;
+                }
+            }
+        if (!(p0 - p0 == 0.0)) p0 = 0.0; /* not finite: reported as bad below, no shift */
+        if (!(g0 - g0 == 0.0)) g0 = 0.0;
+    }
+    double n[LD] = {0}, sp[LD] = {0}, sg[LD] = {0}, spp[LD] = {0}, spg[LD] = {0}, bg[LD] = {0}, bp[LD] = {0};
+    for (int64_t y = 0; y < H; y++) {
+        const float* P = pred + y * psh;
+        const float* G = gt + y * gsh;
+        const uint8_t* V = valid + y * vsh;
+        for (int64_t j0 = 0; j0 < nc; j0 += LD) {
+            for (int j = 0; j < LD; j++) {
+                int64_t jj = j0 + j < nc ? j0 + j : nc - 1;
+                int64_t x = cols ? cols[jj] : jj;
+                double m = (j0 + j < nc && V[x]) ? 1.0 : 0.0;
+                double xv = P[x], gv = G[x];
+                double xx = recip_in ? 1.0 / (xv > 1e-8 ? xv : 1e-8) : xv;
+                int gbad = !(gv > 0.0 && gv <= 1.79769313486231570815e+308);
+                int xbad = !(xx - xx == 0.0);
+                double yy = recip_gt ? 1.0 / gv : gv;
+                double dp = m > 0.0 && !xbad ? xx - p0 : 0.0;
+                double dg = m > 0.0 && !gbad ? yy - g0 : 0.0;
+                n[j] += m;
+                sp[j] += dp;
+                sg[j] += dg;
+                spp[j] += dp * dp;
+                spg[j] += dp * dg;
+                bg[j] += m > 0.0 && gbad ? 1.0 : 0.0;
+                bp[j] += m > 0.0 && xbad ? 1.0 : 0.0;
+            }
+        }
+    }
+    double acc[7] = {0};
+    for (int j = 0; j < LD; j++) {
+        acc[0] += n[j]; acc[1] += sp[j]; acc[2] += sg[j]; acc[3] += spp[j]; acc[4] += spg[j];
+        acc[5] += bg[j]; acc[6] += bp[j];
+    }
+    out[0] = acc[0]; out[1] = acc[1]; out[2] = acc[2]; out[3] = acc[3]; out[4] = acc[4];
+    out[5] = p0; out[6] = g0; out[7] = acc[5]; out[8] = acc[6];
+}
+
+/* one pixel of dabench_score_map into lane j of the accumulators; returns 1 when ln r needs libm */
+#define SCORE_PIXEL(xv, gv, m)                                                                           \
+    do {                                                                                                 \
+        double xx = recip_in ? 1.0 / ((xv) > 1e-8 ? (xv) : 1e-8) : (xv);                                 \
+        double a = xx * s;                                                                               \
+        a = a + t;                                                                                       \
+        a = a > lo1 ? a : lo1;                                                                           \
+        a = a < hi1 ? a : hi1;                                                                           \
+        double p = recip_out ? 1.0 / a : a;                                                              \
+        p = p > lo2 ? p : lo2;                                                                           \
+        double g = recip_gt ? 1.0 / (gv) : (gv);                                                         \
+        int ok = (m);                                                                                    \
+        int good = p > 0.0 && p <= 1.79769313486231570815e+308;                                          \
+        int gok = g > 0.0 && g <= 1.79769313486231570815e+308;                                           \
+        int use = ok && good && gok;                                                                     \
+        p = use ? p : 1.0;                                                                               \
+        g = use ? g : 1.0;                                                                               \
+        double r = p / g, q = g / p, d = p - g, rm1 = r - 1.0;                                           \
+        int odd = !(r >= 2.2250738585072014e-308 && r <= 1.79769313486231570815e+308);                  \
+        double e = ln_series(odd ? 1.0 : r);                                                            \
+        double mx = q > r ? q : r;                                                                       \
+        f0[j] += rm1 < 0.0 ? -rm1 : rm1;                                                                 \
+        f1[j] += d * rm1;                                                                                \
+        f2[j] += d * d;                                                                                  \
+        f3[j] += e * e;                                                                                  \
+        f4[j] += e < 0.0 ? -e : e;                                                                       \
+        f5[j] += e;                                                                                      \
+        c0[j] += ok ? 1.0 : 0.0;                                                                         \
+        c1[j] += ok && mx < 1.25 ? 1.0 : 0.0;                                                            \
+        c2[j] += ok && mx < 1.5625 ? 1.0 : 0.0;                                                          \
+        c3[j] += ok && mx < 1.953125 ? 1.0 : 0.0;                                                        \
+        c4[j] += ok && !good ? 1.0 : 0.0;                                                                \
+        c5[j] += ok && !gok ? 1.0 : 0.0;                                                                 \
+        oddc[j] += odd ? 1.0 : 0.0;                                                                      \
+    } while (0)
+
+SCORE_ATTR void dabench_score_map(const float* pred, const float* gt, const uint8_t* valid, int64_t H, int64_t W,
+                                  int64_t psh, int64_t gsh, int64_t vsh, const double* cfg, double* out) {
+    const double s = cfg[0], t = cfg[1], lo1 = cfg[2], hi1 = cfg[3], lo2 = cfg[4];
+    const int recip_in = cfg[5] != 0.0, recip_out = cfg[6] != 0.0, recip_gt = cfg[7] != 0.0;
+    double tot[NT + 1] = {0};
+    for (int64_t y = 0; y < H; y++) {
+        const float* P = pred + y * psh;
+        const float* G = gt + y * gsh;
+        const uint8_t* V = valid + y * vsh;
+        double f0[LD] = {0}, f1[LD] = {0}, f2[LD] = {0}, f3[LD] = {0}, f4[LD] = {0}, f5[LD] = {0};
+        double c0[LD] = {0}, c1[LD] = {0}, c2[LD] = {0}, c3[LD] = {0}, c4[LD] = {0}, c5[LD] = {0}, oddc[LD] = {0};
+        int64_t x0 = 0;
+        for (; x0 + LD <= W; x0 += LD)
+            for (int j = 0; j < LD; j++) SCORE_PIXEL((double)P[x0 + j], (double)G[x0 + j], V[x0 + j] != 0);
+        for (int j = 0; x0 + j < W; j++) SCORE_PIXEL((double)P[x0 + j], (double)G[x0 + j], V[x0 + j] != 0);
+        double odd = 0.0;
+        for (int j = 0; j < LD; j++) odd += oddc[j];
+        if (odd > 0.0) { /* rare: a ratio that is 0, subnormal or inf; ln from libm, pixel by pixel */
+            for (int j = 0; j < LD; j++) f3[j] = f4[j] = f5[j] = 0.0;
+            for (int64_t x = 0; x < W; x++) {
+                int j = 0;
+                double xv = P[x], gv = G[x];
+                double xx = recip_in ? 1.0 / (xv > 1e-8 ? xv : 1e-8) : xv;
+                double a = xx * s;
+                a = a + t;
+                a = a > lo1 ? a : lo1;
+                a = a < hi1 ? a : hi1;
+                double p = recip_out ? 1.0 / a : a;
+                p = p > lo2 ? p : lo2;
+                double g = recip_gt ? 1.0 / gv : gv;
+                int use = V[x] && p > 0.0 && p <= 1.79769313486231570815e+308 && g > 0.0
+                          && g <= 1.79769313486231570815e+308;
+                double e = use ? log(p / g) : 0.0;
+                f3[j] += e * e;
+                f4[j] += e < 0.0 ? -e : e;
+                f5[j] += e;
+            }
+        }
+        double* cols[13] = {f0, f1, f2, f3, f4, f5, c0, c1, c2, c3, c4, c5, 0};
+        for (int k = 0; k < NT + 1; k++) {
+            double acc = 0.0;
+            for (int j = 0; j < LD; j++) acc += cols[k][j];
+            tot[k] += acc;
+        }
+    }
+    for (int k = 0; k < NT + 1; k++) out[k] = tot[k];
+}

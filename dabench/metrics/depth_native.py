@@ -155,6 +155,14 @@ def build_kernel(flag_sets=FLAG_SETS, source: bytes | None = None, out_dir: Path
     fn.parallel.restype = None
     fn.wake = lib.dabench_depth_wake
     fn.wake.argtypes, fn.wake.restype = [ctypes.c_int], ctypes.c_int
+    # one aligned map at a time, float64 (dabench.eval.fastscore)
+    fn.align = lib.dabench_align_sums
+    fn.align.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, ptr, i64, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                         ptr]
+    fn.align.restype = None
+    fn.score = lib.dabench_score_map
+    fn.score.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, ptr, ptr]
+    fn.score.restype = None
     return fn, ("avx512" if lib.dabench_depth_kernel_isa() == 512 else "portable")
 
 
@@ -250,6 +258,64 @@ def depth_sums_native(pred, gt, valid, *, min_depth: float, max_depth: float, cl
     return per_map[:, index] * scale
 
 
+def _rows(a: np.ndarray, dtype, what: str) -> np.ndarray:
+    """``a`` as a 2-D array of ``dtype`` whose rows are contiguous (a crop view is kept)."""
+    a = np.asarray(a)
+    if a.dtype != dtype:
+        a = a.astype(dtype)
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be H×W, got shape {a.shape}")
+    if a.strides[1] != a.itemsize:
+        a = np.ascontiguousarray(a)
+    return a
+
+
+def _map_args(pred, gt, valid):
+    p = _rows(pred, np.float32, "prediction")
+    g = _rows(gt, np.float32, "ground truth")
+    v = _rows(valid, np.bool_, "valid mask").view(np.uint8)
+    if not (p.shape == g.shape == v.shape):
+        raise ValueError(f"shapes differ: pred {p.shape}, gt {g.shape}, valid {v.shape}")
+    h, w = p.shape
+    return (p, g, v), (p.ctypes.data, g.ctypes.data, v.ctypes.data, h, w, p.strides[0] // 4, g.strides[0] // 4,
+                       v.strides[0])
+
+
+ALIGN_SUMS = ("n", "sum_dp", "sum_dg", "sum_dp2", "sum_dpdg", "p0", "g0", "bad_gt", "bad_pred")
+
+
+def align_sums_native(pred, gt, valid, *, recip_in: bool, recip_gt: bool, shift: bool,
+                      cols: np.ndarray | None = None) -> np.ndarray:
+    """The float64 sums a least-squares alignment is fitted from (layout ``ALIGN_SUMS``; see
+    ``dabench_align_sums`` in ``depth_kernel.c``) of one H×W map: float32 ``pred``/``gt``, bool ``valid``;
+    ``cols``: fit on these columns only (Marigold's subsample). One C call, GIL released."""
+    fn = _kernel()
+    if fn is None:
+        raise RuntimeError(f"native depth-metric kernel unavailable: {_state.get('error')}")
+    keep, args = _map_args(pred, gt, valid)
+    c = None if cols is None else np.ascontiguousarray(cols, dtype=np.int64)
+    out = np.zeros(len(ALIGN_SUMS), dtype=np.float64)
+    fn.align(*args, None if c is None else c.ctypes.data, 0 if c is None else len(c), int(bool(recip_in)),
+             int(bool(recip_gt)), int(bool(shift)), out.ctypes.data)
+    del keep
+    return out
+
+
+def score_map_native(pred, gt, valid, cfg: np.ndarray, terms) -> tuple[np.ndarray, int, int]:
+    """``(sums in the layout terms, bad predictions, bad ground truth)`` of one H×W map scored after the
+    alignment ``cfg`` = (s, t, lo1, hi1, lo2, recip_in, recip_out, recip_gt) (``dabench_score_map``)."""
+    fn = _kernel()
+    if fn is None:
+        raise RuntimeError(f"native depth-metric kernel unavailable: {_state.get('error')}")
+    keep, args = _map_args(pred, gt, valid)
+    c = np.ascontiguousarray(cfg, dtype=np.float64)
+    out = np.zeros(_NT + 1, dtype=np.float64)
+    fn.score(*args, c.ctypes.data, out.ctypes.data)
+    del keep
+    index, scale = _layout(tuple(terms))
+    return out[index[:-1]] * scale[:-1], int(out[_NT - 1]), int(out[_NT])
+
+
 @functools.lru_cache(maxsize=256)
 def _layout(terms: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Kernel columns and scale factors giving the layout ``terms`` + the bad count."""
@@ -258,4 +324,5 @@ def _layout(terms: tuple) -> tuple[np.ndarray, np.ndarray]:
             np.array([1.0 / _LN10 if t == "abs_log10" else 1.0 for t in names]))
 
 
-__all__ = ["available", "supports", "depth_sums_native", "build_kernel", "wake_helpers", "COLUMNS", "FLAG_SETS"]
+__all__ = ["available", "supports", "depth_sums_native", "build_kernel", "wake_helpers", "COLUMNS", "FLAG_SETS",
+           "align_sums_native", "score_map_native", "ALIGN_SUMS"]
