@@ -451,27 +451,63 @@ void dabench_depth_sums_parallel(const float* pred, const float* gt, const uint8
  * g = recip_gt ? 1 / gt : gt; then the NT sums of dabench_depth_sums_shared (same column order, |e|
  * unscaled) over the valid pixels, with bad = valid pixels where p is not in (0, inf), plus out[NT] =
  * valid pixels where g is not in (0, inf). */
+#if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
+#endif
 #define LD 8
-#define SCORE_ATTR __attribute__((optimize("fp-contract=off", "no-fast-math")))
+#if defined(__clang__)
+#define SCORE_ATTR
+#else
+#define SCORE_ATTR __attribute__((optimize("fp-contract=off")))
+#endif
 
 static const double LN2_HI = 6.93147180369123816490e-01, LN2_LO = 1.90821492927058770002e-10;
+#define DMAX 1.79769313486231570815e+308
+#define DMIN 2.2250738585072014e-308
 
-/* ln r for a positive normal double: r = 2^k m, m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(u),
+/* 8 doubles per vector (GCC/Clang vector extensions: AVX-512, or split by the compiler) */
+typedef double vd __attribute__((vector_size(64)));
+typedef int64_t vl __attribute__((vector_size(64)));
+typedef float vf8 __attribute__((vector_size(32)));
+typedef uint8_t vb8 __attribute__((vector_size(8)));
+
+static inline vd dsplat(double x) { return (vd){x, x, x, x, x, x, x, x}; }
+static inline vd vsel(vl m, vd a, vd b) { return (vd)(((vl)a & m) | ((vl)b & ~m)); }
+static inline vd ones(vl m) { return vsel(m, dsplat(1.0), dsplat(0.0)); }
+static inline vd vmax(vd a, vd b) { return vsel(a > b, a, b); } /* a > b ? a : b, as numpy's maximum for non-NaN */
+static inline vd vmin(vd a, vd b) { return vsel(a < b, a, b); }
+
+/* ln r for positive normal doubles: r = 2^k m, m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(u),
  * u = (m - 1) / (m + 1), |u| <= 0.1716; the odd series to u^19 leaves < 1e-16 relative. */
-static inline __attribute__((always_inline)) double ln_series(double r) {
-    int64_t i;
-    memcpy(&i, &r, sizeof i);
-    int64_t k = (i - 0x3fe6a09e667f3bcdLL) >> 52;
-    int64_t mi = i - (k << 52);
-    double m;
-    memcpy(&m, &mi, sizeof m);
-    double u = (m - 1.0) / (m + 1.0), z = u * u;
-    double q = 1.0 / 19;
+static inline vd ln_vec(vd r) {
+    vl i = (vl)r;
+    vl k = (i - 0x3fe6a09e667f3bcdLL) >> 52;
+    vd m = (vd)(i - (k << 52));
+    vd u = (m - 1.0) / (m + 1.0), z = u * u;
+    vd q = dsplat(1.0 / 19);
     q = q * z + 1.0 / 17; q = q * z + 1.0 / 15; q = q * z + 1.0 / 13; q = q * z + 1.0 / 11;
     q = q * z + 1.0 / 9; q = q * z + 1.0 / 7; q = q * z + 1.0 / 5; q = q * z + 1.0 / 3; q = q * z + 1.0;
-    double kd = (double)k;
+    vd kd = __builtin_convertvector(k, vd);
     return kd * LN2_HI + (kd * LN2_LO + 2.0 * u * q);
+}
+
+static inline void load8(const float* P, const float* G, const uint8_t* V, int64_t n, vd* p, vd* g, vl* v) {
+    float tp[8] = {1, 1, 1, 1, 1, 1, 1, 1}, tg[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    uint8_t tv[8] = {0};
+    const float *pp = P, *gp = G;
+    const uint8_t* vp = V;
+    if (n < 8) {
+        for (int64_t j = 0; j < n; j++) { tp[j] = P[j]; tg[j] = G[j]; tv[j] = V[j]; }
+        pp = tp; gp = tg; vp = tv;
+    }
+    vf8 pf, gf;
+    vb8 vb;
+    memcpy(&pf, pp, sizeof pf);
+    memcpy(&gf, gp, sizeof gf);
+    memcpy(&vb, vp, sizeof vb);
+    *p = __builtin_convertvector(pf, vd);
+    *g = __builtin_convertvector(gf, vd);
+    *v = __builtin_convertvector(vb, vl) != 0;
 }
 
 SCORE_ATTR void dabench_align_sums(const float* pred, const float* gt, const uint8_t* valid, int64_t H, int64_t W,
@@ -495,121 +531,138 @@ SCORE_ATTR void dabench_align_sums(const float* pred, const float* gt, const uin
         if (!(p0 - p0 == 0.0)) p0 = 0.0; /* not finite: reported as bad below, no shift */
         if (!(g0 - g0 == 0.0)) g0 = 0.0;
     }
-    double n[LD] = {0}, sp[LD] = {0}, sg[LD] = {0}, spp[LD] = {0}, spg[LD] = {0}, bg[LD] = {0}, bp[LD] = {0};
+    vd n = dsplat(0), sp = n, sg = n, spp = n, spg = n, bg = n, bp = n;
+    vd vp0 = dsplat(p0), vg0 = dsplat(g0), tiny = dsplat(1e-8), zero = dsplat(0.0);
+    vl rin = (vl){0} - (int64_t)(recip_in != 0), rgt = (vl){0} - (int64_t)(recip_gt != 0);
+    float tp[8], tg[8];
+    uint8_t tv[8];
     for (int64_t y = 0; y < H; y++) {
         const float* P = pred + y * psh;
         const float* G = gt + y * gsh;
         const uint8_t* V = valid + y * vsh;
-        for (int64_t j0 = 0; j0 < nc; j0 += LD) {
-            for (int j = 0; j < LD; j++) {
-                int64_t jj = j0 + j < nc ? j0 + j : nc - 1;
-                int64_t x = cols ? cols[jj] : jj;
-                double m = (j0 + j < nc && V[x]) ? 1.0 : 0.0;
-                double xv = P[x], gv = G[x];
-                double xx = recip_in ? 1.0 / (xv > 1e-8 ? xv : 1e-8) : xv;
-                int gbad = !(gv > 0.0 && gv <= 1.79769313486231570815e+308);
-                int xbad = !(xx - xx == 0.0);
-                double yy = recip_gt ? 1.0 / gv : gv;
-                double dp = m > 0.0 && !xbad ? xx - p0 : 0.0;
-                double dg = m > 0.0 && !gbad ? yy - g0 : 0.0;
-                n[j] += m;
-                sp[j] += dp;
-                sg[j] += dg;
-                spp[j] += dp * dp;
-                spg[j] += dp * dg;
-                bg[j] += m > 0.0 && gbad ? 1.0 : 0.0;
-                bp[j] += m > 0.0 && xbad ? 1.0 : 0.0;
+        for (int64_t j0 = 0; j0 < nc; j0 += 8) {
+            vd xv, gv;
+            vl in;
+            if (cols) { /* Marigold's subsample: gather the kept columns */
+                int64_t k = nc - j0 < 8 ? nc - j0 : 8;
+                for (int64_t j = 0; j < 8; j++) {
+                    int64_t x = cols[j0 + (j < k ? j : 0)];
+                    tp[j] = P[x]; tg[j] = G[x]; tv[j] = j < k ? V[x] : 0;
+                }
+                load8(tp, tg, tv, 8, &xv, &gv, &in);
+            } else {
+                load8(P + j0, G + j0, V + j0, nc - j0, &xv, &gv, &in);
             }
+            vd xx = vsel(rin, 1.0 / vmax(xv, tiny), xv);
+            vl gbad = ~((gv > 0.0) & (gv <= DMAX));
+            vl xbad = ~(xx - xx == 0.0);
+            vd yy = vsel(rgt, 1.0 / gv, gv);
+            vd dp = vsel(in & ~xbad, xx - vp0, zero);
+            vd dg = vsel(in & ~gbad, yy - vg0, zero);
+            n += ones(in);
+            sp += dp;
+            sg += dg;
+            spp += dp * dp;
+            spg += dp * dg;
+            bg += ones(in & gbad);
+            bp += ones(in & xbad);
         }
     }
-    double acc[7] = {0};
-    for (int j = 0; j < LD; j++) {
-        acc[0] += n[j]; acc[1] += sp[j]; acc[2] += sg[j]; acc[3] += spp[j]; acc[4] += spg[j];
-        acc[5] += bg[j]; acc[6] += bp[j];
+    vd acc[7] = {n, sp, sg, spp, spg, bg, bp};
+    double r[7];
+    for (int t = 0; t < 7; t++) {
+        r[t] = 0.0;
+        for (int j = 0; j < 8; j++) r[t] += acc[t][j];
     }
-    out[0] = acc[0]; out[1] = acc[1]; out[2] = acc[2]; out[3] = acc[3]; out[4] = acc[4];
-    out[5] = p0; out[6] = g0; out[7] = acc[5]; out[8] = acc[6];
+    out[0] = r[0]; out[1] = r[1]; out[2] = r[2]; out[3] = r[3]; out[4] = r[4];
+    out[5] = p0; out[6] = g0; out[7] = r[5]; out[8] = r[6];
 }
 
-/* one pixel of dabench_score_map into lane j of the accumulators; returns 1 when ln r needs libm */
-#define SCORE_PIXEL(xv, gv, m)                                                                           \
-    do {                                                                                                 \
-        double xx = recip_in ? 1.0 / ((xv) > 1e-8 ? (xv) : 1e-8) : (xv);                                 \
-        double a = xx * s;                                                                               \
-        a = a + t;                                                                                       \
-        a = a > lo1 ? a : lo1;                                                                           \
-        a = a < hi1 ? a : hi1;                                                                           \
-        double p = recip_out ? 1.0 / a : a;                                                              \
-        p = p > lo2 ? p : lo2;                                                                           \
-        double g = recip_gt ? 1.0 / (gv) : (gv);                                                         \
-        int ok = (m);                                                                                    \
-        int good = p > 0.0 && p <= 1.79769313486231570815e+308;                                          \
-        int gok = g > 0.0 && g <= 1.79769313486231570815e+308;                                           \
-        int use = ok && good && gok;                                                                     \
-        p = use ? p : 1.0;                                                                               \
-        g = use ? g : 1.0;                                                                               \
-        double r = p / g, q = g / p, d = p - g, rm1 = r - 1.0;                                           \
-        int odd = !(r >= 2.2250738585072014e-308 && r <= 1.79769313486231570815e+308);                  \
-        double e = ln_series(odd ? 1.0 : r);                                                            \
-        double mx = q > r ? q : r;                                                                       \
-        f0[j] += rm1 < 0.0 ? -rm1 : rm1;                                                                 \
-        f1[j] += d * rm1;                                                                                \
-        f2[j] += d * d;                                                                                  \
-        f3[j] += e * e;                                                                                  \
-        f4[j] += e < 0.0 ? -e : e;                                                                       \
-        f5[j] += e;                                                                                      \
-        c0[j] += ok ? 1.0 : 0.0;                                                                         \
-        c1[j] += ok && mx < 1.25 ? 1.0 : 0.0;                                                            \
-        c2[j] += ok && mx < 1.5625 ? 1.0 : 0.0;                                                          \
-        c3[j] += ok && mx < 1.953125 ? 1.0 : 0.0;                                                        \
-        c4[j] += ok && !good ? 1.0 : 0.0;                                                                \
-        c5[j] += ok && !gok ? 1.0 : 0.0;                                                                 \
-        oddc[j] += odd ? 1.0 : 0.0;                                                                      \
-    } while (0)
+typedef struct {
+    vd s, t, lo1, hi1, lo2, tiny;
+    vl rin, rout, rgt;
+} score_consts;
+
+/* one vector of 8 pixels into the accumulators (see dabench_score_map); returns the lanes whose ratio is
+ * not a positive normal number (ln from libm for them) */
+static inline vl score8(vd xv, vd gv, vl ok, const score_consts* c, vd f[6], vd cnt[6]) {
+    vd xx = vsel(c->rin, 1.0 / vmax(xv, c->tiny), xv);
+    vd a = xx * c->s;
+    a = a + c->t;
+    a = vmin(vmax(a, c->lo1), c->hi1);
+    vd p = vmax(vsel(c->rout, 1.0 / a, a), c->lo2);
+    vd g = vsel(c->rgt, 1.0 / gv, gv);
+    vl good = (p > 0.0) & (p <= DMAX), gok = (g > 0.0) & (g <= DMAX);
+    vl use = ok & good & gok;
+    vd one = dsplat(1.0);
+    p = vsel(use, p, one);
+    g = vsel(use, g, one);
+    vd r = p / g, q = g / p, d = p - g, rm1 = r - 1.0;
+    vl odd = ~((r >= DMIN) & (r <= DMAX));
+    vd e = ln_vec(vsel(odd, one, r));
+    vd mx = vmax(q, r);
+    f[0] += vsel(rm1 < 0.0, -rm1, rm1);
+    f[1] += d * rm1;
+    f[2] += d * d;
+    f[3] += e * e;
+    f[4] += vsel(e < 0.0, -e, e);
+    f[5] += e;
+    cnt[0] += ones(ok);
+    cnt[1] += ones(ok & (mx < 1.25));
+    cnt[2] += ones(ok & (mx < 1.5625));
+    cnt[3] += ones(ok & (mx < 1.953125));
+    cnt[4] += ones(ok & ~good);
+    cnt[5] += ones(ok & ~gok);
+    return odd;
+}
 
 SCORE_ATTR void dabench_score_map(const float* pred, const float* gt, const uint8_t* valid, int64_t H, int64_t W,
                                   int64_t psh, int64_t gsh, int64_t vsh, const double* cfg, double* out) {
-    const double s = cfg[0], t = cfg[1], lo1 = cfg[2], hi1 = cfg[3], lo2 = cfg[4];
-    const int recip_in = cfg[5] != 0.0, recip_out = cfg[6] != 0.0, recip_gt = cfg[7] != 0.0;
+    score_consts c = {dsplat(cfg[0]), dsplat(cfg[1]), dsplat(cfg[2]), dsplat(cfg[3]), dsplat(cfg[4]), dsplat(1e-8),
+                      (vl){0} - (int64_t)(cfg[5] != 0.0), (vl){0} - (int64_t)(cfg[6] != 0.0),
+                      (vl){0} - (int64_t)(cfg[7] != 0.0)};
     double tot[NT + 1] = {0};
     for (int64_t y = 0; y < H; y++) {
         const float* P = pred + y * psh;
         const float* G = gt + y * gsh;
         const uint8_t* V = valid + y * vsh;
-        double f0[LD] = {0}, f1[LD] = {0}, f2[LD] = {0}, f3[LD] = {0}, f4[LD] = {0}, f5[LD] = {0};
-        double c0[LD] = {0}, c1[LD] = {0}, c2[LD] = {0}, c3[LD] = {0}, c4[LD] = {0}, c5[LD] = {0}, oddc[LD] = {0};
-        int64_t x0 = 0;
-        for (; x0 + LD <= W; x0 += LD)
-            for (int j = 0; j < LD; j++) SCORE_PIXEL((double)P[x0 + j], (double)G[x0 + j], V[x0 + j] != 0);
-        for (int j = 0; x0 + j < W; j++) SCORE_PIXEL((double)P[x0 + j], (double)G[x0 + j], V[x0 + j] != 0);
-        double odd = 0.0;
-        for (int j = 0; j < LD; j++) odd += oddc[j];
-        if (odd > 0.0) { /* rare: a ratio that is 0, subnormal or inf; ln from libm, pixel by pixel */
-            for (int j = 0; j < LD; j++) f3[j] = f4[j] = f5[j] = 0.0;
-            for (int64_t x = 0; x < W; x++) {
-                int j = 0;
-                double xv = P[x], gv = G[x];
-                double xx = recip_in ? 1.0 / (xv > 1e-8 ? xv : 1e-8) : xv;
-                double a = xx * s;
-                a = a + t;
-                a = a > lo1 ? a : lo1;
-                a = a < hi1 ? a : hi1;
-                double p = recip_out ? 1.0 / a : a;
-                p = p > lo2 ? p : lo2;
-                double g = recip_gt ? 1.0 / gv : gv;
-                int use = V[x] && p > 0.0 && p <= 1.79769313486231570815e+308 && g > 0.0
-                          && g <= 1.79769313486231570815e+308;
-                double e = use ? log(p / g) : 0.0;
-                f3[j] += e * e;
-                f4[j] += e < 0.0 ? -e : e;
-                f5[j] += e;
-            }
+        vd f[6], cnt[6];
+        for (int k = 0; k < 6; k++) f[k] = cnt[k] = dsplat(0.0);
+        vl odd = (vl){0};
+        for (int64_t x0 = 0; x0 < W; x0 += 8) {
+            vd xv, gv;
+            vl ok;
+            load8(P + x0, G + x0, V + x0, W - x0, &xv, &gv, &ok);
+            odd |= score8(xv, gv, ok, &c, f, cnt);
         }
-        double* cols[13] = {f0, f1, f2, f3, f4, f5, c0, c1, c2, c3, c4, c5, 0};
-        for (int k = 0; k < NT + 1; k++) {
-            double acc = 0.0;
-            for (int j = 0; j < LD; j++) acc += cols[k][j];
-            tot[k] += acc;
+        int any_odd = 0;
+        for (int j = 0; j < 8; j++) any_odd |= odd[j] != 0;
+        if (any_odd) { /* rare: a ratio that is 0, subnormal or inf: the log sums again, ln from libm */
+            double s3 = 0.0, s4 = 0.0, s5 = 0.0;
+            for (int64_t x = 0; x < W; x++) {
+                double xv = P[x], gv = G[x];
+                double xx = cfg[5] != 0.0 ? 1.0 / (xv > 1e-8 ? xv : 1e-8) : xv;
+                double a = xx * cfg[0];
+                a = a + cfg[1];
+                a = a > cfg[2] ? a : cfg[2];
+                a = a < cfg[3] ? a : cfg[3];
+                double p = cfg[6] != 0.0 ? 1.0 / a : a;
+                p = p > cfg[4] ? p : cfg[4];
+                double g = cfg[7] != 0.0 ? 1.0 / gv : gv;
+                int use = V[x] && p > 0.0 && p <= DMAX && g > 0.0 && g <= DMAX;
+                double e = use ? log(p / g) : 0.0;
+                s3 += e * e;
+                s4 += e < 0.0 ? -e : e;
+                s5 += e;
+            }
+            f[3] = f[4] = f[5] = dsplat(0.0);
+            f[3][0] = s3; f[4][0] = s4; f[5][0] = s5;
+        }
+        for (int k = 0; k < 6; k++) {
+            double a = 0.0, b = 0.0;
+            for (int j = 0; j < 8; j++) { a += f[k][j]; b += cnt[k][j]; }
+            tot[k] += a;
+            tot[6 + k] += b;
         }
     }
     for (int k = 0; k < NT + 1; k++) out[k] = tot[k];
