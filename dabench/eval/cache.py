@@ -58,7 +58,12 @@ class PredictionCache:
 
     @staticmethod
     def key(model_fp: str, image: np.ndarray, pred_protocol: dict[str, Any]) -> str:
-        payload = json.dumps({"format": CACHE_FORMAT, "model": model_fp, "image": image_fingerprint(image),
+        return PredictionCache.key_for(model_fp, image_fingerprint(image), pred_protocol)
+
+    @staticmethod
+    def key_for(model_fp: str, image_fp: str, pred_protocol: dict[str, Any]) -> str:
+        """``key`` from the image's ``image_fingerprint`` (computed where the image is read: a loader worker)."""
+        payload = json.dumps({"format": CACHE_FORMAT, "model": model_fp, "image": image_fp,
                               "protocol": pred_protocol}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
 
