@@ -77,14 +77,14 @@ def forward_peak(model, batch: int, net_hw: tuple[int, int], device, amp_dtype) 
     before, or None when it runs out of memory (a seam for tests)."""
     import torch
 
-    from dabench.models.inference import _autocast
+    from dabench.models.inference import autocast
 
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     try:
-        with torch.inference_mode(), _autocast(device, amp_dtype):
+        with torch.inference_mode(), autocast(device, amp_dtype):
             model(torch.zeros((batch, 3, *net_hw), device=device))
         torch.cuda.synchronize(device)
     except torch.cuda.OutOfMemoryError:

@@ -105,13 +105,13 @@ class Predictor:
         import cv2
         import torch
 
-        from dabench.models.contract import _cv2_flag, check_image
+        from dabench.models.contract import check_image, cv2_flag
 
         h, w = net
         x = torch.empty((len(images), 3, h, w), dtype=torch.float32)
         xn = x.numpy()
         scale = np.float32(1.0 / 255.0)
-        flag = _cv2_flag(self.cfg.interpolation)
+        flag = cv2_flag(self.cfg.interpolation)
         for j, im in enumerate(images):
             im = check_image(np.asarray(im), "image")
             if mirror:
@@ -158,7 +158,7 @@ class Predictor:
         with their own ``predict``)."""
         import torch
 
-        from dabench.models.inference import _autocast, predict_batch
+        from dabench.models.inference import autocast, predict_batch
 
         if prepared.images is not None:
             preds = predict_batch(self.model, prepared.images, device=self.device, amp_dtype=self.amp,
@@ -172,9 +172,9 @@ class Predictor:
         out: list = [None] * len(prepared.sizes)
         with torch.inference_mode():
             for idx, x, xf in prepared.groups:
-                maps = self._forward(x, [prepared.sizes[i] for i in idx], _autocast)
+                maps = self._forward(x, [prepared.sizes[i] for i in idx], autocast)
                 if xf is not None:
-                    flipped = self._forward(xf, [prepared.sizes[i] for i in idx], _autocast)
+                    flipped = self._forward(xf, [prepared.sizes[i] for i in idx], autocast)
                     maps = [0.5 * (p + f.flip(-1)) for p, f in zip(maps, flipped)]
                 for i, m in zip(idx, maps):
                     out[i] = m

@@ -4,7 +4,7 @@ reduction over ranks (``mmengine.dist``).
 
 The stages run at once, each on its own thread, joined by short queues (order is kept throughout):
 
-1. **read** (``num_workers`` DataLoader processes; None: ``dabench.train.loader.default_num_workers``, as
+1. **read** (``num_workers`` DataLoader processes; None: ``dabench.data.workers.default_num_workers``, as
    training chooses, 0 for in-memory datasets): decode, ``prepare_sample`` crops, the evaluation mask,
    the image's cache fingerprint; pinned memory on CUDA;
 2. **prepare** (a thread): prediction-cache lookups and the model's preprocessing
@@ -102,7 +102,7 @@ def default_eval_workers(dataset, n_batches: int) -> int:
     left for this process) for datasets read from files; 0 for in-memory ones (lists) and single batches."""
     if isinstance(dataset, (list, tuple)) or n_batches < 2:
         return 0
-    from dabench.train.loader import default_num_workers
+    from dabench.data.workers import default_num_workers
 
     return default_num_workers()
 
@@ -116,9 +116,9 @@ def _iter_read(reader: ReadSamples, batch_size: int, num_workers: int, pin: bool
 
     import torch.utils.data as tud
 
-    from dabench.train.loader import _worker_init, quiet_cv2_threads_before_fork
+    from dabench.data.workers import quiet_cv2_threads_before_fork, worker_init
 
-    kw: dict[str, Any] = {"worker_init_fn": _worker_init}
+    kw: dict[str, Any] = {"worker_init_fn": worker_init}
     if "fork" in mp.get_all_start_methods():  # keeps in-memory datasets and closures without pickling
         kw["multiprocessing_context"] = "fork"
         quiet_cv2_threads_before_fork()

@@ -193,11 +193,15 @@ def _nearest_multiple(x: int, multiple: int) -> int:
     return max(multiple, up if abs(up - x) <= abs(x - down) else down)
 
 
-def _cv2_flag(name: str) -> int:
+def cv2_flag(name: str) -> int:
+    """The OpenCV interpolation flag of an ``INTERPOLATIONS`` name (not ``auto``)."""
     import cv2
 
     return {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
             "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}[name]
+
+
+_cv2_flag = cv2_flag
 
 
 def check_image(image, name: str = "image") -> np.ndarray:

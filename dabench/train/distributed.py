@@ -86,9 +86,4 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+from dabench.data.workers import usable_cores  # noqa: E402,F401  (one definition, re-exported)

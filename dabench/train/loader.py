@@ -22,6 +22,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from dabench.data.workers import default_num_workers as _default_num_workers
+from dabench.data.workers import quiet_cv2_threads_before_fork, worker_init as _worker_init  # noqa: F401
 from dabench.errors import ConfigError
 from dabench.train.distributed import usable_cores
 
@@ -86,9 +88,8 @@ class EpochSampler:
 
 def default_num_workers(local_world_size: int | None = None, cap: int = 8) -> int:
     """Loader workers per rank: the usable cores shared by the ranks on this machine, one left for
-    the training process itself, at most ``cap``."""
-    local = int(local_world_size or os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(0, min(cap, usable_cores() // max(1, local) - 1))
+    the training process itself, at most ``cap`` (``dabench.data.workers.default_num_workers``)."""
+    return _default_num_workers(local_world_size, cap, cores=usable_cores())
 
 
 @dataclass
@@ -124,23 +125,6 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int):
         return self.batch_fn(int(step), step_generator(self.seed, int(step), self.rank, stream=0))
-
-
-def _worker_init(_worker_id: int) -> None:
-    # one thread per worker: N workers x M threads on N cores only thrash
-    torch.set_num_threads(1)
-
-
-def quiet_cv2_threads_before_fork() -> None:
-    """Stop OpenCV's thread pool in the parent before DataLoader workers are forked: a forked child
-    inherits the pool's locks but not its threads, and its first cv2 call (or cv2.setNumThreads in the
-    child) then waits forever — seen after evaluation (cv2.resize) and training ran in one process."""
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - OpenCV is a dependency, but the loader does not need it
-        pass
 
 
 def build_step_loader(batch_fn: Callable[[int, torch.Generator], Any], *, start: int, stop: int, seed: int,
