@@ -76,3 +76,16 @@ def test_full_sizes_time_inference_at_real_width():
     full = BenchSizes.full()
     assert full.infer_da3_model == "da3_vits14"
     assert full.infer_model == "da2_vits14" and full.infer_input_size == 518 and full.infer_size == (480, 640)
+
+
+def test_bench_suite_section_keys():
+    """``dabench bench --only suite`` (quick sizes): the section's contract keys, measured in one run."""
+    from dabench.bench import BenchSizes, run_bench
+
+    data = run_bench(sections=["suite"], threads=1, sizes=BenchSizes.quick())
+    e = data["suite"]
+    assert {"host_over_decode", "overlap", "values_equal"} <= set(e)
+    assert e["ratio"] == e["host_over_decode"] and e["goal"] == 1.5 and e["goal_op"] == "<="
+    assert math.isclose(e["host_over_decode"], e["loop_ms_per_sample"] / e["decode_ms_per_sample"], rel_tol=1e-9)
+    assert e["values_equal"] is True and e["max_relative_difference"] <= 1e-6
+    assert e["overlap"] > 0 and isinstance(e["overlap_met"], bool) and e["frames"] == 8

@@ -19,6 +19,10 @@ whether it is met:
 - ``train_data``: CPU cores one GPU needs for the paper-preset data pipeline: the ViT-L student's
   images/s at 40 % of H100 bf16 peak / the images/s one DataLoader worker delivers (<= 8;
   ``dabench/bench/train_data.py``)
+- ``suite``: the evaluation loop on real-layout NYU frames (``dabench/bench/suite.py``):
+  ``host_over_decode``, its seconds per sample with a free model / the single-thread decode floor of the
+  same files (<= 1.5); ``overlap``, its wall time behind a simulated asynchronous device / max(device,
+  host) (<= 1.15); ``values_equal``, the pipelined records against the reference path
 
     from dabench.bench import run_bench
     result = run_bench(quick=True)
@@ -30,7 +34,8 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-SECTIONS = ("metric_engine", "inference", "inference_da3", "student_step", "synthetic_data", "memory", "gpu_vitl_bf16", "train_data")
+SECTIONS = ("metric_engine", "inference", "inference_da3", "student_step", "synthetic_data", "memory", "gpu_vitl_bf16",
+            "train_data", "suite")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class BenchSizes:
     gpu_size: int = 518
     gpu_iters: int = 20
     gpu_train_iters: int = 10
+    suite_frames: int = 96  # NYU test frames, 480x640, real layout
+    suite_repeats: int = 3
 
     @classmethod
     def full(cls) -> "BenchSizes":
@@ -72,7 +79,7 @@ class BenchSizes:
                    infer_model="da2_test", infer_da3_model="da3_test",
                    infer_size=(48, 64), infer_input_size=42, infer_batch=2, infer_repeats=1, train_warmup=1,
                    train_steps=2, train_samples=4, data_images=2, memory_n=1, memory_size=(48, 64),
-                   memory_input_size=28, gpu_batch=2, gpu_iters=2, gpu_train_iters=2)
+                   memory_input_size=28, gpu_batch=2, gpu_iters=2, gpu_train_iters=2, suite_frames=8, suite_repeats=1)
 
 
 def default_threads() -> int:
@@ -144,6 +151,10 @@ def run_bench(quick: bool = False, sections=None, threads: int | None = None, de
 
         done("train_data", train_data.run() if not quick else
              train_data.run(images=4, size=(64, 84), crop=56, steps=3))
+    if "suite" in sections:  # early too: its loader workers fork
+        from dabench.bench import suite
+
+        done("suite", suite.run(frames=sizes.suite_frames, repeats=sizes.suite_repeats, device=device))
     if "metric_engine" in sections:
         from dabench.bench import metric_engine
 
@@ -210,6 +221,8 @@ ROWS = {
     "memory": ("peak RSS 10N/N", "≤ 1.10×", ("peak_rss_10n_mib", "10N"), ("peak_rss_n_mib", "N"), "MiB"),
     "train_data": ("train data: cores per GPU", "≤ 8", ("gpu_demand_images_per_second", "ViT-L GPU demand"),
                    ("images_per_second_per_core", "per core"), "img/s"),
+    "suite": ("suite loop / decode floor", "≤ 1.5×", ("loop_ms_per_sample", "loop"),
+              ("decode_ms_per_sample", "decode"), "ms/sample"),
 }
 
 
@@ -230,6 +243,11 @@ def _check(name: str, e: dict) -> str:
                 f"{pb['ratio']:.2f}×")
     if name == "memory":
         return f"N={e['n']}, 10N={e['n'] * e['factor']}"
+    if name == "suite":
+        load = e.get("load_average_at_start") or [float("nan")]
+        return (f"{e['frames']} NYU frames, {e['workers']} workers; overlap {e['overlap']:.2f} (goal ≤ 1.15: "
+                f"{'met' if e['overlap_met'] else 'NOT met'}); values equal: {e['values_equal']} "
+                f"({e['max_relative_difference']:.0e}); load {load[0]:.1f}")
     if name == "train_data":
         return (f"1→2 workers: {e['worker_scaling_1_to_2']:.2f}×; {e['gpu']['flops_per_image'] / 1e12:.2f} TFLOP/img "
                 f"at {100 * e['gpu']['utilisation']:.0f}% of {e['gpu']['bf16_dense_peak_tflops']} TFLOP/s")

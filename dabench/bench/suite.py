@@ -131,7 +131,7 @@ def run(frames: int = 96, batch_size: int = 4, repeats: int = 3, device: str = "
         split = write_nyu_frames(root, frames, seed=seed)
         ds = _dataset(root, split)
         proto = resolve_protocol(load_suite("zero-shot"), "nyu", load_card("nyu")).for_model(model)
-        small = max(2 * batch_size, frames // 4)
+        small = max(1, min(max(batch_size, frames // 4), frames // 2))
 
         def loop(m, n, **kw):
             t0 = time.perf_counter()

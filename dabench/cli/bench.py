@@ -14,7 +14,7 @@ def bench(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the full result JSON here (atomic)"),
     quick: bool = typer.Option(False, "--quick", help="tiny sizes (seconds; for tests — ratios are not meaningful)"),
     only: Optional[str] = typer.Option(None, "--only", help="comma-separated sections: metric_engine, inference, "
-                                       "student_step, synthetic_data, memory, gpu_vitl_bf16, train_data"),
+                                       "student_step, synthetic_data, memory, gpu_vitl_bf16, train_data, suite"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads for every timed torch path "
                                           "(default: the machine's usable cores; the numpy baselines are "
                                           "single-threaded by nature)"),
