@@ -135,7 +135,7 @@ def read_image(path: Path) -> np.ndarray:
     from dabench.data.formats import decode_image_file
 
     img = decode_image_file(path, cv2.IMREAD_COLOR, "image file")
-    return np.ascontiguousarray(img[..., ::-1])
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # the same bytes as img[..., ::-1], in one SIMD pass
 
 
 def _leaves(path: Path, root: Path) -> bool:
@@ -212,7 +212,7 @@ class FileDepthDataset(torch.utils.data.Dataset):
         if self.depth_range is not None:
             lo, hi = self.depth_range
             valid = valid & (depth >= lo) & (depth <= hi)
-        depth = np.where(valid, depth, 0.0).astype(np.float32)
+        depth = np.where(valid, np.asarray(depth, dtype=np.float32), np.float32(0.0))
         sample = {"image": image, "depth": depth, "valid": valid, "name": e.name}
         if K is not None:
             sample["intrinsics"] = np.asarray(K, dtype=np.float32)

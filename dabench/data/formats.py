@@ -257,7 +257,7 @@ def finish_depth(depth: np.ndarray, valid: np.ndarray | None = None) -> tuple[np
     ok = np.isfinite(depth) & (depth > 0)
     if valid is not None:
         ok &= valid
-    return np.where(ok, depth, 0.0).astype(np.float32), ok
+    return np.where(ok, depth, np.float32(0.0)), ok  # float32 throughout: no float64 temporary
 
 
 def decode_png(path, what: str) -> np.ndarray:

@@ -153,9 +153,10 @@ class Predictor:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     # -- the forward pass ---------------------------------------------------------------------------
-    def run(self, prepared: Prepared) -> list:
+    def run(self, prepared: Prepared, finish: bool = True):
         """Raw predictions (float32, each image's size; torch tensors on the device, or numpy for models
-        with their own ``predict``)."""
+        with their own ``predict``). ``finish=False`` returns the network-size outputs for ``finish`` to
+        resize back later (on the CPU the loop does that on its scoring thread)."""
         import torch
 
         from dabench.models.inference import autocast, predict_batch
@@ -168,22 +169,37 @@ class Predictor:
                 flipped = predict_batch(self.model, [np.ascontiguousarray(im[:, ::-1]) for im in prepared.images],
                                         device=self.device, amp_dtype=self.amp, batch_size=max(1, len(preds)))
                 preds = [0.5 * (p + np.asarray(f, dtype=np.float32)[:, ::-1]) for p, f in zip(preds, flipped)]
-            return preds
-        out: list = [None] * len(prepared.sizes)
+            return preds if finish else ("done", preds)
+        raw = []
         with torch.inference_mode():
             for idx, x, xf in prepared.groups:
-                maps = self._forward(x, [prepared.sizes[i] for i in idx], autocast)
-                if xf is not None:
-                    flipped = self._forward(xf, [prepared.sizes[i] for i in idx], autocast)
-                    maps = [0.5 * (p + f.flip(-1)) for p, f in zip(maps, flipped)]
-                for i, m in zip(idx, maps):
-                    out[i] = m
-        return out
+                with autocast(self.device, self.amp):
+                    pred = self.model(x)
+                    pred_f = self.model(xf) if xf is not None else None
+                raw.append((idx, pred.float(), None if pred_f is None else pred_f.float()))
+        out = ("raw", prepared.sizes, raw)
+        return self.finish(out) if finish else out
 
-    def _forward(self, x, sizes, autocast) -> list:
-        with autocast(self.device, self.amp):
-            pred = self.model(x)
-        pred = pred.float()
+    def finish(self, out) -> list:
+        """Each image's prediction at its own size from ``run(..., finish=False)``: resized back as the data
+        config says (one call per group when the sizes agree), flip TTA averaged at image size."""
+        import torch
+
+        if out[0] == "done":
+            return out[1]
+        _, sizes, raw = out
+        maps: list = [None] * len(sizes)
+        with torch.inference_mode():
+            for idx, pred, pred_f in raw:
+                shapes = [sizes[i] for i in idx]
+                ms = self._to_image_size(pred, shapes)
+                if pred_f is not None:
+                    ms = [0.5 * (p + f.flip(-1)) for p, f in zip(ms, self._to_image_size(pred_f, shapes))]
+                for i, m in zip(idx, ms):
+                    maps[i] = m
+        return maps
+
+    def _to_image_size(self, pred, sizes) -> list:
         if len(set(sizes)) == 1:  # one resize back for the whole group
             return list(self.cfg.to_image_size(pred, sizes[0]).unbind(0))
         return [self.cfg.to_image_size(pred[j], s) for j, s in enumerate(sizes)]

@@ -256,6 +256,7 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
     n_batches = -(-len(indices) // bs)
     workers = default_eval_workers(dataset, n_batches) if num_workers is None else int(num_workers)
     cuda = predictor.device.type == "cuda"
+    host_finish = predictor.device.type == "cpu"  # resize back on the scoring thread (a GPU does it async)
     pred_protocol = {"input_size": protocol.input_size, "flip_tta": protocol.flip_tta,
                      "amp_dtype": str(resolve_amp_dtype(amp_dtype))}
     state = DepthMetricState(depth_engine_metrics(protocol.metric_family))
@@ -279,13 +280,14 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
 
     def run(item):
         samples, preds, keys, todo, prepared = item
-        if prepared is not None:
-            for k, p in zip(todo, predictor.run(prepared)):
-                preds[k] = p
-        return samples, preds, keys, todo
+        out = predictor.run(prepared, finish=not host_finish) if prepared is not None else None
+        return samples, preds, keys, todo, out
 
     def score(item):
-        samples, preds, keys, todo = item
+        samples, preds, keys, todo, out = item
+        if out is not None:  # resized back here on the CPU: off the thread that runs the model
+            for k, p in zip(todo, out if not host_finish else predictor.finish(out)):
+                preds[k] = p
         fresh = set(todo)
         for k, (s, p) in enumerate(zip(samples, preds)):
             if hasattr(p, "detach") and p.device.type != "cpu":  # score where the prediction is (CUDA)

@@ -533,7 +533,6 @@ SCORE_ATTR void dabench_align_sums(const float* pred, const float* gt, const uin
     }
     vd n = dsplat(0), sp = n, sg = n, spp = n, spg = n, bg = n, bp = n;
     vd vp0 = dsplat(p0), vg0 = dsplat(g0), tiny = dsplat(1e-8), zero = dsplat(0.0);
-    vl rin = (vl){0} - (int64_t)(recip_in != 0), rgt = (vl){0} - (int64_t)(recip_gt != 0);
     float tp[8], tg[8];
     uint8_t tv[8];
     for (int64_t y = 0; y < H; y++) {
@@ -553,10 +552,10 @@ SCORE_ATTR void dabench_align_sums(const float* pred, const float* gt, const uin
             } else {
                 load8(P + j0, G + j0, V + j0, nc - j0, &xv, &gv, &in);
             }
-            vd xx = vsel(rin, 1.0 / vmax(xv, tiny), xv);
+            vd xx = recip_in ? 1.0 / vmax(xv, tiny) : xv; /* a division only where the protocol has one */
             vl gbad = ~((gv > 0.0) & (gv <= DMAX));
             vl xbad = ~(xx - xx == 0.0);
-            vd yy = vsel(rgt, 1.0 / gv, gv);
+            vd yy = recip_gt ? 1.0 / gv : gv;
             vd dp = vsel(in & ~xbad, xx - vp0, zero);
             vd dg = vsel(in & ~gbad, yy - vg0, zero);
             n += ones(in);
@@ -580,18 +579,18 @@ SCORE_ATTR void dabench_align_sums(const float* pred, const float* gt, const uin
 
 typedef struct {
     vd s, t, lo1, hi1, lo2, tiny;
-    vl rin, rout, rgt;
+    int rin, rout, rgt;
 } score_consts;
 
 /* one vector of 8 pixels into the accumulators (see dabench_score_map); returns the lanes whose ratio is
  * not a positive normal number (ln from libm for them) */
 static inline vl score8(vd xv, vd gv, vl ok, const score_consts* c, vd f[6], vd cnt[6]) {
-    vd xx = vsel(c->rin, 1.0 / vmax(xv, c->tiny), xv);
+    vd xx = c->rin ? 1.0 / vmax(xv, c->tiny) : xv; /* loop-invariant branches: a division only where needed */
     vd a = xx * c->s;
     a = a + c->t;
     a = vmin(vmax(a, c->lo1), c->hi1);
-    vd p = vmax(vsel(c->rout, 1.0 / a, a), c->lo2);
-    vd g = vsel(c->rgt, 1.0 / gv, gv);
+    vd p = vmax(c->rout ? 1.0 / a : a, c->lo2);
+    vd g = c->rgt ? 1.0 / gv : gv;
     vl good = (p > 0.0) & (p <= DMAX), gok = (g > 0.0) & (g <= DMAX);
     vl use = ok & good & gok;
     vd one = dsplat(1.0);
@@ -619,8 +618,7 @@ static inline vl score8(vd xv, vd gv, vl ok, const score_consts* c, vd f[6], vd 
 SCORE_ATTR void dabench_score_map(const float* pred, const float* gt, const uint8_t* valid, int64_t H, int64_t W,
                                   int64_t psh, int64_t gsh, int64_t vsh, const double* cfg, double* out) {
     score_consts c = {dsplat(cfg[0]), dsplat(cfg[1]), dsplat(cfg[2]), dsplat(cfg[3]), dsplat(cfg[4]), dsplat(1e-8),
-                      (vl){0} - (int64_t)(cfg[5] != 0.0), (vl){0} - (int64_t)(cfg[6] != 0.0),
-                      (vl){0} - (int64_t)(cfg[7] != 0.0)};
+                      cfg[5] != 0.0, cfg[6] != 0.0, cfg[7] != 0.0};
     double tot[NT + 1] = {0};
     for (int64_t y = 0; y < H; y++) {
         const float* P = pred + y * psh;
