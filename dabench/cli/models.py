@@ -31,9 +31,9 @@ def ls_models(
     from rich.table import Table
 
     from dabench.console import print_table
-    from dabench.models import list_models, model_info
+    from dabench.model_index import model_infos
 
-    infos = [model_info(n) for n in list_models(include_test=all_)]
+    infos = model_infos(include_test=all_)  # cached while nothing under dabench/models or the plug-ins changed
     if as_json:
         typer.echo(json.dumps(infos, indent=2))
         return
