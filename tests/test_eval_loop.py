@@ -180,3 +180,13 @@ def test_cli_batch_size_auto_and_a_bad_value(tmp_path):
     assert res.exit_code == 0, res.output
     rec = json.loads(next((tmp_path / "r" / "zero-shot" / "horizon_prior").glob("synthetic-indoor*.json")).read_text())
     assert rec["config"]["batch_size"] == "auto" and rec["config"]["batch_size_auto"] == 2
+
+
+def test_the_gpu_route_run_on_the_cpu_equals_the_reference(samples):
+    """Device preprocessing (torch interpolate) and the float64 torch scorer, the CUDA configuration,
+    exercised on the CPU: horizon_prior reads only the input's shape, so the records must be the reference's."""
+    proto = Protocol(min_depth=0.5, max_depth=20.0, input_size=42, flip_tta=True)
+    model = create_model("horizon_prior")
+    ref = evaluate(model, samples, proto, batch_size=2, pipelined=False, engine="reference", num_workers=0)
+    _same(evaluate(model, ListDataset(samples), proto, batch_size=2, engine="torch", preprocess="device",
+                   num_workers=1), ref)
