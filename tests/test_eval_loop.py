@@ -190,3 +190,21 @@ def test_the_gpu_route_run_on_the_cpu_equals_the_reference(samples):
     ref = evaluate(model, samples, proto, batch_size=2, pipelined=False, engine="reference", num_workers=0)
     _same(evaluate(model, ListDataset(samples), proto, batch_size=2, engine="torch", preprocess="device",
                    num_workers=1), ref)
+
+
+def test_da3_config_and_side_outputs_through_the_pipeline(samples, tmp_path):
+    """Depth Anything 3's data config (two-step side resize, uint8 resizing) goes through
+    ``preprocess_numpy`` itself; its confidence reaches ``--log-samples`` as ``aux_confidence``."""
+    from dabench.eval.records import sample_logger
+
+    torch.manual_seed(0)
+    model = create_model("da3_test")
+    proto = Protocol(min_depth=0.5, max_depth=20.0, input_size=56)
+    ref = evaluate(model, samples[:3], proto, batch_size=2, pipelined=False, engine="reference", num_workers=0)
+    logger = sample_logger(tmp_path, "run1", "da3_test", "synthetic-indoor")
+    fast = evaluate(model, ListDataset(samples[:3]), proto, batch_size=2, num_workers=1, log_sample=logger)
+    _same(fast, ref)
+    files = sorted((tmp_path / "runs" / "run1" / "samples").rglob("*.npz"))
+    assert len(files) == 3
+    with np.load(files[0]) as z:
+        assert "aux_confidence" in z.files and z["aux_confidence"].shape == z["pred"].shape

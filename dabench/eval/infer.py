@@ -13,7 +13,10 @@ can prepare batch k + 1 on one thread while batch k runs on the device.
 
 ``auto`` is ``device`` on CUDA when the interpolation has a torch twin, else ``host``.
 ``Predictor.run(prepared)`` runs the model (autocast, flip TTA averaged at image size as
-``predict_images`` does) and returns each image's raw prediction at its own size, on the device.
+``predict_images`` does) and returns each image's raw prediction at its own size, on the device, and its
+side outputs (``aux=True``: the model's ``auxiliary_outputs``, for ``--log-samples``).
+Data configs beyond one float resize (Depth Anything 3's two-step side resize, uint8 resizing) are
+prepared by ``DataConfig.preprocess_numpy`` itself.
 A model with its own ``predict(images)`` is handed the images (``predict_batch``).
 """
 from __future__ import annotations
@@ -44,7 +47,7 @@ class Predictor:
     """The model of one evaluation (see module doc). ``preprocess``: one of ``PREPROCESS``."""
 
     def __init__(self, model, input_size: int | None, device, amp_dtype=None, flip_tta: bool = False,
-                 preprocess: str = "auto"):
+                 preprocess: str = "auto", aux: bool = False):
         import torch
 
         from dabench.models.inference import native_input_size, resolve_amp_dtype, resolve_device
@@ -58,11 +61,20 @@ class Predictor:
         self.own_predict = callable(getattr(unwrap(model), "predict", None))
         self.cfg = None if self.own_predict else data_config_of(model)
         self.size = None if self.own_predict else (input_size or native_input_size(model))
+        # side outputs (``auxiliary_outputs(x) -> (prediction, {name: B×h×w})``, e.g. DA3's confidence)
+        self.side = getattr(unwrap(model), "auxiliary_outputs", None) if aux else None
+        # one resize in float32 after scaling to [0, 1]: the fast paths; other configs (DA3's two-step
+        # longest/shortest-side resize, uint8 resizing, "auto" interpolation) take preprocess_numpy itself
+        self.plain = self.cfg is not None and self.cfg.resize not in ("longest_side", "shortest_side") and \
+            not getattr(self.cfg, "resize_uint8", False) and self.cfg.interpolation in ("nearest", "bilinear",
+                                                                                          "bicubic", "area", "lanczos")
         if preprocess == "auto":
-            preprocess = ("device" if self.device.type == "cuda" and self.cfg is not None
+            preprocess = ("device" if self.device.type == "cuda" and self.plain
                           and self.cfg.interpolation in TORCH_INTERPOLATION else "host")
-        if preprocess == "device" and self.cfg is not None and self.cfg.interpolation not in TORCH_INTERPOLATION:
-            raise ValueError(f"interpolation {self.cfg.interpolation!r} has no torch twin: preprocess on the host")
+        if preprocess == "device" and self.cfg is not None and (not self.plain or self.cfg.interpolation
+                                                                not in TORCH_INTERPOLATION):
+            raise ValueError(f"this data config ({self.cfg.resize}, {self.cfg.interpolation}) has no torch twin: "
+                             "preprocess on the host")
         self.preprocess = preprocess
         self._buffers = threading.local()
         if self.cfg is not None:
@@ -111,11 +123,14 @@ class Predictor:
         x = torch.empty((len(images), 3, h, w), dtype=torch.float32)
         xn = x.numpy()
         scale = np.float32(1.0 / 255.0)
-        flag = cv2_flag(self.cfg.interpolation)
+        flag = cv2_flag(self.cfg.interpolation) if self.plain else None
         for j, im in enumerate(images):
             im = check_image(np.asarray(im), "image")
             if mirror:
                 im = im[:, ::-1]
+            if not self.plain:
+                xn[j] = self.cfg.preprocess_numpy(np.ascontiguousarray(im), self.size)
+                continue
             src = self._buffer("src", im.shape)
             np.multiply(im, scale, out=src, dtype=np.float32)  # == im.astype(float32) * float32(1/255)
             if (h, w) != im.shape[:2]:
@@ -162,42 +177,53 @@ class Predictor:
         from dabench.models.inference import autocast, predict_batch
 
         if prepared.images is not None:
+            aux: list | None = [] if self.side is not None else None
             preds = predict_batch(self.model, prepared.images, device=self.device, amp_dtype=self.amp,
-                                  batch_size=max(1, len(prepared.images)))
+                                  batch_size=max(1, len(prepared.images)), aux=aux)
             preds = [np.asarray(p, dtype=np.float32) for p in preds]
             if self.flip:
                 flipped = predict_batch(self.model, [np.ascontiguousarray(im[:, ::-1]) for im in prepared.images],
                                         device=self.device, amp_dtype=self.amp, batch_size=max(1, len(preds)))
                 preds = [0.5 * (p + np.asarray(f, dtype=np.float32)[:, ::-1]) for p, f in zip(preds, flipped)]
-            return preds if finish else ("done", preds)
+            out = ("done", preds, aux or [{} for _ in preds])
+            return self.finish(out) if finish else out
         raw = []
         with torch.inference_mode():
             for idx, x, xf in prepared.groups:
+                extra: dict = {}
                 with autocast(self.device, self.amp):
-                    pred = self.model(x)
+                    if callable(self.side):
+                        pred, extra = self.side(x)
+                    else:
+                        pred = self.model(x)
                     pred_f = self.model(xf) if xf is not None else None
-                raw.append((idx, pred.float(), None if pred_f is None else pred_f.float()))
+                raw.append((idx, pred.float(), None if pred_f is None else pred_f.float(), extra))
         out = ("raw", prepared.sizes, raw)
         return self.finish(out) if finish else out
 
-    def finish(self, out) -> list:
-        """Each image's prediction at its own size from ``run(..., finish=False)``: resized back as the data
-        config says (one call per group when the sizes agree), flip TTA averaged at image size."""
+    def finish(self, out) -> tuple[list, list[dict]]:
+        """``(predictions, side outputs)`` of each image from ``run(..., finish=False)``: resized back to its
+        own size as the data config says (one call per group when the sizes agree), flip TTA averaged at
+        image size; side outputs (of the unflipped pass) as numpy maps at image size, ``{}`` without any."""
         import torch
 
         if out[0] == "done":
-            return out[1]
+            return out[1], out[2]
         _, sizes, raw = out
         maps: list = [None] * len(sizes)
+        aux: list[dict] = [{} for _ in sizes]
         with torch.inference_mode():
-            for idx, pred, pred_f in raw:
+            for idx, pred, pred_f, extra in raw:
                 shapes = [sizes[i] for i in idx]
                 ms = self._to_image_size(pred, shapes)
                 if pred_f is not None:
                     ms = [0.5 * (p + f.flip(-1)) for p, f in zip(ms, self._to_image_size(pred_f, shapes))]
                 for i, m in zip(idx, ms):
                     maps[i] = m
-        return maps
+                for key, val in extra.items():
+                    for j, i in enumerate(idx):
+                        aux[i][key] = self.cfg.to_image_size(val[j].float(), sizes[i]).cpu().numpy()
+        return maps, aux
 
     def _to_image_size(self, pred, sizes) -> list:
         if len(set(sizes)) == 1:  # one resize back for the whole group

@@ -249,7 +249,9 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
 
     rank, ws = dist.get_dist_info()
     indices = list(range(rank, len(dataset), ws))  # strided shard: every rank gets a similar mix
-    predictor = Predictor(model, protocol.input_size, device, amp_dtype, protocol.flip_tta, preprocess)
+    # side outputs (confidence) are not cached: a logging run recomputes what it logs
+    want_aux = log_sample is not None and callable(getattr(getattr(model, "module", model), "auxiliary_outputs", None))
+    predictor = Predictor(model, protocol.input_size, device, amp_dtype, protocol.flip_tta, preprocess, aux=want_aux)
     bs = _batch_size(batch_size, predictor, dataset, indices, protocol)
     use_cache = cache is not None and model_fp is not None
     reader = ReadSamples(dataset, indices, protocol, fingerprint=use_cache and cache.enabled)
@@ -273,7 +275,8 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
                 fp = s["fingerprint"]
                 keys[k] = (cache.key_for(model_fp, fp, pred_protocol) if fp is not None
                            else cache.key(model_fp, s["image"].numpy(), pred_protocol))
-                preds[k] = cache.get(keys[k], shape=tuple(s["image"].shape[:2]))
+                if not want_aux:
+                    preds[k] = cache.get(keys[k], shape=tuple(s["image"].shape[:2]))
         todo = [k for k, p in enumerate(preds) if p is None]
         prepared = predictor.prepare([samples[k]["image"] for k in todo]) if todo else None
         return samples, preds, keys, todo, prepared
@@ -285,9 +288,11 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
 
     def score(item):
         samples, preds, keys, todo, out = item
+        aux: list[dict] = [{} for _ in samples]
         if out is not None:  # resized back here on the CPU: off the thread that runs the model
-            for k, p in zip(todo, out if not host_finish else predictor.finish(out)):
-                preds[k] = p
+            maps, side = predictor.finish(out) if host_finish else out
+            for k, p, a in zip(todo, maps, side):
+                preds[k], aux[k] = p, a
         fresh = set(todo)
         for k, (s, p) in enumerate(zip(samples, preds)):
             if hasattr(p, "detach") and p.device.type != "cpu":  # score where the prediction is (CUDA)
@@ -303,7 +308,7 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
             if log_sample is not None:
                 info["aligned"] = (scorer.aligned_map(p, depth, valid, info.get("scale"), info.get("shift"))
                                    if status == "ok" else None)
-                log_sample(s["name"], _numpy(p), ref, protocol, status, info)
+                log_sample(s["name"], _numpy(p), ref, protocol, status, {**info, "aux": aux[k]})
             if status == "ok":
                 state.update_sums(info["sums"])
             elif status == "skipped_no_valid":
