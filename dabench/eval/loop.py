@@ -108,10 +108,11 @@ def default_eval_workers(dataset, n_batches: int) -> int:
 
 
 def _iter_read(reader: ReadSamples, batch_size: int, num_workers: int, pin: bool):
+    """Batches of read samples, in order. With workers the DataLoader's iterator is made here, so its
+    worker processes are forked by the calling thread before the pipeline's threads start."""
     if num_workers <= 0:
-        for start in range(0, len(reader), batch_size):
-            yield [reader[k] for k in range(start, min(start + batch_size, len(reader)))]
-        return
+        return (([reader[k] for k in range(start, min(start + batch_size, len(reader)))])
+                for start in range(0, len(reader), batch_size))
     import multiprocessing as mp
 
     import torch.utils.data as tud
@@ -122,8 +123,8 @@ def _iter_read(reader: ReadSamples, batch_size: int, num_workers: int, pin: bool
     if "fork" in mp.get_all_start_methods():  # keeps in-memory datasets and closures without pickling
         kw["multiprocessing_context"] = "fork"
         quiet_cv2_threads_before_fork()
-    yield from tud.DataLoader(reader, batch_size=batch_size, num_workers=num_workers, collate_fn=list, shuffle=False,
-                              pin_memory=pin, **kw)
+    return iter(tud.DataLoader(reader, batch_size=batch_size, num_workers=num_workers, collate_fn=list,
+                               shuffle=False, pin_memory=pin, **kw))
 
 
 def evaluate(model, dataset, protocol: Protocol, *, output_space: str | None = None, batch_size: int | str = 4,
