@@ -72,7 +72,9 @@ class EvalRequest:
     datasets: tuple[str, ...] | None = _opt(None, "--datasets", "subset of the suite's datasets (None: all)",
                                             record="datasets")
     limit: int | None = _opt(None, "--limit", "first N samples of each dataset (a partial record)", record="limit")
-    batch_size: int = _opt(4, "--batch-size", "images per forward pass", record="batch_size")
+    batch_size: int | str = _opt(4, "--batch-size", "images per forward pass, or \"auto\": the largest that fits the "
+                                 "device for each dataset's input size (depth suites; other tasks take 4)",
+                                 record="batch_size")
     device: str = _opt("cpu", "--device", "auto | cpu | cuda | cuda:N", record="device")
     amp_dtype: str | None = _opt(None, "--precision", "autocast dtype: None (fp32) | bf16 | fp16", record="amp_dtype")
     flip_tta: bool | None = _opt(None, "--flip-tta/--no-flip-tta", "override the suite's flip TTA (None: keep)",
@@ -91,7 +93,8 @@ class EvalRequest:
                                    record="log_samples")
     results_dir: Path | None = _opt(None, "--results", "results folder (None: $DABENCH_HOME/results)")
     seed: int = _opt(0, "--seed", "seed of random weights, synthetic data and the bootstrap")
-    num_workers: int = _opt(0, "--workers", "DataLoader worker processes")
+    num_workers: int | None = _opt(None, "--workers", "DataLoader worker processes that read and crop samples "
+                                   "(None: from the usable cores and local ranks, as training; 0: in this process)")
     # --- which models (``dabench.models.resolve.resolve_models``; the models themselves are run_suite's)
     checkpoint: str | None = _opt(None, "--checkpoint", "weights of the one dabench network among the models")
     random_init: bool = _opt(False, "--random-init", "random weights: tests the pipeline, numbers are meaningless")
@@ -119,11 +122,10 @@ class EvalRequest:
         put("model_options", MappingProxyType(dict(self.model_options)) if self.model_options else None)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be >= 1, got {self.limit}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        put("batch_size", parse_batch_size(self.batch_size))
         if self.bootstrap < 0:
             raise ConfigError(f"--bootstrap must be >= 0 resamples, got {self.bootstrap}")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"--workers must be >= 0, got {self.num_workers}")
 
     def unhonoured(self, honours: frozenset[str]) -> list[str]:
@@ -136,6 +138,19 @@ class EvalRequest:
                 continue
             out.append(f.metadata["flag"] if f.metadata["flag"].startswith("-") else f.name)
         return out
+
+
+def parse_batch_size(value) -> int | str:
+    """``--batch-size``: a positive number or ``auto`` (``dabench.eval.batching``); ConfigError otherwise."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--batch-size must be a positive number or auto, got {value!r}") from None
+    if n < 1 or (not isinstance(value, str) and n != value):
+        raise ConfigError(f"--batch-size must be >= 1, got {value}")
+    return n
 
 
 #: every field of the request

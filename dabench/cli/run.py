@@ -28,7 +28,9 @@ def run_cmd(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="datasets root (default $DABENCH_DATA)"),
     datasets: Optional[str] = typer.Option(None, "--datasets", "-d", help="comma-separated subset of the suite's datasets"),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="first N samples of each dataset"),
-    batch_size: int = typer.Option(4, "--batch-size", "-b"),
+    batch_size: str = typer.Option("4", "--batch-size", "-b",
+                                   help="images per forward pass, or auto: the largest that fits the device for "
+                                        "each dataset's input size (docs/performance.md)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:1 ..."),
     flip_tta: Optional[bool] = typer.Option(None, "--flip-tta/--no-flip-tta", help="override the suite's flip TTA"),
     results: Optional[Path] = typer.Option(None, "--results", "-o", help="results directory (default $DABENCH_HOME/results)"),
@@ -36,7 +38,9 @@ def run_cmd(
     amp: str = typer.Option("fp32", "--precision", "--amp",
                             help="autocast dtype: fp32 (= none) | bf16 | fp16 (same flag as dabench predict)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the prediction cache"),
-    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes that read and crop "
+                                          "samples (default: from the usable cores and local ranks, as training; "
+                                          "0: in this process)"),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images and depth maps larger than "
                                              "this many pixels, read from the header before decoding (default "
                                              "64000000, or $DABENCH_MAX_PIXELS)."),

@@ -119,7 +119,8 @@ def run_ordinal_task(suite, runs, request, ctx) -> list[Record]:
             dataset = _dataset(ds, card, proto, r, root, r.seed)
             t0 = time.time()
             res, rows = evaluate_pairs(model, dataset, proto, output_space=output_space, device=device,
-                                       amp_dtype=r.amp_dtype, batch_size=r.batch_size)
+                                       amp_dtype=r.amp_dtype,
+                                       batch_size=4 if r.batch_size == "auto" else r.batch_size)
             rec = base_record(suite, run, ds, proto, config, r.seed, n_params, ck_sha, ctx.run_id,
                                data_source(card, root, fb), metric_names=suite.metrics, model_fields=model_fields)
             rec["samples"] = {"used": res["images"], "skipped_no_valid": 0, "skipped_degenerate": 0,

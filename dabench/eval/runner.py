@@ -296,6 +296,8 @@ def _run_depth_suite(suite: Suite, runs: list[ModelRun], request: EvalRequest, c
                     rec["bootstrap"] = {"method": "percentile", "over": "images", "resamples": r.bootstrap,
                                         "confidence": DEFAULT_CONFIDENCE, "seed": seed}
             rec["cache"] = {"hits": res.cache_hits, "misses": res.cache_misses}
+            if r.batch_size == "auto":  # what auto picked for this dataset's input size
+                rec["config"] = dict(rec["config"], batch_size_auto=res.batch_size)
             rec["seconds"] = round(res.seconds, 3)
             if rank == 0:
                 try:

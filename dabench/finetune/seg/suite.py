@@ -176,7 +176,8 @@ def run_seg_task(suite, runs, request, ctx) -> list[Record]:
     for run in runs:
         records.extend(run_seg_suite(suite, run.label, checkpoint=run.checkpoint, data_root=ctx.root,
                                      limit=request.limit, results_dir=ctx.results_dir, device=ctx.device,
-                                     batch_size=request.batch_size, seed=request.seed, datasets=list(ctx.datasets),
+                                     batch_size=4 if request.batch_size == "auto" else request.batch_size,
+                                     seed=request.seed, datasets=list(ctx.datasets),
                                      random_init=run.random_init, flip_tta=request.flip_tta, print_table=False,
                                      run_id=ctx.run_id))
     if request.print_table and records:
