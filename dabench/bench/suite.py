@@ -33,7 +33,7 @@ NYU_HW = (480, 640)
 def write_nyu_frames(root: Path, count: int, hw: tuple[int, int] = NYU_HW, seed: int = 0,
                      image_format: str = "png") -> Path:
     """``count`` NYU test frames in the real layout under ``root/nyu`` and their split list; returns the list.
-    ``image_format``: ``png`` (lossless, as the issue's measurement) or ``jpg`` (BTS's extraction)."""
+    ``image_format``: ``png`` (lossless, as the first measurement of the loop) or ``jpg`` (BTS's extraction)."""
     import cv2
 
     rng = np.random.default_rng(seed)
