@@ -90,7 +90,9 @@ class ReadSamples:
             depth = depth.astype(np.float32)
         valid = eval_valid_mask(s, self.protocol)
         crop = s.get("_eval_crop_mask")
+        K = s.get("intrinsics")
         return {"index": i, "name": name, "image": torch.from_numpy(image),
+                "intrinsics": None if K is None else np.asarray(K),
                 "depth": torch.from_numpy(np.ascontiguousarray(depth)), "valid": torch.from_numpy(valid),
                 "valid_pixels": int(np.count_nonzero(valid)),
                 "crop_mask": None if crop is None else torch.from_numpy(np.ascontiguousarray(crop)),
@@ -260,6 +262,9 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
     workers = default_eval_workers(dataset, n_batches) if num_workers is None else int(num_workers)
     cuda = predictor.device.type == "cuda"
     host_finish = predictor.device.type == "cpu"  # resize back on the scoring thread (a GPU does it async)
+    from dabench.models.outputs import needs_intrinsics
+
+    metric_hook = needs_intrinsics(model)
     pred_protocol = {"input_size": protocol.input_size, "flip_tta": protocol.flip_tta,
                      "amp_dtype": str(resolve_amp_dtype(amp_dtype))}
     state = DepthMetricState(depth_engine_metrics(protocol.metric_family))
@@ -288,6 +293,8 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
         return samples, preds, keys, todo, out
 
     def score(item):
+        from dabench.models.outputs import with_intrinsics
+
         samples, preds, keys, todo, out = item
         aux: list[dict] = [{} for _ in samples]
         if out is not None:  # resized back here on the CPU: off the thread that runs the model
@@ -296,6 +303,9 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
                 preds[k], aux[k] = p, a
         fresh = set(todo)
         for k, (s, p) in enumerate(zip(samples, preds)):
+            raw = p
+            if metric_hook:  # metres for models that need the camera K (DA3 metric); the cache keeps the raw map
+                p = with_intrinsics(model, _numpy(p), {"intrinsics": s["intrinsics"], "name": s["name"]}, protocol)
             if hasattr(p, "detach") and p.device.type != "cpu":  # score where the prediction is (CUDA)
                 depth, valid = s["depth"].to(p.device, non_blocking=True), s["valid"].to(p.device, non_blocking=True)
             else:
@@ -305,7 +315,7 @@ def _evaluate_inner(model, dataset, protocol, output_space, batch_size, device, 
                 ref["_eval_crop_mask"] = s["crop_mask"].numpy()
             status, m, info = scorer.score(p, depth, valid, s["valid_pixels"], ref, s["name"])
             if use_cache and cache.enabled and k in fresh and keys[k] is not None:
-                cache.put(keys[k], _numpy(p))
+                cache.put(keys[k], _numpy(raw))
             if log_sample is not None:
                 info["aligned"] = (scorer.aligned_map(p, depth, valid, info.get("scale"), info.get("shift"))
                                    if status == "ok" else None)
