@@ -157,7 +157,7 @@ def run_geometry_task(suite, runs, request, ctx) -> list[Record]:
     table printed on request."""
     from dabench.data import load_card
     from dabench.eval.plan import plan_datasets, split_size
-    from dabench.eval.records import base_record, clean_value, data_source
+    from dabench.eval.records import base_record, clean_value, data_source, skipped_records
     from dabench.eval.suites import resolve_protocol
     from dabench.metrics.registry import higher_is_better
     from dabench.models.outputs import declared_outputs
@@ -183,12 +183,8 @@ def run_geometry_task(suite, runs, request, ctx) -> list[Record]:
                                                  [ds for ds, _ in plan] + [s["dataset"] for s in skipped], ctx.console)
         declared = declared_outputs(model)
         n_params, ck_sha = facts.n_params, facts.checkpoint_sha256
-        for sk in skipped:
-            rec = base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
-                              config, r.seed, n_params, ck_sha, ctx.run_id, metric_names=suite.metrics,
-                              model_fields=model_fields)
-            rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
-            records.append(finish(rec))
+        for rec in skipped_records(suite, run, skipped, config, r.seed, facts, ctx.run_id, model_fields, finish):
+            records.append(rec)
             write_record(rec, ctx.results_dir)
         for ds, fb in plan:
             card = load_card(ds)

@@ -38,6 +38,23 @@ def write_samples_csv(path: Path, rows: list[dict[str, Any]], family: str = "dep
     atomic_write_text(path, buf.getvalue(), errors="surrogateescape")  # sample names as the OS gave them
 
 
+def skipped_records(suite: Suite, run: ModelRun, skipped: list[dict], config: dict, seed: int, facts, run_id,
+                    model_fields: dict[str, Any], finish=None) -> list[Record]:
+    """A ``status: "skipped"`` record of ``run`` for each entry of ``plan_datasets``' ``skipped`` (its reason
+    and the synthetic stand-in scored in its place), passed through ``finish`` (a task's own fields)."""
+    from dabench.data import load_card
+    from dabench.eval.suites import resolve_protocol
+
+    out = []
+    for sk in skipped:
+        rec = base_record(suite, run, sk["dataset"], resolve_protocol(suite, sk["dataset"], load_card(sk["dataset"])),
+                          config, seed, facts.n_params, facts.checkpoint_sha256, run_id, metric_names=suite.metrics,
+                          model_fields=model_fields)
+        rec.update(status="skipped", skip_reason=sk["reason"], fallback=sk["fallback"])
+        out.append(finish(rec) if finish is not None else rec)
+    return out
+
+
 def base_record(suite: Suite, run: ModelRun, dataset: str, protocol: Protocol | None, config: dict, seed: int,
                  model_params: int | None, checkpoint_sha: str | None, run_id: str | None = None,
                  data_source: dict | None = None, metric_names=None,
