@@ -46,21 +46,23 @@ class Entry:
     shadows: Path | None = None  # the shipped (or lower user) file this entry hides
 
 
-def _check_kind(kind: str) -> None:
+def _suffix(kind: str) -> str | None:
+    """The entry suffix of ``kind`` (``KINDS``); an unknown kind raises naming the valid ones."""
     if kind not in KINDS:
         raise ValueError(f"unknown configuration kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+    return KINDS[kind]
 
 
 def shipped_dir(kind: str) -> Path:
     """The package's own folder of ``kind`` (a real folder: wheels install as files)."""
-    _check_kind(kind)
+    _suffix(kind)
     root = resources.files(__name__)
     return Path(str(root.joinpath(*kind.split("/"))))
 
 
 def user_dirs(kind: str) -> list[Path]:
     """``<folder>/<kind>`` for each folder of ``$DABENCH_CONFIG_PATH`` that has one, in order."""
-    _check_kind(kind)
+    _suffix(kind)
     out = []
     for folder in os.environ.get(ENV_VAR, "").split(os.pathsep):
         if folder.strip():
@@ -78,7 +80,7 @@ def search_path(kind: str) -> list[Path]:
 def entries(kind: str) -> dict[str, Entry]:
     """Every named entry of ``kind`` (file stem -> :class:`Entry`), user entries shadowing shipped ones.
     Names starting with ``_`` (``_base_`` folders, private files) are not entries."""
-    suffix = KINDS[kind] if kind in KINDS else _check_kind(kind)
+    suffix = _suffix(kind)
     if suffix is None:
         raise ValueError(f"configuration kind {kind!r} is a folder tree, not named entries")
     shipped = shipped_dir(kind)
@@ -105,7 +107,7 @@ def names(kind: str) -> list[str]:
 def find(kind: str, name: str) -> Path | None:
     """The file of entry ``name`` of ``kind`` (user folders first), or None. ``name`` must be a plain
     name: separators and ``..`` never reach the file system."""
-    suffix = KINDS[kind] if kind in KINDS else _check_kind(kind)
+    suffix = _suffix(kind)
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith(".") or "\0" in name:
         return None
     for d in search_path(kind):
