@@ -38,6 +38,26 @@ def write_samples_csv(path: Path, rows: list[dict[str, Any]], family: str = "dep
     atomic_write_text(path, buf.getvalue(), errors="surrogateescape")  # sample names as the OS gave them
 
 
+def add_scores(rec: Record, res, rows: list[dict], protocol: Protocol, dataset: str, resamples: int,
+               seed: int) -> Record:
+    """Put a depth dataset's result ``res`` (``DatasetResult``) into ``rec``: ``status: skipped`` when no
+    sample had valid pixels, else ``metrics``, ``metrics_pixel_pooled`` and, with ``resamples`` > 0, the
+    per-image bootstrap intervals of ``rows`` (``ci``, ``bootstrap``)."""
+    from dabench.results.stats import DEFAULT_CONFIDENCE, record_cis
+
+    if res.counts["used"] == 0:
+        rec.update(status="skipped", skip_reason=f"no sample of {dataset} had valid pixels to score "
+                                                 f"({res.counts['total']} samples)")
+        return rec
+    rec["metrics"] = {k: clean_value(v) for k, v in res.metrics.items()}
+    rec["metrics_pixel_pooled"] = {k: clean_value(v) for k, v in res.metrics_pixel_pooled.items()}
+    if resamples > 0:
+        rec["ci"] = record_cis(rows, depth_engine_metrics(protocol.metric_family), rec["averaging"], resamples, seed)
+        rec["bootstrap"] = {"method": "percentile", "over": "images", "resamples": resamples,
+                            "confidence": DEFAULT_CONFIDENCE, "seed": seed}
+    return rec
+
+
 def skipped_records(suite: Suite, run: ModelRun, skipped: list[dict], config: dict, seed: int, facts, run_id,
                     model_fields: dict[str, Any], finish=None) -> list[Record]:
     """A ``status: "skipped"`` record of ``run`` for each entry of ``plan_datasets``' ``skipped`` (its reason

@@ -334,14 +334,12 @@ def rescore_run(run: str | Path, suite: str | Path | Suite, *, results_dir=None,
 
     from dabench.data import build_dataset
     from dabench.eval.plan import split_size
-    from dabench.eval.records import base_record, clean_value, data_source, write_samples_csv
+    from dabench.eval.records import add_scores, base_record, data_source, write_samples_csv
     from dabench.eval.suites import load_suite
     from dabench.models.resolve import run_from_record
     from dabench.provenance import default_results_dir
     from dabench.results.record import indices_hash, make_run_id, make_selection
-    from dabench.results.stats import DEFAULT_CONFIDENCE, record_cis
     from dabench.results.store import history_path, samples_csv_path, write_record
-    from dabench.metrics.registry import depth_engine_metrics
 
     console = console or Console(stderr=True)
     logged = logged or open_run(run, results_dir)
@@ -411,17 +409,7 @@ def rescore_run(run: str | Path, suite: str | Path | Suite, *, results_dir=None,
             if n_total is None:
                 n_total = split_size(plan.dataset, proto.split, root, dataset, limit)
             rec["selection"] = make_selection(limit, names, len(rows), n_total)
-            if res.counts["used"] == 0:
-                rec.update(status="skipped", skip_reason=f"no sample of {plan.dataset} had valid pixels to score "
-                                                         f"({res.counts['total']} samples)")
-            else:
-                rec["metrics"] = {k: clean_value(v) for k, v in res.metrics.items()}
-                rec["metrics_pixel_pooled"] = {k: clean_value(v) for k, v in res.metrics_pixel_pooled.items()}
-                if resamples > 0:
-                    rec["ci"] = record_cis(rows, depth_engine_metrics(proto.metric_family), rec["averaging"],
-                                           resamples, seed)
-                    rec["bootstrap"] = {"method": "percentile", "over": "images", "resamples": resamples,
-                                        "confidence": DEFAULT_CONFIDENCE, "seed": seed}
+            add_scores(rec, res, rows, proto, plan.dataset, resamples, seed)
             rec.update(rescored_from=logged.run_id, inference_mismatch=t.mismatch or None,
                        prediction_dtype=dtypes.get(label, "float32"), seconds=round(res.seconds, 3))
             if write:

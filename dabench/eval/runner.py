@@ -37,9 +37,8 @@ from dabench.eval.loop import evaluate
 from dabench.eval.models import (camera_mismatch, check_label_clash, is_seg_checkpoint, metric_mismatch,
                                  model_facts)
 from dabench.eval.plan import plan_datasets, split_size
-from dabench.eval.records import base_record, clean_value, data_source, sample_logger, write_manifest, write_samples_csv
+from dabench.eval.records import add_scores, base_record, data_source, sample_logger, write_manifest, write_samples_csv
 from dabench.eval.suites import Suite, load_suite, resolve_protocol
-from dabench.metrics.registry import depth_engine_metrics
 from dabench.models.resolve import ModelRun, build_model, model_provenance, resolve_models
 from dabench.results.record import Record
 from dabench.results.tables import print_suite_table
@@ -201,7 +200,6 @@ def _run_depth_suite(suite: Suite, runs: list[ModelRun], request: EvalRequest, c
     from dabench.eval.cache import PredictionCache
     from dabench.models.checkpoint import read_metadata  # noqa: F401  (fails early if models is broken)
     from dabench.results.record import make_selection
-    from dabench.results.stats import DEFAULT_CONFIDENCE, record_cis
     from dabench.eval.samplelog import log_mode
     from dabench.results.store import history_path, run_dir, samples_csv_path, write_record
 
@@ -284,17 +282,8 @@ def _run_depth_suite(suite: Suite, runs: list[ModelRun], request: EvalRequest, c
             if rank == 0:
                 n_total = split_size(ds, proto.split, root, dataset, r.limit)
                 rec["selection"] = make_selection(r.limit, [row["name"] for row in rows], len(rows), n_total)
-            if res.counts["used"] == 0:
-                rec.update(status="skipped", skip_reason=f"no sample of {ds} had valid pixels to score "
-                                                         f"({res.counts['total']} samples)")
-            else:
-                rec["metrics"] = {k: clean_value(v) for k, v in res.metrics.items()}
-                rec["metrics_pixel_pooled"] = {k: clean_value(v) for k, v in res.metrics_pixel_pooled.items()}
-                if rank == 0 and r.bootstrap > 0:  # rows are every rank's samples, gathered: exact under DDP
-                    rec["ci"] = record_cis(rows, depth_engine_metrics(proto.metric_family), rec["averaging"],
-                                           r.bootstrap, seed)
-                    rec["bootstrap"] = {"method": "percentile", "over": "images", "resamples": r.bootstrap,
-                                        "confidence": DEFAULT_CONFIDENCE, "seed": seed}
+            # rows are every rank's samples, gathered: the intervals (rank 0) are exact under DDP
+            add_scores(rec, res, rows, proto, ds, r.bootstrap if rank == 0 else 0, seed)
             rec["cache"] = {"hits": res.cache_hits, "misses": res.cache_misses}
             if r.batch_size == "auto":  # what auto picked for this dataset's input size
                 rec["config"] = dict(rec["config"], batch_size_auto=res.batch_size)
