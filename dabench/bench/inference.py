@@ -103,8 +103,7 @@ def run(model_name: str = "da2_test", images: int = 16, size: tuple[int, int] = 
         batched_out[:] = predict_batch(model, ims, input_size, device, batch_size=batch_size)
 
     t = paired(per_image, batched, repeats)
-    scale = max(float(np.abs(p).max()) for p in per_image_out)
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(per_image_out, batched_out)) / (scale or 1.0)
+    diff, scale = relative_difference(per_image_out, batched_out)
     return {"ratio": t["ratio_of_medians"], "direction": "per_image_seconds / batched_seconds", "goal": 1.5,
             "goal_op": ">=", "per_image_seconds": t["baseline_median_s"], "batched_seconds": t["candidate_median_s"],
             "images_per_second": {"per_image": images / t["baseline_median_s"],
@@ -118,6 +117,13 @@ def run(model_name: str = "da2_test", images: int = 16, size: tuple[int, int] = 
             "outputs_equal": bool(diff < 1e-4 and scale > 0), "max_relative_difference": diff,
             "output_max": scale, "output_min": min(float(p.min()) for p in per_image_out),
             "all_per_image_s": t["baseline_s"], "all_batched_s": t["candidate_s"]}
+
+
+def relative_difference(reference: list, other: list) -> tuple[float, float]:
+    """``(max |reference - other| / scale, scale)`` over paired maps, ``scale`` the largest |reference|."""
+    scale = max(float(np.abs(p).max()) for p in reference)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(reference, other)) / (scale or 1.0)
+    return diff, scale
 
 
 def run_batching(model_name: str = "da3_vits14", images: int = 8, size: tuple[int, int] = (480, 640),
@@ -145,8 +151,7 @@ def run_batching(model_name: str = "da3_vits14", images: int = 8, size: tuple[in
         many[:] = predict_batch(model, ims, None, device, batch_size=batch_size)
 
     t = paired(per_image, batched, repeats)
-    scale = max(float(np.abs(p).max()) for p in one)
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(one, many)) / (scale or 1.0)
+    diff, scale = relative_difference(one, many)
     return {"ratio": t["ratio_of_medians"], "direction": "per_image_seconds / batched_seconds", "goal": 1.0,
             "goal_op": ">=", "per_image_seconds": t["baseline_median_s"], "batched_seconds": t["candidate_median_s"],
             "median_pair_ratio": t["median_pair_ratio"], "model": model_name, "images": images,
